@@ -1,0 +1,27 @@
+# shimmy_py: `make demo` builds, installs, writes the tiny model and generates;
+# `make test` runs the test suite (it builds and installs first).
+PYTHON ?= python3
+MODELS ?= models
+
+.PHONY: all native install demo test clean
+
+all: install
+
+native:
+	native/build.sh
+
+install: native
+	$(PYTHON) -m pip install --quiet -e '.[test]'
+
+$(MODELS)/tiny.gguf: | install
+	$(PYTHON) -m shimmy_py synth $@ --preset tiny
+
+demo: install $(MODELS)/tiny.gguf
+	@echo "--- synthetic model, random weights: the text is gibberish, the compute is real ---"
+	$(PYTHON) -m shimmy_py generate $(MODELS)/tiny.gguf -p "Explain the architecture of DeepSeek MoE" -n 32 --temperature 0
+
+test: install
+	$(PYTHON) -m pytest -q tests
+
+clean:
+	rm -rf $(MODELS) build *.egg-info .pytest_cache

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's shared libraries and tools at one pinned version, cached.
+#
+#   native/build.sh [--cuda] [--cuda-arch ARCHS] [--force]
+#
+# Source: the sdist of llama-cpp-python at the version pinned in
+# shimmy_py/_pin.py, from the package index, checked against its sha256, whose vendor/llama.cpp tree is built; or
+# LLAMA_CPP_DIR=/path/to/llama.cpp to build an existing checkout instead.
+# Output: $SHIMMY_PY_CACHE/<key>/install/{lib,bin,include,share}, and the symlink
+# $SHIMMY_PY_CACHE/current pointing at it, which shimmy_py finds by itself.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# The pin lives in one place, shimmy_py/_pin.py, which the binding reads too.
+PIN_FILE="$HERE/../shimmy_py/_pin.py"
+pin() { sed -n "s/^$1 = \"\(.*\)\"$/\1/p" "$PIN_FILE"; }
+PIN_VERSION="$(pin LLAMA_CPP_PYTHON_VERSION)"
+PIN_SHA256="$(pin SDIST_SHA256)"
+[[ -n "$PIN_VERSION" && -n "$PIN_SHA256" ]] || { echo "native/build.sh: error: cannot read the pin from $PIN_FILE" >&2; exit 1; }
+
+CACHE="${SHIMMY_PY_CACHE:-$HOME/.cache/shimmy_py}"
+CUDA=0
+CUDA_ARCH="${CMAKE_CUDA_ARCHITECTURES:-native}"
+FORCE=0
+JOBS="${JOBS:-$(nproc)}"
+
+die() { echo "native/build.sh: error: $*" >&2; exit 1; }
+say() { echo "native/build.sh: $*" >&2; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --cuda) CUDA=1 ;;
+        --cuda-arch) shift; [[ $# -gt 0 ]] || die "--cuda-arch needs a value"; CUDA_ARCH="$1"; CUDA=1 ;;
+        --force) FORCE=1 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        *) die "unknown option '$1' (try --help)" ;;
+    esac
+    shift
+done
+
+for tool in cmake ninja cc c++; do
+    command -v "$tool" >/dev/null || die "'$tool' not found; install it (Debian: apt-get install cmake ninja-build build-essential)"
+done
+
+# --- source --------------------------------------------------------------------
+if [[ -n "${LLAMA_CPP_DIR:-}" ]]; then
+    SRC="$(cd "$LLAMA_CPP_DIR" && pwd)" || die "LLAMA_CPP_DIR=$LLAMA_CPP_DIR does not exist"
+    [[ -f "$SRC/include/llama.h" ]] || die "LLAMA_CPP_DIR=$SRC has no include/llama.h"
+    REV="$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unversioned)"
+    SOURCE_ID="checkout:$SRC@$REV"
+    KEY_SRC="dir-$(echo "$SRC@$REV" | sha256sum | cut -c1-12)"
+else
+    SOURCE_ID="llama-cpp-python==$PIN_VERSION"
+    KEY_SRC="lcp-$PIN_VERSION"
+    SDIST_DIR="$CACHE/sdist"
+    SDIST="$SDIST_DIR/llama_cpp_python-$PIN_VERSION.tar.gz"
+    SRC="$CACHE/src/llama_cpp_python-$PIN_VERSION/vendor/llama.cpp"
+    if [[ ! -f "$SRC/include/llama.h" ]]; then
+        mkdir -p "$SDIST_DIR" "$CACHE/src"
+        if [[ ! -f "$SDIST" ]]; then
+            say "downloading the llama-cpp-python==$PIN_VERSION sdist from the package index"
+            python3 -m pip download --quiet --no-deps --no-binary :all: \
+                "llama-cpp-python==$PIN_VERSION" -d "$SDIST_DIR" \
+                || die "pip download of llama-cpp-python==$PIN_VERSION failed"
+        fi
+        GOT="$(sha256sum "$SDIST" | cut -d' ' -f1)"
+        if [[ "$GOT" != "$PIN_SHA256" ]]; then
+            rm -f "$SDIST"
+            die "sha256 mismatch for $SDIST: expected $PIN_SHA256, got $GOT (file removed)"
+        fi
+        say "unpacking $SDIST"
+        tar -xzf "$SDIST" -C "$CACHE/src"
+    fi
+fi
+
+# --- options and cache key -----------------------------------------------------
+CMAKE_ARGS=(
+    -G Ninja
+    -DCMAKE_BUILD_TYPE=Release
+    -DBUILD_SHARED_LIBS=ON
+    -DGGML_RPC=ON
+    -DGGML_NATIVE=ON
+    -DLLAMA_BUILD_TESTS=OFF
+    -DLLAMA_BUILD_EXAMPLES=OFF
+    -DLLAMA_BUILD_TOOLS=ON
+    -DLLAMA_BUILD_SERVER=ON
+    -DLLAMA_BUILD_UI=OFF
+    -DLLAMA_USE_PREBUILT_UI=OFF
+    -DLLAMA_OPENSSL=OFF
+    -DCMAKE_INSTALL_RPATH='$ORIGIN/../lib'
+    -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON
+)
+if [[ $CUDA == 1 ]]; then
+    CMAKE_ARGS+=(-DGGML_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH")
+fi
+TARGETS=(llama ggml ggml-rpc llama-completion llama-bench llama-server ggml-rpc-server)
+OPTS_ID="cuda=$CUDA arch=$CUDA_ARCH cpu=$(grep -m1 -o 'avx512f\|avx2' /proc/cpuinfo || echo generic)"
+KEY="$KEY_SRC-$(echo "${CMAKE_ARGS[*]} $OPTS_ID" | sha256sum | cut -c1-10)"
+OUT="$CACHE/$KEY"
+INSTALL="$OUT/install"
+
+if [[ $FORCE == 0 && -f "$INSTALL/BUILD_OK" ]]; then
+    ln -sfn "$INSTALL" "$CACHE/current"
+    say "cached build: $INSTALL"
+    echo "$INSTALL"
+    exit 0
+fi
+
+# --- build ---------------------------------------------------------------------
+say "building $SOURCE_ID ($OPTS_ID) in $OUT/build with $JOBS jobs"
+rm -rf "$INSTALL"
+cmake -S "$SRC" -B "$OUT/build" "${CMAKE_ARGS[@]}" >"$OUT.cmake.log" 2>&1 \
+    || { tail -40 "$OUT.cmake.log" >&2; die "cmake configure failed (log: $OUT.cmake.log)"; }
+cmake --build "$OUT/build" -j "$JOBS" --target "${TARGETS[@]}" \
+    || die "cmake build failed"
+
+mkdir -p "$INSTALL/lib" "$INSTALL/bin" "$INSTALL/include"
+find "$OUT/build/bin" -maxdepth 1 -name '*.so*' -exec cp -a {} "$INSTALL/lib/" \;
+for exe in llama-completion llama-bench llama-server ggml-rpc-server; do
+    cp -a "$OUT/build/bin/$exe" "$INSTALL/bin/"
+done
+cp "$SRC/include/llama.h" "$SRC"/ggml/include/*.h "$INSTALL/include/"
+mkdir -p "$INSTALL/share"
+cp "$SRC/models/ggml-vocab-deepseek-llm.gguf" "$SRC/models/ggml-vocab-deepseek-llm.gguf.inp" \
+   "$SRC/models/ggml-vocab-deepseek-llm.gguf.out" "$INSTALL/share/"
+
+# --- struct layout probe: the binding checks its ctypes structs against this --
+say "compiling the struct layout probe"
+cc -std=c11 -I"$INSTALL/include" "$HERE/probe.c" -o "$OUT/probe" \
+    || die "struct probe failed to compile against $INSTALL/include"
+"$OUT/probe" >"$INSTALL/lib/layout.json" || die "struct probe failed to run"
+
+cat >"$INSTALL/lib/VERSION" <<INFO
+source=$SOURCE_ID
+options=$OPTS_ID
+built=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+INFO
+touch "$INSTALL/BUILD_OK"
+ln -sfn "$INSTALL" "$CACHE/current"
+say "done: $INSTALL"
+echo "$INSTALL"

@@ -1,0 +1,17 @@
+"""shimmy_py: a thin Python runtime over a self-built llama.cpp for MoE models.
+
+The native libraries are not built by pip: `make native` (native/build.sh)
+builds them once into a cache that the package finds by itself.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="shimmy-py",
+    version="0.1.0",
+    description="Run Mixture-of-Experts GGUF models from Python with planned tensor placement",
+    packages=find_packages(include=["shimmy_py", "shimmy_py.*"]),
+    python_requires=">=3.10",
+    install_requires=["numpy", "gguf>=0.17", "psutil", "nvidia-ml-py"],
+    extras_require={"test": ["pytest"]},
+    entry_points={"console_scripts": ["shimmy-py = shimmy_py.cli:main"]},
+)

@@ -1,0 +1,17 @@
+"""shimmy_py: run Mixture-of-Experts GGUF models from Python over a self-built
+llama.cpp, with every weight's placement planned (routed experts in CPU RAM,
+the rest on the accelerator).
+
+    import shimmy_py
+    shimmy_py.synth.write("tiny.gguf", "tiny")          # random weights: gibberish text
+    with shimmy_py.Model("tiny.gguf") as m:
+        print(m.generate("Hello", max_tokens=16, temperature=0).text)
+"""
+from . import synth
+from .errors import GenerationError, GGUFError, NativeError, PlacementError, ShimmyError
+from .generate import Completion
+from .model import Model
+
+__all__ = ["Model", "Completion", "synth", "ShimmyError", "GGUFError", "NativeError",
+           "GenerationError", "PlacementError"]
+__version__ = "0.1.0"

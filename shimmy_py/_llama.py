@@ -1,0 +1,224 @@
+"""ctypes declarations of the part of llama.h / ggml-backend.h that shimmy_py uses.
+
+Each struct and function sits beside its C declaration. Nothing here is
+trusted: `load()` compares every struct against the layout that native/probe.c
+printed when compiled from the same headers as the libraries, and refuses a
+library whose layout differs (see _layout.py). Only this module and the owning
+classes in _owned.py touch raw pointers.
+"""
+from __future__ import annotations
+
+import ctypes
+from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char_p, c_float, c_int8, c_int32,
+                    c_size_t, c_uint32, c_uint64, c_void_p)
+
+from .errors import NativeError
+
+llama_token = c_int32
+llama_pos = c_int32
+llama_seq_id = c_int32
+
+# typedef bool (*llama_progress_callback)(float progress, void * user_data);
+llama_progress_callback = CFUNCTYPE(c_bool, c_float, c_void_p)
+# typedef void (*ggml_log_callback)(enum ggml_log_level level, const char * text, void * user_data);
+ggml_log_callback = CFUNCTYPE(None, c_int32, c_char_p, c_void_p)
+# typedef bool (*ggml_abort_callback)(void * data);
+ggml_abort_callback = CFUNCTYPE(c_bool, c_void_p)
+
+
+# struct llama_model_tensor_buft_override { const char * pattern; ggml_backend_buffer_type_t buft; };
+class llama_model_tensor_buft_override(Structure):
+    _fields_ = [("pattern", c_char_p), ("buft", c_void_p)]
+
+
+# struct llama_model_params { ... };  (llama.h)
+class llama_model_params(Structure):
+    _fields_ = [
+        ("devices", c_void_p),                          # ggml_backend_dev_t *
+        ("tensor_buft_overrides", POINTER(llama_model_tensor_buft_override)),
+        ("n_gpu_layers", c_int32),
+        ("split_mode", c_int32),                        # enum llama_split_mode
+        ("load_mode", c_int32),                         # enum llama_load_mode
+        ("lazy_mode", c_int32),                         # enum llama_lazy_mode
+        ("main_gpu", c_int32),
+        ("tensor_split", POINTER(c_float)),
+        ("progress_callback", llama_progress_callback),
+        ("progress_callback_user_data", c_void_p),
+        ("kv_overrides", c_void_p),                     # const struct llama_model_kv_override *
+        ("vocab_only", c_bool),
+        ("check_tensors", c_bool),
+        ("use_extra_bufts", c_bool),
+        ("no_host", c_bool),
+        ("no_alloc", c_bool),
+        ("load_mtp", c_bool),
+    ]
+
+
+# struct llama_context_params { ... };  (llama.h)
+class llama_context_params(Structure):
+    _fields_ = [
+        ("n_ctx", c_uint32), ("n_batch", c_uint32), ("n_ubatch", c_uint32), ("n_seq_max", c_uint32),
+        ("n_rs_seq", c_uint32), ("n_outputs_max", c_uint32), ("n_outputs_max_per_seq", c_uint32),
+        ("n_threads", c_int32), ("n_threads_batch", c_int32),
+        ("ctx_type", c_int32), ("rope_scaling_type", c_int32), ("pooling_type", c_int32),
+        ("attention_type", c_int32), ("flash_attn_type", c_int32),
+        ("rope_freq_base", c_float), ("rope_freq_scale", c_float), ("yarn_ext_factor", c_float),
+        ("yarn_attn_factor", c_float), ("yarn_beta_fast", c_float), ("yarn_beta_slow", c_float),
+        ("yarn_orig_ctx", c_uint32), ("defrag_thold", c_float),
+        ("cb_eval", c_void_p), ("cb_eval_user_data", c_void_p),
+        ("type_k", c_int32), ("type_v", c_int32),
+        ("abort_callback", ggml_abort_callback), ("abort_callback_data", c_void_p),
+        ("embeddings", c_bool), ("offload_kqv", c_bool), ("no_perf", c_bool), ("op_offload", c_bool),
+        ("swa_full", c_bool), ("kv_unified", c_bool),
+        ("samplers", c_void_p), ("n_samplers", c_size_t),
+        ("ctx_other", c_void_p),
+    ]
+
+
+# typedef struct llama_batch { int32_t n_tokens; llama_token * token; float * embd; llama_pos * pos;
+#                              int32_t * n_seq_id; llama_seq_id ** seq_id; int8_t * logits; } llama_batch;
+class llama_batch(Structure):
+    _fields_ = [
+        ("n_tokens", c_int32), ("token", POINTER(llama_token)), ("embd", POINTER(c_float)),
+        ("pos", POINTER(llama_pos)), ("n_seq_id", POINTER(c_int32)),
+        ("seq_id", POINTER(POINTER(llama_seq_id))), ("logits", POINTER(c_int8)),
+    ]
+
+
+# typedef struct llama_sampler_chain_params { bool no_perf; } llama_sampler_chain_params;
+class llama_sampler_chain_params(Structure):
+    _fields_ = [("no_perf", c_bool)]
+
+
+# typedef struct llama_chat_message { const char * role; const char * content; } llama_chat_message;
+class llama_chat_message(Structure):
+    _fields_ = [("role", c_char_p), ("content", c_char_p)]
+
+
+STRUCTS = (llama_model_tensor_buft_override, llama_model_params, llama_context_params, llama_batch,
+           llama_sampler_chain_params, llama_chat_message)
+
+# name: (restype, argtypes), each under its C prototype.
+_LLAMA = {
+    # void llama_backend_init(void);
+    "llama_backend_init": (None, []),
+    # void llama_log_set(ggml_log_callback log_callback, void * user_data);
+    "llama_log_set": (None, [ggml_log_callback, c_void_p]),
+    # struct llama_model_params llama_model_default_params(void);
+    "llama_model_default_params": (llama_model_params, []),
+    # struct llama_context_params llama_context_default_params(void);
+    "llama_context_default_params": (llama_context_params, []),
+    # struct llama_sampler_chain_params llama_sampler_chain_default_params(void);
+    "llama_sampler_chain_default_params": (llama_sampler_chain_params, []),
+    # struct llama_model * llama_model_load_from_file(const char * path_model, struct llama_model_params params);
+    "llama_model_load_from_file": (c_void_p, [c_char_p, llama_model_params]),
+    # void llama_model_free(struct llama_model * model);
+    "llama_model_free": (None, [c_void_p]),
+    # struct llama_context * llama_init_from_model(struct llama_model * model, struct llama_context_params params);
+    "llama_init_from_model": (c_void_p, [c_void_p, llama_context_params]),
+    # void llama_free(struct llama_context * ctx);
+    "llama_free": (None, [c_void_p]),
+    # uint32_t llama_n_ctx(const struct llama_context * ctx);
+    "llama_n_ctx": (c_uint32, [c_void_p]),
+    # const struct llama_vocab * llama_model_get_vocab(const struct llama_model * model);
+    "llama_model_get_vocab": (c_void_p, [c_void_p]),
+    # int32_t llama_vocab_n_tokens(const struct llama_vocab * vocab);
+    "llama_vocab_n_tokens": (c_int32, [c_void_p]),
+    # bool llama_vocab_is_eog(const struct llama_vocab * vocab, llama_token token);
+    "llama_vocab_is_eog": (c_bool, [c_void_p, llama_token]),
+    # int32_t llama_model_n_ctx_train(const struct llama_model * model);
+    "llama_model_n_ctx_train": (c_int32, [c_void_p]),
+    # int32_t llama_model_desc(const struct llama_model * model, char * buf, size_t buf_size);
+    "llama_model_desc": (c_int32, [c_void_p, c_char_p, c_size_t]),
+    # uint64_t llama_model_size(const struct llama_model * model);
+    "llama_model_size": (c_uint64, [c_void_p]),
+    # uint64_t llama_model_n_params(const struct llama_model * model);
+    "llama_model_n_params": (c_uint64, [c_void_p]),
+    # const char * llama_model_chat_template(const struct llama_model * model, const char * name);
+    "llama_model_chat_template": (c_char_p, [c_void_p, c_char_p]),
+    # int32_t llama_tokenize(const struct llama_vocab * vocab, const char * text, int32_t text_len,
+    #                        llama_token * tokens, int32_t n_tokens_max, bool add_special, bool parse_special);
+    "llama_tokenize": (c_int32, [c_void_p, c_char_p, c_int32, POINTER(llama_token), c_int32, c_bool, c_bool]),
+    # int32_t llama_token_to_piece(const struct llama_vocab * vocab, llama_token token, char * buf,
+    #                              int32_t length, int32_t lstrip, bool special);
+    "llama_token_to_piece": (c_int32, [c_void_p, llama_token, c_char_p, c_int32, c_int32, c_bool]),
+    # int32_t llama_detokenize(const struct llama_vocab * vocab, const llama_token * tokens, int32_t n_tokens,
+    #                          char * text, int32_t text_len_max, bool remove_special, bool unparse_special);
+    "llama_detokenize": (c_int32, [c_void_p, POINTER(llama_token), c_int32, c_char_p, c_int32, c_bool, c_bool]),
+    # int32_t llama_chat_apply_template(const char * tmpl, const struct llama_chat_message * chat, size_t n_msg,
+    #                                   bool add_ass, char * buf, int32_t length);
+    "llama_chat_apply_template": (c_int32, [c_char_p, POINTER(llama_chat_message), c_size_t, c_bool,
+                                            c_char_p, c_int32]),
+    # struct llama_batch llama_batch_init(int32_t n_tokens, int32_t embd, int32_t n_seq_max);
+    "llama_batch_init": (llama_batch, [c_int32, c_int32, c_int32]),
+    # void llama_batch_free(struct llama_batch batch);
+    "llama_batch_free": (None, [llama_batch]),
+    # int32_t llama_decode(struct llama_context * ctx, struct llama_batch batch);
+    "llama_decode": (c_int32, [c_void_p, llama_batch]),
+    # float * llama_get_logits_ith(struct llama_context * ctx, int32_t i);
+    "llama_get_logits_ith": (POINTER(c_float), [c_void_p, c_int32]),
+    # llama_memory_t llama_get_memory(const struct llama_context * ctx);
+    "llama_get_memory": (c_void_p, [c_void_p]),
+    # void llama_memory_clear(llama_memory_t mem, bool data);
+    "llama_memory_clear": (None, [c_void_p, c_bool]),
+    # bool llama_memory_seq_rm(llama_memory_t mem, llama_seq_id seq_id, llama_pos p0, llama_pos p1);
+    "llama_memory_seq_rm": (c_bool, [c_void_p, llama_seq_id, llama_pos, llama_pos]),
+    # struct llama_sampler * llama_sampler_chain_init(struct llama_sampler_chain_params params);
+    "llama_sampler_chain_init": (c_void_p, [llama_sampler_chain_params]),
+    # void llama_sampler_chain_add(struct llama_sampler * chain, struct llama_sampler * smpl);
+    "llama_sampler_chain_add": (None, [c_void_p, c_void_p]),
+    # struct llama_sampler * llama_sampler_init_greedy(void);
+    "llama_sampler_init_greedy": (c_void_p, []),
+    # struct llama_sampler * llama_sampler_init_dist(uint32_t seed);
+    "llama_sampler_init_dist": (c_void_p, [c_uint32]),
+    # struct llama_sampler * llama_sampler_init_top_k(int32_t k);
+    "llama_sampler_init_top_k": (c_void_p, [c_int32]),
+    # struct llama_sampler * llama_sampler_init_top_p(float p, size_t min_keep);
+    "llama_sampler_init_top_p": (c_void_p, [c_float, c_size_t]),
+    # struct llama_sampler * llama_sampler_init_min_p(float p, size_t min_keep);
+    "llama_sampler_init_min_p": (c_void_p, [c_float, c_size_t]),
+    # struct llama_sampler * llama_sampler_init_temp(float t);
+    "llama_sampler_init_temp": (c_void_p, [c_float]),
+    # struct llama_sampler * llama_sampler_init_penalties(int32_t n_vocab, int32_t penalty_last_n,
+    #                        float penalty_repeat, float penalty_freq, float penalty_present);
+    "llama_sampler_init_penalties": (c_void_p, [c_int32, c_int32, c_float, c_float, c_float]),
+    # llama_token llama_sampler_sample(struct llama_sampler * smpl, struct llama_context * ctx, int32_t idx);
+    "llama_sampler_sample": (llama_token, [c_void_p, c_void_p, c_int32]),
+    # void llama_sampler_accept(struct llama_sampler * smpl, llama_token token);
+    "llama_sampler_accept": (None, [c_void_p, llama_token]),
+    # void llama_sampler_free(struct llama_sampler * smpl);
+    "llama_sampler_free": (None, [c_void_p]),
+}
+
+_GGML = {
+    # const char * ggml_version(void);
+    "ggml_version": (c_char_p, []),
+    # const char * ggml_commit(void);
+    "ggml_commit": (c_char_p, []),
+}
+
+
+class Lib:
+    """The loaded libraries with typed functions as attributes."""
+
+    def __init__(self, lib_dir):
+        self.lib_dir = lib_dir
+        handles = {}
+        for name in ("ggml-base", "ggml", "ggml-cpu", "ggml-rpc", "llama"):
+            path = lib_dir / f"lib{name}.so"
+            try:
+                handles[name] = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+            except OSError as e:
+                raise NativeError(f"cannot load {path}: {e}") from None
+        self._bind(handles["llama"], _LLAMA, "libllama.so")
+        self._bind(handles["ggml-base"], _GGML, "libggml-base.so")
+
+    def _bind(self, handle, table, soname) -> None:
+        for name, (restype, argtypes) in table.items():
+            try:
+                fn = getattr(handle, name)
+            except AttributeError:
+                raise NativeError(f"{self.lib_dir}/{soname} has no function {name}: "
+                                  "a library of another llama.cpp version; rebuild with `make native`") from None
+            fn.restype, fn.argtypes = restype, argtypes
+            setattr(self, name, fn)

@@ -1,0 +1,88 @@
+"""The `shimmy-py` command line (also `python -m shimmy_py`)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+
+from .errors import ShimmyError
+
+
+def _generate(args) -> int:
+    from .model import Model
+    with Model(args.model, n_ctx=args.ctx, n_threads=args.threads, verbose=args.verbose) as model:
+        stream = model.stream(args.prompt, max_tokens=args.n, temperature=args.temperature,
+                              top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                              repeat_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop)
+        while True:
+            try:
+                piece = next(stream)
+            except StopIteration as done:
+                result = done.value
+                break
+            if not args.json:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+    if args.json:
+        print(json.dumps(asdict(result), ensure_ascii=False))
+    else:
+        sys.stdout.write("\n")
+        tps = f"{result.tokens_per_s:.1f} tok/s" if result.tokens_per_s else "n/a tok/s"
+        print(f"[{result.prompt_tokens} prompt + {result.completion_tokens} generated tokens, "
+              f"finish: {result.finish_reason}, TTFT {result.ttft_s * 1000:.0f} ms, {tps}]", file=sys.stderr)
+    return 0
+
+
+def _synth(args) -> int:
+    from . import synth
+    path = synth.write(args.out, args.preset, seed=args.seed, dtype=args.dtype, shape_only=args.shape_only)
+    kind = "shape-only (sparse, not loadable)" if args.shape_only else "random weights: its text is gibberish"
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, preset {args.preset}; {kind})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .synth import PRESETS
+    p = argparse.ArgumentParser(prog="shimmy-py", description="Run MoE GGUF models over llama.cpp.")
+    p.add_argument("-v", "--verbose", action="store_true", help="show llama.cpp's log")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="generate text from a prompt")
+    g.add_argument("model", help="path of a GGUF file")
+    g.add_argument("-p", "--prompt", required=True)
+    g.add_argument("-n", type=int, default=256, help="most tokens to generate (default 256)")
+    g.add_argument("--temperature", "--temp", type=float, default=0.8, help="0 is greedy (default 0.8)")
+    g.add_argument("--top-k", type=int, default=40)
+    g.add_argument("--top-p", type=float, default=0.95)
+    g.add_argument("--min-p", type=float, default=0.05)
+    g.add_argument("--repeat-penalty", type=float, default=1.0)
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
+    g.add_argument("--ctx", type=int, default=4096, help="context length (default 4096)")
+    g.add_argument("--threads", type=int, default=None)
+    g.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    g.set_defaults(func=_generate)
+
+    s = sub.add_parser("synth", help="write a synthetic DeepSeekMoE GGUF (random weights)")
+    s.add_argument("out", help="output .gguf path")
+    s.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--dtype", choices=["f32", "f16", "q8_0"], default=None, help="default: the preset's")
+    s.add_argument("--shape-only", action="store_true", help="header and tensor table only (sparse file)")
+    s.set_defaults(func=_synth)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.verbose:
+        from ._log import verbose
+        verbose()
+    try:
+        return args.func(args)
+    except ShimmyError as e:
+        print(f"shimmy-py: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,264 @@
+"""`Model`: a GGUF model loaded through libllama, for the REPL, CLI and server.
+
+    >>> with shimmy_py.Model("tiny.gguf") as m:
+    ...     print(m.generate("Hello", max_tokens=16, temperature=0).text)
+
+The file is validated (gguf_file.py) before llama.cpp sees it, so a missing,
+foreign or truncated file is a GGUFError naming the cause, not a crash.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import threading
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from . import _llama, _log
+from ._owned import Batch, ContextHandle, ModelHandle
+from ._runtime import lib
+from .errors import GenerationError, NativeError, ShimmyError
+from .generate import Completion, run
+from .gguf_file import read_header
+from .sampling import SamplingParams
+
+# Used by chat() when the GGUF carries no tokenizer.chat_template.
+FALLBACK_CHAT_TEMPLATE = "chatml"
+
+
+def default_threads() -> int:
+    """Physical cores, as llama.cpp's tools default to."""
+    import psutil
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+class Model:
+    """A loaded model with one context of `n_ctx` tokens.
+
+    n_ctx: context length in tokens (KV cache size).
+    n_threads: CPU threads for decoding; default the physical core count.
+    n_batch: most prompt tokens sent to llama_decode at once (llama.cpp's default).
+    vocab_only: load only the tokenizer (no weights, no context).
+    verbose: show llama.cpp's own log.
+    """
+
+    def __init__(self, path: str | os.PathLike, n_ctx: int = 4096, n_threads: int | None = None,
+                 vocab_only: bool = False, n_batch: int = 2048, verbose: bool = False,
+                 chat_template: str | None = None):
+        if verbose:
+            _log.verbose()
+        self.path = str(path)
+        self.header = read_header(self.path)  # validates the file first
+        if n_ctx < 1 or n_batch < 1:
+            raise ShimmyError(f"n_ctx and n_batch must be >= 1, got {n_ctx} and {n_batch}")
+        self.n_threads = n_threads or default_threads()
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+        self._ctx = self._batch = None
+        L = lib()
+        params = L.llama_model_default_params()
+        params.vocab_only = vocab_only
+        self._handle = self._load(params, keepalive=())
+        self.n_vocab = L.llama_vocab_n_tokens(self._handle.vocab)
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._chat_template = chat_template
+        if not vocab_only:
+            self._open_context(n_ctx, n_batch)
+        self.n_ctx = L.llama_n_ctx(self._ctx.ptr()) if self._ctx else 0
+
+    def _load(self, params, keepalive) -> ModelHandle:
+        with _log.capture() as lines:
+            try:
+                return ModelHandle(self.path, params, keepalive)
+            except NativeError as e:
+                errors = [ln for ln in lines if "error" in ln.lower() or "failed" in ln.lower()]
+                detail = errors[-1].strip() if errors else "see the log with verbose=True"
+                raise NativeError(f"{e}: llama.cpp could not load {self.path}: {detail}") from None
+
+    def _open_context(self, n_ctx: int, n_batch: int) -> None:
+        L = lib()
+        cp = L.llama_context_default_params()
+        cp.n_ctx, cp.n_batch = n_ctx, n_batch
+        cp.n_ubatch = min(cp.n_ubatch, n_batch)
+        cp.n_threads = cp.n_threads_batch = self.n_threads
+        cp.no_perf = True
+        self._ctx = ContextHandle(self._handle, cp)
+        self._batch = Batch(n_batch)
+        self.n_batch = n_batch
+
+    # --- lifetime -------------------------------------------------------------
+    def close(self) -> None:
+        """Frees the batch and context, then the model. Safe to call twice."""
+        for child in (self._batch, self._ctx):
+            if child is not None:
+                child.close()
+        if getattr(self, "_handle", None) is not None:
+            self._handle.close()
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._handle.closed else f"n_ctx={self.n_ctx}"
+        return f"Model({self.path!r}, {state})"
+
+    # --- tokens and text ------------------------------------------------------
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Token ids of `text`; add_special adds BOS as the model asks."""
+        raw = text.encode("utf-8")
+        L, vocab = lib(), self._handle.vocab
+        cap = len(raw) + 8
+        buf = (_llama.llama_token * cap)()
+        n = L.llama_tokenize(vocab, raw, len(raw), buf, cap, add_special, parse_special)
+        if n < 0:
+            cap = -n
+            buf = (_llama.llama_token * cap)()
+            n = L.llama_tokenize(vocab, raw, len(raw), buf, cap, add_special, parse_special)
+        if n < 0:
+            raise NativeError(f"llama_tokenize failed ({n}) on {len(raw)} bytes ({self.path})")
+        return list(buf[:n])
+
+    def detokenize(self, ids: Sequence[int], special: bool = False) -> str:
+        """Text of token ids; `special` renders special tokens such as BOS."""
+        self._check_ids(ids)
+        L, vocab = lib(), self._handle.vocab
+        arr = (_llama.llama_token * max(1, len(ids)))(*ids)
+        cap = 8 * len(ids) + 16
+        buf = ctypes.create_string_buffer(cap)
+        n = L.llama_detokenize(vocab, arr, len(ids), buf, cap, False, special)
+        if n < 0:
+            cap = -n
+            buf = ctypes.create_string_buffer(cap)
+            n = L.llama_detokenize(vocab, arr, len(ids), buf, cap, False, special)
+        return buf.raw[:n].decode("utf-8", errors="replace")
+
+    def _check_ids(self, ids: Sequence[int]) -> None:
+        bad = [t for t in ids if not 0 <= t < self.n_vocab]
+        if bad:
+            raise GenerationError(f"token ids out of range [0, {self.n_vocab}): {bad[:5]}")
+
+    # --- the engine side used by generate.run --------------------------------
+    def token_bytes(self, token: int) -> bytes:
+        buf = self._piece_buf
+        n = lib().llama_token_to_piece(self._handle.vocab, token, buf, len(buf), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = lib().llama_token_to_piece(self._handle.vocab, token, buf, len(buf), 0, False)
+        return buf.raw[:n]
+
+    def is_eog(self, token: int) -> bool:
+        return lib().llama_vocab_is_eog(self._handle.vocab, token)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[ContextHandle]:
+        """Exclusive use of the context for one generation."""
+        self._require_context()
+        if self._owner == threading.get_ident():
+            raise GenerationError("this thread is already generating with this model: "
+                                  "finish or close the other stream first")
+        with self._lock:
+            self._owner = threading.get_ident()
+            try:
+                yield self._ctx
+            finally:
+                self._owner = None
+
+    def _require_context(self) -> None:
+        if self._ctx is None:
+            raise GenerationError(f"{self.path} was loaded with vocab_only=True: it cannot generate")
+        self._ctx.ptr()  # raises once closed
+
+    def prefill(self, ctx: ContextHandle, tokens: Sequence[int], logits_all: bool = False) -> None:
+        """Decodes `tokens` from position 0 in chunks of n_batch."""
+        for start in range(0, len(tokens), self.n_batch):
+            chunk = tokens[start:start + self.n_batch]
+            last = start + len(chunk) == len(tokens)
+            want = [logits_all or (last and i == len(chunk) - 1) for i in range(len(chunk))]
+            self._batch.set(chunk, range(start, start + len(chunk)), [0] * len(chunk), want)
+            ctx.decode(self._batch)
+
+    def step(self, ctx: ContextHandle, token: int, pos: int) -> None:
+        self._batch.set((token,), (pos,), (0,), (True,))
+        ctx.decode(self._batch)
+
+    # --- generation -------------------------------------------------------------
+    def stream_tokens(self, tokens: Sequence[int], max_tokens: int = 256, temperature: float = 0.8,
+                      top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05,
+                      repeat_penalty: float = 1.0, seed: int | None = None,
+                      stop: str | Sequence[str] | None = None):
+        """Generates after the prompt `tokens`: yields text pieces as they decode
+        (whole UTF-8 characters only); the generator returns the Completion."""
+        self._require_context()
+        self._check_ids(tokens)
+        sampling = SamplingParams(temperature, top_k, top_p, min_p, repeat_penalty, seed=seed)
+        stops = [stop] if isinstance(stop, str) else list(stop or ())
+        return run(self, list(tokens), max_tokens, sampling, stops)
+
+    def stream(self, prompt: str, **kwargs):
+        """stream_tokens() on the tokenized `prompt` (BOS added as the model asks)."""
+        if not isinstance(prompt, str) or not prompt:
+            raise GenerationError(f"empty prompt: give some text to complete, got {prompt!r}")
+        return self.stream_tokens(self.tokenize(prompt), **kwargs)
+
+    def generate(self, prompt: str, max_tokens: int = 256, temperature: float = 0.8, top_k: int = 40,
+                 top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+                 seed: int | None = None, stop: str | Sequence[str] | None = None) -> Completion:
+        """Completes `prompt`; temperature 0 is greedy, a seed repeats a sampled run."""
+        return drain(self.stream(prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                                 top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop))
+
+    def apply_chat_template(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
+        """Formats messages with the GGUF's own chat template through
+        llama_chat_apply_template; without one, llama.cpp's built-in "chatml"."""
+        tmpl = self._chat_template
+        if tmpl is None:
+            own = lib().llama_model_chat_template(self._handle.ptr(), None)
+            tmpl = own.decode() if own else FALLBACK_CHAT_TEMPLATE
+        for m in messages:
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                raise GenerationError(f"each message needs string 'role' and 'content', got {m!r}")
+        keep = [(m["role"].encode(), m["content"].encode()) for m in messages]
+        arr = (_llama.llama_chat_message * max(1, len(keep)))(*[_llama.llama_chat_message(r, c) for r, c in keep])
+        cap = 2 * sum(len(r) + len(c) for r, c in keep) + 256
+        for _ in range(2):
+            buf = ctypes.create_string_buffer(cap)
+            n = lib().llama_chat_apply_template(tmpl.encode(), arr, len(keep), add_generation_prompt, buf, cap)
+            if n < 0:
+                raise GenerationError(f"llama_chat_apply_template does not support the template of {self.path}")
+            if n <= cap:
+                return buf.raw[:n].decode("utf-8", errors="replace")
+            cap = n
+        raise NativeError("llama_chat_apply_template kept growing its output")
+
+    def chat_stream(self, messages: Sequence[dict], **kwargs):
+        """stream_tokens() on the chat-formatted `messages` (role/content dicts)."""
+        prompt = self.apply_chat_template(messages)
+        return self.stream_tokens(self.tokenize(prompt, add_special=True, parse_special=True), **kwargs)
+
+    def chat(self, messages: Sequence[dict], **kwargs) -> Completion:
+        """The assistant's reply to `messages`; arguments as for generate()."""
+        return drain(self.chat_stream(messages, **kwargs))
+
+    def eval_logits(self, tokens: Sequence[int]) -> np.ndarray:
+        """Logits at every position of `tokens` (shape [len, n_vocab]), from a cleared context."""
+        self._check_ids(tokens)
+        if not tokens or len(tokens) > min(self.n_ctx, self.n_batch):
+            raise GenerationError(f"eval_logits takes 1 to {min(self.n_ctx, self.n_batch)} tokens")
+        with self.session() as ctx:
+            ctx.clear()
+            self.prefill(ctx, tokens, logits_all=True)
+            return np.stack([ctx.logits(i, self.n_vocab) for i in range(len(tokens))])
+
+
+def drain(gen) -> Completion:
+    """Runs a generation stream to its end and returns its Completion."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as done:
+            return done.value

@@ -1,0 +1,51 @@
+"""Where the native build lives: libraries, llama.cpp's tools, the vocabulary.
+
+native/build.sh installs into `$SHIMMY_PY_CACHE/<key>/install` (default cache
+`~/.cache/shimmy_py`) and points `$SHIMMY_PY_CACHE/current` at it, so that after
+`make native` everything is found with no environment variable.
+`SHIMMY_PY_LIB_DIR` names a library folder directly (its parent holds bin/).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import NativeError
+
+BUILD_HINT = "build it with `make native` (native/build.sh)"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SHIMMY_PY_CACHE", Path.home() / ".cache" / "shimmy_py"))
+
+
+def lib_dir() -> Path:
+    """The folder holding libllama.so and the struct layout probe's output."""
+    override = os.environ.get("SHIMMY_PY_LIB_DIR")
+    path = Path(override) if override else cache_dir() / "current" / "lib"
+    if not (path / "libllama.so").exists():
+        origin = "SHIMMY_PY_LIB_DIR" if override else "the default build location"
+        raise NativeError(f"libllama.so not found in {path} ({origin}); {BUILD_HINT}")
+    return path
+
+
+def find_install() -> Path:
+    """The install root: lib/, bin/ (llama.cpp's tools) and share/ (vocabulary)."""
+    return lib_dir().resolve().parent
+
+
+def tool(name: str) -> Path:
+    """Path of one of llama.cpp's own programs built by native/build.sh."""
+    path = find_install() / "bin" / name
+    if not os.access(path, os.X_OK):
+        raise NativeError(f"{name} not found at {path}; {BUILD_HINT}")
+    return path
+
+
+def build_info() -> dict[str, str]:
+    """The key=value lines native/build.sh wrote to VERSION (source, options)."""
+    path = lib_dir() / "VERSION"
+    if not path.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k: v for k, v in pairs}

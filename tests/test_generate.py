@@ -1,0 +1,99 @@
+"""Generation: equal to llama.cpp's own tool, streamed = whole, seeded, stopped."""
+import subprocess
+
+import pytest
+
+from shimmy_py import GenerationError, Model, native
+from shimmy_py.model import drain
+
+PROMPT = "Explain the architecture of DeepSeek MoE"
+
+
+def test_greedy_equals_llama_completion(model, tiny_path):
+    ours = model.generate(PROMPT, max_tokens=24, temperature=0)
+    cmd = [str(native.tool("llama-completion")), "-m", str(tiny_path), "-p", PROMPT, "-n", "24",
+           "--temp", "0", "-c", "512", "-t", "2", "--no-display-prompt", "-no-cnv", "--no-warmup",
+           "-s", "1"]
+    proc = subprocess.run(cmd, capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
+    theirs = proc.stdout.decode("utf-8", errors="replace")
+    assert ours.completion_tokens == 24 and ours.finish_reason == "length"
+    assert theirs.strip("\n") == ours.text.strip("\n")
+    assert len(ours.text) > 0
+
+
+def test_stream_concatenates_to_generate(model):
+    for kwargs in ({"temperature": 0}, {"temperature": 0.9, "seed": 7}):
+        whole = model.generate(PROMPT, max_tokens=20, **kwargs)
+        gen = model.stream(PROMPT, max_tokens=20, **kwargs)
+        pieces = list(gen)
+        assert "".join(pieces) == whole.text
+        assert all(pieces)
+
+
+def test_stream_returns_the_completion(model):
+    gen = model.stream(PROMPT, max_tokens=5, temperature=0)
+    result = drain(gen)
+    assert result.completion_tokens == 5 and result.prompt_tokens == len(model.tokenize(PROMPT))
+    assert result.ttft_s > 0 and result.tokens_per_s > 0
+
+
+def test_text_is_the_detokenized_tokens(model):
+    r = model.generate(PROMPT, max_tokens=20, temperature=1.0, seed=3)
+    assert r.text == model.detokenize(r.tokens)
+
+
+def test_seeded_sampling_repeats(model):
+    a = model.generate(PROMPT, max_tokens=16, temperature=1.0, seed=42)
+    b = model.generate(PROMPT, max_tokens=16, temperature=1.0, seed=42)
+    c = model.generate(PROMPT, max_tokens=16, temperature=1.0, seed=43)
+    assert a.tokens == b.tokens
+    assert a.tokens != c.tokens
+
+
+def test_stop_string_cuts_the_text(model):
+    full = model.generate(PROMPT, max_tokens=24, temperature=0)
+    stop = full.text[len(full.text) // 2:len(full.text) // 2 + 3]
+    cut = model.generate(PROMPT, max_tokens=24, temperature=0, stop=[stop])
+    assert cut.finish_reason == "stop"
+    assert cut.text == full.text[:full.text.index(stop)]
+    assert stop not in cut.text
+
+
+def test_context_full_ends_with_length(tiny_path):
+    with Model(tiny_path, n_ctx=64, n_threads=2) as m:
+        r = m.generate("word " * 40, max_tokens=10_000, temperature=0)
+        assert r.finish_reason == "length"
+        # every position of the context was used; the last token was sampled, not fed back
+        assert r.prompt_tokens + r.completion_tokens == m.n_ctx + 1
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"prompt": ""}, "empty prompt"),
+    ({"prompt": "hi", "max_tokens": 0}, "max_tokens must be >= 1"),
+    ({"prompt": "hi", "temperature": -1.0}, "temperature must be >= 0"),
+    ({"prompt": "word " * 600}, "context holds"),
+])
+def test_bad_requests_are_clear_errors(model, kwargs, message):
+    with pytest.raises(GenerationError, match=message):
+        model.generate(**kwargs)
+
+
+def test_model_still_works_after_errors(model):
+    with pytest.raises(GenerationError):
+        model.generate("")
+    assert model.generate(PROMPT, max_tokens=3, temperature=0).completion_tokens == 3
+
+
+def test_chat_uses_the_models_template(model):
+    prompt = model.apply_chat_template([{"role": "system", "content": "Be brief."},
+                                        {"role": "user", "content": "Hi"}])
+    assert prompt == "Be brief.\n\nUser: Hi\n\nAssistant:"
+    r = model.chat([{"role": "user", "content": "Hi"}], max_tokens=4, temperature=0)
+    assert r.completion_tokens >= 1
+    assert r.prompt_tokens == len(model.tokenize("User: Hi\n\nAssistant:"))
+
+
+def test_chat_rejects_malformed_messages(model):
+    with pytest.raises(GenerationError, match="role"):
+        model.chat([{"content": "no role"}])

@@ -1,0 +1,33 @@
+"""The ctypes structs match the C compiler's layout of the same headers."""
+import json
+
+import pytest
+
+from shimmy_py import _layout, _runtime, native
+from shimmy_py._llama import STRUCTS, llama_context_params
+from shimmy_py.errors import NativeError
+
+
+def test_every_struct_matches_the_probe():
+    _runtime.lib()  # loading verifies too; this states it explicitly
+    probed = json.loads((native.lib_dir() / "layout.json").read_text())
+    assert {s.__name__ for s in STRUCTS} <= set(probed)
+    assert _layout.mismatches(STRUCTS, probed) == []
+
+
+def test_a_moved_field_is_a_clear_error_naming_both_versions(tmp_path):
+    probed = json.loads((native.lib_dir() / "layout.json").read_text())
+    probed["llama_context_params"]["size"] += 8
+    probed["llama_context_params"]["fields"]["n_batch"] += 4
+    bad = tmp_path / "layout.json"
+    bad.write_text(json.dumps(probed))
+    with pytest.raises(NativeError) as e:
+        _layout.verify(STRUCTS, bad, "llama.cpp from elsewhere")
+    msg = str(e.value)
+    assert "llama.cpp from elsewhere" in msg and "llama-cpp-python==0.3.36" in msg
+    assert "llama_context_params.n_batch" in msg and "sizeof" in msg
+
+
+def test_missing_probe_output_is_an_error(tmp_path):
+    with pytest.raises(NativeError, match="missing"):
+        _layout.verify((llama_context_params,), tmp_path / "layout.json", "x")
