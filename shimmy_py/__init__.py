@@ -11,7 +11,10 @@ from . import synth
 from .errors import GenerationError, GGUFError, NativeError, PlacementError, ShimmyError
 from .generate import Completion
 from .model import Model
+from .placement import PlacementOptions, make_plan, simulate_placement
+from .planner import Plan, PlanRequest
 
-__all__ = ["Model", "Completion", "synth", "ShimmyError", "GGUFError", "NativeError",
+__all__ = ["Model", "Completion", "synth", "make_plan", "simulate_placement", "Plan", "PlanRequest",
+           "PlacementOptions", "ShimmyError", "GGUFError", "NativeError",
            "GenerationError", "PlacementError"]
 __version__ = "0.1.0"

@@ -190,12 +190,41 @@ _LLAMA = {
     "llama_sampler_free": (None, [c_void_p]),
 }
 
-_GGML = {
+_GGML_BASE = {
     # const char * ggml_version(void);
     "ggml_version": (c_char_p, []),
-    # const char * ggml_commit(void);
-    "ggml_commit": (c_char_p, []),
+    # const char * ggml_backend_dev_name(ggml_backend_dev_t device);
+    "ggml_backend_dev_name": (c_char_p, [c_void_p]),
+    # const char * ggml_backend_dev_description(ggml_backend_dev_t device);
+    "ggml_backend_dev_description": (c_char_p, [c_void_p]),
+    # void ggml_backend_dev_memory(ggml_backend_dev_t device, size_t * free, size_t * total);
+    "ggml_backend_dev_memory": (None, [c_void_p, POINTER(c_size_t), POINTER(c_size_t)]),
+    # enum ggml_backend_dev_type ggml_backend_dev_type(ggml_backend_dev_t device);
+    "ggml_backend_dev_type": (c_int32, [c_void_p]),
+    # ggml_backend_buffer_type_t ggml_backend_dev_buffer_type(ggml_backend_dev_t device);
+    "ggml_backend_dev_buffer_type": (c_void_p, [c_void_p]),
+    # const char * ggml_backend_buft_name(ggml_backend_buffer_type_t buft);
+    "ggml_backend_buft_name": (c_char_p, [c_void_p]),
+    # ggml_backend_buffer_type_t ggml_backend_cpu_buffer_type(void);
+    "ggml_backend_cpu_buffer_type": (c_void_p, []),
 }
+
+_GGML = {
+    # size_t ggml_backend_dev_count(void);
+    "ggml_backend_dev_count": (c_size_t, []),
+    # ggml_backend_dev_t ggml_backend_dev_get(size_t index);
+    "ggml_backend_dev_get": (c_void_p, [c_size_t]),
+    # void ggml_backend_register(ggml_backend_reg_t reg);
+    "ggml_backend_register": (None, [c_void_p]),
+}
+
+_GGML_RPC = {
+    # ggml_backend_reg_t ggml_backend_rpc_add_server(const char * endpoint);
+    "ggml_backend_rpc_add_server": (c_void_p, [c_char_p]),
+}
+
+# enum ggml_backend_dev_type { CPU, GPU, IGPU, ACCEL, META };
+DEV_TYPE_NAMES = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel", 4: "meta"}
 
 
 class Lib:
@@ -211,7 +240,9 @@ class Lib:
             except OSError as e:
                 raise NativeError(f"cannot load {path}: {e}") from None
         self._bind(handles["llama"], _LLAMA, "libllama.so")
-        self._bind(handles["ggml-base"], _GGML, "libggml-base.so")
+        self._bind(handles["ggml-base"], _GGML_BASE, "libggml-base.so")
+        self._bind(handles["ggml"], _GGML, "libggml.so")
+        self._bind(handles["ggml-rpc"], _GGML_RPC, "libggml-rpc.so")
 
     def _bind(self, handle, table, soname) -> None:
         for name, (restype, argtypes) in table.items():

@@ -9,9 +9,47 @@ from dataclasses import asdict
 from .errors import ShimmyError
 
 
+def add_placement_args(p: argparse.ArgumentParser) -> None:
+    """The placement flags shared by plan, generate and serve."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--cpu-moe", action="store_true", help="all routed experts in CPU RAM")
+    g.add_argument("--n-cpu-moe", type=int, metavar="N", help="routed experts of layers 0..N-1 in CPU RAM")
+    g.add_argument("--fit", action="store_true", help="keep as many experts on the accelerator as fit")
+    p.add_argument("--vram-budget", metavar="SIZE", help="budget for --fit, e.g. 8GiB (default: free memory less a margin)")
+    p.add_argument("-ot", "--override-tensor", action="append", default=[], metavar="PATTERN=BUFFER_TYPE",
+                   help="llama.cpp tensor override, comma-separated, first match wins (repeatable)")
+    p.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]", help="llama.cpp RPC servers to use")
+    p.add_argument("--ctx", type=int, default=4096, help="context length (default 4096)")
+
+
+def placement_options(args, target_vram=None):
+    from .placement import PlacementOptions
+    rpc = tuple(s for s in args.rpc.split(",") if s)
+    return PlacementOptions(args.cpu_moe, args.n_cpu_moe, args.fit, args.vram_budget,
+                            tuple(args.override_tensor), rpc, target_vram, args.ctx)
+
+
+def _plan(args) -> int:
+    from .placement import make_plan
+    from .plan_format import to_json, to_text
+    plan = make_plan(args.model, placement_options(args, args.target_vram))
+    print(json.dumps(to_json(plan), indent=1) if args.json else to_text(plan))
+    return 0
+
+
+def _devices(args) -> int:
+    from .devices import format_report, report
+    r = report(tuple(s for s in args.rpc.split(",") if s))
+    print(json.dumps(r, indent=1) if args.json else format_report(r))
+    return 0
+
+
 def _generate(args) -> int:
     from .model import Model
-    with Model(args.model, n_ctx=args.ctx, n_threads=args.threads, verbose=args.verbose) as model:
+    from .placement import make_plan
+    opts = placement_options(args)
+    with Model(args.model, n_ctx=args.ctx, n_threads=args.threads, verbose=args.verbose,
+               placement=make_plan(args.model, opts), rpc=opts.rpc) as model:
         stream = model.stream(args.prompt, max_tokens=args.n, temperature=args.temperature,
                               top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
                               repeat_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop)
@@ -59,10 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--repeat-penalty", type=float, default=1.0)
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
-    g.add_argument("--ctx", type=int, default=4096, help="context length (default 4096)")
     g.add_argument("--threads", type=int, default=None)
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    add_placement_args(g)
     g.set_defaults(func=_generate)
+
+    pl = sub.add_parser("plan", help="show where every weight of a model would live")
+    pl.add_argument("model", help="path of a GGUF file (a shape-only file is enough)")
+    add_placement_args(pl)
+    pl.add_argument("--target-vram", metavar="SIZE", help="plan for a hypothetical accelerator of SIZE")
+    pl.add_argument("--json", action="store_true")
+    pl.set_defaults(func=_plan)
+
+    d = sub.add_parser("devices", help="list ggml devices, NVIDIA memory and host RAM")
+    d.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=_devices)
 
     s = sub.add_parser("synth", help="write a synthetic DeepSeekMoE GGUF (random weights)")
     s.add_argument("out", help="output .gguf path")

@@ -19,9 +19,12 @@ import numpy as np
 from . import _llama, _log
 from ._owned import Batch, ContextHandle, ModelHandle
 from ._runtime import lib
-from .errors import GenerationError, NativeError, ShimmyError
+from .errors import GenerationError, NativeError, PlacementError, ShimmyError
 from .generate import Completion, run
 from .gguf_file import read_header
+from .placement import (LOAD_MODES, PlacementOptions, PlacementReport, build_report, make_plan,
+                        placement_params)
+from .planner import CPU, Plan
 from .sampling import SamplingParams
 
 # Used by chat() when the GGUF carries no tokenizer.chat_template.
@@ -42,11 +45,21 @@ class Model:
     n_batch: most prompt tokens sent to llama_decode at once (llama.cpp's default).
     vocab_only: load only the tokenizer (no weights, no context).
     verbose: show llama.cpp's own log.
+    chat_template: a template (Jinja text or llama.cpp name) instead of the GGUF's.
+    placement: a Plan (see shimmy_py.make_plan); or the shortcuts cpu_moe,
+      n_cpu_moe, fit, vram_budget, overrides (-ot strings) and rpc (HOST:PORT
+      servers); without any, every layer goes to the accelerator if there is one.
+    load_mode: llama.cpp's "auto", "none", "mmap", "mlock" or "mmap+mlock". Default:
+      "none" when the plan moves tensors to the CPU (llama.cpp's advice: mapped
+      files and CPU overrides mix badly), else llama.cpp's own default.
     """
 
     def __init__(self, path: str | os.PathLike, n_ctx: int = 4096, n_threads: int | None = None,
                  vocab_only: bool = False, n_batch: int = 2048, verbose: bool = False,
-                 chat_template: str | None = None):
+                 chat_template: str | None = None, placement: Plan | None = None,
+                 cpu_moe: bool = False, n_cpu_moe: int | None = None, fit: bool = False,
+                 vram_budget: int | str | None = None, overrides: Sequence = (), rpc: Sequence[str] = (),
+                 load_mode: str | None = None):
         if verbose:
             _log.verbose()
         self.path = str(path)
@@ -60,22 +73,47 @@ class Model:
         L = lib()
         params = L.llama_model_default_params()
         params.vocab_only = vocab_only
-        self._handle = self._load(params, keepalive=())
+        keepalive = ()
+        self.plan: Plan | None = None
+        self._load_log: list[str] = []
+        if not vocab_only:
+            options = PlacementOptions(cpu_moe, n_cpu_moe, fit, vram_budget, tuple(overrides), tuple(rpc),
+                                       None, n_ctx)
+            self.plan = placement if placement is not None else make_plan(self.path, options)
+            keepalive = placement_params(self.plan, params, rpc)
+        self._set_load_mode(params, load_mode)
+        with _log.capture() as self._load_log:  # llama.cpp's account of its buffers
+            self._handle = self._load(params, keepalive)
+            if not vocab_only:
+                self._open_context(n_ctx, n_batch)
         self.n_vocab = L.llama_vocab_n_tokens(self._handle.vocab)
         self._piece_buf = ctypes.create_string_buffer(256)
         self._chat_template = chat_template
-        if not vocab_only:
-            self._open_context(n_ctx, n_batch)
         self.n_ctx = L.llama_n_ctx(self._ctx.ptr()) if self._ctx else 0
 
+    def _set_load_mode(self, params, load_mode: str | None) -> None:
+        if load_mode is None:
+            moved = self.plan is not None and self.plan.accelerator and any(b == CPU for _, b in self.plan.overrides)
+            load_mode = "none" if moved else None
+        if load_mode is not None:
+            if load_mode not in LOAD_MODES:
+                raise ShimmyError(f"load_mode {load_mode!r}: choose one of {', '.join(LOAD_MODES)}")
+            params.load_mode = LOAD_MODES[load_mode]
+
+    def placement_report(self) -> PlacementReport:
+        """llama.cpp's own account of bytes per device (its buffer sizes and
+        the overrides it applied) beside the Plan."""
+        if self.plan is None:
+            raise PlacementError(f"{self.path} was loaded with vocab_only=True: no weights were placed")
+        return build_report(self.plan, self._load_log)
+
     def _load(self, params, keepalive) -> ModelHandle:
-        with _log.capture() as lines:
-            try:
-                return ModelHandle(self.path, params, keepalive)
-            except NativeError as e:
-                errors = [ln for ln in lines if "error" in ln.lower() or "failed" in ln.lower()]
-                detail = errors[-1].strip() if errors else "see the log with verbose=True"
-                raise NativeError(f"{e}: llama.cpp could not load {self.path}: {detail}") from None
+        try:
+            return ModelHandle(self.path, params, keepalive)
+        except NativeError as e:
+            errors = [ln for ln in self._load_log if "error" in ln.lower() or "failed" in ln.lower()]
+            detail = errors[-1].strip() if errors else "see the log with verbose=True"
+            raise NativeError(f"{e}: llama.cpp could not load {self.path}: {detail}") from None
 
     def _open_context(self, n_ctx: int, n_batch: int) -> None:
         L = lib()

@@ -21,3 +21,17 @@ def model(tiny_path):
 def vocab_model():
     with Model(synth.vocab_path(), vocab_only=True) as m:
         yield m
+
+
+@pytest.fixture(scope="session")
+def rpc():
+    from rpc_server import RPCServer
+    with RPCServer() as server:
+        yield server.endpoint
+
+
+@pytest.fixture(scope="session")
+def ds16b_path(tmp_path_factory):
+    """DeepSeekMoE 16B's real shapes, shape-only (sparse: nothing is stored)."""
+    return synth.write(tmp_path_factory.mktemp("models") / "deepseek-moe-16b-f16.gguf",
+                       "deepseek-moe-16b", shape_only=True)

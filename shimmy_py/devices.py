@@ -1,0 +1,95 @@
+"""What the machine offers: ggml backend devices (CPU, GPUs, RPC servers),
+NVIDIA memory through NVML where present, host RAM through psutil.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import psutil
+
+from ._backend import Device, add_rpc_servers, list_devices
+
+
+@dataclass(frozen=True)
+class NvidiaGPU:
+    index: int
+    name: str
+    free_bytes: int
+    total_bytes: int
+    process_bytes: int | None  # this process's use, when NVML reports it
+
+
+def nvml_gpus() -> tuple[list[NvidiaGPU], str | None]:
+    """NVIDIA GPUs and a notice (None when NVML answered)."""
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+    except Exception as e:  # no driver, no library: a notice, not an error
+        return [], f"NVML not available ({type(e).__name__}): no NVIDIA GPU memory figures"
+    import os
+    try:
+        gpus = []
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            h = pynvml.nvmlDeviceGetHandleByIndex(i)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(h)
+            mine = None
+            try:
+                for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h):
+                    if p.pid == os.getpid():
+                        mine = p.usedGpuMemory
+            except pynvml.NVMLError:
+                pass
+            name = pynvml.nvmlDeviceGetName(h)
+            gpus.append(NvidiaGPU(i, name.decode() if isinstance(name, bytes) else name,
+                                  mem.free, mem.total, mine))
+        return gpus, None
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def process_vram_bytes() -> int | None:
+    """GPU memory used by this process, summed over GPUs (None without NVML)."""
+    gpus, notice = nvml_gpus()
+    if notice or not gpus:
+        return None
+    used = [g.process_bytes for g in gpus if g.process_bytes is not None]
+    return sum(used) if used else 0
+
+
+def host_memory() -> tuple[int, int]:
+    vm = psutil.virtual_memory()
+    return vm.available, vm.total
+
+
+def devices(rpc=()) -> list[Device]:
+    """ggml's devices after registering the given RPC servers."""
+    if rpc:
+        add_rpc_servers(rpc)
+    return list_devices()
+
+
+def report(rpc=()) -> dict:
+    """Everything above, as one JSON-able dict."""
+    gpus, notice = nvml_gpus()
+    avail, total = host_memory()
+    return {"devices": [asdict(d) for d in devices(rpc)],
+            "nvml": [asdict(g) for g in gpus], "nvml_notice": notice,
+            "host": {"available_bytes": avail, "total_bytes": total}}
+
+
+def gib(n: int | float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def format_report(r: dict) -> str:
+    lines = [f"{'device':<10} {'kind':<12} {'free':>11} {'total':>11}  description"]
+    for d in r["devices"]:
+        lines.append(f"{d['name']:<10} {d['kind']:<12} {gib(d['free_bytes']):>11} "
+                     f"{gib(d['total_bytes']):>11}  {d['description']}")
+    for g in r["nvml"]:
+        lines.append(f"NVML GPU {g['index']}: {g['name']}, {gib(g['free_bytes'])} free of {gib(g['total_bytes'])}")
+    if r["nvml_notice"]:
+        lines.append(r["nvml_notice"])
+    h = r["host"]
+    lines.append(f"host RAM: {gib(h['available_bytes'])} available of {gib(h['total_bytes'])}")
+    return "\n".join(lines)

@@ -1,0 +1,72 @@
+"""A Plan as people and programs read it: a table with a per-layer map, JSON,
+and the equivalent llama-server command line."""
+from __future__ import annotations
+
+import shlex
+from collections import defaultdict
+
+from .planner import CPU, Plan
+
+def gib(n: int) -> str:
+    return f"{n / 2**30:8.2f} GiB"
+
+
+def to_json(plan: Plan) -> dict:
+    return {
+        "model": plan.model,
+        "strategy": plan.request.strategy,
+        "n_ctx": plan.request.n_ctx,
+        "accelerator": plan.accelerator,
+        "devices": [{"name": d.name, "type": d.kind, "weights_bytes": d.weights_bytes,
+                     "kv_bytes": d.kv_bytes, "reserve_bytes": d.reserve_bytes,
+                     "total_bytes": d.total_bytes, "capacity_bytes": d.capacity_bytes}
+                    for d in plan.devices],
+        "tensors": [{"name": t.name, "role": t.role, "layer": t.layer, "bytes": t.bytes, "device": t.device}
+                    for t in plan.tensors],
+        "overrides": [{"pattern": p, "buffer_type": b} for p, b in plan.overrides],
+        "llama_server_args": server_args(plan),
+        "notices": list(plan.notices),
+    }
+
+
+def server_args(plan: Plan, rpc=()) -> list[str]:
+    """llama-server flags that place the model as this plan does."""
+    args = ["-m", plan.model, "-c", str(plan.request.n_ctx)]
+    if rpc:
+        args += ["--rpc", ",".join(rpc)]
+    if plan.accelerator is None:
+        return args + ["-ngl", "0"]
+    args += ["-ngl", "999"]
+    if plan.overrides:
+        args += ["-ot", ",".join(f"{p}={b}" for p, b in plan.overrides)]
+    return args
+
+
+def layer_map(plan: Plan) -> list[str]:
+    """One line per layer: bytes per side and the tensors on the CPU."""
+    by_layer = defaultdict(list)
+    for t in plan.tensors:
+        by_layer[t.layer].append(t)
+    lines = []
+    for layer in sorted(by_layer, key=lambda x: -1 if x is None else x):
+        tensors = by_layer[layer]
+        on_acc = sum(t.bytes for t in tensors if t.device != CPU)
+        on_cpu = [t for t in tensors if t.device == CPU]
+        short = sorted(t.name.split(".")[-2] if layer is not None else t.name.rsplit(".", 1)[0] for t in on_cpu)
+        label = "   -" if layer is None else f"{layer:4d}"
+        where = f"on CPU: {', '.join(short)}" if short and plan.accelerator else ""
+        lines.append(f"{label}  acc {gib(on_acc)}  cpu {gib(sum(t.bytes for t in on_cpu))}  {where}".rstrip())
+    return lines
+
+
+def to_text(plan: Plan) -> str:
+    lines = [f"plan {plan.request.strategy} for {plan.model} (context {plan.request.n_ctx})",
+             f"{'device':<12} {'weights':>12} {'KV cache':>12} {'reserve':>12} {'total':>12} {'capacity':>12}"]
+    for d in plan.devices:
+        lines.append(f"{d.name:<12} {gib(d.weights_bytes):>12} {gib(d.kv_bytes):>12} "
+                     f"{gib(d.reserve_bytes):>12} {gib(d.total_bytes):>12} {gib(d.capacity_bytes):>12}")
+    lines.append("per layer (layer  accelerator  CPU  tensors on the CPU):")
+    lines += layer_map(plan)
+    lines.append("llama-server " + " ".join(shlex.quote(a) for a in server_args(plan)))
+    lines += [f"notice: {n}" for n in plan.notices]
+    return "\n".join(lines)

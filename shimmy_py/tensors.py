@@ -1,0 +1,162 @@
+"""The tensor table of a GGUF model: each weight's layer, role and size, and the
+hyper-parameters that memory accounting needs. No weight data is read.
+
+Roles: routed_experts, shared_experts, router, attention, dense_ffn, norm,
+token_embd, output, other (an unknown name is kept, never dropped).
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Mapping
+
+from .errors import GGUFError
+from .gguf_file import GGUFHeader, read_header
+
+ROLES = ("token_embd", "attention", "norm", "dense_ffn", "router", "shared_experts",
+         "routed_experts", "output", "other")
+
+_LAYER = re.compile(r"^blk\.(\d+)\.")
+_RULES = [  # first match wins; applied to the name without its "blk.N." prefix
+    ("routed_experts", re.compile(r"^ffn_(gate|up|down|gate_up)_(ch)?exps(\.|$)")),
+    ("shared_experts", re.compile(r"^ffn_(gate_inp_shexp|(gate|up|down|gate_up)_shexp)(\.|$)")),
+    ("router", re.compile(r"^(ffn_gate_inp|exp_probs_b)(\.|$)")),
+    ("norm", re.compile(r"norm(\.|$)")),
+    ("attention", re.compile(r"^attn_")),
+    ("dense_ffn", re.compile(r"^ffn_(gate|up|down|gate_up)(\.|$)")),
+    ("token_embd", re.compile(r"^token_embd(\.|$)")),
+    ("output", re.compile(r"^output(\.|$)")),
+]
+
+
+def classify(name: str) -> tuple[int | None, str]:
+    """(layer index or None, role) of a tensor name."""
+    m = _LAYER.match(name)
+    layer = int(m.group(1)) if m else None
+    base = name[m.end():] if m else name
+    for role, pattern in _RULES:
+        if pattern.search(base):
+            return layer, role
+    return layer, "other"
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    layer: int | None
+    role: str
+    ggml_type: str
+    shape: tuple[int, ...]
+    nbytes: int
+    n_params: int
+
+
+@dataclass(frozen=True)
+class Hparams:
+    """What memory accounting needs, from the GGUF metadata."""
+    arch: str
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_head_kv: int
+    head_dim_k: int
+    head_dim_v: int
+    n_ctx_train: int
+    n_vocab: int
+    n_expert: int
+    n_expert_used: int
+    n_expert_shared: int
+    n_layer_dense_lead: int
+
+    def kv_bytes(self, n_ctx: int, bytes_per_value: int = 2, layers: int | None = None) -> int:
+        """KV cache size for n_ctx tokens (F16 by default, as llama.cpp)."""
+        n = self.n_layer if layers is None else layers
+        return n_ctx * n * self.n_head_kv * (self.head_dim_k + self.head_dim_v) * bytes_per_value
+
+
+def _int(meta: Mapping, key: str, default: int = 0) -> int:
+    value = meta.get(key, default)
+    if isinstance(value, list):  # per-layer arrays: the largest entry bounds memory
+        value = max(value) if value else default
+    return int(value)
+
+
+def read_hparams(h: GGUFHeader) -> Hparams:
+    arch = h.architecture
+    if not arch:
+        raise GGUFError(f"{h.path}: no general.architecture in the metadata")
+    m = h.metadata
+    n_embd = _int(m, f"{arch}.embedding_length")
+    n_head = _int(m, f"{arch}.attention.head_count", 1) or 1
+    n_head_kv = _int(m, f"{arch}.attention.head_count_kv", n_head) or n_head
+    head_dim = n_embd // n_head if n_head else 0
+    embd = next((t for t in h.tensors if t.name == "token_embd.weight"), None)
+    n_vocab = embd.shape[1] if embd is not None and len(embd.shape) > 1 else _int(m, f"{arch}.vocab_size")
+    return Hparams(
+        arch=arch, n_layer=_int(m, f"{arch}.block_count"), n_embd=n_embd, n_head=n_head,
+        n_head_kv=n_head_kv,
+        # deepseek2 (MLA) caches a compressed KV; its key_length/value_length still bound it
+        head_dim_k=_int(m, f"{arch}.attention.key_length", head_dim),
+        head_dim_v=_int(m, f"{arch}.attention.value_length", head_dim),
+        n_ctx_train=_int(m, f"{arch}.context_length"), n_vocab=n_vocab,
+        n_expert=_int(m, f"{arch}.expert_count"), n_expert_used=_int(m, f"{arch}.expert_used_count"),
+        n_expert_shared=_int(m, f"{arch}.expert_shared_count"),
+        n_layer_dense_lead=_int(m, f"{arch}.leading_dense_block_count"),
+    )
+
+
+@dataclass(frozen=True)
+class Summary:
+    nbytes: int
+    n_params: int
+    n_active: int  # parameters used per token (routed experts: n_expert_used of n_expert)
+
+
+@dataclass(frozen=True)
+class TensorTable:
+    path: str
+    hparams: Hparams
+    tensors: tuple[Tensor, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
+    def active_fraction(self, t: Tensor) -> float:
+        hp = self.hparams
+        if t.role == "routed_experts" and hp.n_expert:
+            return hp.n_expert_used / hp.n_expert
+        return 1.0
+
+    def _summarise(self, key) -> dict:
+        acc: dict = defaultdict(lambda: [0, 0, 0.0])
+        for t in self.tensors:
+            row = acc[key(t)]
+            row[0] += t.nbytes
+            row[1] += t.n_params
+            row[2] += t.n_params * self.active_fraction(t)
+        return {k: Summary(b, p, round(a)) for k, (b, p, a) in acc.items()}
+
+    def by_role(self) -> dict[str, Summary]:
+        found = self._summarise(lambda t: t.role)
+        return {r: found[r] for r in ROLES if r in found}
+
+    def by_layer(self) -> dict[int | None, Summary]:
+        found = self._summarise(lambda t: t.layer)
+        return dict(sorted(found.items(), key=lambda kv: -1 if kv[0] is None else kv[0]))
+
+    def total(self) -> Summary:
+        rows = self.by_role().values()
+        return Summary(sum(r.nbytes for r in rows), sum(r.n_params for r in rows), sum(r.n_active for r in rows))
+
+
+def read_table(path) -> TensorTable:
+    """The classified tensor table of the GGUF file at `path`."""
+    h = read_header(path)
+    tensors = []
+    for info in h.tensors:
+        layer, role = classify(info.name)
+        tensors.append(Tensor(info.name, layer, role, info.ggml_type.name, info.shape, info.nbytes,
+                              info.n_elements))
+    return TensorTable(h.path, read_hparams(h), tuple(tensors))

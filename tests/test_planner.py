@@ -1,0 +1,133 @@
+"""The planner, a pure function: checked by hand computations on the real
+DeepSeekMoE 16B shapes and on the tiny model's table."""
+import re
+
+import pytest
+
+from shimmy_py import PlacementError
+from shimmy_py.planner import CPU, DeviceSpec, PlanRequest, anchored_patterns, plan
+from shimmy_py.tensors import read_table
+
+GiB = 2**30
+CPU_SPEC = DeviceSpec(CPU, "cpu", 128 * GiB, CPU)
+GPU = DeviceSpec("GPU", "accelerator", 80 * GiB, "GPU")
+
+
+@pytest.fixture(scope="module")
+def table(ds16b_path):
+    return read_table(ds16b_path)
+
+
+def hand_bytes(layers_moe=27):
+    """F16 bytes from the published shapes, independently of the planner."""
+    d, vocab, ff_dense, ff_exp, n_exp, shared = 2048, 102400, 10944, 1408, 64, 2
+    attn = 4 * d * d * 2 + 2 * d * 4                     # q, k, v, o (F16) + two F32 norms
+    dense = 3 * d * ff_dense * 2
+    routed = 3 * d * ff_exp * n_exp * 2
+    moe_rest = 3 * d * ff_exp * shared * 2 + d * n_exp * 4  # shared experts + F32 router
+    embd = out = d * vocab * 2
+    return dict(embd=embd, routed=layers_moe * routed,
+                acc_all=28 * attn + dense + layers_moe * (routed + moe_rest) + out + d * 4)
+
+
+def test_gpu_and_cpu_moe_match_the_model_card(table):
+    hb = hand_bytes()
+    gpu = plan(table, [CPU_SPEC, GPU], PlanRequest("gpu"))
+    assert gpu.device("GPU").weights_bytes == hb["acc_all"]
+    assert gpu.device(CPU).weights_bytes == hb["embd"]          # the token embedding stays on the CPU
+    assert abs(gpu.device("GPU").weights_bytes / GiB - 30.1) < 0.05
+    moe = plan(table, [CPU_SPEC, GPU], PlanRequest("cpu-moe"))
+    assert moe.device("GPU").weights_bytes == hb["acc_all"] - hb["routed"]
+    assert abs(moe.device("GPU").weights_bytes / GiB - 2.26) < 0.02
+    routed_params = sum(t.bytes for t in moe.tensors if t.role == "routed_experts") // 2
+    assert round(routed_params / 1e9, 2) == 14.95
+    on_acc = {t.role for t in moe.tensors if t.device == "GPU"}
+    assert on_acc == {"attention", "norm", "dense_ffn", "router", "shared_experts", "output"}
+
+
+def test_n_cpu_moe_counts_layers_as_llama_cpp(table):
+    p = plan(table, [CPU_SPEC, GPU], PlanRequest("n-cpu-moe", n_cpu_moe=8))
+    on_cpu = {t.name for t in p.tensors if t.device == CPU and t.role != "token_embd"}
+    # layer 0 is dense: it counts and moves nothing; layers 1..7 lose their experts
+    assert on_cpu == {f"blk.{i}.ffn_{k}_exps.weight" for i in range(1, 8) for k in ("gate", "up", "down")}
+    zero = plan(table, [CPU_SPEC, GPU], PlanRequest("n-cpu-moe", n_cpu_moe=0))
+    assert zero.tensors == plan(table, [CPU_SPEC, GPU], PlanRequest("gpu")).tensors
+
+
+@pytest.mark.parametrize("budget_gib", [4, 8, 16.3, 24])
+def test_fit_fills_the_budget_and_goes_finer_than_layers(table, budget_gib):
+    budget = int(budget_gib * GiB)
+    p = plan(table, [CPU_SPEC, GPU], PlanRequest("fit", vram_budget=budget))
+    acc = p.device("GPU")
+    assert acc.total_bytes <= budget
+    one_tensor = 2048 * 1408 * 64 * 2
+    assert budget - acc.total_bytes < one_tensor       # nothing more would fit
+    kept = [t for t in p.tensors if t.role == "routed_experts" and t.device == "GPU"]
+    layers = sorted({t.layer for t in kept})
+    assert layers == list(range(28 - len(layers), 28))  # the last layers keep their experts
+    whole = [l for l in layers if sum(1 for t in kept if t.layer == l) == 3]
+    assert len(layers) - len(whole) <= 1               # at most one layer split
+
+
+def test_fit_below_minimum_is_an_error(table):
+    with pytest.raises(PlacementError, match="below the minimum that fits"):
+        plan(table, [CPU_SPEC, GPU], PlanRequest("fit", vram_budget=2 * GiB))
+
+
+def test_fit_without_budget_uses_capacity_less_margin(table):
+    small = DeviceSpec("GPU", "accelerator", 12 * GiB, "GPU")
+    p = plan(table, [CPU_SPEC, small], PlanRequest("fit"))
+    assert p.device("GPU").total_bytes <= 12 * GiB - int(12 * GiB * 0.05)
+
+
+def test_plans_are_deterministic(table):
+    req = PlanRequest("fit", vram_budget=9 * GiB)
+    assert plan(table, [CPU_SPEC, GPU], req) == plan(table, [CPU_SPEC, GPU], req)
+
+
+@pytest.mark.parametrize("request_", [PlanRequest("cpu-moe"), PlanRequest("n-cpu-moe", n_cpu_moe=13),
+                                      PlanRequest("fit", vram_budget=7 * GiB)])
+def test_emitted_patterns_select_exactly_the_planned_tensors(table, request_):
+    p = plan(table, [CPU_SPEC, GPU], request_)
+    patterns = [re.compile(pat) for pat, _ in p.overrides]
+    matched = {t.name for t in table.tensors if any(pat.search(t.name) for pat in patterns)}
+    moved = {t.name for t in p.tensors if t.device == CPU and t.role != "token_embd"}
+    assert matched == moved and moved
+    for pat, _ in p.overrides:
+        assert pat.startswith("^") and pat.endswith("$")
+
+
+def test_anchoring_keeps_layer_1_from_matching_layer_11():
+    [pat] = anchored_patterns({"blk.1.ffn_up_exps.weight"})
+    assert re.search(pat, "blk.1.ffn_up_exps.weight")
+    assert not re.search(pat, "blk.11.ffn_up_exps.weight")
+    assert not re.search(pat, "blk.1.ffn_up_exps.weight.extra")
+
+
+def test_user_overrides_come_first(table):
+    req = PlanRequest("cpu-moe", overrides=((r"blk\.27\.ffn_down_exps", "GPU"), (r"attn_q", CPU)))
+    p = plan(table, [CPU_SPEC, GPU], req)
+    dev = {t.name: t.device for t in p.tensors}
+    assert dev["blk.27.ffn_down_exps.weight"] == "GPU"
+    assert dev["blk.27.ffn_up_exps.weight"] == CPU
+    assert dev["blk.5.attn_q.weight"] == CPU
+    assert p.overrides[:2] == req.overrides
+
+
+@pytest.mark.parametrize("req, message", [
+    (PlanRequest("n-cpu-moe", n_cpu_moe=29), "out of range"),
+    (PlanRequest("n-cpu-moe", n_cpu_moe=-1), "out of range"),
+    (PlanRequest("gpu", overrides=(("exps", "CUDA7"),)), "unknown buffer type 'CUDA7'; valid: CPU, GPU"),
+    (PlanRequest("gpu", overrides=(("exps(", "CPU"),)), "malformed pattern"),
+    (PlanRequest("sideways"), "unknown strategy"),
+])
+def test_bad_requests(table, req, message):
+    with pytest.raises(PlacementError, match=re.escape(message)):
+        plan(table, [CPU_SPEC, GPU], req)
+
+
+def test_no_accelerator_falls_back_to_cpu_with_a_notice(table):
+    p = plan(table, [CPU_SPEC], PlanRequest("cpu-moe"))
+    assert p.accelerator is None and p.overrides == ()
+    assert {t.device for t in p.tensors} == {CPU}
+    assert any("falls back to the CPU" in n for n in p.notices)
