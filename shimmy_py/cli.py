@@ -80,6 +80,57 @@ def _synth(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    import signal
+    import threading
+    from dataclasses import replace
+
+    from .names import discover, resolve_model
+    from .placement import make_plan
+    from .plan_format import to_text
+    from .server import ServeConfig, Server
+    dirs = [d for d in args.model_dirs.split(";") if d]
+    if args.model is None:
+        found = discover(dirs)
+        if len(found) != 1:
+            raise ShimmyError(f"--model is required ({len(found)} GGUF files found in --model-dirs)")
+        args.model = str(found[0])
+    path = resolve_model(args.model, dirs)
+    opts = replace(placement_options(args), n_ctx=args.ctx * args.parallel)
+    plan = make_plan(path, opts)
+    config = ServeConfig(path, args.host, args.port, args.ctx, args.threads, args.parallel, args.queue,
+                         args.api_key, model_kwargs={"placement": plan, "rpc": opts.rpc},
+                         known_paths=tuple(discover(dirs)))
+    server = Server(config)
+    print(f"shimmy-py: serving {path} as {', '.join(server.state.names)} on {server.url}", flush=True)
+    print(to_text(plan).split("per layer")[0].rstrip(), flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server.start()
+    print(f"shimmy-py: ready on {server.url} (parallel {args.parallel}, context {args.ctx} per request)",
+          flush=True)
+    try:
+        stop.wait()
+    finally:
+        print("shimmy-py: stopping", flush=True)
+        server.stop()
+    return 0
+
+
+def _list(args) -> int:
+    from .names import discover, name_table
+    table = name_table(discover([d for d in args.model_dirs.split(";") if d]))
+    if args.json:
+        print(json.dumps({n: {"path": str(p), "size_bytes": p.stat().st_size} for n, p in sorted(table.items())}))
+    elif not table:
+        print("no GGUF files found (give --model-dirs \"DIR;DIR\")")
+    for name, path in sorted(table.items()):
+        if not args.json:
+            print(f"{name:<32} {path.stat().st_size / 2**30:8.2f} GiB  {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .synth import PRESETS
     p = argparse.ArgumentParser(prog="shimmy-py", description="Run MoE GGUF models over llama.cpp.")
@@ -108,6 +159,23 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--target-vram", metavar="SIZE", help="plan for a hypothetical accelerator of SIZE")
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(func=_plan)
+
+    sv = sub.add_parser("serve", help="serve shimmy's and OpenAI's HTTP API")
+    sv.add_argument("--model", "--model-path", dest="model", help="GGUF path, or a name found in --model-dirs")
+    sv.add_argument("--model-dirs", default="", help='folders to discover GGUF files in, "DIR;DIR"')
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=11435, help="default 11435; 0 takes a free port")
+    sv.add_argument("--threads", type=int, default=None)
+    sv.add_argument("--parallel", type=int, default=4, help="requests decoded together (default 4)")
+    sv.add_argument("--queue", type=int, default=64, help="requests waiting beyond those (default 64)")
+    sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    add_placement_args(sv)
+    sv.set_defaults(func=_serve)
+
+    ls = sub.add_parser("list", help="list the GGUF models found in --model-dirs and their names")
+    ls.add_argument("--model-dirs", default="models", help='folders, "DIR;DIR" (default: models)')
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=_list)
 
     d = sub.add_parser("devices", help="list ggml devices, NVIDIA memory and host RAM")
     d.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]")

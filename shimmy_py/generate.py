@@ -1,25 +1,27 @@
 """The generation loop: one generator that the Python API, the CLI and the
 server's streams all consume.
 
-`run()` yields text pieces as they decode and returns a `Completion` when it
-ends (the value of StopIteration); closing it early (a client that went away)
-releases the context at once.
+`run()` takes a token source, which prefills the prompt and samples inside
+llama.cpp (a Model decoding inline, or a sequence of the server's batching
+engine), and turns its tokens into text: it yields pieces as they decode and
+returns a `Completion` when it ends (the value of StopIteration). Closing it
+early (a client that went away) closes the source, which frees its sequence.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Generator, Sequence
+from typing import Generator, Optional, Protocol, Sequence
 
 from .errors import GenerationError
-from .sampling import SamplingParams, build_chain
 from .textstream import PieceDecoder, StopMatcher
 
 
 @dataclass
 class Completion:
     """The result of one generation. Timings are wall-clock, measured here:
-    `ttft_s` from the start of prompt processing to the first sampled token;
+    `ttft_s` from the request (queueing included) to the first sampled token;
     `tokens_per_s` is the decode speed, tokens after the first divided by the
     time after the first (None when only one token was generated)."""
     text: str = ""
@@ -30,6 +32,24 @@ class Completion:
     ttft_s: float = 0.0
     tokens_per_s: float | None = None
     prefill_tokens_per_s: float | None = None
+
+
+class TokenSource(Protocol):
+    """Where tokens come from: `next_token()` prefills on its first call, then
+    returns one sampled token per call, or None once the context is full.
+    `t_start` is when the request began (set by the first call at the latest)."""
+    prompt_tokens: int
+    t_start: float
+
+    def next_token(self) -> Optional[int]: ...
+
+    def close(self) -> None: ...
+
+
+class Vocab(Protocol):
+    def is_eog(self, token: int) -> bool: ...
+
+    def token_bytes(self, token: int) -> bytes: ...
 
 
 def check_request(prompt_tokens: Sequence[int], max_tokens: int, n_ctx: int) -> None:
@@ -43,57 +63,45 @@ def check_request(prompt_tokens: Sequence[int], max_tokens: int, n_ctx: int) -> 
                               "shorten the prompt or raise n_ctx")
 
 
-def run(engine, prompt_tokens: Sequence[int], max_tokens: int, sampling: SamplingParams,
+def run(source: TokenSource, vocab: Vocab, max_tokens: int,
         stop: Sequence[str] = ()) -> Generator[str, None, Completion]:
-    """Generates from `prompt_tokens` on `engine` (a Model's private side)."""
-    check_request(prompt_tokens, max_tokens, engine.n_ctx)
-    chain = build_chain(sampling, engine.n_vocab)
-    out = Completion(prompt_tokens=len(prompt_tokens))
+    """Text pieces of the tokens `source` samples, until a stop condition."""
+    out = Completion(prompt_tokens=source.prompt_tokens)
     decoder, stops = PieceDecoder(), StopMatcher(stop)
-    with chain, engine.session() as ctx:
-        # 1. Prompt processing: the whole prompt goes through the model in
-        #    batches; only the last position's logits are kept.
-        t0 = time.perf_counter()
-        ctx.clear()
-        engine.prefill(ctx, prompt_tokens)
-        if sampling.repeat_penalty != 1.0:
-            for tok in prompt_tokens:   # penalties look back over the prompt too, as in llama.cpp
-                chain.accept(tok)
-        n_past = len(prompt_tokens)
-        t_first = None
-        stopped_by_string = False
+    stopped_by_string, t_first = False, None
+    with contextlib.closing(source):
         while True:
-            # 2. Sample the next token from the last logits, inside llama.cpp.
-            token = chain.sample(ctx, -1)
+            # 1. The source processes the prompt (first call) or feeds back the
+            #    previous token, then samples the next one inside llama.cpp.
+            token = source.next_token()
+            if token is None:                    # the context is full
+                out.finish_reason = "length"
+                break
             if t_first is None:
                 t_first = time.perf_counter()
-                out.ttft_s = t_first - t0
-                out.prefill_tokens_per_s = len(prompt_tokens) / out.ttft_s if out.ttft_s > 0 else None
-            # 3. End of generation token: stop without emitting it.
-            if engine.is_eog(token):
+                out.ttft_s = t_first - source.t_start
+                out.prefill_tokens_per_s = source.prompt_tokens / out.ttft_s if out.ttft_s > 0 else None
+            # 2. End of generation token: stop without emitting it.
+            if vocab.is_eog(token):
                 out.finish_reason = "stop"
                 break
             out.tokens.append(token)
-            # 4. Its bytes become text once whole characters are complete, and
+            # 3. Its bytes become text once whole characters are complete, and
             #    text is held back while it might be the start of a stop string.
-            piece, hit = stops.push(decoder.feed(engine.token_bytes(token)))
+            piece, hit = stops.push(decoder.feed(vocab.token_bytes(token)))
             if piece:
                 out.text += piece
                 yield piece
             if hit:
                 out.finish_reason, stopped_by_string = "stop", True
                 break
-            # 5. Out of budget: max_tokens reached, or no room left in the
-            #    context to feed this token back.
-            if len(out.tokens) >= max_tokens or n_past >= engine.n_ctx:
+            # 4. Out of budget.
+            if len(out.tokens) >= max_tokens:
                 out.finish_reason = "length"
                 break
-            # 6. Feed the token back to compute the next logits.
-            engine.step(ctx, token, n_past)
-            n_past += 1
         t_end = time.perf_counter()
     if not stopped_by_string:
-        # 7. Whatever was held back (an incomplete character, the start of a
+        # 5. Whatever was held back (an incomplete character, the start of a
         #    stop string that never completed) belongs to the text.
         tail = stops.push(decoder.flush())[0] + stops.flush()
         if tail:
@@ -103,4 +111,3 @@ def run(engine, prompt_tokens: Sequence[int], max_tokens: int, sampling: Samplin
     if t_first is not None and out.completion_tokens > 1 and t_end > t_first:
         out.tokens_per_s = (out.completion_tokens - 1) / (t_end - t_first)
     return out
-

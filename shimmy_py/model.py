@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import os
 import threading
+import time
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -20,12 +21,12 @@ from . import _llama, _log
 from ._owned import Batch, ContextHandle, ModelHandle
 from ._runtime import lib
 from .errors import GenerationError, NativeError, PlacementError, ShimmyError
-from .generate import Completion, run
+from .generate import Completion, check_request, run
 from .gguf_file import read_header
 from .placement import (LOAD_MODES, PlacementOptions, PlacementReport, build_report, make_plan,
                         placement_params)
 from .planner import CPU, Plan
-from .sampling import SamplingParams
+from .sampling import SamplingParams, build_chain
 
 # Used by chat() when the GGUF carries no tokenizer.chat_template.
 FALLBACK_CHAT_TEMPLATE = "chatml"
@@ -40,7 +41,9 @@ def default_threads() -> int:
 class Model:
     """A loaded model with one context of `n_ctx` tokens.
 
-    n_ctx: context length in tokens (KV cache size).
+    n_ctx: context length in tokens (KV cache size), shared by n_seq_max sequences.
+    n_seq_max: sequences decoded together (the server's --parallel); each
+      holds n_ctx / n_seq_max tokens, as in llama.cpp.
     n_threads: CPU threads for decoding; default the physical core count.
     n_batch: most prompt tokens sent to llama_decode at once (llama.cpp's default).
     vocab_only: load only the tokenizer (no weights, no context).
@@ -55,7 +58,7 @@ class Model:
     """
 
     def __init__(self, path: str | os.PathLike, n_ctx: int = 4096, n_threads: int | None = None,
-                 vocab_only: bool = False, n_batch: int = 2048, verbose: bool = False,
+                 vocab_only: bool = False, n_batch: int = 2048, n_seq_max: int = 1, verbose: bool = False,
                  chat_template: str | None = None, placement: Plan | None = None,
                  cpu_moe: bool = False, n_cpu_moe: int | None = None, fit: bool = False,
                  vram_budget: int | str | None = None, overrides: Sequence = (), rpc: Sequence[str] = (),
@@ -85,11 +88,12 @@ class Model:
         with _log.capture() as self._load_log:  # llama.cpp's account of its buffers
             self._handle = self._load(params, keepalive)
             if not vocab_only:
-                self._open_context(n_ctx, n_batch)
+                self._open_context(n_ctx, n_batch, n_seq_max)
         self.n_vocab = L.llama_vocab_n_tokens(self._handle.vocab)
         self._piece_buf = ctypes.create_string_buffer(256)
         self._chat_template = chat_template
-        self.n_ctx = L.llama_n_ctx(self._ctx.ptr()) if self._ctx else 0
+        # the context one generation can use (all of it when n_seq_max is 1)
+        self.n_ctx = L.llama_n_ctx_seq(self._ctx.ptr()) if self._ctx else 0
 
     def _set_load_mode(self, params, load_mode: str | None) -> None:
         if load_mode is None:
@@ -115,16 +119,18 @@ class Model:
             detail = errors[-1].strip() if errors else "see the log with verbose=True"
             raise NativeError(f"{e}: llama.cpp could not load {self.path}: {detail}") from None
 
-    def _open_context(self, n_ctx: int, n_batch: int) -> None:
+    def _open_context(self, n_ctx: int, n_batch: int, n_seq_max: int) -> None:
         L = lib()
+        if n_seq_max < 1 or n_ctx < n_seq_max:
+            raise ShimmyError(f"n_seq_max must be in 1..n_ctx, got {n_seq_max}")
         cp = L.llama_context_default_params()
-        cp.n_ctx, cp.n_batch = n_ctx, n_batch
+        cp.n_ctx, cp.n_batch, cp.n_seq_max = n_ctx, n_batch, n_seq_max
         cp.n_ubatch = min(cp.n_ubatch, n_batch)
         cp.n_threads = cp.n_threads_batch = self.n_threads
         cp.no_perf = True
         self._ctx = ContextHandle(self._handle, cp)
         self._batch = Batch(n_batch)
-        self.n_batch = n_batch
+        self.n_batch, self.n_seq_max = n_batch, n_seq_max
 
     # --- lifetime -------------------------------------------------------------
     def close(self) -> None:
@@ -220,6 +226,11 @@ class Model:
             self._batch.set(chunk, range(start, start + len(chunk)), [0] * len(chunk), want)
             ctx.decode(self._batch)
 
+    def decode_batch(self, ctx: ContextHandle, tokens, positions, seqs, want_logits) -> None:
+        """One llama_decode of tokens from several sequences (the server's engine)."""
+        self._batch.set(tokens, positions, seqs, want_logits)
+        ctx.decode(self._batch)
+
     def step(self, ctx: ContextHandle, token: int, pos: int) -> None:
         self._batch.set((token,), (pos,), (0,), (True,))
         ctx.decode(self._batch)
@@ -233,9 +244,11 @@ class Model:
         (whole UTF-8 characters only); the generator returns the Completion."""
         self._require_context()
         self._check_ids(tokens)
+        check_request(tokens, max_tokens, self.n_ctx)
         sampling = SamplingParams(temperature, top_k, top_p, min_p, repeat_penalty, seed=seed)
+        sampling.validate()
         stops = [stop] if isinstance(stop, str) else list(stop or ())
-        return run(self, list(tokens), max_tokens, sampling, stops)
+        return run(_InlineSequence(self, list(tokens), sampling), self, max_tokens, stops)
 
     def stream(self, prompt: str, **kwargs):
         """stream_tokens() on the tokenized `prompt` (BOS added as the model asks)."""
@@ -291,6 +304,46 @@ class Model:
             ctx.clear()
             self.prefill(ctx, tokens, logits_all=True)
             return np.stack([ctx.logits(i, self.n_vocab) for i in range(len(tokens))])
+
+
+class _InlineSequence:
+    """A Model's own token source: decodes in the caller's thread, holding the
+    model's context from the first token until closed."""
+
+    def __init__(self, model: Model, tokens: list[int], sampling: SamplingParams):
+        self.model, self.tokens, self.sampling = model, tokens, sampling
+        self.prompt_tokens = len(tokens)
+        self.t_start = time.perf_counter()
+        self._session = self._ctx = self._chain = None
+        self._last = self._n_past = None
+
+    def next_token(self) -> int | None:
+        m = self.model
+        if self._ctx is None:
+            self.t_start = time.perf_counter()
+            self._session = m.session()
+            self._ctx = self._session.__enter__()
+            self._chain = build_chain(self.sampling, m.n_vocab)
+            self._ctx.clear()
+            m.prefill(self._ctx, self.tokens)
+            if self.sampling.repeat_penalty != 1.0:
+                for tok in self.tokens:  # penalties look back over the prompt too, as in llama.cpp
+                    self._chain.accept(tok)
+            self._n_past = len(self.tokens)
+        else:
+            if self._n_past >= m.n_ctx:
+                return None
+            m.step(self._ctx, self._last, self._n_past)
+            self._n_past += 1
+        self._last = self._chain.sample(self._ctx, -1)
+        return self._last
+
+    def close(self) -> None:
+        if self._chain is not None:
+            self._chain.close()
+        if self._session is not None:
+            session, self._session = self._session, None
+            session.__exit__(None, None, None)
 
 
 def drain(gen) -> Completion:

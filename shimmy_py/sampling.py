@@ -46,7 +46,6 @@ class SamplingParams:
 
 def build_chain(params: SamplingParams, n_vocab: int) -> SamplerChain:
     """A new sampler chain for one generation (it holds the RNG and penalty state)."""
-    params.validate()
     L = lib()
     chain = SamplerChain()
     if params.repeat_penalty != 1.0:

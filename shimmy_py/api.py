@@ -1,0 +1,158 @@
+"""Request validation and response shapes of the HTTP API: shimmy's
+/api/generate and OpenAI's /v1/chat/completions and /v1/completions.
+
+Every field is checked up front with a message naming it; unknown extra fields
+are ignored, as OpenAI clients expect.
+"""
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from .generate import Completion
+from .sampling import SamplingParams
+
+
+class ApiError(Exception):
+    """An HTTP error answer: status, message and OpenAI error type."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", headers=None):
+        super().__init__(message)
+        self.status, self.message, self.kind = status, message, kind
+        self.headers = headers or {}
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    model: str | None
+    prompt: str | None            # raw text, no template
+    messages: list | None         # chat messages, formatted with the model's template
+    sampling: SamplingParams
+    max_tokens: int | None        # None: until end of generation or a full context
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _get(body: dict, key: str, kinds, default=None):
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) and bool not in kinds:
+        raise ApiError(400, f"'{key}' must be {' or '.join(k.__name__ for k in kinds)}, got a boolean")
+    if not isinstance(value, kinds):
+        raise ApiError(400, f"'{key}' must be {' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__}")
+    return value
+
+
+def _number(body, key, default, lo=None, hi=None, integer=False):
+    value = _get(body, key, (int,) if integer else (int, float), default)
+    if value is None:
+        return None
+    if not integer and not math.isfinite(value):
+        raise ApiError(400, f"'{key}' must be a finite number")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+        raise ApiError(400, f"'{key}' must be {bounds}, got {value}")
+    return value
+
+
+def _messages(body: dict, system: str | None) -> list | None:
+    messages = _get(body, "messages", (list,))
+    if messages is None:
+        return None
+    out = [{"role": "system", "content": system}] if system else []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise ApiError(400, f"messages[{i}] must be an object with a string 'role'")
+        content = m.get("content")
+        if isinstance(content, list):  # OpenAI content parts: keep the text ones
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        if not isinstance(content, str):
+            raise ApiError(400, f"messages[{i}].content must be a string")
+        out.append({"role": m["role"], "content": content})
+    if not out:
+        raise ApiError(400, "'messages' is empty")
+    return out
+
+
+def parse_request(body: Any, route: str) -> GenRequest:
+    """Validates a generation request of `route` ("generate", "chat", "completions")."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    stop = _get(body, "stop", (str, list), [])
+    stop = (stop,) if isinstance(stop, str) else tuple(stop)
+    if not all(isinstance(s, str) for s in stop):
+        raise ApiError(400, "'stop' must be a string or a list of strings")
+    sampling = SamplingParams(
+        temperature=_number(body, "temperature", 0.8, lo=0.0, hi=100.0),
+        top_k=_number(body, "top_k", 40, lo=0, integer=True),
+        top_p=_number(body, "top_p", 0.95, lo=1e-9, hi=1.0),
+        min_p=_number(body, "min_p", 0.05, lo=0.0, hi=1.0),
+        repeat_penalty=_number(body, "repeat_penalty", 1.0, lo=1e-9),
+        seed=_number(body, "seed", None, lo=0, hi=2**32 - 1, integer=True))
+    max_tokens = _number(body, "max_tokens", 256 if route == "generate" else None, lo=1, integer=True)
+    system = _get(body, "system", (str,))
+    prompt = _get(body, "prompt", (str,)) if route != "chat" else None
+    messages = _messages(body, system) if route != "completions" else None
+    if route == "chat" and messages is None:
+        raise ApiError(400, "'messages' is required")
+    if route != "chat" and prompt is None and messages is None:
+        raise ApiError(400, "'prompt' is required" + (" (or 'messages')" if route == "generate" else ""))
+    if prompt is not None and messages is None and not prompt:
+        raise ApiError(400, "'prompt' is empty")
+    stream = _get(body, "stream", (bool,), route == "generate")  # shimmy streams by default
+    return GenRequest(_get(body, "model", (str,)), prompt, messages, sampling, max_tokens, stop, stream)
+
+
+def usage(c: Completion) -> dict:
+    return {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
+            "total_tokens": c.prompt_tokens + c.completion_tokens}
+
+
+def timing(c: Completion) -> dict:
+    return {"ttft_ms": round(c.ttft_s * 1000, 2),
+            "tokens_per_second": round(c.tokens_per_s, 2) if c.tokens_per_s else None}
+
+
+def generate_response(model: str, c: Completion) -> dict:
+    """shimmy's /api/generate answer, with usage and timing added."""
+    return {"response": c.text, "model": model, "done": True, "finish_reason": c.finish_reason,
+            **usage(c), **timing(c)}
+
+
+class OpenAIShapes:
+    """Builds the objects of one OpenAI-style response (one id, one timestamp)."""
+
+    def __init__(self, model: str, chat: bool):
+        self.model, self.chat = model, chat
+        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
+        self.created = int(time.time())
+
+    def _wrap(self, obj: str, choices: list, **extra) -> dict:
+        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
+                "choices": choices, **extra}
+
+    def final(self, c: Completion) -> dict:
+        if self.chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": c.text},
+                      "finish_reason": c.finish_reason}
+            return self._wrap("chat.completion", [choice], usage=usage(c))
+        choice = {"index": 0, "text": c.text, "logprobs": None, "finish_reason": c.finish_reason}
+        return self._wrap("text_completion", [choice], usage=usage(c))
+
+    def chunk(self, piece: str | None, finish: str | None = None, first: bool = False, c=None) -> dict:
+        extra = {"usage": usage(c)} if c is not None else {}
+        if self.chat:
+            delta = {"role": "assistant", "content": ""} if first else ({} if piece is None else {"content": piece})
+            return self._wrap("chat.completion.chunk",
+                              [{"index": 0, "delta": delta, "finish_reason": finish}], **extra)
+        return self._wrap("text_completion", [{"index": 0, "text": piece or "", "logprobs": None,
+                                               "finish_reason": finish}], **extra)
+
+
+def openai_error(e: ApiError) -> dict:
+    return {"error": {"message": e.message, "type": e.kind, "param": None, "code": e.status}}

@@ -1,0 +1,219 @@
+"""Continuous batching: up to n_seq_max requests decode together through one
+llama context, one sequence each, in the same llama_decode calls.
+
+A scheduler thread owns the context. Each step it admits queued requests into
+free sequences, builds one batch (one token per decoding sequence, plus chunks
+of prompts still being processed, so a long prompt never stalls the others for
+more than one chunk), decodes it with the GIL released, and samples each
+sequence with its own sampler chain. Requests consume their tokens through
+`BatchedSequence`, a token source for generate.run(); closing it (a client
+that went away) frees the sequence at the next step.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .errors import GenerationError, ShimmyError
+from .generate import check_request
+from .sampling import SamplingParams, build_chain
+
+logger = logging.getLogger("shimmy_py.engine")
+
+
+class QueueFull(ShimmyError):
+    """Every sequence is busy and the waiting queue is at its limit."""
+
+
+_END = object()  # queued to a sequence when its context is full
+
+
+class BatchedSequence:
+    """One request's token source; tokens arrive from the scheduler thread."""
+
+    def __init__(self, engine: "Engine", tokens: list[int], sampling: SamplingParams, max_tokens: int):
+        self.engine, self.tokens, self.sampling, self.max_tokens = engine, tokens, sampling, max_tokens
+        self.prompt_tokens = len(tokens)
+        self.t_start = time.perf_counter()
+        self.out: queue.SimpleQueue = queue.SimpleQueue()
+        self.cancelled = False
+
+    def next_token(self) -> int | None:
+        item = self.out.get()
+        if isinstance(item, BaseException):
+            raise item
+        return None if item is _END else item
+
+    def close(self) -> None:
+        self.cancelled = True
+        self.engine.wake()
+
+
+@dataclass
+class _Slot:
+    seq: int
+    req: BatchedSequence
+    chain: object
+    pending: list[int]                  # prompt tokens not yet decoded
+    n_past: int = 0
+    last: int | None = None            # last sampled token, to feed back
+    generated: int = 0
+    done: bool = False
+
+
+@dataclass
+class EngineStats:
+    queue_depth: int = 0
+    active: int = 0
+    steps: int = 0
+    batch_tokens: int = 0
+    finished: collections.Counter = field(default_factory=collections.Counter)
+
+
+class Engine:
+    """The scheduler over a Model loaded with n_seq_max sequences."""
+
+    def __init__(self, model, queue_limit: int = 64, prefill_chunk: int = 512):
+        self.model = model
+        self.n_seq = model.n_seq_max
+        self.queue_limit = queue_limit
+        self.prefill_chunk = prefill_chunk
+        self.stats = EngineStats()
+        self._waiting: collections.deque[BatchedSequence] = collections.deque()
+        self._slots: dict[int, _Slot] = {}
+        self._cv = threading.Condition()
+        self._stopping = False
+        self._session = model.session()
+        self._ctx = self._session.__enter__()
+        self._ctx.clear()
+        self._thread = threading.Thread(target=self._loop, name="shimmy-engine", daemon=True)
+        self._thread.start()
+
+    # --- the requests' side ---------------------------------------------------
+    def submit(self, tokens: list[int], sampling: SamplingParams, max_tokens: int) -> BatchedSequence:
+        check_request(tokens, max_tokens, self.model.n_ctx)
+        sampling.validate()
+        seq = BatchedSequence(self, tokens, sampling, max_tokens)
+        with self._cv:
+            if self._stopping:
+                raise GenerationError("the server is shutting down")
+            free = self.n_seq - len(self._slots)
+            if len(self._waiting) >= self.queue_limit + max(0, free):
+                raise QueueFull(f"{len(self._slots)} requests running and {len(self._waiting)} waiting")
+            self._waiting.append(seq)
+            self.stats.queue_depth = len(self._waiting)
+            self._cv.notify()
+        return seq
+
+    def wake(self) -> None:
+        with self._cv:
+            self._cv.notify()
+
+    def close(self) -> None:
+        """Ends every request (their streams see the end) and releases the context."""
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+        self._thread.join()
+        session, self._session = self._session, None
+        if session is not None:
+            session.__exit__(None, None, None)
+
+    # --- the scheduler thread -------------------------------------------------
+    def _loop(self) -> None:
+        try:
+            while True:
+                with self._cv:
+                    self._reap()
+                    if self._stopping:
+                        break
+                    self._admit()
+                    if not self._slots:
+                        self._cv.wait(timeout=1.0)
+                        continue
+                self._step()
+        except BaseException as e:  # a native failure ends every open request with it
+            logger.exception("engine stopped")
+            self._fail_all(e if isinstance(e, Exception) else ShimmyError(str(e)))
+            return
+        self._fail_all(None)
+
+    def _fail_all(self, error) -> None:
+        with self._cv:
+            self._stopping = True
+            for slot in list(self._slots.values()):
+                slot.req.out.put(error or _END)
+                self._release(slot)
+            while self._waiting:
+                self._waiting.popleft().out.put(error or _END)
+
+    def _admit(self) -> None:
+        free = [s for s in range(self.n_seq) if s not in self._slots]
+        while free and self._waiting:
+            req = self._waiting.popleft()
+            if req.cancelled:
+                continue
+            seq = free.pop(0)
+            self._ctx.seq_rm(seq)
+            chain = build_chain(req.sampling, self.model.n_vocab)
+            if req.sampling.repeat_penalty != 1.0:
+                for tok in req.tokens:  # penalties look back over the prompt too, as in llama.cpp
+                    chain.accept(tok)
+            self._slots[seq] = _Slot(seq, req, chain, list(req.tokens))
+        self.stats.queue_depth, self.stats.active = len(self._waiting), len(self._slots)
+
+    def _reap(self) -> None:
+        for slot in list(self._slots.values()):
+            if slot.done or slot.req.cancelled:
+                self.stats.finished["cancelled" if slot.req.cancelled and not slot.done else "done"] += 1
+                self._release(slot)
+        self.stats.active = len(self._slots)
+
+    def _release(self, slot: _Slot) -> None:
+        self._ctx.seq_rm(slot.seq)
+        slot.chain.close()
+        del self._slots[slot.seq]
+
+    def _step(self) -> None:
+        tokens, positions, seqs, want, owners = [], [], [], [], []
+        budget = self.model.n_batch
+        for slot in self._slots.values():           # 1. one token per decoding sequence
+            if slot.last is not None and not slot.done:
+                tokens.append(slot.last), positions.append(slot.n_past), seqs.append(slot.seq)
+                want.append(True), owners.append(slot)
+                slot.n_past += 1
+        budget -= len(tokens)
+        for slot in self._slots.values():           # 2. chunks of prompts, as budget allows
+            if not slot.pending or budget <= 0:
+                continue
+            chunk = slot.pending[:min(budget, self.prefill_chunk)]
+            del slot.pending[:len(chunk)]
+            for i, tok in enumerate(chunk):
+                last = not slot.pending and i == len(chunk) - 1
+                tokens.append(tok), positions.append(slot.n_past), seqs.append(slot.seq)
+                want.append(last), owners.append(slot if last else None)
+                slot.n_past += 1
+            budget -= len(chunk)
+        if not tokens:
+            return
+        self.model.decode_batch(self._ctx, tokens, positions, seqs, want)   # 3. GIL released inside
+        self.stats.steps += 1
+        self.stats.batch_tokens += len(tokens)
+        for idx, slot in enumerate(owners):          # 4. sample each sequence
+            if slot is not None:
+                self._sample(slot, idx)
+
+    def _sample(self, slot: _Slot, idx: int) -> None:
+        tok = slot.chain.sample(self._ctx, idx)
+        slot.generated += 1
+        slot.req.out.put(tok)
+        slot.last = tok
+        if self.model.is_eog(tok) or slot.generated >= slot.req.max_tokens:
+            slot.done = True
+        elif slot.n_past >= self.model.n_ctx:       # no room to feed it back
+            slot.req.out.put(_END)
+            slot.done = True

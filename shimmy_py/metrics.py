@@ -1,0 +1,60 @@
+"""Server counters, rendered in Prometheus' text exposition format."""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+
+class Metrics:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.requests: Counter = Counter()   # (route, status) -> count
+        self.prompt_tokens = 0
+        self.generated_tokens = 0
+        self.ttft_sum = 0.0
+        self.ttft_count = 0
+        self.decode_tps_sum = 0.0
+        self.decode_tps_count = 0
+
+    def request(self, route: str, status: int) -> None:
+        with self._lock:
+            self.requests[(route, status)] += 1
+
+    def completion(self, c) -> None:
+        with self._lock:
+            self.prompt_tokens += c.prompt_tokens
+            self.generated_tokens += c.completion_tokens
+            if c.completion_tokens:
+                self.ttft_sum += c.ttft_s
+                self.ttft_count += 1
+            if c.tokens_per_s:
+                self.decode_tps_sum += c.tokens_per_s
+                self.decode_tps_count += 1
+
+    def render(self, queue_depth: int, active: int, device_bytes: dict[str, int]) -> str:
+        with self._lock:
+            lines = ["# HELP shimmy_requests_total HTTP requests by route and status.",
+                     "# TYPE shimmy_requests_total counter"]
+            for (route, status), n in sorted(self.requests.items()):
+                lines.append(f'shimmy_requests_total{{route="{route}",status="{status}"}} {n}')
+            errors = sum(n for (_, status), n in self.requests.items() if status >= 400)
+            mean_tps = self.decode_tps_sum / self.decode_tps_count if self.decode_tps_count else 0.0
+            lines += [
+                "# HELP shimmy_errors_total Requests answered with a 4xx or 5xx status.",
+                "# TYPE shimmy_errors_total counter", f"shimmy_errors_total {errors}",
+                "# TYPE shimmy_prompt_tokens_total counter", f"shimmy_prompt_tokens_total {self.prompt_tokens}",
+                "# TYPE shimmy_generated_tokens_total counter",
+                f"shimmy_generated_tokens_total {self.generated_tokens}",
+                "# HELP shimmy_time_to_first_token_seconds Request to first sampled token.",
+                "# TYPE shimmy_time_to_first_token_seconds summary",
+                f"shimmy_time_to_first_token_seconds_sum {self.ttft_sum:.6f}",
+                f"shimmy_time_to_first_token_seconds_count {self.ttft_count}",
+                "# HELP shimmy_decode_tokens_per_second Mean per-request decode speed.",
+                "# TYPE shimmy_decode_tokens_per_second gauge",
+                f"shimmy_decode_tokens_per_second {mean_tps:.3f}",
+                "# TYPE shimmy_queue_depth gauge", f"shimmy_queue_depth {queue_depth}",
+                "# TYPE shimmy_active_sequences gauge", f"shimmy_active_sequences {active}",
+                "# HELP shimmy_placement_bytes Planned weight bytes per device.",
+                "# TYPE shimmy_placement_bytes gauge"]
+            lines += [f'shimmy_placement_bytes{{device="{d}"}} {b}' for d, b in sorted(device_bytes.items())]
+        return "\n".join(lines) + "\n"
