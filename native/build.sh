@@ -99,7 +99,18 @@ KEY="$KEY_SRC-$(echo "${CMAKE_ARGS[*]} $OPTS_ID" | sha256sum | cut -c1-10)"
 OUT="$CACHE/$KEY"
 INSTALL="$OUT/install"
 
+# The struct layout probe: the binding checks its ctypes structs against its
+# output. It runs on every call (it takes a second), so that a changed
+# native/probe.c never meets a stale layout.json.
+probe() {
+    cc -std=c11 -I"$INSTALL/include" "$HERE/probe.c" -o "$OUT/probe" \
+        || die "struct probe failed to compile against $INSTALL/include"
+    "$OUT/probe" >"$INSTALL/lib/layout.json.tmp" || die "struct probe failed to run"
+    mv "$INSTALL/lib/layout.json.tmp" "$INSTALL/lib/layout.json"
+}
+
 if [[ $FORCE == 0 && -f "$INSTALL/BUILD_OK" ]]; then
+    probe
     ln -sfn "$INSTALL" "$CACHE/current"
     say "cached build: $INSTALL"
     echo "$INSTALL"
@@ -124,11 +135,8 @@ mkdir -p "$INSTALL/share"
 cp "$SRC/models/ggml-vocab-deepseek-llm.gguf" "$SRC/models/ggml-vocab-deepseek-llm.gguf.inp" \
    "$SRC/models/ggml-vocab-deepseek-llm.gguf.out" "$INSTALL/share/"
 
-# --- struct layout probe: the binding checks its ctypes structs against this --
 say "compiling the struct layout probe"
-cc -std=c11 -I"$INSTALL/include" "$HERE/probe.c" -o "$OUT/probe" \
-    || die "struct probe failed to compile against $INSTALL/include"
-"$OUT/probe" >"$INSTALL/lib/layout.json" || die "struct probe failed to run"
+probe
 
 cat >"$INSTALL/lib/VERSION" <<INFO
 source=$SOURCE_ID

@@ -103,6 +103,11 @@ int main(void) {
     FIELD(llama_sampler_chain_params, no_perf);
     close_struct();
 
+    STRUCT(llama_logit_bias);
+    FIELD(llama_logit_bias, token);
+    FIELD(llama_logit_bias, bias);
+    close_struct();
+
     STRUCT(llama_chat_message);
     FIELD(llama_chat_message, role);
     FIELD(llama_chat_message, content);

@@ -90,13 +90,18 @@ class llama_sampler_chain_params(Structure):
     _fields_ = [("no_perf", c_bool)]
 
 
+# typedef struct llama_logit_bias { llama_token token; float bias; } llama_logit_bias;
+class llama_logit_bias(Structure):
+    _fields_ = [("token", llama_token), ("bias", c_float)]
+
+
 # typedef struct llama_chat_message { const char * role; const char * content; } llama_chat_message;
 class llama_chat_message(Structure):
     _fields_ = [("role", c_char_p), ("content", c_char_p)]
 
 
 STRUCTS = (llama_model_tensor_buft_override, llama_model_params, llama_context_params, llama_batch,
-           llama_sampler_chain_params, llama_chat_message)
+           llama_sampler_chain_params, llama_logit_bias, llama_chat_message)
 
 # name: (restype, argtypes), each under its C prototype.
 _LLAMA = {
@@ -184,6 +189,9 @@ _LLAMA = {
     # struct llama_sampler * llama_sampler_init_penalties(int32_t n_vocab, int32_t penalty_last_n,
     #                        float penalty_repeat, float penalty_freq, float penalty_present);
     "llama_sampler_init_penalties": (c_void_p, [c_int32, c_int32, c_float, c_float, c_float]),
+    # struct llama_sampler * llama_sampler_init_logit_bias(int32_t n_vocab, int32_t n_logit_bias,
+    #                                                      const llama_logit_bias * logit_bias);
+    "llama_sampler_init_logit_bias": (c_void_p, [c_int32, c_int32, POINTER(llama_logit_bias)]),
     # llama_token llama_sampler_sample(struct llama_sampler * smpl, struct llama_context * ctx, int32_t idx);
     "llama_sampler_sample": (llama_token, [c_void_p, c_void_p, c_int32]),
     # void llama_sampler_accept(struct llama_sampler * smpl, llama_token token);

@@ -79,6 +79,18 @@ def _messages(body: dict, system: str | None) -> list | None:
     return out
 
 
+def _logit_bias(body: dict) -> tuple:
+    """OpenAI's {"token id": bias} map."""
+    raw = _get(body, "logit_bias", (dict,), {})
+    out = []
+    for key, bias in raw.items():
+        if not str(key).isdigit() or isinstance(bias, bool) or not isinstance(bias, (int, float)) \
+                or not math.isfinite(bias):
+            raise ApiError(400, f"'logit_bias' maps token ids to numbers; got {key!r}: {bias!r}")
+        out.append((int(key), float(bias)))
+    return tuple(out)
+
+
 def parse_request(body: Any, route: str) -> GenRequest:
     """Validates a generation request of `route` ("generate", "chat", "completions")."""
     if not isinstance(body, dict):
@@ -93,7 +105,8 @@ def parse_request(body: Any, route: str) -> GenRequest:
         top_p=_number(body, "top_p", 0.95, lo=1e-9, hi=1.0),
         min_p=_number(body, "min_p", 0.05, lo=0.0, hi=1.0),
         repeat_penalty=_number(body, "repeat_penalty", 1.0, lo=1e-9),
-        seed=_number(body, "seed", None, lo=0, hi=2**32 - 1, integer=True))
+        seed=_number(body, "seed", None, lo=0, hi=2**32 - 1, integer=True),
+        logit_bias=_logit_bias(body))
     max_tokens = _number(body, "max_tokens", 256 if route == "generate" else None, lo=1, integer=True)
     system = _get(body, "system", (str,))
     prompt = _get(body, "prompt", (str,)) if route != "chat" else None

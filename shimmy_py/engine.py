@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .errors import GenerationError, ShimmyError
+from .errors import ShimmyError
 from .generate import check_request
 from .sampling import SamplingParams, build_chain
 
@@ -27,6 +27,10 @@ logger = logging.getLogger("shimmy_py.engine")
 
 class QueueFull(ShimmyError):
     """Every sequence is busy and the waiting queue is at its limit."""
+
+
+class EngineFailed(ShimmyError):
+    """The engine is stopping, or stopped after a native error."""
 
 
 _END = object()  # queued to a sequence when its context is full
@@ -87,6 +91,7 @@ class Engine:
         self._slots: dict[int, _Slot] = {}
         self._cv = threading.Condition()
         self._stopping = False
+        self.failure: Exception | None = None
         self._session = model.session()
         self._ctx = self._session.__enter__()
         self._ctx.clear()
@@ -96,11 +101,13 @@ class Engine:
     # --- the requests' side ---------------------------------------------------
     def submit(self, tokens: list[int], sampling: SamplingParams, max_tokens: int) -> BatchedSequence:
         check_request(tokens, max_tokens, self.model.n_ctx)
-        sampling.validate()
+        sampling.validate(self.model.n_vocab)
         seq = BatchedSequence(self, tokens, sampling, max_tokens)
         with self._cv:
+            if self.failure is not None:
+                raise EngineFailed(f"the engine stopped after a native error: {self.failure}")
             if self._stopping:
-                raise GenerationError("the server is shutting down")
+                raise EngineFailed("the server is shutting down")
             free = self.n_seq - len(self._slots)
             if len(self._waiting) >= self.queue_limit + max(0, free):
                 raise QueueFull(f"{len(self._slots)} requests running and {len(self._waiting)} waiting")
@@ -138,7 +145,8 @@ class Engine:
                 self._step()
         except BaseException as e:  # a native failure ends every open request with it
             logger.exception("engine stopped")
-            self._fail_all(e if isinstance(e, Exception) else ShimmyError(str(e)))
+            self.failure = e if isinstance(e, Exception) else ShimmyError(str(e))
+            self._fail_all(self.failure)
             return
         self._fail_all(None)
 
@@ -157,12 +165,16 @@ class Engine:
             req = self._waiting.popleft()
             if req.cancelled:
                 continue
-            seq = free.pop(0)
-            self._ctx.seq_rm(seq)
-            chain = build_chain(req.sampling, self.model.n_vocab)
+            try:
+                chain = build_chain(req.sampling, self.model.n_vocab)
+            except ShimmyError as e:   # this request fails alone
+                req.out.put(e)
+                continue
             if req.sampling.repeat_penalty != 1.0:
                 for tok in req.tokens:  # penalties look back over the prompt too, as in llama.cpp
                     chain.accept(tok)
+            seq = free.pop(0)
+            self._ctx.seq_rm(seq)
             self._slots[seq] = _Slot(seq, req, chain, list(req.tokens))
         self.stats.queue_depth, self.stats.active = len(self._waiting), len(self._slots)
 

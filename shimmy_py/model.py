@@ -246,7 +246,7 @@ class Model:
         self._check_ids(tokens)
         check_request(tokens, max_tokens, self.n_ctx)
         sampling = SamplingParams(temperature, top_k, top_p, min_p, repeat_penalty, seed=seed)
-        sampling.validate()
+        sampling.validate(self.n_vocab)
         stops = [stop] if isinstance(stop, str) else list(stop or ())
         return run(_InlineSequence(self, list(tokens), sampling), self, max_tokens, stops)
 

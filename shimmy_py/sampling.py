@@ -1,7 +1,7 @@
 """Sampling settings and the llama.cpp sampler chain built from them.
 
 All sampling happens inside llama.cpp's chain (`llama_sampler_sample`), in the
-order llama.cpp's own tools use: penalties, top-k, top-p, min-p, temperature,
+order llama.cpp's own tools use: logit bias, penalties, top-k, top-p, min-p, temperature,
 then a seeded draw. Temperature 0 is greedy (argmax), as in llama.cpp.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Optional
 
+from ._llama import llama_logit_bias
 from ._owned import SamplerChain
 from ._runtime import lib
 from .errors import GenerationError
@@ -25,15 +26,20 @@ class SamplingParams:
     repeat_penalty: float = 1.0  # 1.0 disables, as llama.cpp's default
     repeat_last_n: int = 64      # window the penalty looks back over (llama.cpp's default)
     seed: Optional[int] = None   # None draws a fresh seed; a number repeats the run
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token, bias) added to the logits first
 
-    def validate(self) -> None:
+    def validate(self, n_vocab: int | None = None) -> None:
+        """Raises GenerationError naming the first bad setting."""
+        bad_ids = [t for t, _ in self.logit_bias if n_vocab is not None and not 0 <= t < n_vocab]
         checks = [
+            (not bad_ids, f"logit_bias names tokens outside the vocabulary [0, {n_vocab}): {bad_ids[:5]}"),
             (math.isfinite(self.temperature) and self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
             (self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}"),
             (0.0 < self.top_p <= 1.0, f"top_p must be in (0, 1], got {self.top_p}"),
             (0.0 <= self.min_p <= 1.0, f"min_p must be in [0, 1], got {self.min_p}"),
             (self.repeat_penalty > 0, f"repeat_penalty must be > 0, got {self.repeat_penalty}"),
             (self.seed is None or 0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}"),
+            (all(math.isfinite(b) for _, b in self.logit_bias), "logit_bias values must be finite"),
         ]
         for ok, message in checks:
             if not ok:
@@ -45,9 +51,14 @@ class SamplingParams:
 
 
 def build_chain(params: SamplingParams, n_vocab: int) -> SamplerChain:
-    """A new sampler chain for one generation (it holds the RNG and penalty state)."""
+    """A new sampler chain for one generation (it holds the RNG and penalty
+    state); `params` must have passed validate(n_vocab)."""
     L = lib()
     chain = SamplerChain()
+    if params.logit_bias:
+        arr = (llama_logit_bias * len(params.logit_bias))(*[llama_logit_bias(t, b) for t, b in params.logit_bias])
+        chain.add(L.llama_sampler_init_logit_bias(n_vocab, len(params.logit_bias), arr),
+                  "llama_sampler_init_logit_bias")
     if params.repeat_penalty != 1.0:
         chain.add(L.llama_sampler_init_penalties(n_vocab, params.repeat_last_n, params.repeat_penalty, 0.0, 0.0),
                   "llama_sampler_init_penalties")

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .api import ApiError, GenRequest, OpenAIShapes, generate_response, openai_error, parse_request, timing
-from .engine import Engine, QueueFull
+from .engine import Engine, EngineFailed, QueueFull
 from .errors import GenerationError, ShimmyError
 from .generate import run
 from .metrics import Metrics
@@ -56,6 +56,21 @@ class State:
         self.names = sorted(names, key=len, reverse=True)
         self.name = self.names[0]
         self.all_names = name_table([config.model_path, *config.known_paths])
+        self.inflight = 0
+        self.idle = threading.Condition()
+
+    def enter(self) -> None:
+        with self.idle:
+            self.inflight += 1
+
+    def leave(self) -> None:
+        with self.idle:
+            self.inflight -= 1
+            self.idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self.idle:
+            return self.idle.wait_for(lambda: self.inflight == 0, timeout)
 
     def load(self) -> None:
         from .model import Model
@@ -220,11 +235,15 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(503, "the model is still loading" if not s.load_error else s.load_error,
                            "server_error", {"Retry-After": "5"})
         name = s.resolve(req.model)
-        gen = self._start(req)
-        if route == "generate":
-            self._shimmy_answer(gen, name, req.stream)
-        else:
-            self._openai_answer(gen, name, route == "chat", req.stream)
+        s.enter()
+        try:
+            gen = self._start(req)
+            if route == "generate":
+                self._shimmy_answer(gen, name, req.stream)
+            else:
+                self._openai_answer(gen, name, route == "chat", req.stream)
+        finally:
+            s.leave()
 
     def _start(self, req: GenRequest):
         s = self.state
@@ -238,6 +257,8 @@ class Handler(BaseHTTPRequestHandler):
             source = s.engine.submit(tokens, req.sampling, max_tokens)
         except QueueFull as e:
             raise ApiError(503, f"server busy: {e}", "server_error", {"Retry-After": "1"}) from None
+        except EngineFailed as e:
+            raise ApiError(503, str(e), "server_error") from None
         except GenerationError as e:
             raise ApiError(400, str(e)) from None
         return run(source, model, max_tokens, req.stop)
@@ -304,13 +325,17 @@ class Server:
             self.state.load()
         return self
 
-    def stop(self) -> None:
-        """Ends open streams, stops serving, frees native memory."""
+    def stop(self, grace_s: float = 30.0) -> None:
+        """Ends open streams, stops serving, frees native memory once no
+        handler uses the model any more (after `grace_s` it is left to exit)."""
         if self.state.engine is not None:
             self.state.engine.close()
         self.httpd.shutdown()
         self.httpd.server_close()
-        self.state.close()
+        if self.state.wait_idle(grace_s):
+            self.state.close()
+        else:
+            logger.warning("requests still running after %.0f s; native memory is left to the OS", grace_s)
 
     def __enter__(self):
         return self

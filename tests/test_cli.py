@@ -40,3 +40,44 @@ def test_synth_shape_only_16b(tmp_path):
     assert p.returncode == 0, p.stderr
     assert out.stat().st_size > 32e9          # the apparent size of the F16 weights
     assert out.stat().st_blocks * 512 < 50e6  # but nothing is stored: a sparse file
+
+
+def test_serve_sigterm_ends_open_streams_and_exits(tiny_path):
+    import re
+    import signal
+    import threading
+    import urllib.request
+    proc = subprocess.Popen([sys.executable, "-m", "shimmy_py", "serve", "--model", str(tiny_path),
+                             "--port", "0", "--ctx", "512", "--parallel", "2", "--threads", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        for line in proc.stdout:
+            if m := re.search(r"ready on (http://\S+)", line):
+                url = m.group(1)
+                break
+        assert url, proc.stderr.read()
+        body = json.dumps({"prompt": "Go", "max_tokens": 500, "temperature": 0}).encode()
+        req = urllib.request.Request(url + "/api/generate", data=body)
+        stream = urllib.request.urlopen(req, timeout=60)
+        assert stream.readline().startswith(b"data: ")
+        proc.send_signal(signal.SIGTERM)
+        rest = stream.read().decode()                 # the stream ends, cleanly
+        assert rest.rstrip().endswith("data: [DONE]")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_serve_busy_port_and_list(tiny_path, tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        p = cli("serve", "--model", tiny_path, "--port", s.getsockname()[1], timeout=120)
+    assert p.returncode == 1 and "in use" in p.stderr
+    (tmp_path / "My-Model-Q8_0.gguf").write_bytes(tiny_path.read_bytes())
+    p = cli("list", "--model-dirs", tmp_path, "--json")
+    assert p.returncode == 0, p.stderr
+    assert set(json.loads(p.stdout)) == {"my-model-q8_0", "my-model"}

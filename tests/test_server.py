@@ -1,0 +1,245 @@
+"""`shimmy-py serve` over real HTTP on loopback, against a tiny synthetic model
+saved under the flagship's file name, so the model card's example runs as written."""
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from shimmy_py import synth
+from shimmy_py.server import ServeConfig, Server
+
+CARD_REQUEST = {"model": "deepseek-moe-16b", "prompt": "Explain the architecture of DeepSeek MoE",
+                "max_tokens": 256, "stream": False}
+
+
+@pytest.fixture(scope="module")
+def card_model(tmp_path_factory):
+    return synth.write(tmp_path_factory.mktemp("srv") / "deepseek-moe-16b-f16.gguf", "tiny", seed=1)
+
+
+@pytest.fixture(scope="module")
+def server(card_model):
+    with Server(ServeConfig(Path(card_model), port=0, ctx=512, parallel=4, threads=2)).start() as srv:
+        yield srv
+
+
+def request(url, path, body=None, method=None, headers=None, raw: bytes | None = None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, dict(r.headers), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+def post_json(url, path, body, **kw):
+    status, headers, text = request(url, path, body, **kw)
+    return status, json.loads(text)
+
+
+def sse_events(text: str) -> list[str]:
+    """Parses an SSE body per the spec: data lines joined with newlines."""
+    events, data = [], None
+    for line in text.split("\n"):
+        if line == "":
+            if data is not None:
+                events.append("\n".join(data))
+            data = None
+        elif line.startswith("data:"):
+            value = line[5:]
+            data = (data or []) + [value[1:] if value.startswith(" ") else value]
+    return events
+
+
+def test_health_and_model_lists(server):
+    assert post_json(server.url, "/health", None)[1] == {"status": "ok", "model": "deepseek-moe-16b-f16",
+                                                         "ready": True}
+    status, body = post_json(server.url, "/v1/models", None)
+    assert status == 200 and body["object"] == "list"
+    assert {m["id"] for m in body["data"]} == {"deepseek-moe-16b-f16", "deepseek-moe-16b"}
+    status, body = post_json(server.url, "/api/models", None)
+    assert {m["name"] for m in body["models"]} == {"deepseek-moe-16b-f16", "deepseek-moe-16b"}
+
+
+def test_model_card_example_works_as_written(server):
+    status, body = post_json(server.url, "/api/generate", CARD_REQUEST)
+    assert status == 200
+    assert body["response"] and body["model"] == "deepseek-moe-16b-f16"
+    assert body["completion_tokens"] >= 1 and body["prompt_tokens"] > 1
+    assert body["total_tokens"] == body["prompt_tokens"] + body["completion_tokens"]
+    assert body["finish_reason"] in ("stop", "length")
+
+
+def test_generate_streams_by_default_and_round_trips(server):
+    base = {"prompt": "Hello", "max_tokens": 40, "temperature": 0}
+    status, whole = post_json(server.url, "/api/generate", {**base, "stream": False})
+    status, headers, text = request(server.url, "/api/generate", base)
+    assert status == 200 and headers["Content-Type"] == "text/event-stream"
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    events = sse_events(text)
+    assert events[-1] == "[DONE]"
+    assert "".join(events[:-1]) == whole["response"].replace("\r\n", "\n").replace("\r", "\n")
+
+
+def test_pieces_with_newlines_survive_sse_framing(server):
+    """A logit bias on the newline token (id 185) makes newlines common."""
+    body = {"prompt": "Lines", "max_tokens": 60, "temperature": 1.0, "seed": 5, "logit_bias": {"185": 6.0}}
+    _, whole = post_json(server.url, "/api/generate", {**body, "stream": False})
+    assert whole["response"].count("\n") >= 3 and "\r" not in whole["response"]
+    _, _, text = request(server.url, "/api/generate", {**body, "stream": True})
+    events = sse_events(text)
+    assert any("\n" in e for e in events[:-1])
+    assert "".join(events[:-1]) == whole["response"]
+
+
+def test_openai_chat_and_completions(server):
+    status, c = post_json(server.url, "/v1/chat/completions",
+                          {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 7,
+                           "temperature": 0, "unknown_field": {"ignored": True}})
+    assert status == 200 and c["object"] == "chat.completion"
+    assert c["choices"][0]["message"]["role"] == "assistant"
+    assert c["choices"][0]["finish_reason"] == "length" and c["usage"]["completion_tokens"] == 7
+    _, _, text = request(server.url, "/v1/chat/completions",
+                         {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 7, "temperature": 0,
+                          "stream": True})
+    events = sse_events(text)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(ch["object"] == "chat.completion.chunk" for ch in chunks)
+    assert "".join(ch["choices"][0]["delta"].get("content", "") for ch in chunks) == \
+        c["choices"][0]["message"]["content"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    status, t = post_json(server.url, "/v1/completions", {"prompt": "Hi", "max_tokens": 5, "temperature": 0,
+                                                          "stop": ["zzzz"], "seed": 3})
+    assert status == 200 and t["object"] == "text_completion" and t["usage"]["total_tokens"] > 5
+
+
+def test_stop_strings_and_finish_reason(server):
+    _, full = post_json(server.url, "/v1/completions", {"prompt": "Hello", "max_tokens": 30, "temperature": 0})
+    text = full["choices"][0]["text"]
+    stop = text[10:13]
+    _, cut = post_json(server.url, "/v1/completions", {"prompt": "Hello", "max_tokens": 30, "temperature": 0,
+                                                       "stop": stop})
+    assert cut["choices"][0]["text"] == text[:text.index(stop)]
+    assert cut["choices"][0]["finish_reason"] == "stop"
+
+
+def test_max_tokens_beyond_the_context_ends_with_length(server):
+    status, body = post_json(server.url, "/v1/completions", {"prompt": "word " * 300, "max_tokens": 100000,
+                                                             "temperature": 0})
+    assert status == 200 and body["choices"][0]["finish_reason"] == "length"
+    assert body["usage"]["total_tokens"] == 512 + 1
+
+
+def test_concurrent_greedy_requests_equal_sequential_ones(server):
+    prompts = [f"Request number {i}: tell me about {w}" for i, w in enumerate(
+        ["experts", "routing", "attention", "memory", "GPUs", "tokens"])]
+
+    def ask(p):
+        return post_json(server.url, "/api/generate", {"prompt": p, "max_tokens": 24, "temperature": 0,
+                                                       "stream": False})[1]["response"]
+    sequential = [ask(p) for p in prompts]
+    results = [None] * len(prompts)
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, ask(prompts[i])))
+               for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == sequential
+
+
+def read_until(sock, marker: bytes, limit: int = 1 << 16) -> bytes:
+    got = b""
+    while marker not in got and len(got) < limit:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        got += chunk
+    return got
+
+
+def metric(url, name):
+    _, _, text = request(url, "/metrics")
+    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
+
+
+def test_disconnect_mid_stream_frees_the_sequence(server):
+    host, port = server.url.removeprefix("http://").split(":")
+    body = json.dumps({"prompt": "Go on", "max_tokens": 400, "temperature": 0}).encode()
+    s = socket.create_connection((host, int(port)))
+    s.sendall(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    assert b"data: " in read_until(s, b"data: ")
+    s.close()
+    deadline = time.monotonic() + 30
+    while metric(server.url, "shimmy_active_sequences") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metric(server.url, "shimmy_active_sequences") == 0
+    assert post_json(server.url, "/api/generate", {"prompt": "Still there?", "max_tokens": 3,
+                                                   "stream": False})[0] == 200
+
+
+@pytest.mark.parametrize("path, body, status, message", [
+    ("/api/generate", {"prompt": 5}, 400, "'prompt' must be str"),
+    ("/api/generate", {"max_tokens": 5}, 400, "'prompt' is required"),
+    ("/v1/chat/completions", {"prompt": "x"}, 400, "'messages' is required"),
+    ("/api/generate", {"prompt": "x", "max_tokens": 0}, 400, "'max_tokens' must be >= 1"),
+    ("/api/generate", {"prompt": "x", "max_tokens": "many"}, 400, "'max_tokens' must be int"),
+    ("/api/generate", {"prompt": "x", "temperature": -1}, 400, "'temperature' must be between"),
+    ("/api/generate", {"prompt": "x", "stream": "yes"}, 400, "'stream' must be bool"),
+    ("/api/generate", {"prompt": "word " * 600, "stream": False}, 400, "context holds"),
+    ("/api/generate", {"model": "gpt-4", "prompt": "x"}, 404, "'deepseek-moe-16b'"),
+    ("/v1/completions", {"model": "gpt-4", "prompt": "x"}, 404, "not found"),
+    ("/api/generate", [1, 2], 400, "JSON object"),
+    ("/v1/completions", {"prompt": "x", "logit_bias": {"999999": 1}}, 400, "outside the vocabulary"),
+])
+def test_bad_requests_get_clear_errors(server, path, body, status, message):
+    got, answer = post_json(server.url, path, body)
+    assert got == status
+    text = answer["error"]["message"] if path.startswith("/v1/") else answer["error"]
+    assert message in text
+    if path.startswith("/v1/"):
+        assert answer["error"]["type"] and answer["error"]["code"] == status
+
+
+def test_invalid_json_oversized_body_and_unknown_route(server):
+    status, _, text = request(server.url, "/api/generate", raw=b"{not json")
+    assert status == 400 and "invalid JSON" in json.loads(text)["error"]
+    status, _, text = request(server.url, "/v1/completions", raw=b"x" * (2 << 20))
+    assert status == 413
+    status, _, _ = request(server.url, "/nowhere")
+    assert status == 404
+    assert post_json(server.url, "/health", None)[0] == 200   # and it goes on serving
+
+
+def test_api_key_and_busy_queue(card_model):
+    cfg = ServeConfig(Path(card_model), port=0, ctx=512, parallel=1, queue=0, api_key="sekret", threads=2)
+    with Server(cfg).start() as srv:
+        assert post_json(srv.url, "/v1/models", None)[0] == 401
+        status, body = post_json(srv.url, "/v1/models", None, headers={"Authorization": "Bearer wrong"})
+        assert status == 401 and body["error"]["type"] == "authentication_error"
+        auth = {"Authorization": "Bearer sekret"}
+        assert post_json(srv.url, "/v1/models", None, headers=auth)[0] == 200
+        host, port = srv.url.removeprefix("http://").split(":")
+        body = json.dumps({"prompt": "Long", "max_tokens": 500, "temperature": 0}).encode()
+        s = socket.create_connection((host, int(port)))
+        s.sendall(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekret\r\n"
+                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        assert b"data: " in read_until(s, b"data: ")          # the only sequence is busy
+        status, headers, _ = request(srv.url, "/api/generate", {"prompt": "x", "stream": False}, headers=auth)
+        s.close()
+        assert status == 503 and headers["Retry-After"] == "1"
+
+
+def test_busy_port_is_a_clear_error(server, card_model):
+    from shimmy_py.errors import ShimmyError
+    with pytest.raises(ShimmyError, match="in use"):
+        Server(ServeConfig(Path(card_model), port=server.port))
