@@ -3,7 +3,7 @@
 PYTHON ?= python3
 MODELS ?= models
 
-.PHONY: all native install demo test clean
+.PHONY: all native install demo test bench clean
 
 all: install
 
@@ -22,6 +22,9 @@ demo: install $(MODELS)/tiny.gguf
 
 test: install
 	$(PYTHON) -m pytest -q tests
+
+bench: install
+	$(PYTHON) benchmarks/side_by_side.py
 
 clean:
 	rm -rf $(MODELS) build *.egg-info .pytest_cache

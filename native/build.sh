@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's shared libraries and tools at one pinned version, cached.
 #
-#   native/build.sh [--cuda] [--cuda-arch ARCHS] [--force]
+#   native/build.sh [--cuda] [--cuda-arch ARCHS] [--libs-only] [--force]
 #
 # Source: the sdist of llama-cpp-python at the version pinned in
 # shimmy_py/_pin.py, from the package index, checked against its sha256, whose vendor/llama.cpp tree is built; or
@@ -22,6 +22,7 @@ CACHE="${SHIMMY_PY_CACHE:-$HOME/.cache/shimmy_py}"
 CUDA=0
 CUDA_ARCH="${CMAKE_CUDA_ARCHITECTURES:-native}"
 FORCE=0
+LIBS_ONLY=0
 JOBS="${JOBS:-$(nproc)}"
 
 die() { echo "native/build.sh: error: $*" >&2; exit 1; }
@@ -32,6 +33,7 @@ while [[ $# -gt 0 ]]; do
         --cuda) CUDA=1 ;;
         --cuda-arch) shift; [[ $# -gt 0 ]] || die "--cuda-arch needs a value"; CUDA_ARCH="$1"; CUDA=1 ;;
         --force) FORCE=1 ;;
+        --libs-only) LIBS_ONLY=1 ;;
         -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) die "unknown option '$1' (try --help)" ;;
     esac
@@ -80,6 +82,15 @@ CMAKE_ARGS=(
     -DBUILD_SHARED_LIBS=ON
     -DGGML_RPC=ON
     -DGGML_NATIVE=ON
+    # llamafile's tinyBLAS serves matrix products of 2+ columns and ggml's own
+    # kernels those of one, so a sequence's logits would depend on how many
+    # others share its batch. Off, every output element is the same dot product
+    # whatever the batch: a greedy request gives the same text alone or batched.
+    -DGGML_LLAMAFILE=OFF
+    # AMX off: the VMs this project runs on advertise AMX in CPUID, and executing
+    # it raises SIGILL (llama.cpp's own llama-completion dies on a Q8_0 model).
+    "-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
     -DLLAMA_BUILD_TESTS=OFF
     -DLLAMA_BUILD_EXAMPLES=OFF
     -DLLAMA_BUILD_TOOLS=ON
@@ -93,8 +104,11 @@ CMAKE_ARGS=(
 if [[ $CUDA == 1 ]]; then
     CMAKE_ARGS+=(-DGGML_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH")
 fi
-TARGETS=(llama ggml ggml-rpc llama-completion llama-bench llama-server ggml-rpc-server)
+TOOLS=(llama-completion llama-bench llama-server ggml-rpc-server)
+[[ $LIBS_ONLY == 1 ]] && TOOLS=()
+TARGETS=(llama ggml ggml-rpc "${TOOLS[@]}")
 OPTS_ID="cuda=$CUDA arch=$CUDA_ARCH cpu=$(grep -m1 -o 'avx512f\|avx2' /proc/cpuinfo || echo generic)"
+[[ $LIBS_ONLY == 1 ]] && OPTS_ID+=" libs-only"
 KEY="$KEY_SRC-$(echo "${CMAKE_ARGS[*]} $OPTS_ID" | sha256sum | cut -c1-10)"
 OUT="$CACHE/$KEY"
 INSTALL="$OUT/install"
@@ -127,7 +141,7 @@ cmake --build "$OUT/build" -j "$JOBS" --target "${TARGETS[@]}" \
 
 mkdir -p "$INSTALL/lib" "$INSTALL/bin" "$INSTALL/include"
 find "$OUT/build/bin" -maxdepth 1 -name '*.so*' -exec cp -a {} "$INSTALL/lib/" \;
-for exe in llama-completion llama-bench llama-server ggml-rpc-server; do
+for exe in "${TOOLS[@]}"; do
     cp -a "$OUT/build/bin/$exe" "$INSTALL/bin/"
 done
 cp "$SRC/include/llama.h" "$SRC"/ggml/include/*.h "$INSTALL/include/"

@@ -131,6 +131,8 @@ _LLAMA = {
     "llama_model_get_vocab": (c_void_p, [c_void_p]),
     # int32_t llama_vocab_n_tokens(const struct llama_vocab * vocab);
     "llama_vocab_n_tokens": (c_int32, [c_void_p]),
+    # llama_token llama_vocab_bos(const struct llama_vocab * vocab);
+    "llama_vocab_bos": (llama_token, [c_void_p]),
     # bool llama_vocab_is_eog(const struct llama_vocab * vocab, llama_token token);
     "llama_vocab_is_eog": (c_bool, [c_void_p, llama_token]),
     # int32_t llama_model_n_ctx_train(const struct llama_model * model);

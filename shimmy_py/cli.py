@@ -131,6 +131,15 @@ def _list(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from .bench import markdown, run_bench, to_json
+    rpc = tuple(s for s in args.rpc.split(",") if s)
+    results = run_bench(args.model, [p for p in args.placements.split(",") if p], args.p, args.n, args.r,
+                        args.threads, rpc)
+    print(to_json(results) if args.json else markdown(results))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .synth import PRESETS
     p = argparse.ArgumentParser(prog="shimmy-py", description="Run MoE GGUF models over llama.cpp.")
@@ -176,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--model-dirs", default="models", help='folders, "DIR;DIR" (default: models)')
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=_list)
+
+    b = sub.add_parser("bench", help="load time, TTFT, prompt and decode speed per placement")
+    b.add_argument("model")
+    b.add_argument("--placements", default="gpu", help="comma-separated: gpu,cpu-moe,n-cpu-moe=8,fit[=SIZE]")
+    b.add_argument("-p", type=int, default=512, help="prompt tokens (default 512)")
+    b.add_argument("-n", type=int, default=128, help="generated tokens (default 128)")
+    b.add_argument("-r", type=int, default=3, help="repetitions (default 3)")
+    b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=_bench)
 
     d = sub.add_parser("devices", help="list ggml devices, NVIDIA memory and host RAM")
     d.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]")

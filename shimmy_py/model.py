@@ -195,6 +195,11 @@ class Model:
             n = lib().llama_token_to_piece(self._handle.vocab, token, buf, len(buf), 0, False)
         return buf.raw[:n]
 
+    @property
+    def bos(self) -> int:
+        """The beginning-of-sequence token id."""
+        return lib().llama_vocab_bos(self._handle.vocab)
+
     def is_eog(self, token: int) -> bool:
         return lib().llama_vocab_is_eog(self._handle.vocab, token)
 

@@ -85,6 +85,14 @@ class Plan:
     def weights_by_device(self) -> dict[str, int]:
         return {d.name: d.weights_bytes for d in self.devices}
 
+    def __str__(self) -> str:
+        from .plan_format import to_text
+        return to_text(self)
+
+    def __repr__(self) -> str:
+        weights = ", ".join(f"{d.name} {d.weights_bytes / 2**30:.2f} GiB" for d in self.devices)
+        return f"<Plan {self.request.strategy} of {self.model}: {weights}; print() it for the table>"
+
 
 def margin_for(capacity: int) -> int:
     """Memory left free under `fit` without an explicit budget: 5%, at most 1 GiB."""

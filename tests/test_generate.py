@@ -97,3 +97,17 @@ def test_chat_uses_the_models_template(model):
 def test_chat_rejects_malformed_messages(model):
     with pytest.raises(GenerationError, match="role"):
         model.chat([{"content": "no role"}])
+
+
+@pytest.mark.parametrize("dtype", ["f16", "q8_0"])
+def test_other_dtypes_load_and_stay_close_to_f32(tmp_path, model, dtype):
+    from shimmy_py import synth
+    import numpy as np
+    path = synth.write(tmp_path / f"tiny-{dtype}.gguf", "tiny", seed=1, dtype=dtype)
+    tokens = model.tokenize(PROMPT)
+    with Model(path, n_ctx=128, n_threads=2) as m:
+        assert m.generate(PROMPT, max_tokens=4, temperature=0).completion_tokens == 4
+        ours = m.eval_logits(tokens)
+    ref = model.eval_logits(tokens)           # the F32 model of the same seed
+    err = np.abs(ours - ref).max()
+    assert 1e-6 < err < (0.05 if dtype == "f16" else 0.3), err

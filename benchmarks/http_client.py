@@ -1,0 +1,115 @@
+"""One HTTP client for both servers: streamed /v1/completions requests,
+time to first token, per-request and aggregate tokens/s."""
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import socket
+import statistics
+import subprocess
+import threading
+import time
+import urllib.request
+
+WORDS = ("expert router token layer memory shared gate attention value key cache batch model weight "
+         "sparse dense shard device tensor stream").split()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """Starts a server command, waits for GET /health to answer 200, stops it."""
+
+    def __init__(self, argv: list[str], port: int, timeout: float = 600):
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{argv[0]} exited with {self.proc.returncode}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"{argv[0]} was not ready within {timeout} s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def prompt(i: int, n_words: int) -> str:
+    rng = random.Random(i)
+    return f"Request {i}: " + " ".join(rng.choice(WORDS) for _ in range(n_words))
+
+
+def one_request(url: str, text: str, n_gen: int) -> dict:
+    """Streams one completion; returns ttft_s, tokens, tokens_per_s, wall_s."""
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"prompt": text, "max_tokens": n_gen, "temperature": 0, "stream": True,
+                       "stream_options": {"include_usage": True}})
+    conn = http.client.HTTPConnection(host, int(port), timeout=600)
+    t0 = time.perf_counter()
+    conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    t_first, pieces, usage = None, 0, None
+    for raw in resp:
+        line = raw.decode("utf-8", errors="replace").strip()
+        if not line.startswith("data:") or line == "data: [DONE]":
+            continue
+        chunk = json.loads(line[5:])
+        usage = chunk.get("usage") or usage
+        choices = chunk.get("choices") or []
+        if choices and choices[0].get("text"):
+            pieces += 1
+            t_first = t_first or time.perf_counter()
+    t_end = time.perf_counter()
+    conn.close()
+    tokens = (usage or {}).get("completion_tokens", pieces)
+    decode_s = t_end - (t_first or t_end)
+    return {"ttft_s": (t_first or t_end) - t0, "tokens": tokens, "wall_s": t_end - t0,
+            "tokens_per_s": (tokens - 1) / decode_s if tokens > 1 and decode_s > 0 else 0.0}
+
+
+def measure(url: str, clients: int, requests_per_client: int, n_gen: int, prompt_tokens: int) -> dict:
+    """`clients` threads, each sending requests back to back; medians and aggregate."""
+    one_request(url, prompt(-1, 8), 4)  # warm-up
+    results: list[dict] = []
+    lock = threading.Lock()
+
+    def client(c: int) -> None:
+        for k in range(requests_per_client):
+            r = one_request(url, prompt(c * 1000 + k, prompt_tokens // 2), n_gen)
+            with lock:
+                results.append(r)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {"clients": clients, "requests": len(results),
+            "ttft_ms": statistics.median(r["ttft_s"] for r in results) * 1000,
+            "request_tps": statistics.median(r["tokens_per_s"] for r in results),
+            "aggregate_tps": sum(r["tokens"] for r in results) / wall}

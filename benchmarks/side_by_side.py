@@ -1,0 +1,126 @@
+"""shimmy_py beside llama.cpp's own tools, in one run, on one model file, with
+the same threads and placement; writes the ratios to docs/BENCHMARKS.md.
+
+    python benchmarks/side_by_side.py [--model models/bench.gguf] [--threads N] [--quick]
+
+1. llama-bench (pp P at depth 0, tg N at depth P) against `shimmy-py bench`
+   (a P-token prompt, then N greedy tokens through the Python generation loop).
+2. llama-server against `shimmy-py serve` over HTTP with the same client
+   (benchmarks/http_client.py): time to first token and tokens/s with one
+   client, aggregate tokens/s with 4 and 8 clients, --parallel = -np.
+3. Planning the DeepSeekMoE 16B table (shape-only file).
+The model is the `bench` synthetic preset (DeepSeekMoE layout, random weights).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from http_client import ServerProcess, free_port, measure  # noqa: E402
+from report import write_report  # noqa: E402
+
+import shimmy_py  # noqa: E402
+from shimmy_py import native  # noqa: E402
+from shimmy_py.bench import run_bench  # noqa: E402
+
+
+def llama_bench(model: Path, p: int, n: int, reps: int, threads: int) -> dict:
+    tool = str(native.tool("llama-bench"))
+    out = {}
+    for key, args in (("prefill_tps", ["-p", str(p), "-n", "0"]),
+                      ("decode_tps", ["-p", "0", "-n", str(n), "-d", str(p)])):
+        proc = subprocess.run([tool, "-m", str(model), "-r", str(reps), "-t", str(threads), "-o", "json", *args],
+                              capture_output=True, text=True, timeout=3600, check=True)
+        out[key] = json.loads(proc.stdout)[0]["avg_ts"]
+    return out
+
+
+def ours_bench(model: Path, p: int, n: int, reps: int, threads: int) -> dict:
+    [r] = run_bench(str(model), ["gpu"], p, n, reps, threads)
+    return {"prefill_tps": r.prefill_tps, "decode_tps": r.decode_tps}
+
+
+def servers(model: Path, threads: int, ctx: int, parallel: int):
+    """(name, argv) of llama-server and shimmy-py serve with equal settings."""
+    port_a, port_b = free_port(), free_port()
+    llama = [str(native.tool("llama-server")), "-m", str(model), "-c", str(ctx * parallel), "-np", str(parallel),
+             "-t", str(threads), "--host", "127.0.0.1", "--port", str(port_a), "--no-webui"]
+    ours = [sys.executable, "-m", "shimmy_py", "serve", "--model", str(model), "--ctx", str(ctx),
+            "--parallel", str(parallel), "--threads", str(threads), "--port", str(port_b)]
+    return [("llama-server", llama, port_a), ("shimmy-py serve", ours, port_b)]
+
+
+def http_rounds(model: Path, threads: int, n_gen: int, quick: bool) -> dict:
+    """TTFT and tokens/s with 1 client, aggregate tokens/s with 4 and 8."""
+    results = {}
+    for parallel in (1, 4, 8):
+        for name, argv, port in servers(model, threads, 1024, parallel):
+            with ServerProcess(argv, port) as srv:
+                per_client = 1 if quick else 2
+                results[(name, parallel)] = measure(srv.url, clients=parallel, requests_per_client=per_client,
+                                                    n_gen=n_gen, prompt_tokens=64)
+        if parallel == 4:  # the same load on a server without batching
+            name, argv, port = servers(model, threads, 1024, 1)[1]
+            with ServerProcess(argv, port) as srv:
+                results[("shimmy-py serve --parallel 1", 4)] = measure(
+                    srv.url, clients=4, requests_per_client=1 if quick else 2, n_gen=n_gen, prompt_tokens=64)
+    return results
+
+
+def planning_time() -> float:
+    from shimmy_py.placement import PlacementOptions, make_plan
+    path = shimmy_py.synth.write(ROOT / "models" / "deepseek-moe-16b-f16.gguf", "deepseek-moe-16b",
+                                 shape_only=True)
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        make_plan(path, PlacementOptions(fit=True, vram_budget="8GiB", target_vram="24GiB"))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def machine() -> str:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
+               platform.processor())
+    return (f"{cpu}, {psutil.cpu_count(logical=False)} cores / {psutil.cpu_count()} threads, "
+            f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, llama.cpp from {native.build_info().get('source', '?')}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=ROOT / "models" / "bench.gguf")
+    ap.add_argument("--threads", type=int, default=psutil.cpu_count(logical=False))
+    ap.add_argument("-p", type=int, default=512)
+    ap.add_argument("-n", type=int, default=128)
+    ap.add_argument("-r", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="fewer tokens and requests (a smoke run)")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    a = ap.parse_args()
+    if a.quick:
+        a.p, a.n, a.r = 128, 32, 2
+    if not a.model.exists():
+        print(f"writing {a.model} (bench preset)", file=sys.stderr)
+        shimmy_py.synth.write(a.model, "bench")
+    t0 = time.time()
+    theirs = llama_bench(a.model, a.p, a.n, a.r, a.threads)
+    ours = ours_bench(a.model, a.p, a.n, a.r, a.threads)
+    http = http_rounds(a.model, a.threads, 32 if a.quick else 64, a.quick)
+    plan_s = planning_time()
+    text = write_report(a.out, machine(), vars(a), theirs, ours, http, plan_s, time.time() - t0)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

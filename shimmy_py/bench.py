@@ -1,0 +1,134 @@
+"""`shimmy-py bench`: load time, time to first token, prompt and decode speed,
+weights per device and memory, per placement, through the same generation path
+the API and the server use.
+
+Like llama-bench, a run processes a prompt of `n_prompt` random tokens and
+generates `n_gen` tokens; here generation samples greedily through llama.cpp's
+sampler chain and the Python loop, so their cost is in the figures.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import psutil
+
+from .devices import process_vram_bytes
+from .model import Model, drain
+from .placement import PlacementOptions, make_plan
+
+
+@dataclass
+class BenchResult:
+    placement: str
+    load_s: float
+    ttft_s: float
+    prefill_tps: float
+    decode_tps: float
+    decode_tps_min: float
+    decode_tps_max: float
+    devices: dict
+    vram_bytes: int | None
+    peak_rss_bytes: int
+    n_prompt: int
+    n_gen: int
+    repetitions: int
+
+
+def placement_options(spec: str, rpc=(), n_ctx: int = 4096) -> PlacementOptions:
+    """"gpu", "cpu-moe", "n-cpu-moe=8", "fit" or "fit=8GiB" -> options."""
+    name, _, arg = spec.partition("=")
+    base = {"rpc": tuple(rpc), "n_ctx": n_ctx}
+    if name == "gpu":
+        return PlacementOptions(**base)
+    if name == "cpu-moe":
+        return PlacementOptions(cpu_moe=True, **base)
+    if name == "n-cpu-moe":
+        return PlacementOptions(n_cpu_moe=int(arg or 0), **base)
+    if name == "fit":
+        return PlacementOptions(fit=True, vram_budget=arg or None, **base)
+    raise ValueError(f"unknown placement {spec!r}: use gpu, cpu-moe, n-cpu-moe=N, fit or fit=SIZE")
+
+
+class _Progress:
+    def __init__(self, total: int):
+        self.total, self.done, self.on = total, 0, sys.stderr.isatty()
+
+    def step(self, label: str) -> None:
+        self.done += 1
+        if self.on:
+            bar = "#" * (30 * self.done // self.total)
+            sys.stderr.write(f"\r[{bar:<30}] {self.done}/{self.total} {label:<24}")
+            sys.stderr.flush()
+            if self.done == self.total:
+                sys.stderr.write("\n")
+
+
+def random_prompt(model: Model, n: int, seed: int) -> list[int]:
+    """n ordinary tokens (no special ones), reproducible by seed."""
+    rng = np.random.default_rng(seed)
+    return [model.bos] + rng.integers(1000, 100000, size=n - 1).tolist()
+
+
+def bench_one(path: str, spec: str, n_prompt: int, n_gen: int, reps: int, threads: int | None,
+              rpc=(), progress: _Progress | None = None) -> BenchResult:
+    n_ctx = n_prompt + n_gen + 16
+    plan = make_plan(path, placement_options(spec, rpc, n_ctx))
+    t0 = time.perf_counter()
+    with Model(path, n_ctx=n_ctx, n_threads=threads, placement=plan, rpc=rpc) as m:
+        load_s = time.perf_counter() - t0
+        drain(m.stream_tokens(random_prompt(m, 8, 0), max_tokens=2, temperature=0))  # warm-up
+        runs = []
+        for r in range(reps):
+            c = drain(m.stream_tokens(random_prompt(m, n_prompt, r), max_tokens=n_gen, temperature=0))
+            runs.append(c)
+            if progress:
+                progress.step(f"{spec} run {r + 1}")
+        vram = process_vram_bytes()
+    decode = [c.tokens_per_s for c in runs if c.tokens_per_s]
+    return BenchResult(
+        placement=spec, load_s=load_s, ttft_s=statistics.median(c.ttft_s for c in runs),
+        prefill_tps=statistics.median(c.prefill_tokens_per_s for c in runs),
+        decode_tps=statistics.median(decode) if decode else 0.0,
+        decode_tps_min=min(decode, default=0.0), decode_tps_max=max(decode, default=0.0),
+        devices=plan.weights_by_device(), vram_bytes=vram,
+        peak_rss_bytes=_peak_rss(), n_prompt=n_prompt, n_gen=n_gen, repetitions=reps)
+
+
+def _peak_rss() -> int:
+    """The process's peak resident set so far (VmHWM), in bytes: a high-water
+    mark over every placement benchmarked before this one too."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return psutil.Process().memory_info().rss
+
+
+def run_bench(path: str, placements: list[str], n_prompt: int = 512, n_gen: int = 128, reps: int = 3,
+              threads: int | None = None, rpc=()) -> list[BenchResult]:
+    progress = _Progress(len(placements) * reps)
+    return [bench_one(path, spec, n_prompt, n_gen, reps, threads, rpc, progress) for spec in placements]
+
+
+def markdown(results: list[BenchResult]) -> str:
+    rows = ["| placement | load s | TTFT ms | prefill tok/s | decode tok/s (min-max) | weights per device | VRAM | peak RSS |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        devs = ", ".join(f"{d} {b / 2**30:.2f} GiB" for d, b in r.devices.items() if b)
+        vram = f"{r.vram_bytes / 2**30:.2f} GiB" if r.vram_bytes is not None else "n/a (no NVML)"
+        rows.append(f"| {r.placement} | {r.load_s:.2f} | {r.ttft_s * 1000:.0f} | {r.prefill_tps:.1f} | "
+                    f"{r.decode_tps:.2f} ({r.decode_tps_min:.2f}-{r.decode_tps_max:.2f}) | {devs} | {vram} | "
+                    f"{r.peak_rss_bytes / 2**30:.2f} GiB |")
+    return "\n".join(rows)
+
+
+def to_json(results: list[BenchResult]) -> str:
+    return json.dumps([asdict(r) for r in results], indent=1)
