@@ -140,12 +140,7 @@ def _bench(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .synth import PRESETS
-    p = argparse.ArgumentParser(prog="shimmy-py", description="Run MoE GGUF models over llama.cpp.")
-    p.add_argument("-v", "--verbose", action="store_true", help="show llama.cpp's log")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _add_generate(sub) -> None:
     g = sub.add_parser("generate", help="generate text from a prompt")
     g.add_argument("model", help="path of a GGUF file")
     g.add_argument("-p", "--prompt", required=True)
@@ -162,13 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_placement_args(g)
     g.set_defaults(func=_generate)
 
+
+def _add_plan_and_devices(sub) -> None:
     pl = sub.add_parser("plan", help="show where every weight of a model would live")
     pl.add_argument("model", help="path of a GGUF file (a shape-only file is enough)")
     add_placement_args(pl)
     pl.add_argument("--target-vram", metavar="SIZE", help="plan for a hypothetical accelerator of SIZE")
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(func=_plan)
+    d = sub.add_parser("devices", help="list ggml devices, NVIDIA memory and host RAM")
+    d.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=_devices)
 
+
+def _add_serve_and_list(sub) -> None:
     sv = sub.add_parser("serve", help="serve shimmy's and OpenAI's HTTP API")
     sv.add_argument("--model", "--model-path", dest="model", help="GGUF path, or a name found in --model-dirs")
     sv.add_argument("--model-dirs", default="", help='folders to discover GGUF files in, "DIR;DIR"')
@@ -180,12 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     add_placement_args(sv)
     sv.set_defaults(func=_serve)
-
     ls = sub.add_parser("list", help="list the GGUF models found in --model-dirs and their names")
     ls.add_argument("--model-dirs", default="models", help='folders, "DIR;DIR" (default: models)')
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=_list)
 
+
+def _add_bench_and_synth(sub) -> None:
+    from .synth import PRESETS
     b = sub.add_parser("bench", help="load time, TTFT, prompt and decode speed per placement")
     b.add_argument("model")
     b.add_argument("--placements", default="gpu", help="comma-separated: gpu,cpu-moe,n-cpu-moe=8,fit[=SIZE]")
@@ -196,12 +201,6 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_bench)
-
-    d = sub.add_parser("devices", help="list ggml devices, NVIDIA memory and host RAM")
-    d.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]")
-    d.add_argument("--json", action="store_true")
-    d.set_defaults(func=_devices)
-
     s = sub.add_parser("synth", help="write a synthetic DeepSeekMoE GGUF (random weights)")
     s.add_argument("out", help="output .gguf path")
     s.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
@@ -209,6 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", choices=["f32", "f16", "q8_0"], default=None, help="default: the preset's")
     s.add_argument("--shape-only", action="store_true", help="header and tensor table only (sparse file)")
     s.set_defaults(func=_synth)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="shimmy-py", description="Run MoE GGUF models over llama.cpp.")
+    p.add_argument("-v", "--verbose", action="store_true", help="show llama.cpp's log")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_generate, _add_plan_and_devices, _add_serve_and_list, _add_bench_and_synth):
+        add(sub)
     return p
 
 

@@ -69,6 +69,8 @@ class Model:
         self.header = read_header(self.path)  # validates the file first
         if n_ctx < 1 or n_batch < 1:
             raise ShimmyError(f"n_ctx and n_batch must be >= 1, got {n_ctx} and {n_batch}")
+        if not 1 <= n_seq_max <= n_ctx:
+            raise ShimmyError(f"n_seq_max must be in 1..n_ctx, got {n_seq_max}")
         self.n_threads = n_threads or default_threads()
         self._lock = threading.Lock()
         self._owner: int | None = None
@@ -87,10 +89,14 @@ class Model:
         self._set_load_mode(params, load_mode)
         with _log.capture() as self._load_log:  # llama.cpp's account of its buffers
             self._handle = self._load(params, keepalive)
-            if not vocab_only:
-                self._open_context(n_ctx, n_batch, n_seq_max)
+            try:
+                if not vocab_only:
+                    self._open_context(n_ctx, n_batch, n_seq_max)
+            except BaseException:
+                self.close()  # the model is freed now, not whenever GC runs
+                raise
         self.n_vocab = L.llama_vocab_n_tokens(self._handle.vocab)
-        self._piece_buf = ctypes.create_string_buffer(256)
+        self._tls = threading.local()  # a piece buffer per thread: server handlers decode concurrently
         self._chat_template = chat_template
         # the context one generation can use (all of it when n_seq_max is 1)
         self.n_ctx = L.llama_n_ctx_seq(self._ctx.ptr()) if self._ctx else 0
@@ -121,8 +127,6 @@ class Model:
 
     def _open_context(self, n_ctx: int, n_batch: int, n_seq_max: int) -> None:
         L = lib()
-        if n_seq_max < 1 or n_ctx < n_seq_max:
-            raise ShimmyError(f"n_seq_max must be in 1..n_ctx, got {n_seq_max}")
         cp = L.llama_context_default_params()
         cp.n_ctx, cp.n_batch, cp.n_seq_max = n_ctx, n_batch, n_seq_max
         cp.n_ubatch = min(cp.n_ubatch, n_batch)
@@ -188,7 +192,9 @@ class Model:
 
     # --- the engine side used by generate.run --------------------------------
     def token_bytes(self, token: int) -> bytes:
-        buf = self._piece_buf
+        buf = getattr(self._tls, "piece_buf", None)
+        if buf is None:
+            buf = self._tls.piece_buf = ctypes.create_string_buffer(256)
         n = lib().llama_token_to_piece(self._handle.vocab, token, buf, len(buf), 0, False)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)

@@ -109,5 +109,9 @@ def test_other_dtypes_load_and_stay_close_to_f32(tmp_path, model, dtype):
         assert m.generate(PROMPT, max_tokens=4, temperature=0).completion_tokens == 4
         ours = m.eval_logits(tokens)
     ref = model.eval_logits(tokens)           # the F32 model of the same seed
-    err = np.abs(ours - ref).max()
-    assert 1e-6 < err < (0.05 if dtype == "f16" else 0.3), err
+    err = np.abs(ours - ref)
+    assert err.max() > 1e-6                    # really another weight type
+    if dtype == "f16":
+        assert err.max() < 0.05, err.max()
+    else:                                      # 8-bit weights and activations: close, not equal
+        assert err.mean() < 0.05 and np.corrcoef(ours.ravel(), ref.ravel())[0, 1] > 0.99
