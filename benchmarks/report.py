@@ -51,7 +51,8 @@ def write_report(out: Path, machine: str, args: dict, theirs, ours, http, plan_s
         f"- machine: {machine}",
         f"- run: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {_commit()}, "
         f"{took_s / 60:.1f} min; threads {args['threads']}, prompt {args['p']}, generated {args['n']}, "
-        f"repetitions {args['r']}{' (quick run)' if args['quick'] else ''}", "",
+        f"repetitions {args['r']}{' (quick run)' if args['quick'] else ', 3 alternating rounds, medians'}",
+        "",
         "## Targets", "", "| target | measured | |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {_check(ok)} |" for name, value, ok in targets(theirs, ours, http, plan_s)]
     lines += ["", "## llama-bench against shimmy_py", "", "| | llama-bench | shimmy_py | ratio |", "|---|---|---|---|"]
@@ -61,7 +62,7 @@ def write_report(out: Path, machine: str, args: dict, theirs, ours, http, plan_s
               "| server | clients | requests | TTFT ms (median) | tok/s per request (median) | aggregate tok/s |",
               "|---|---|---|---|---|---|"]
     for (name, clients), m in sorted(http.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        lines.append(f"| {name} | {clients} | {m['requests']} | {m['ttft_ms']:.1f} | {m['request_tps']:.2f} | "
+        lines.append(f"| {name} | {clients} | {m['requests']:.0f} | {m['ttft_ms']:.1f} | {m['request_tps']:.2f} | "
                      f"{m['aggregate_tps']:.2f} |")
     lines += ["", f"Planning the DeepSeekMoE 16B table (shape-only file, `fit` to 8 GiB): {plan_s * 1000:.0f} ms "
               "(median of 5).", ""]

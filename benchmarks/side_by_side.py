@@ -4,7 +4,8 @@ the same threads and placement; writes the ratios to docs/BENCHMARKS.md.
     python benchmarks/side_by_side.py [--model models/bench.gguf] [--threads N] [--quick]
 
 1. llama-bench (pp P at depth 0, tg N at depth P) against `shimmy-py bench`
-   (a P-token prompt, then N greedy tokens through the Python generation loop).
+   (a P-token prompt, then N greedy tokens through the Python generation loop),
+   alternating, three rounds, medians.
 2. llama-server against `shimmy-py serve` over HTTP with the same client
    (benchmarks/http_client.py): time to first token and tokens/s with one
    client, aggregate tokens/s with 4 and 8 clients, --parallel = -np.
@@ -51,6 +52,21 @@ def ours_bench(model: Path, p: int, n: int, reps: int, threads: int) -> dict:
     return {"prefill_tps": r.prefill_tps, "decode_tps": r.decode_tps}
 
 
+def median_of(rounds: list[dict]) -> dict:
+    return {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+
+
+def bench_rounds(model: Path, p: int, n: int, reps: int, threads: int, rounds: int) -> tuple[dict, dict]:
+    """llama-bench and shimmy_py alternately, `rounds` times: this machine's
+    speed drifts by several percent over minutes, and alternation shares the
+    drift between both sides. Medians over the rounds."""
+    theirs, ours = [], []
+    for _ in range(rounds):
+        theirs.append(llama_bench(model, p, n, reps, threads))
+        ours.append(ours_bench(model, p, n, reps, threads))
+    return median_of(theirs), median_of(ours)
+
+
 def servers(model: Path, threads: int, ctx: int, parallel: int):
     """(name, argv) of llama-server and shimmy-py serve with equal settings."""
     port_a, port_b = free_port(), free_port()
@@ -61,21 +77,22 @@ def servers(model: Path, threads: int, ctx: int, parallel: int):
     return [("llama-server", llama, port_a), ("shimmy-py serve", ours, port_b)]
 
 
-def http_rounds(model: Path, threads: int, n_gen: int, quick: bool) -> dict:
-    """TTFT and tokens/s with 1 client, aggregate tokens/s with 4 and 8."""
-    results = {}
+def http_rounds(model: Path, threads: int, n_gen: int, rounds: int, per_client: int) -> dict:
+    """TTFT and tokens/s with 1 client, aggregate tokens/s with 4 and 8 clients;
+    the servers alternate within each round, and medians are taken over rounds."""
+    runs: dict = {}
     for parallel in (1, 4, 8):
-        for name, argv, port in servers(model, threads, 1024, parallel):
-            with ServerProcess(argv, port) as srv:
-                per_client = 1 if quick else 2
-                results[(name, parallel)] = measure(srv.url, clients=parallel, requests_per_client=per_client,
-                                                    n_gen=n_gen, prompt_tokens=64)
-        if parallel == 4:  # the same load on a server without batching
+        configs = servers(model, threads, 1024, parallel)
+        if parallel == 4:  # the same load on shimmy-py without batching
             name, argv, port = servers(model, threads, 1024, 1)[1]
-            with ServerProcess(argv, port) as srv:
-                results[("shimmy-py serve --parallel 1", 4)] = measure(
-                    srv.url, clients=4, requests_per_client=1 if quick else 2, n_gen=n_gen, prompt_tokens=64)
-    return results
+            configs.append((name + " --parallel 1", argv, port))
+        for _ in range(rounds):
+            for name, argv, port in configs:
+                with ServerProcess(argv, port) as srv:
+                    m = measure(srv.url, clients=parallel, requests_per_client=per_client, n_gen=n_gen,
+                                prompt_tokens=64)
+                runs.setdefault((name, parallel), []).append(m)
+    return {key: median_of(ms) for key, ms in runs.items()}
 
 
 def planning_time() -> float:
@@ -114,9 +131,9 @@ def main() -> None:
         print(f"writing {a.model} (bench preset)", file=sys.stderr)
         shimmy_py.synth.write(a.model, "bench")
     t0 = time.time()
-    theirs = llama_bench(a.model, a.p, a.n, a.r, a.threads)
-    ours = ours_bench(a.model, a.p, a.n, a.r, a.threads)
-    http = http_rounds(a.model, a.threads, 32 if a.quick else 64, a.quick)
+    rounds = 1 if a.quick else 3
+    theirs, ours = bench_rounds(a.model, a.p, a.n, a.r, a.threads, rounds)
+    http = http_rounds(a.model, a.threads, 32 if a.quick else 64, 1 if a.quick else 3, 1 if a.quick else 2)
     plan_s = planning_time()
     text = write_report(a.out, machine(), vars(a), theirs, ours, http, plan_s, time.time() - t0)
     print(text)

@@ -69,9 +69,10 @@ class _Progress:
 
 
 def random_prompt(model: Model, n: int, seed: int) -> list[int]:
-    """n ordinary tokens (no special ones), reproducible by seed."""
+    """BOS and n-1 tokens drawn uniformly from the vocabulary, as llama-bench
+    draws its prompts (the MoE routing, so the work, depends on the tokens)."""
     rng = np.random.default_rng(seed)
-    return [model.bos] + rng.integers(1000, 100000, size=n - 1).tolist()
+    return [model.bos] + rng.integers(0, model.n_vocab, size=n - 1).tolist()
 
 
 def bench_one(path: str, spec: str, n_prompt: int, n_gen: int, reps: int, threads: int | None,
