@@ -5,7 +5,7 @@ the same threads and placement; writes the ratios to docs/BENCHMARKS.md.
 
 1. llama-bench (pp P at depth 0, tg N at depth P) against `shimmy-py bench`
    (a P-token prompt, then N greedy tokens through the Python generation loop),
-   alternating, three rounds, medians.
+   alternating over five rounds; ratios within rounds, their median.
 2. llama-server against `shimmy-py serve` over HTTP with the same client
    (benchmarks/http_client.py): time to first token and tokens/s with one
    client, aggregate tokens/s with 4 and 8 clients, --parallel = -np.
@@ -52,19 +52,15 @@ def ours_bench(model: Path, p: int, n: int, reps: int, threads: int) -> dict:
     return {"prefill_tps": r.prefill_tps, "decode_tps": r.decode_tps}
 
 
-def median_of(rounds: list[dict]) -> dict:
-    return {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
-
-
-def bench_rounds(model: Path, p: int, n: int, reps: int, threads: int, rounds: int) -> tuple[dict, dict]:
-    """llama-bench and shimmy_py alternately, `rounds` times: this machine's
-    speed drifts by several percent over minutes, and alternation shares the
-    drift between both sides. Medians over the rounds."""
+def bench_rounds(model: Path, p: int, n: int, reps: int, threads: int, rounds: int) -> tuple[list, list]:
+    """llama-bench and shimmy_py alternately, `rounds` times. This machine's
+    speed drifts by several percent over tens of seconds: ratios are taken
+    within each round (adjacent runs) and summarised by their median."""
     theirs, ours = [], []
     for _ in range(rounds):
         theirs.append(llama_bench(model, p, n, reps, threads))
         ours.append(ours_bench(model, p, n, reps, threads))
-    return median_of(theirs), median_of(ours)
+    return theirs, ours
 
 
 def servers(model: Path, threads: int, ctx: int, parallel: int):
@@ -79,7 +75,7 @@ def servers(model: Path, threads: int, ctx: int, parallel: int):
 
 def http_rounds(model: Path, threads: int, n_gen: int, rounds: int, per_client: int) -> dict:
     """TTFT and tokens/s with 1 client, aggregate tokens/s with 4 and 8 clients;
-    the servers alternate within each round, and medians are taken over rounds."""
+    the servers alternate within each round; every round's figures are kept."""
     runs: dict = {}
     for parallel in (1, 4, 8):
         configs = servers(model, threads, 1024, parallel)
@@ -92,7 +88,7 @@ def http_rounds(model: Path, threads: int, n_gen: int, rounds: int, per_client: 
                     m = measure(srv.url, clients=parallel, requests_per_client=per_client, n_gen=n_gen,
                                 prompt_tokens=64)
                 runs.setdefault((name, parallel), []).append(m)
-    return {key: median_of(ms) for key, ms in runs.items()}
+    return runs
 
 
 def planning_time() -> float:
@@ -131,8 +127,8 @@ def main() -> None:
         print(f"writing {a.model} (bench preset)", file=sys.stderr)
         shimmy_py.synth.write(a.model, "bench")
     t0 = time.time()
-    rounds = 1 if a.quick else 3
-    theirs, ours = bench_rounds(a.model, a.p, a.n, a.r, a.threads, rounds)
+    rounds = 1 if a.quick else 5
+    theirs, ours = bench_rounds(a.model, a.p, a.n, 2 if not a.quick else a.r, a.threads, rounds)
     http = http_rounds(a.model, a.threads, 32 if a.quick else 64, 1 if a.quick else 3, 1 if a.quick else 2)
     plan_s = planning_time()
     text = write_report(a.out, machine(), vars(a), theirs, ours, http, plan_s, time.time() - t0)
