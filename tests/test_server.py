@@ -243,3 +243,25 @@ def test_busy_port_is_a_clear_error(server, card_model):
     from shimmy_py.errors import ShimmyError
     with pytest.raises(ShimmyError, match="in use"):
         Server(ServeConfig(Path(card_model), port=server.port))
+
+
+def test_health_is_503_while_loading_and_generate_waits_for_the_model(card_model):
+    srv = Server(ServeConfig(Path(card_model), port=0, ctx=512, parallel=1, threads=2)).start(load=False)
+    try:
+        status, body = post_json(srv.url, "/health", None)
+        assert status == 503 and body["status"] == "loading"
+        status, headers, _ = request(srv.url, "/api/generate", {"prompt": "x", "stream": False})
+        assert status == 503 and headers["Retry-After"]
+        srv.state.load()
+        assert post_json(srv.url, "/health", None)[0] == 200
+    finally:
+        srv.stop()
+
+
+def test_generate_with_messages_and_system_uses_the_chat_template(server):
+    body = {"system": "Be brief.", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3,
+            "temperature": 0, "stream": False}
+    status, out = post_json(server.url, "/api/generate", body)
+    assert status == 200
+    expected_prompt = "Be brief.\n\nUser: Hi\n\nAssistant:"
+    assert out["prompt_tokens"] == len(server.state.model.tokenize(expected_prompt))
