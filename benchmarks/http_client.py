@@ -90,9 +90,29 @@ def one_request(url: str, text: str, n_gen: int) -> dict:
             "tokens_per_s": (tokens - 1) / decode_s if tokens > 1 and decode_s > 0 else 0.0}
 
 
+def engine_seconds(url: str) -> tuple[float, float] | None:
+    """shimmy-py's (engine step, inside llama_decode) seconds from /metrics;
+    None for a server without those counters."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    values = {}
+    for line in text.splitlines():
+        if line.startswith(("shimmy_engine_step_seconds_total ", "shimmy_engine_decode_seconds_total ")):
+            name, value = line.split()
+            values[name] = float(value)
+    if len(values) != 2:
+        return None
+    return values["shimmy_engine_step_seconds_total"], values["shimmy_engine_decode_seconds_total"]
+
+
 def measure(url: str, clients: int, requests_per_client: int, n_gen: int, prompt_tokens: int) -> dict:
-    """`clients` threads, each sending requests back to back; medians and aggregate."""
+    """`clients` threads, each sending requests back to back; medians and aggregate,
+    and for shimmy-py the share of engine time spent outside llama_decode."""
     one_request(url, prompt(-1, 8), 4)  # warm-up
+    before = engine_seconds(url)
     results: list[dict] = []
     lock = threading.Lock()
 
@@ -109,7 +129,11 @@ def measure(url: str, clients: int, requests_per_client: int, n_gen: int, prompt
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    return {"clients": clients, "requests": len(results),
+    after = engine_seconds(url)
+    outside = None
+    if before and after and after[0] > before[0]:
+        outside = 1 - (after[1] - before[1]) / (after[0] - before[0])
+    return {"clients": clients, "requests": len(results), "outside_decode": outside,
             "ttft_ms": statistics.median(r["ttft_s"] for r in results) * 1000,
             "request_tps": statistics.median(r["tokens_per_s"] for r in results),
             "aggregate_tps": sum(r["tokens"] for r in results) / wall}

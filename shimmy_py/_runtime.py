@@ -19,6 +19,8 @@ _lib: Lib | None = None
 
 def lib() -> Lib:
     global _lib
+    if _lib is not None:  # the common case takes no lock
+        return _lib
     with _lock:
         if _lib is None:
             _lib = _load()

@@ -75,6 +75,8 @@ class EngineStats:
     active: int = 0
     steps: int = 0
     batch_tokens: int = 0
+    step_s: float = 0.0      # wall time of whole steps (batch building, decode, sampling)
+    decode_s: float = 0.0    # of which inside llama_decode
     finished: collections.Counter = field(default_factory=collections.Counter)
 
 
@@ -191,6 +193,7 @@ class Engine:
         del self._slots[slot.seq]
 
     def _step(self) -> None:
+        t0 = time.perf_counter()
         tokens, positions, seqs, want, owners = [], [], [], [], []
         budget = self.model.n_batch
         for slot in self._slots.values():           # 1. one token per decoding sequence
@@ -212,12 +215,15 @@ class Engine:
             budget -= len(chunk)
         if not tokens:
             return
+        t_decode = time.perf_counter()
         self.model.decode_batch(self._ctx, tokens, positions, seqs, want)   # 3. GIL released inside
-        self.stats.steps += 1
-        self.stats.batch_tokens += len(tokens)
+        self.stats.decode_s += time.perf_counter() - t_decode
         for idx, slot in enumerate(owners):          # 4. sample each sequence
             if slot is not None:
                 self._sample(slot, idx)
+        self.stats.steps += 1
+        self.stats.batch_tokens += len(tokens)
+        self.stats.step_s += time.perf_counter() - t0
 
     def _sample(self, slot: _Slot, idx: int) -> None:
         tok = slot.chain.sample(self._ctx, idx)

@@ -31,7 +31,7 @@ class Metrics:
                 self.decode_tps_sum += c.tokens_per_s
                 self.decode_tps_count += 1
 
-    def render(self, queue_depth: int, active: int, device_bytes: dict[str, int]) -> str:
+    def render(self, queue_depth: int, active: int, device_bytes: dict[str, int], engine=None) -> str:
         with self._lock:
             lines = ["# HELP shimmy_requests_total HTTP requests by route and status.",
                      "# TYPE shimmy_requests_total counter"]
@@ -57,4 +57,13 @@ class Metrics:
                 "# HELP shimmy_placement_bytes Planned weight bytes per device.",
                 "# TYPE shimmy_placement_bytes gauge"]
             lines += [f'shimmy_placement_bytes{{device="{d}"}} {b}' for d, b in sorted(device_bytes.items())]
+            if engine is not None:
+                lines += ["# HELP shimmy_engine_step_seconds_total Engine steps: batch, decode, sampling.",
+                          "# TYPE shimmy_engine_step_seconds_total counter",
+                          f"shimmy_engine_step_seconds_total {engine.step_s:.6f}",
+                          "# HELP shimmy_engine_decode_seconds_total Of which inside llama_decode.",
+                          "# TYPE shimmy_engine_decode_seconds_total counter",
+                          f"shimmy_engine_decode_seconds_total {engine.decode_s:.6f}",
+                          "# TYPE shimmy_engine_batch_tokens_total counter",
+                          f"shimmy_engine_batch_tokens_total {engine.batch_tokens}"]
         return "\n".join(lines) + "\n"

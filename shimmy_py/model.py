@@ -97,6 +97,8 @@ class Model:
                 raise
         self.n_vocab = L.llama_vocab_n_tokens(self._handle.vocab)
         self._tls = threading.local()  # a piece buffer per thread: server handlers decode concurrently
+        self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
         self._chat_template = chat_template
         # the context one generation can use (all of it when n_seq_max is 1)
         self.n_ctx = L.llama_n_ctx_seq(self._ctx.ptr()) if self._ctx else 0
@@ -192,6 +194,14 @@ class Model:
 
     # --- the engine side used by generate.run --------------------------------
     def token_bytes(self, token: int) -> bytes:
+        """The bytes of one token's text. Cached per id: the per-token path of
+        every stream calls it, and each ctypes call is a GIL hand-off."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._token_to_piece(token)
+        return piece
+
+    def _token_to_piece(self, token: int) -> bytes:
         buf = getattr(self._tls, "piece_buf", None)
         if buf is None:
             buf = self._tls.piece_buf = ctypes.create_string_buffer(256)
@@ -207,7 +217,11 @@ class Model:
         return lib().llama_vocab_bos(self._handle.vocab)
 
     def is_eog(self, token: int) -> bool:
-        return lib().llama_vocab_is_eog(self._handle.vocab, token)
+        """Whether `token` ends generation (cached per id, as token_bytes)."""
+        eog = self._eog.get(token)
+        if eog is None:
+            eog = self._eog[token] = bool(lib().llama_vocab_is_eog(self._handle.vocab, token))
+        return eog
 
     @contextlib.contextmanager
     def session(self) -> Iterator[ContextHandle]:

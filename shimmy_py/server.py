@@ -210,7 +210,7 @@ class Handler(BaseHTTPRequestHandler):
         eng = s.engine
         plan = s.model.plan if s.model is not None else None
         text = s.metrics.render(eng.stats.queue_depth if eng else 0, eng.stats.active if eng else 0,
-                                plan.weights_by_device() if plan else {})
+                                plan.weights_by_device() if plan else {}, eng.stats if eng else None)
         self.send_text(200, text, "text/plain; version=0.0.4")
 
     # --- POST routes ----------------------------------------------------------
