@@ -86,8 +86,7 @@ def write_report(out: Path, machine: str, args: dict, theirs, ours, http, plan_s
         lines += ["", f"Profile: shimmy-py's engine spent {100 * statistics.median(shares):.1f}% of its step time "
                   f"outside llama_decode (median over {len(shares)} HTTP runs, range "
                   f"{100 * min(shares):.1f}-{100 * max(shares):.1f}%): batch building, sampling in "
-                  "llama.cpp's chain (about 0.4 ms per token over a 102,400-token vocabulary) and the "
-                  "Python loop. The rest of any gap is this machine's noise."]
+                  "llama.cpp's chain and the Python loop; the ranges above show the run-to-run spread."]
     lines += ["", f"Planning the DeepSeekMoE 16B table (shape-only file, `fit` to 8 GiB): {plan_s * 1000:.0f} ms "
               "(median of 5).", ""]
     text = "\n".join(lines)
