@@ -117,7 +117,10 @@ class ContextHandle(Owned):
         return np.ctypeslib.as_array(ptr, shape=(n_vocab,)).copy()
 
     def clear(self) -> None:
-        lib().llama_memory_clear(self.memory, True)
+        """Forgets every cached token. Metadata only, as llama-bench clears it:
+        zeroing the buffers (data=true) would cost a memset of the whole KV
+        cache, hundreds of MB for a large model, on every request."""
+        lib().llama_memory_clear(self.memory, False)
 
     def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
         return lib().llama_memory_seq_rm(self.memory, seq, p0, p1)

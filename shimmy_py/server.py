@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -101,6 +102,12 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "shimmy-py"
     state: State  # set on the subclass made per server
+
+    def setup(self) -> None:
+        super().setup()
+        # Events are small writes: without TCP_NODELAY, Nagle's algorithm holds
+        # each one until the client's (delayed) ACK of the previous arrives.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     # --- dispatch ----------------------------------------------------------------
     def do_OPTIONS(self) -> None:
