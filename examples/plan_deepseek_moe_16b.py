@@ -6,6 +6,7 @@ model with llama.cpp's RPC server as the accelerator and generates.
 
 Synthetic models have random weights: the text is gibberish, the compute is real.
 """
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,8 +40,14 @@ def side_by_side(path: Path) -> None:
         path, PlacementOptions(cpu_moe=True, target_vram="80GiB")))[4:]))
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def generate_with_rpc(tiny: Path) -> None:
-    port = 50151
+    port = free_port()
     server = subprocess.Popen([str(native.tool("ggml-rpc-server")), "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -45,7 +45,6 @@ def test_synth_shape_only_16b(tmp_path):
 def test_serve_sigterm_ends_open_streams_and_exits(tiny_path):
     import re
     import signal
-    import threading
     import urllib.request
     proc = subprocess.Popen([sys.executable, "-m", "shimmy_py", "serve", "--model", str(tiny_path),
                              "--port", "0", "--ctx", "512", "--parallel", "2", "--threads", "2"],
