@@ -5,56 +5,31 @@ from __future__ import annotations
 import http.client
 import json
 import random
-import socket
 import statistics
-import subprocess
 import threading
 import time
 import urllib.request
+
+from shimmy_py.procs import ChildServer, free_port  # noqa: F401 (re-exported)
 
 WORDS = ("expert router token layer memory shared gate attention value key cache batch model weight "
          "sparse dense shard device tensor stream").split()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
 
 
-class ServerProcess:
-    """Starts a server command, waits for GET /health to answer 200, stops it."""
+class ServerProcess(ChildServer):
+    """A server command on `port`, ready once GET /health answers 200."""
 
     def __init__(self, argv: list[str], port: int, timeout: float = 600):
         self.url = f"http://127.0.0.1:{port}"
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{argv[0]} exited with {self.proc.returncode}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"{argv[0]} was not ready within {timeout} s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+        super().__init__(argv, lambda: _healthy(self.url), timeout_s=timeout, grace_s=30)
 
 
 def prompt(i: int, n_words: int) -> str:

@@ -6,15 +6,13 @@ model with llama.cpp's RPC server as the accelerator and generates.
 
 Synthetic models have random weights: the text is gibberish, the compute is real.
 """
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import shimmy_py
 from shimmy_py import native
+from shimmy_py.procs import ChildServer, free_port, listening
 from shimmy_py.placement import PlacementOptions, make_plan
 from shimmy_py.plan_format import server_args, to_text
 from shimmy_py.tensors import read_table
@@ -40,26 +38,15 @@ def side_by_side(path: Path) -> None:
         path, PlacementOptions(cpu_moe=True, target_vram="80GiB")))[4:]))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def generate_with_rpc(tiny: Path) -> None:
     port = free_port()
-    server = subprocess.Popen([str(native.tool("ggml-rpc-server")), "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(1.0)
+    argv = [str(native.tool("ggml-rpc-server")), "-H", "127.0.0.1", "-p", str(port)]
+    with ChildServer(argv, lambda: listening(port), timeout_s=30):
         with shimmy_py.Model(tiny, n_ctx=512, cpu_moe=True, rpc=[f"127.0.0.1:{port}"]) as m:
             print(to_text(m.plan).split("per layer")[0])
             print(m.placement_report())
             r = m.generate("Explain the architecture of DeepSeek MoE", max_tokens=24, temperature=0)
             print(repr(r.text), f"({r.completion_tokens} tokens, {r.tokens_per_s:.0f} tok/s; random weights)")
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def main() -> None:

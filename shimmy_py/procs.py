@@ -1,0 +1,57 @@
+"""Child processes on loopback (llama.cpp's servers, `shimmy-py serve`): a free
+port to give them, and a context manager that always stops them."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from typing import Callable
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:`port`."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+class ChildServer:
+    """Starts `argv`, waits until `ready()` is true, and stops it on exit
+    (terminate, then kill after `grace_s`), whatever happens in between."""
+
+    def __init__(self, argv: list[str], ready: Callable[[], bool], timeout_s: float, grace_s: float = 10.0):
+        self.argv, self.grace_s = argv, grace_s
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{argv[0]} exited with {self.proc.returncode}")
+            if ready():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{argv[0]} was not ready within {timeout_s:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=self.grace_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
