@@ -117,7 +117,7 @@ class OverrideArray:
         by_name["CPU"] = lib().ggml_backend_cpu_buffer_type()
         self._patterns = [p.encode() for p, _ in overrides]
         self.array = (_llama.llama_model_tensor_buft_override * (len(overrides) + 1))()
-        for i, (pattern, target) in enumerate(overrides):
+        for i, (_, target) in enumerate(overrides):
             if target not in by_name:
                 raise PlacementError(f"unknown buffer type {target!r}; valid: {', '.join(sorted(by_name))}")
             self.array[i].pattern = self._patterns[i]

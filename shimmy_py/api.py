@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .generate import Completion
@@ -34,7 +34,6 @@ class GenRequest:
     max_tokens: int | None        # None: until end of generation or a full context
     stop: tuple[str, ...] = ()
     stream: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def _get(body: dict, key: str, kinds, default=None):

@@ -22,11 +22,15 @@ def add_placement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ctx", type=int, default=4096, help="context length (default 4096)")
 
 
+def rpc_list(args) -> tuple[str, ...]:
+    """--rpc HOST:PORT[,HOST:PORT] as a tuple."""
+    return tuple(s for s in args.rpc.split(",") if s)
+
+
 def placement_options(args, target_vram=None):
     from .placement import PlacementOptions
-    rpc = tuple(s for s in args.rpc.split(",") if s)
     return PlacementOptions(args.cpu_moe, args.n_cpu_moe, args.fit, args.vram_budget,
-                            tuple(args.override_tensor), rpc, target_vram, args.ctx)
+                            tuple(args.override_tensor), rpc_list(args), target_vram, args.ctx)
 
 
 def _plan(args) -> int:
@@ -39,7 +43,7 @@ def _plan(args) -> int:
 
 def _devices(args) -> int:
     from .devices import format_report, report
-    r = report(tuple(s for s in args.rpc.split(",") if s))
+    r = report(rpc_list(args))
     print(json.dumps(r, indent=1) if args.json else format_report(r))
     return 0
 
@@ -133,9 +137,8 @@ def _list(args) -> int:
 
 def _bench(args) -> int:
     from .bench import markdown, run_bench, to_json
-    rpc = tuple(s for s in args.rpc.split(",") if s)
     results = run_bench(args.model, [p for p in args.placements.split(",") if p], args.p, args.n, args.r,
-                        args.threads, rpc)
+                        args.threads, rpc_list(args))
     print(to_json(results) if args.json else markdown(results))
     return 0
 

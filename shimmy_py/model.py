@@ -84,7 +84,7 @@ class Model:
         if not vocab_only:
             options = PlacementOptions(cpu_moe, n_cpu_moe, fit, vram_budget, tuple(overrides), tuple(rpc),
                                        None, n_ctx)
-            self.plan = placement if placement is not None else make_plan(self.path, options)
+            self.plan = placement if placement is not None else make_plan(self.header, options)
             keepalive = placement_params(self.plan, params, rpc)
         self._set_load_mode(params, load_mode)
         with _log.capture() as self._load_log:  # llama.cpp's account of its buffers

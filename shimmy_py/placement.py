@@ -88,7 +88,7 @@ def device_specs(rpc=(), target_vram=None) -> list[DeviceSpec]:
 
 
 def make_plan(path, options: PlacementOptions = PlacementOptions()) -> Plan:
-    """Plans the model at `path` on this machine's devices."""
+    """Plans the model at `path` (or its GGUFHeader) on this machine's devices."""
     request = options.request()
     return plan(read_table(path), device_specs(options.rpc, options.target_vram), request)
 

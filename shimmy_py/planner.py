@@ -140,7 +140,7 @@ def _base_device(t: Tensor, acc: str | None) -> str:
     return acc
 
 
-def _strategy_cpu(table: TensorTable, req: PlanRequest, movable: list[Tensor], budget_left: int) -> set[str]:
+def _strategy_cpu(req: PlanRequest, movable: list[Tensor], budget_left: int) -> set[str]:
     """Names of the routed-expert tensors the strategy sends to the CPU."""
     if req.strategy == "gpu":
         return set()
@@ -195,7 +195,7 @@ def anchored_patterns(names: set[str]) -> list[str]:
     return out
 
 
-def _validate(table: TensorTable, req: PlanRequest, acc: DeviceSpec | None) -> None:
+def _validate(table: TensorTable, req: PlanRequest) -> None:
     if req.strategy not in STRATEGIES:
         raise PlacementError(f"unknown strategy {req.strategy!r}; choose one of {', '.join(STRATEGIES)}")
     n_layer = table.hparams.n_layer
@@ -213,7 +213,7 @@ def plan(table: TensorTable, devices: list[DeviceSpec], request: PlanRequest = P
     accelerator is used; with none, everything falls back to the CPU)."""
     accs = [d for d in devices if d.kind == "accelerator"]
     acc = accs[0] if accs else None
-    _validate(table, request, acc)
+    _validate(table, request)
     cpu_spec = next((d for d in devices if d.kind == "cpu"), DeviceSpec(CPU, "cpu", 0, CPU))
     notices = []
     if acc is None and request.strategy != "gpu":
@@ -241,7 +241,7 @@ def plan(table: TensorTable, devices: list[DeviceSpec], request: PlanRequest = P
     budget_left = 0
     if acc and request.strategy == "fit":
         budget_left = _fit_budget(table, request, acc, device_of, movable, kv + reserve)
-    strategy_cpu = _strategy_cpu(table, request, movable, budget_left) if acc else set()
+    strategy_cpu = _strategy_cpu(request, movable, budget_left) if acc else set()
     for name in strategy_cpu:
         device_of[name] = CPU
     overrides = list(request.overrides) + [(p, CPU) for p in anchored_patterns(strategy_cpu)]

@@ -161,7 +161,7 @@ class _Weights:
         return out
 
 
-def _producer(w: _Weights, name: str, shape: tuple[int, ...], is_matrix: bool,
+def _producer(w: _Weights, name: str, shape: tuple[int, ...],
               ttype: GGMLQuantizationType) -> Callable[[], bytes]:
     n = int(np.prod(shape))
     rows = tuple(reversed(shape))
@@ -200,7 +200,7 @@ def write(out: str | os.PathLike, preset: str | Preset = "tiny", seed: int = 0,
     w = _Weights(seed)
     for name, shape, is_matrix in tensor_shapes(p):
         ttype = _TYPES[p.dtype] if is_matrix else GGMLQuantizationType.F32
-        b.add_tensor(name, shape, ttype, None if shape_only else _producer(w, name, shape, is_matrix, ttype))
+        b.add_tensor(name, shape, ttype, None if shape_only else _producer(w, name, shape, ttype))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     b.write(out)

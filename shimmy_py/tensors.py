@@ -151,9 +151,10 @@ class TensorTable:
         return Summary(sum(r.nbytes for r in rows), sum(r.n_params for r in rows), sum(r.n_active for r in rows))
 
 
-def read_table(path) -> TensorTable:
-    """The classified tensor table of the GGUF file at `path`."""
-    h = read_header(path)
+def read_table(source: str | GGUFHeader) -> TensorTable:
+    """The classified tensor table of a GGUF file (a path, or its header
+    already read, so that a caller who validated the file parses it once)."""
+    h = source if isinstance(source, GGUFHeader) else read_header(source)
     tensors = []
     for info in h.tensors:
         layer, role = classify(info.name)
