@@ -122,7 +122,8 @@ def parse_request(body: Any, route: str) -> GenRequest:
 
 def usage(c: Completion) -> dict:
     return {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-            "total_tokens": c.prompt_tokens + c.completion_tokens}
+            "total_tokens": c.prompt_tokens + c.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": c.cached_tokens}}
 
 
 def timing(c: Completion) -> dict:

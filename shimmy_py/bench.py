@@ -85,6 +85,7 @@ def bench_one(path: str, spec: str, n_prompt: int, n_gen: int, reps: int, thread
         drain(m.stream_tokens(random_prompt(m, 8, 0), max_tokens=2, temperature=0))  # warm-up
         runs = []
         for r in range(reps):
+            m.reset()  # the whole prompt is processed, as llama-bench does: no prefix reused
             c = drain(m.stream_tokens(random_prompt(m, n_prompt, r), max_tokens=n_gen, temperature=0))
             runs.append(c)
             if progress:

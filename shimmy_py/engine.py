@@ -7,7 +7,9 @@ of prompts still being processed, so a long prompt never stalls the others for
 more than one chunk), decodes it with the GIL released, and samples each
 sequence with its own sampler chain. Requests consume their tokens through
 `BatchedSequence`, a token source for generate.run(); closing it (a client
-that went away) frees the sequence at the next step.
+that went away) frees the sequence at the next step. A freed sequence keeps
+its KV cache: a later prompt that starts the same way decodes only the rest
+(kvcache.py).
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ class BatchedSequence:
 
     def __init__(self, engine: "Engine", tokens: list[int], sampling: SamplingParams, max_tokens: int):
         self.engine, self.tokens, self.sampling, self.max_tokens = engine, tokens, sampling, max_tokens
-        self.prompt_tokens = len(tokens)
+        self.prompt_tokens, self.cached_tokens = len(tokens), 0
         self.t_start = time.perf_counter()
         self.out: queue.SimpleQueue = queue.SimpleQueue()
         self.cancelled = False
@@ -96,7 +98,7 @@ class Engine:
         self.failure: Exception | None = None
         self._session = model.session()
         self._ctx = self._session.__enter__()
-        self._ctx.clear()
+        model._clear(self._ctx)
         self._thread = threading.Thread(target=self._loop, name="shimmy-engine", daemon=True)
         self._thread.start()
 
@@ -175,9 +177,12 @@ class Engine:
             if req.sampling.repeat_penalty != 1.0:
                 for tok in req.tokens:  # penalties look back over the prompt too, as in llama.cpp
                     chain.accept(tok)
-            seq = free.pop(0)
-            self._ctx.seq_rm(seq)
-            self._slots[seq] = _Slot(seq, req, chain, list(req.tokens))
+            # the free sequence whose cache shares the longest prefix with this
+            # prompt; only the rest of the prompt is decoded (llama-server's cache_prompt)
+            seq = self.model.kv.pick(free, req.tokens)
+            free.remove(seq)
+            kept = req.cached_tokens = self.model.kv.reuse(self._ctx, seq, req.tokens)
+            self._slots[seq] = _Slot(seq, req, chain, req.tokens[kept:], n_past=kept)
         self.stats.queue_depth, self.stats.active = len(self._waiting), len(self._slots)
 
     def _reap(self) -> None:
@@ -188,7 +193,7 @@ class Engine:
         self.stats.active = len(self._slots)
 
     def _release(self, slot: _Slot) -> None:
-        self._ctx.seq_rm(slot.seq)
+        """Frees the slot; its cache stays for a later prompt that starts the same way."""
         slot.chain.close()
         del self._slots[slot.seq]
 

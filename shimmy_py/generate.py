@@ -23,11 +23,14 @@ class Completion:
     """The result of one generation. Timings are wall-clock, measured here:
     `ttft_s` from the request (queueing included) to the first sampled token;
     `tokens_per_s` is the decode speed, tokens after the first divided by the
-    time after the first (None when only one token was generated)."""
+    time after the first (None when only one token was generated);
+    `prefill_tokens_per_s` counts the prompt tokens actually decoded (not the
+    cached ones) over the time to the first token."""
     text: str = ""
     tokens: list[int] = field(default_factory=list)
     finish_reason: str = "length"  # "stop" (end of generation or a stop string) or "length"
     prompt_tokens: int = 0
+    cached_tokens: int = 0         # prompt tokens reused from the KV cache, not decoded again
     completion_tokens: int = 0
     ttft_s: float = 0.0
     tokens_per_s: float | None = None
@@ -37,8 +40,11 @@ class Completion:
 class TokenSource(Protocol):
     """Where tokens come from: `next_token()` prefills on its first call, then
     returns one sampled token per call, or None once the context is full.
-    `t_start` is when the request began (set by the first call at the latest)."""
+    `t_start` is when the request began (set by the first call at the latest);
+    `cached_tokens`, how many prompt tokens it found in the KV cache (known
+    after the first call)."""
     prompt_tokens: int
+    cached_tokens: int
     t_start: float
 
     def next_token(self) -> Optional[int]: ...
@@ -80,7 +86,9 @@ def run(source: TokenSource, vocab: Vocab, max_tokens: int,
             if t_first is None:
                 t_first = time.perf_counter()
                 out.ttft_s = t_first - source.t_start
-                out.prefill_tokens_per_s = source.prompt_tokens / out.ttft_s if out.ttft_s > 0 else None
+                out.cached_tokens = source.cached_tokens
+                decoded = source.prompt_tokens - source.cached_tokens
+                out.prefill_tokens_per_s = decoded / out.ttft_s if out.ttft_s > 0 else None
             # 2. End of generation token: stop without emitting it.
             if vocab.is_eog(token):
                 out.finish_reason = "stop"

@@ -10,6 +10,7 @@ class Metrics:
         self._lock = threading.Lock()
         self.requests: Counter = Counter()   # (route, status) -> count
         self.prompt_tokens = 0
+        self.cached_tokens = 0
         self.generated_tokens = 0
         self.ttft_sum = 0.0
         self.ttft_count = 0
@@ -23,6 +24,7 @@ class Metrics:
     def completion(self, c) -> None:
         with self._lock:
             self.prompt_tokens += c.prompt_tokens
+            self.cached_tokens += c.cached_tokens
             self.generated_tokens += c.completion_tokens
             if c.completion_tokens:
                 self.ttft_sum += c.ttft_s
@@ -43,6 +45,9 @@ class Metrics:
                 "# HELP shimmy_errors_total Requests answered with a 4xx or 5xx status.",
                 "# TYPE shimmy_errors_total counter", f"shimmy_errors_total {errors}",
                 "# TYPE shimmy_prompt_tokens_total counter", f"shimmy_prompt_tokens_total {self.prompt_tokens}",
+                "# HELP shimmy_prompt_tokens_cached_total Prompt tokens reused from the KV cache.",
+                "# TYPE shimmy_prompt_tokens_cached_total counter",
+                f"shimmy_prompt_tokens_cached_total {self.cached_tokens}",
                 "# TYPE shimmy_generated_tokens_total counter",
                 f"shimmy_generated_tokens_total {self.generated_tokens}",
                 "# HELP shimmy_time_to_first_token_seconds Request to first sampled token.",

@@ -23,6 +23,7 @@ from ._runtime import lib
 from .errors import GenerationError, NativeError, PlacementError, ShimmyError
 from .generate import Completion, check_request, run
 from .gguf_file import read_header
+from .kvcache import KVTokens
 from .placement import (LOAD_MODES, PlacementOptions, PlacementReport, build_report, make_plan,
                         placement_params)
 from .planner import CPU, Plan
@@ -137,6 +138,7 @@ class Model:
         self._ctx = ContextHandle(self._handle, cp)
         self._batch = Batch(n_batch)
         self.n_batch, self.n_seq_max = n_batch, n_seq_max
+        self.kv = KVTokens(n_seq_max)   # what each sequence's cache holds, for prompt reuse
 
     # --- lifetime -------------------------------------------------------------
     def close(self) -> None:
@@ -242,23 +244,43 @@ class Model:
             raise GenerationError(f"{self.path} was loaded with vocab_only=True: it cannot generate")
         self._ctx.ptr()  # raises once closed
 
-    def prefill(self, ctx: ContextHandle, tokens: Sequence[int], logits_all: bool = False) -> None:
-        """Decodes `tokens` from position 0 in chunks of n_batch."""
-        for start in range(0, len(tokens), self.n_batch):
-            chunk = tokens[start:start + self.n_batch]
-            last = start + len(chunk) == len(tokens)
+    def prefill(self, ctx: ContextHandle, tokens: Sequence[int], logits_all: bool = False,
+                start: int = 0) -> None:
+        """Decodes `tokens` from position `start` (of sequence 0) in chunks of n_batch."""
+        for first in range(0, len(tokens), self.n_batch):
+            chunk = tokens[first:first + self.n_batch]
+            last = first + len(chunk) == len(tokens)
             want = [logits_all or (last and i == len(chunk) - 1) for i in range(len(chunk))]
-            self._batch.set(chunk, range(start, start + len(chunk)), [0] * len(chunk), want)
-            ctx.decode(self._batch)
+            pos = start + first
+            self.decode_batch(ctx, chunk, range(pos, pos + len(chunk)), [0] * len(chunk), want)
 
     def decode_batch(self, ctx: ContextHandle, tokens, positions, seqs, want_logits) -> None:
-        """One llama_decode of tokens from several sequences (the server's engine)."""
+        """One llama_decode of tokens from one or more sequences; records what
+        each sequence's cache now holds (self.kv)."""
         self._batch.set(tokens, positions, seqs, want_logits)
-        ctx.decode(self._batch)
+        try:
+            ctx.decode(self._batch)
+        except BaseException:
+            self.kv.forget()   # a failed decode leaves the cache's contents unknown
+            raise
+        if self.n_seq_max == 1:
+            self.kv.extend(0, tokens)
+        else:
+            for tok, seq in zip(tokens, seqs):
+                self.kv.extend(seq, (tok,))
 
     def step(self, ctx: ContextHandle, token: int, pos: int) -> None:
-        self._batch.set((token,), (pos,), (0,), (True,))
-        ctx.decode(self._batch)
+        self.decode_batch(ctx, (token,), (pos,), (0,), (True,))
+
+    def reset(self) -> None:
+        """Forgets the KV cache: the next prompt is processed in full, with no
+        prefix reused from earlier generations (what a benchmark wants)."""
+        with self.session() as ctx:
+            self._clear(ctx)
+
+    def _clear(self, ctx: ContextHandle) -> None:
+        ctx.clear()
+        self.kv.forget()
 
     # --- generation -------------------------------------------------------------
     def stream_tokens(self, tokens: Sequence[int], max_tokens: int = 256, temperature: float = 0.8,
@@ -326,7 +348,7 @@ class Model:
         if not tokens or len(tokens) > min(self.n_ctx, self.n_batch):
             raise GenerationError(f"eval_logits takes 1 to {min(self.n_ctx, self.n_batch)} tokens")
         with self.session() as ctx:
-            ctx.clear()
+            self._clear(ctx)
             self.prefill(ctx, tokens, logits_all=True)
             return np.stack([ctx.logits(i, self.n_vocab) for i in range(len(tokens))])
 
@@ -337,7 +359,7 @@ class _InlineSequence:
 
     def __init__(self, model: Model, tokens: list[int], sampling: SamplingParams):
         self.model, self.tokens, self.sampling = model, tokens, sampling
-        self.prompt_tokens = len(tokens)
+        self.prompt_tokens, self.cached_tokens = len(tokens), 0
         self.t_start = time.perf_counter()
         self._session = self._ctx = self._chain = None
         self._last = self._n_past = None
@@ -349,8 +371,9 @@ class _InlineSequence:
             self._session = m.session()
             self._ctx = self._session.__enter__()
             self._chain = build_chain(self.sampling, m.n_vocab)
-            self._ctx.clear()
-            m.prefill(self._ctx, self.tokens)
+            # what the cache holds from the previous generation and this prompt share is kept
+            self.cached_tokens = m.kv.reuse(self._ctx, 0, self.tokens)
+            m.prefill(self._ctx, self.tokens[self.cached_tokens:], start=self.cached_tokens)
             if self.sampling.repeat_penalty != 1.0:
                 for tok in self.tokens:  # penalties look back over the prompt too, as in llama.cpp
                     self._chain.accept(tok)

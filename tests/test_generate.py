@@ -115,3 +115,46 @@ def test_other_dtypes_load_and_stay_close_to_f32(tmp_path, model, dtype):
         assert err.max() < 0.05, err.max()
     else:                                      # 8-bit weights and activations: close, not equal
         assert err.mean() < 0.05 and np.corrcoef(ours.ravel(), ref.ravel())[0, 1] > 0.99
+
+
+def test_a_prompt_extending_the_last_one_reuses_its_cache_and_gives_the_same_tokens(model):
+    first = model.tokenize(PROMPT)
+    longer = first + model.tokenize(" and the routing of its experts", add_special=False)
+    model.reset()
+    fresh = drain(model.stream_tokens(longer, max_tokens=24, temperature=0))
+    assert fresh.cached_tokens == 0
+    model.reset()
+    drain(model.stream_tokens(first, max_tokens=4, temperature=0))
+    reused = drain(model.stream_tokens(longer, max_tokens=24, temperature=0))
+    assert reused.cached_tokens >= len(first)
+    assert reused.tokens == fresh.tokens
+    again = drain(model.stream_tokens(longer, max_tokens=24, temperature=0))
+    assert again.cached_tokens == len(longer) - 1   # the last token is decoded again for its logits
+    assert again.tokens == fresh.tokens
+
+
+def test_the_reuse_check_would_see_a_stale_cache(model):
+    """The test above has power: a cache whose contents differ from what
+    was recorded (here: another prompt's KV under this prompt's tokens)
+    changes the generated tokens."""
+    tokens = model.tokenize(PROMPT)
+    other = model.tokenize("Something else entirely, of other words!")[:len(tokens)]
+    model.reset()
+    fresh = drain(model.stream_tokens(tokens, max_tokens=24, temperature=0))
+    model.reset()
+    drain(model.stream_tokens(other, max_tokens=1, temperature=0))
+    model.kv.forget(0)
+    model.kv.extend(0, tokens[:len(other)])   # a false record of what seq 0 holds
+    stale = drain(model.stream_tokens(tokens, max_tokens=24, temperature=0))
+    assert stale.cached_tokens > 1 and stale.tokens != fresh.tokens
+    model.reset()
+
+
+def test_reset_and_eval_logits_forget_the_cache(model):
+    tokens = model.tokenize(PROMPT)
+    drain(model.stream_tokens(tokens, max_tokens=2, temperature=0))
+    model.eval_logits(tokens[:4])
+    assert drain(model.stream_tokens(tokens, max_tokens=2, temperature=0)).cached_tokens == 4
+    model.reset()
+    assert model.kv.cached(0) == 0
+    assert drain(model.stream_tokens(tokens, max_tokens=2, temperature=0)).cached_tokens == 0

@@ -156,6 +156,19 @@ def test_concurrent_greedy_requests_equal_sequential_ones(server):
     assert results == sequential
 
 
+def test_a_prompt_extending_an_earlier_one_reuses_its_cache(server, model):
+    first = "Tell me a story about the experts"
+    _, c1 = post_json(server.url, "/v1/completions", {"prompt": first, "max_tokens": 8, "temperature": 0})
+    second = first + c1["choices"][0]["text"] + " And then"
+    before = metric(server.url, "shimmy_prompt_tokens_cached_total")
+    _, c2 = post_json(server.url, "/v1/completions", {"prompt": second, "max_tokens": 16, "temperature": 0})
+    cached = c2["usage"]["prompt_tokens_details"]["cached_tokens"]
+    assert len(model.tokenize(first)) - 1 <= cached < c2["usage"]["prompt_tokens"]
+    assert metric(server.url, "shimmy_prompt_tokens_cached_total") - before == cached
+    model.reset()   # the same weights (tiny, seed 1), decoded from scratch
+    assert c2["choices"][0]["text"] == model.generate(second, max_tokens=16, temperature=0).text
+
+
 def read_until(sock, marker: bytes, limit: int = 1 << 16) -> bytes:
     got = b""
     while marker not in got and len(got) < limit:
