@@ -116,6 +116,14 @@ class ContextHandle(Owned):
             raise NativeError(f"llama_get_logits_ith({i}) returned NULL ({self.model.path})")
         return np.ctypeslib.as_array(ptr, shape=(n_vocab,)).copy()
 
+    def argmax(self, i: int, n_vocab: int) -> int:
+        """The token with the largest logit at output `i`, read in place (the
+        first one on a tie, as llama.cpp's greedy sampler chooses)."""
+        ptr = lib().llama_get_logits_ith(self.ptr(), i)
+        if not ptr:
+            raise NativeError(f"llama_get_logits_ith({i}) returned NULL ({self.model.path})")
+        return int(np.ctypeslib.as_array(ptr, shape=(n_vocab,)).argmax())
+
     def clear(self) -> None:
         """Forgets every cached token. Metadata only, as llama-bench clears it:
         zeroing the buffers (data=true) would cost a memset of the whole KV

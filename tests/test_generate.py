@@ -158,3 +158,22 @@ def test_reset_and_eval_logits_forget_the_cache(model):
     model.reset()
     assert model.kv.cached(0) == 0
     assert drain(model.stream_tokens(tokens, max_tokens=2, temperature=0)).cached_tokens == 0
+
+
+def test_plain_greedy_picks_what_llama_cpps_greedy_sampler_picks(model):
+    """Plain greedy reads the argmax in place (sampling.Argmax); a zero logit
+    bias changes no logit but routes through llama.cpp's chain and its greedy
+    sampler, so both must give the same tokens."""
+    from shimmy_py.generate import run
+    from shimmy_py.model import _InlineSequence
+    from shimmy_py.sampling import Argmax, SamplingParams, build_chain
+    plain, biased = SamplingParams(temperature=0), SamplingParams(temperature=0, logit_bias=((7, 0.0),))
+    assert isinstance(build_chain(plain, model.n_vocab), Argmax)
+    assert not isinstance(build_chain(biased, model.n_vocab), Argmax)
+    for prompt in (PROMPT, "Once upon a time", "1 2 3 4"):
+        tokens = model.tokenize(prompt)
+        results = []
+        for params in (plain, biased):
+            model.reset()
+            results.append(drain(run(_InlineSequence(model, tokens, params), model, 32)).tokens)
+        assert len(results[0]) > 0 and results[0] == results[1]
