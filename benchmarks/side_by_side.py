@@ -8,7 +8,8 @@ the same threads and placement; writes the ratios to docs/BENCHMARKS.md.
    alternating over five rounds; ratios within rounds, their median.
 2. llama-server against `shimmy-py serve` over HTTP with the same client
    (benchmarks/http_client.py): time to first token and tokens/s with one
-   client, aggregate tokens/s with 4 and 8 clients, --parallel = -np.
+   client, aggregate tokens/s with 4 and 8 clients, --parallel = -np; and
+   4 clients on both servers without batching (-np 1, --parallel 1).
 3. Planning the DeepSeekMoE 16B table (shape-only file).
 The model is the `bench` synthetic preset (DeepSeekMoE layout, random weights).
 """
@@ -79,9 +80,9 @@ def http_rounds(model: Path, threads: int, n_gen: int, rounds: int, per_client: 
     runs: dict = {}
     for parallel in (1, 4, 8):
         configs = servers(model, threads, 1024, parallel)
-        if parallel == 4:  # the same load on shimmy-py without batching
-            name, argv, port = servers(model, threads, 1024, 1)[1]
-            configs.append((name + " --parallel 1", argv, port))
+        if parallel == 4:  # the same load on both servers without batching
+            configs += [(name + (" -np 1" if name == "llama-server" else " --parallel 1"), argv, port)
+                        for name, argv, port in servers(model, threads, 1024, 1)]
         for _ in range(rounds):
             for name, argv, port in configs:
                 with ServerProcess(argv, port) as srv:
