@@ -10,7 +10,6 @@ context, so the result is the same computation, not an approximation.
 """
 from __future__ import annotations
 
-import itertools
 from typing import Sequence
 
 
@@ -31,14 +30,11 @@ class KVTokens:
 
     def __init__(self, n_seq: int):
         self._tokens: list[list[int]] = [[] for _ in range(n_seq)]
-        self._last_used = [0] * n_seq
-        self._clock = itertools.count(1)
 
     def pick(self, free: Sequence[int], prompt: Sequence[int]) -> int:
         """Of the `free` sequences, the one whose cache shares the longest prefix
-        with `prompt`; among equals, the least recently used (its cache is the
-        least likely to be wanted again)."""
-        return max(free, key=lambda s: (common_prefix(self._tokens[s], prompt), -self._last_used[s]))
+        with `prompt`; among equals, the lowest id."""
+        return max(free, key=lambda s: (common_prefix(self._tokens[s], prompt), -s))
 
     def reuse(self, ctx, seq: int, prompt: Sequence[int]) -> int:
         """Trims `seq`'s cache to its common prefix with `prompt` (at most all
@@ -48,7 +44,6 @@ class KVTokens:
             ctx.seq_rm(seq)
             kept = 0
         del self._tokens[seq][kept:]
-        self._last_used[seq] = next(self._clock)
         return kept
 
     def extend(self, seq: int, tokens: Sequence[int]) -> None:

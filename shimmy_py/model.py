@@ -44,7 +44,7 @@ class Model:
 
     n_ctx: context length in tokens (KV cache size), shared by n_seq_max sequences.
     n_seq_max: sequences decoded together (the server's --parallel); each
-      holds n_ctx / n_seq_max tokens, as in llama.cpp.
+      holds up to n_ctx / n_seq_max tokens, in one KV cache they share.
     n_threads: CPU threads for decoding; default the physical core count.
     n_batch: most prompt tokens sent to llama_decode at once (llama.cpp's default).
     vocab_only: load only the tokenizer (no weights, no context).
@@ -53,6 +53,12 @@ class Model:
     placement: a Plan (see shimmy_py.make_plan); or the shortcuts cpu_moe,
       n_cpu_moe, fit, vram_budget, overrides (-ot strings) and rpc (HOST:PORT
       servers); without any, every layer goes to the accelerator if there is one.
+    kv_unified: one KV cache shared by the sequences (default when n_seq_max > 1):
+      any mix of sequences then decodes in one pass over the weights. With a
+      cache per sequence (False), llama.cpp splits a batch into ubatches of
+      consecutive sequence ids with equal token counts: several passes when the
+      busy sequences are not 0, 1, 2, ... in order, or when a prompt chunk rides
+      beside decoding sequences (benchmarks/batch_order.py measures it).
     load_mode: llama.cpp's "auto", "none", "mmap", "mlock" or "mmap+mlock". Default:
       "none" when the plan moves tensors to the CPU (llama.cpp's advice: mapped
       files and CPU overrides mix badly), else llama.cpp's own default.
@@ -63,7 +69,7 @@ class Model:
                  chat_template: str | None = None, placement: Plan | None = None,
                  cpu_moe: bool = False, n_cpu_moe: int | None = None, fit: bool = False,
                  vram_budget: int | str | None = None, overrides: Sequence = (), rpc: Sequence[str] = (),
-                 load_mode: str | None = None):
+                 load_mode: str | None = None, kv_unified: bool | None = None):
         if verbose:
             _log.verbose()
         self.path = str(path)
@@ -92,7 +98,7 @@ class Model:
             self._handle = self._load(params, keepalive)
             try:
                 if not vocab_only:
-                    self._open_context(n_ctx, n_batch, n_seq_max)
+                    self._open_context(n_ctx, n_batch, n_seq_max, kv_unified)
             except BaseException:
                 self.close()  # the model is freed now, not whenever GC runs
                 raise
@@ -101,8 +107,8 @@ class Model:
         self._pieces: dict[int, bytes] = {}
         self._eog: dict[int, bool] = {}
         self._chat_template = chat_template
-        # the context one generation can use (all of it when n_seq_max is 1)
-        self.n_ctx = L.llama_n_ctx_seq(self._ctx.ptr()) if self._ctx else 0
+        # the context one generation can use: an equal share of the KV cache
+        self.n_ctx = L.llama_n_ctx(self._ctx.ptr()) // n_seq_max if self._ctx else 0
 
     def _set_load_mode(self, params, load_mode: str | None) -> None:
         if load_mode is None:
@@ -128,12 +134,13 @@ class Model:
             detail = errors[-1].strip() if errors else "see the log with verbose=True"
             raise NativeError(f"{e}: llama.cpp could not load {self.path}: {detail}") from None
 
-    def _open_context(self, n_ctx: int, n_batch: int, n_seq_max: int) -> None:
+    def _open_context(self, n_ctx: int, n_batch: int, n_seq_max: int, kv_unified: bool | None) -> None:
         L = lib()
         cp = L.llama_context_default_params()
         cp.n_ctx, cp.n_batch, cp.n_seq_max = n_ctx, n_batch, n_seq_max
         cp.n_ubatch = min(cp.n_ubatch, n_batch)
         cp.n_threads = cp.n_threads_batch = self.n_threads
+        cp.kv_unified = n_seq_max > 1 if kv_unified is None else kv_unified
         cp.no_perf = True
         self._ctx = ContextHandle(self._handle, cp)
         self._batch = Batch(n_batch)

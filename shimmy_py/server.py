@@ -101,6 +101,8 @@ class State:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "shimmy-py"
+    timeout = 60                 # seconds a client may stall mid-request before its connection closes
+    drain_limit = 16 << 20       # bytes of an unread body read and dropped before closing (see _drop_body)
     state: State  # set on the subclass made per server
 
     def setup(self) -> None:
@@ -128,6 +130,7 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, routes) -> None:
         path = self.path.split("?", 1)[0]
         self._route, self._status = path if path in routes else "other", 0
+        self._body_unread = self.command == "POST"
         try:
             if path not in routes:
                 raise ApiError(404, f"no route {self.command} {path}", "not_found_error")
@@ -143,7 +146,25 @@ class Handler(BaseHTTPRequestHandler):
             logger.exception("internal error on %s", path)
             self._error(ApiError(500, f"internal error: {type(e).__name__}: {e}", "server_error"))
         finally:
+            if self._body_unread:
+                self._drop_body()
             self.state.metrics.request(self._route, self._status)
+
+    def _drop_body(self) -> None:
+        """After an answer given without reading the body (404, 401, 413): reads
+        and drops it, so a client still sending gets that answer instead of a
+        connection reset, then closes the connection (the body is not a request)."""
+        self.close_connection = True
+        length = self.headers.get("Content-Length", "")
+        left = min(int(length), self.drain_limit) if length.isdigit() else 0
+        try:
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass   # the client went away or stalled: closing is all that is left
 
     def _authorized(self) -> bool:
         key = self.state.config.api_key
@@ -151,6 +172,8 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- response helpers -----------------------------------------------------
     def _headers(self, extra: dict) -> None:
+        if getattr(self, "_body_unread", False):   # the connection closes after this answer
+            extra = {**extra, "Connection": "close"}
         for k, v in {**CORS, **extra}.items():
             self.send_header(k, v)
         self.end_headers()
@@ -226,8 +249,8 @@ class Handler(BaseHTTPRequestHandler):
         if length is None or not length.isdigit():
             raise ApiError(411 if length is None else 400, "a Content-Length header is required")
         if int(length) > self.state.config.max_body:
-            self.close_connection = True
             raise ApiError(413, f"request body of {length} bytes exceeds {self.state.config.max_body}")
+        self._body_unread = False   # read now, whole or (a stalled client) not at all
         raw = self.rfile.read(int(length))
         try:
             return json.loads(raw)

@@ -233,6 +233,26 @@ def test_invalid_json_oversized_body_and_unknown_route(server):
     assert post_json(server.url, "/health", None)[0] == 200   # and it goes on serving
 
 
+def test_a_post_answered_without_its_body_closes_the_connection_cleanly(server):
+    """404, 401 and 413 are answered before the body is read: the server reads
+    and drops it (the client, still sending, gets the answer, not a reset) and
+    closes the connection, so the body is never parsed as the next request."""
+    import http.client
+    host, port = server.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    body = json.dumps({"prompt": "GET /health HTTP/1.1\r\n\r\n"})
+    conn.request("POST", "/nowhere", body, {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 404 and resp.getheader("Connection") == "close"
+    resp.read()
+    conn.request("GET", "/health")   # http.client reconnects after "Connection: close"
+    assert conn.getresponse().status == 200
+    conn.close()
+    for _ in range(5):   # a 2 MiB body: always the 413, never a reset
+        status, headers, _ = request(server.url, "/v1/completions", raw=b"x" * (2 << 20))
+        assert status == 413 and headers.get("Connection") == "close"
+
+
 def test_api_key_and_busy_queue(card_model):
     cfg = ServeConfig(Path(card_model), port=0, ctx=512, parallel=1, queue=0, api_key="sekret", threads=2)
     with Server(cfg).start() as srv:
