@@ -92,6 +92,8 @@ def write_report(out: Path, machine: str, args: dict, theirs, ours, http, plan_s
         lines.append(f"| {label} | {_median(theirs, key):.2f} | {_median(ours, key):.2f} | "
                      f"{_fmt(paired(ours, theirs, key))} |")
     lines += ["", "## llama-server against shimmy-py serve (same client, /v1/completions, streamed; medians)", "",
+              "Same model, threads and context per slot; for more than one slot llama-server runs with "
+              "`--kv-unified`, one KV cache shared by the slots, as shimmy-py serve does.", "",
               "| server | clients | requests per round | TTFT ms | tok/s per request | aggregate tok/s |",
               "|---|---|---|---|---|---|"]
     for (name, clients), ms in sorted(http.items(), key=lambda kv: (kv[0][1], kv[0][0])):

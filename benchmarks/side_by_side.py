@@ -67,8 +67,11 @@ def bench_rounds(model: Path, p: int, n: int, reps: int, threads: int, rounds: i
 def servers(model: Path, threads: int, ctx: int, parallel: int):
     """(name, argv) of llama-server and shimmy-py serve with equal settings."""
     port_a, port_b = free_port(), free_port()
+    # shimmy-py's sequences share one KV cache; llama-server's do with -kvu (its
+    # default only when -np is not given), so both lay out the KV cache alike
+    unified = ["--kv-unified"] if parallel > 1 else []
     llama = [str(native.tool("llama-server")), "-m", str(model), "-c", str(ctx * parallel), "-np", str(parallel),
-             "-t", str(threads), "--host", "127.0.0.1", "--port", str(port_a), "--no-webui"]
+             *unified, "-t", str(threads), "--host", "127.0.0.1", "--port", str(port_a), "--no-webui"]
     ours = [sys.executable, "-m", "shimmy_py", "serve", "--model", str(model), "--ctx", str(ctx),
             "--parallel", str(parallel), "--threads", str(threads), "--port", str(port_b)]
     return [("llama-server", llama, port_a), ("shimmy-py serve", ours, port_b)]
