@@ -9,6 +9,7 @@ import statistics
 import threading
 import time
 import urllib.request
+from contextlib import ExitStack
 
 from shimmy_py.procs import ChildServer, free_port  # noqa: F401 (re-exported)
 
@@ -112,3 +113,19 @@ def measure(url: str, clients: int, requests_per_client: int, n_gen: int, prompt
             "ttft_ms": statistics.median(r["ttft_s"] for r in results) * 1000,
             "request_tps": statistics.median(r["tokens_per_s"] for r in results),
             "aggregate_tps": sum(r["tokens"] for r in results) / wall}
+
+
+def paired_ttft(configs: list[tuple[str, list[str], int]], requests: int) -> dict[str, list[float]]:
+    """Time to first token (ms) of each server in `configs` ((name, argv, port)),
+    all up at once, request by request: each prompt goes to every server in
+    turn, the order alternating, so paired differences cancel the machine's
+    drift. Prompts as in measure() (32 words), 2 tokens generated."""
+    ttft: dict[str, list[float]] = {name: [] for name, _, _ in configs}
+    with ExitStack() as stack:
+        urls = [(name, stack.enter_context(ServerProcess(argv, port)).url) for name, argv, port in configs]
+        for _, url in urls:
+            one_request(url, prompt(-1, 8), 4)  # warm-up
+        for i in range(requests):
+            for name, url in (urls if i % 2 == 0 else urls[::-1]):
+                ttft[name].append(one_request(url, prompt(i, 32), 2)["ttft_s"] * 1000)
+    return ttft

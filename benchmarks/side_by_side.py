@@ -9,7 +9,8 @@ the same threads and placement; writes the ratios to docs/BENCHMARKS.md.
 2. llama-server against `shimmy-py serve` over HTTP with the same client
    (benchmarks/http_client.py): time to first token and tokens/s with one
    client, aggregate tokens/s with 4 and 8 clients, --parallel = -np; and
-   4 clients on both servers without batching (-np 1, --parallel 1).
+   4 clients on both servers without batching (-np 1, --parallel 1). The
+   TTFT target is taken from both servers up at once, request by request.
 3. Planning the DeepSeekMoE 16B table (shape-only file).
 The model is the `bench` synthetic preset (DeepSeekMoE layout, random weights).
 """
@@ -29,7 +30,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from http_client import ServerProcess, free_port, measure  # noqa: E402
+from http_client import ServerProcess, free_port, measure, paired_ttft  # noqa: E402
 from report import write_report  # noqa: E402
 
 import shimmy_py  # noqa: E402
@@ -134,8 +135,9 @@ def main() -> None:
     rounds = 1 if a.quick else 5
     theirs, ours = bench_rounds(a.model, a.p, a.n, 2 if not a.quick else a.r, a.threads, rounds)
     http = http_rounds(a.model, a.threads, 32 if a.quick else 64, 1 if a.quick else 3, 1 if a.quick else 2)
+    ttft = paired_ttft(servers(a.model, a.threads, 1024, 1), 6 if a.quick else 40)
     plan_s = planning_time()
-    text = write_report(a.out, machine(), vars(a), theirs, ours, http, plan_s, time.time() - t0)
+    text = write_report(a.out, machine(), vars(a), theirs, ours, http, ttft, plan_s, time.time() - t0)
     print(text)
 
 

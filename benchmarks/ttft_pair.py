@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from http_client import ServerProcess, one_request, prompt  # noqa: E402
+from http_client import paired_ttft  # noqa: E402
 from side_by_side import servers  # noqa: E402
 
 
@@ -29,16 +28,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--requests", type=int, default=16)
     a = ap.parse_args()
-    ttft: dict[str, list[float]] = {}
-    with ExitStack() as stack:
-        urls = {name: stack.enter_context(ServerProcess(argv, port)).url
-                for name, argv, port in servers(a.model, a.threads, 1024, 1)}
-        for url in urls.values():
-            one_request(url, prompt(-1, 8), 4)  # warm-up
-        for i in range(a.requests):
-            order = list(urls.items()) if i % 2 == 0 else list(urls.items())[::-1]
-            for name, url in order:
-                ttft.setdefault(name, []).append(one_request(url, prompt(i, 32), 2)["ttft_s"] * 1000)
+    ttft = paired_ttft(servers(a.model, a.threads, 1024, 1), a.requests)
     for name, values in ttft.items():
         print(f"{name:16} median {statistics.median(values):7.1f} ms:", " ".join(f"{v:.0f}" for v in values))
     theirs, ours = ttft.values()
