@@ -5,7 +5,7 @@ the same threads and placement; writes the ratios to docs/BENCHMARKS.md.
 
 1. llama-bench (pp P at depth 0, tg N at depth P) against `shimmy-py bench`
    (a P-token prompt, then N greedy tokens through the Python generation loop),
-   alternating over five rounds; ratios within rounds, their median.
+   alternating over five rounds; ratios within rounds, their median (the HTTP part too).
 2. llama-server against `shimmy-py serve` over HTTP with the same client
    (benchmarks/http_client.py): time to first token and tokens/s with one
    client, aggregate tokens/s with 4 and 8 clients, --parallel = -np; and
@@ -134,7 +134,7 @@ def main() -> None:
     t0 = time.time()
     rounds = 1 if a.quick else 5
     theirs, ours = bench_rounds(a.model, a.p, a.n, 2 if not a.quick else a.r, a.threads, rounds)
-    http = http_rounds(a.model, a.threads, 32 if a.quick else 64, 1 if a.quick else 3, 1 if a.quick else 2)
+    http = http_rounds(a.model, a.threads, 32 if a.quick else 64, 1 if a.quick else 5, 1 if a.quick else 2)
     ttft = paired_ttft(servers(a.model, a.threads, 1024, 1), 6 if a.quick else 40)
     plan_s = planning_time()
     text = write_report(a.out, machine(), vars(a), theirs, ours, http, ttft, plan_s, time.time() - t0)
