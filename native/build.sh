@@ -134,6 +134,7 @@ fi
 # --- build ---------------------------------------------------------------------
 say "building $SOURCE_ID ($OPTS_ID) in $OUT/build with $JOBS jobs"
 rm -rf "$INSTALL"
+mkdir -p "$OUT"
 cmake -S "$SRC" -B "$OUT/build" "${CMAKE_ARGS[@]}" >"$OUT.cmake.log" 2>&1 \
     || { tail -40 "$OUT.cmake.log" >&2; die "cmake configure failed (log: $OUT.cmake.log)"; }
 cmake --build "$OUT/build" -j "$JOBS" --target "${TARGETS[@]}" \

@@ -4,6 +4,9 @@
 #
 #   native/gpu_check.sh [OUTDIR]       (CUDA_ARCH=90 by default: Hopper)
 #
+# A machine that cannot reach the package index takes what native/gpu_bundle.sh
+# packs into .gpu/ (the llama.cpp source, the gguf wheel); carry .gpu there.
+#
 # 1. builds the CUDA libraries for that GPU only (no tools);
 # 2. writes a DeepSeekMoE-16B-shaped synthetic model (32.8 GB F16, random weights);
 # 3. records GPU memory (NVML, this process), tokens/s and time to first token
@@ -18,6 +21,14 @@ mkdir -p "$OUT" "$WORK"
 log() { echo "gpu_check: $*" | tee -a "$OUT/gpu_check.log" >&2; }
 
 command -v nvidia-smi >/dev/null || { log "no nvidia-smi: this is not a GPU machine"; exit 1; }
+if [[ -f .gpu/llama.cpp.tar.xz && -z "${LLAMA_CPP_DIR:-}" ]]; then
+    mkdir -p "$WORK/src" && tar -C "$WORK/src" -xJf .gpu/llama.cpp.tar.xz
+    export LLAMA_CPP_DIR="$WORK/src/llama.cpp"
+fi
+if compgen -G ".gpu/wheels/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --target "$WORK/site" .gpu/wheels/*.whl
+    export PYTHONPATH="$WORK/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.csv"
 
 log "building the CUDA libraries (arch ${CUDA_ARCH:-90})"
