@@ -18,7 +18,8 @@ import numpy as np
 import psutil
 
 from .devices import process_vram_bytes
-from .model import Model, drain
+from .generate import drain
+from .model import Model
 from .placement import PlacementOptions, make_plan
 
 

@@ -119,3 +119,12 @@ def run(source: TokenSource, vocab: Vocab, max_tokens: int,
     if t_first is not None and out.completion_tokens > 1 and t_end > t_first:
         out.tokens_per_s = (out.completion_tokens - 1) / (t_end - t_first)
     return out
+
+
+def drain(gen) -> Completion:
+    """Runs a generation stream to its end and returns its Completion."""
+    while True:
+        try:
+            next(gen)
+        except StopIteration as done:
+            return done.value

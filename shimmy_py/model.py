@@ -12,7 +12,6 @@ import contextlib
 import ctypes
 import os
 import threading
-import time
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -21,13 +20,14 @@ from . import _llama, _log
 from ._owned import Batch, ContextHandle, ModelHandle
 from ._runtime import lib
 from .errors import GenerationError, NativeError, PlacementError, ShimmyError
-from .generate import Completion, check_request, run
+from .generate import Completion, check_request, drain, run
 from .gguf_file import read_header
+from .inline import InlineSequence
 from .kvcache import KVTokens
 from .placement import (LOAD_MODES, PlacementOptions, PlacementReport, build_report, make_plan,
                         placement_params)
 from .planner import CPU, Plan
-from .sampling import SamplingParams, build_chain
+from .sampling import SamplingParams
 
 # Used by chat() when the GGUF carries no tokenizer.chat_template.
 FALLBACK_CHAT_TEMPLATE = "chatml"
@@ -302,7 +302,7 @@ class Model:
         sampling = SamplingParams(temperature, top_k, top_p, min_p, repeat_penalty, seed=seed)
         sampling.validate(self.n_vocab)
         stops = [stop] if isinstance(stop, str) else list(stop or ())
-        return run(_InlineSequence(self, list(tokens), sampling), self, max_tokens, stops)
+        return run(InlineSequence(self, list(tokens), sampling), self, max_tokens, stops)
 
     def stream(self, prompt: str, **kwargs):
         """stream_tokens() on the tokenized `prompt` (BOS added as the model asks)."""
@@ -358,53 +358,3 @@ class Model:
             self._clear(ctx)
             self.prefill(ctx, tokens, logits_all=True)
             return np.stack([ctx.logits(i, self.n_vocab) for i in range(len(tokens))])
-
-
-class _InlineSequence:
-    """A Model's own token source: decodes in the caller's thread, holding the
-    model's context from the first token until closed."""
-
-    def __init__(self, model: Model, tokens: list[int], sampling: SamplingParams):
-        self.model, self.tokens, self.sampling = model, tokens, sampling
-        self.prompt_tokens, self.cached_tokens = len(tokens), 0
-        self.t_start = time.perf_counter()
-        self._session = self._ctx = self._chain = None
-        self._last = self._n_past = None
-
-    def next_token(self) -> int | None:
-        m = self.model
-        if self._ctx is None:
-            self.t_start = time.perf_counter()
-            self._session = m.session()
-            self._ctx = self._session.__enter__()
-            self._chain = build_chain(self.sampling, m.n_vocab)
-            # what the cache holds from the previous generation and this prompt share is kept
-            self.cached_tokens = m.kv.reuse(self._ctx, 0, self.tokens)
-            m.prefill(self._ctx, self.tokens[self.cached_tokens:], start=self.cached_tokens)
-            if self.sampling.repeat_penalty != 1.0:
-                for tok in self.tokens:  # penalties look back over the prompt too, as in llama.cpp
-                    self._chain.accept(tok)
-            self._n_past = len(self.tokens)
-        else:
-            if self._n_past >= m.n_ctx:
-                return None
-            m.step(self._ctx, self._last, self._n_past)
-            self._n_past += 1
-        self._last = self._chain.sample(self._ctx, -1)
-        return self._last
-
-    def close(self) -> None:
-        if self._chain is not None:
-            self._chain.close()
-        if self._session is not None:
-            session, self._session = self._session, None
-            session.__exit__(None, None, None)
-
-
-def drain(gen) -> Completion:
-    """Runs a generation stream to its end and returns its Completion."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as done:
-            return done.value

@@ -4,7 +4,7 @@ import subprocess
 import pytest
 
 from shimmy_py import GenerationError, Model, native
-from shimmy_py.model import drain
+from shimmy_py.generate import drain
 
 PROMPT = "Explain the architecture of DeepSeek MoE"
 
@@ -165,7 +165,7 @@ def test_plain_greedy_picks_what_llama_cpps_greedy_sampler_picks(model):
     bias changes no logit but routes through llama.cpp's chain and its greedy
     sampler, so both must give the same tokens."""
     from shimmy_py.generate import run
-    from shimmy_py.model import _InlineSequence
+    from shimmy_py.inline import InlineSequence
     from shimmy_py.sampling import Argmax, SamplingParams, build_chain
     plain, biased = SamplingParams(temperature=0), SamplingParams(temperature=0, logit_bias=((7, 0.0),))
     assert isinstance(build_chain(plain, model.n_vocab), Argmax)
@@ -175,5 +175,5 @@ def test_plain_greedy_picks_what_llama_cpps_greedy_sampler_picks(model):
         results = []
         for params in (plain, biased):
             model.reset()
-            results.append(drain(run(_InlineSequence(model, tokens, params), model, 32)).tokens)
+            results.append(drain(run(InlineSequence(model, tokens, params), model, 32)).tokens)
         assert len(results[0]) > 0 and results[0] == results[1]
