@@ -138,6 +138,29 @@ def test_max_tokens_beyond_the_context_ends_with_length(server):
     assert body["usage"]["total_tokens"] == 512 + 1
 
 
+def test_every_sequence_can_fill_its_context_in_the_shared_kv_cache(card_model):
+    """The sequences share one KV cache and keep what they decoded for reuse;
+    each holds at most its share (--ctx), so all of them filling their context
+    at once, after earlier requests left full caches behind, still fits."""
+    cfg = ServeConfig(Path(card_model), port=0, ctx=128, parallel=2, threads=2)
+    with Server(cfg).start() as srv:
+        for words in ("word", "other"):
+            results = [None, None]
+
+            def fill(i, words=words):
+                results[i] = post_json(srv.url, "/v1/completions", {
+                    "prompt": f"{i} " + f"{words} " * 60, "max_tokens": 1000, "temperature": 0})
+            threads = [threading.Thread(target=fill, args=(i,)) for i in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for status, body in results:
+                assert status == 200, body
+                assert body["choices"][0]["finish_reason"] == "length"
+                assert body["usage"]["total_tokens"] == 128 + 1
+
+
 def test_concurrent_greedy_requests_equal_sequential_ones(server):
     prompts = [f"Request number {i}: tell me about {w}" for i, w in enumerate(
         ["experts", "routing", "attention", "memory", "GPUs", "tokens"])]
