@@ -98,7 +98,7 @@ class Engine:
         self.failure: Exception | None = None
         self._session = model.session()
         self._ctx = self._session.__enter__()
-        model._clear(self._ctx)
+        model.clear_kv(self._ctx)
         self._thread = threading.Thread(target=self._loop, name="shimmy-engine", daemon=True)
         self._thread.start()
 

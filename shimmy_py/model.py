@@ -283,9 +283,10 @@ class Model:
         """Forgets the KV cache: the next prompt is processed in full, with no
         prefix reused from earlier generations (what a benchmark wants)."""
         with self.session() as ctx:
-            self._clear(ctx)
+            self.clear_kv(ctx)
 
-    def _clear(self, ctx: ContextHandle) -> None:
+    def clear_kv(self, ctx: ContextHandle) -> None:
+        """Empties the KV cache of `ctx` (held through session()) and its record."""
         ctx.clear()
         self.kv.forget()
 
@@ -355,6 +356,6 @@ class Model:
         if not tokens or len(tokens) > min(self.n_ctx, self.n_batch):
             raise GenerationError(f"eval_logits takes 1 to {min(self.n_ctx, self.n_batch)} tokens")
         with self.session() as ctx:
-            self._clear(ctx)
+            self.clear_kv(ctx)
             self.prefill(ctx, tokens, logits_all=True)
             return np.stack([ctx.logits(i, self.n_vocab) for i in range(len(tokens))])
