@@ -78,7 +78,8 @@ def _generate(args) -> int:
 
 def _synth(args) -> int:
     from . import synth
-    path = synth.write(args.out, args.preset, seed=args.seed, dtype=args.dtype, shape_only=args.shape_only)
+    path = synth.write(args.out, args.preset, seed=args.seed, dtype=args.dtype, shape_only=args.shape_only,
+                       vocab=args.vocab)
     kind = "shape-only (sparse, not loadable)" if args.shape_only else "random weights: its text is gibberish"
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, preset {args.preset}; {kind})")
     return 0
@@ -210,6 +211,8 @@ def _add_bench_and_synth(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--dtype", choices=["f32", "f16", "q8_0"], default=None, help="default: the preset's")
     s.add_argument("--shape-only", action="store_true", help="header and tensor table only (sparse file)")
+    s.add_argument("--vocab", default=None, metavar="GGUF",
+                   help="tokenizer GGUF to copy (default: llama.cpp's DeepSeek LLM vocabulary from the build)")
     s.set_defaults(func=_synth)
 
 

@@ -133,8 +133,13 @@ def _metadata(b: GGUFBuilder, p: Preset, vocab) -> None:
     b.add(f"{ARCH}.rope.freq_base", p.rope_freq_base, F32)
     b.add(f"{ARCH}.attention.layer_norm_rms_epsilon", p.rms_eps, F32)
     b.add(f"{ARCH}.expert_weights_scale", 1.0, F32)
-    for key in vocab.metadata:
-        if key.startswith("tokenizer."):
+    tokens = vocab.metadata.get("tokenizer.ggml.tokens")
+    n_tokens = getattr(tokens, "count", None) if not isinstance(tokens, list) else len(tokens)
+    if n_tokens != p.n_vocab:
+        raise ShimmyError(f"{vocab.path}: its tokenizer has {n_tokens} tokens, preset {p.name!r} needs "
+                          f"{p.n_vocab} (DeepSeek LLM's vocabulary)")
+    for key in vocab.metadata:   # the tokenizer, byte for byte; the chat template is DeepSeek's own
+        if key.startswith("tokenizer.") and key != "tokenizer.chat_template":
             b.add_raw(key, vocab.raw_kv(key))
     b.add("tokenizer.chat_template", CHAT_TEMPLATE, STR)
 
@@ -182,21 +187,23 @@ def _producer(w: _Weights, name: str, shape: tuple[int, ...],
 
 
 def write(out: str | os.PathLike, preset: str | Preset = "tiny", seed: int = 0,
-          dtype: str | None = None, shape_only: bool = False) -> Path:
+          dtype: str | None = None, shape_only: bool = False, vocab: str | os.PathLike | None = None) -> Path:
     """Writes a synthetic DeepSeekMoE GGUF to `out` and returns its path.
 
     `dtype` ("f32", "f16", "q8_0") overrides the preset's; vectors (norms) and the
     router stay F32, as llama.cpp's converters keep them. `shape_only` writes a
     valid header and tensor table with the data left as holes of a sparse file:
-    enough for planning, not for loading."""
+    enough for planning, not for loading. `vocab`: the tokenizer GGUF to copy
+    (default: DeepSeek LLM's, from the llama.cpp build; no build is needed
+    when it is given)."""
     p = PRESETS[preset] if isinstance(preset, str) else preset
     if dtype is not None:
         if dtype not in _TYPES:
             raise ShimmyError(f"unknown dtype {dtype!r}; choose one of {', '.join(_TYPES)}")
         p = replace(p, dtype=dtype)
-    vocab = read_header(vocab_path())
+    tokenizer = read_header(vocab if vocab is not None else vocab_path())
     b = GGUFBuilder()
-    _metadata(b, p, vocab)
+    _metadata(b, p, tokenizer)
     w = _Weights(seed)
     for name, shape, is_matrix in tensor_shapes(p):
         ttype = _TYPES[p.dtype] if is_matrix else GGMLQuantizationType.F32

@@ -42,6 +42,34 @@ def test_synth_shape_only_16b(tmp_path):
     assert out.stat().st_blocks * 512 < 50e6  # but nothing is stored: a sparse file
 
 
+def test_synth_with_a_given_vocab(tmp_path, tiny_path):
+    """--vocab copies another tokenizer GGUF (here: the tiny model's own, which
+    holds DeepSeek's); a missing one is a clear error naming it."""
+    from shimmy_py.gguf_file import read_header
+    out = tmp_path / "v.gguf"
+    p = cli("synth", out, "--preset", "tiny", "--seed", "1", "--vocab", tiny_path)
+    assert p.returncode == 0, p.stderr
+    assert out.read_bytes() == tiny_path.read_bytes()   # same seed, same tokenizer: the same file
+    assert read_header(out).metadata["tokenizer.ggml.model"] == "gpt2"
+    p = cli("synth", tmp_path / "w.gguf", "--vocab", tmp_path / "missing.gguf")
+    assert p.returncode == 1 and "missing.gguf" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_synth_refuses_a_vocab_of_another_size(tmp_path):
+    import gguf
+    small = tmp_path / "small-vocab.gguf"
+    w = gguf.GGUFWriter(str(small), "llama")
+    w.add_tokenizer_model("gpt2")
+    w.add_token_list(["a", "b", "c"])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    p = cli("synth", tmp_path / "w.gguf", "--vocab", small)
+    assert p.returncode == 1 and "has 3 tokens" in p.stderr and "102400" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
 def test_serve_sigterm_ends_open_streams_and_exits(tiny_path):
     import re
     import signal
