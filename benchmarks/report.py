@@ -30,7 +30,9 @@ def paired(ours: list[dict], theirs: list[dict], key: str, diff: bool = False) -
 
 def _fmt(v: tuple, unit: str = "", digits: int = 3) -> str:
     med, lo, hi = v
-    return f"{med:+.1f}{unit} ({lo:+.1f} to {hi:+.1f})" if unit else f"{med:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
+    if unit:
+        return f"{med:+.1f}{unit} ({lo:+.1f} to {hi:+.1f})"
+    return f"{med:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
 
 
 def targets(theirs, ours, http, ttft, plan_s) -> list[tuple[str, str, bool | None]]:
@@ -111,7 +113,8 @@ def write_report(out: Path, machine: str, args: dict, theirs, ours, http, ttft, 
         lines += ["", f"Profile: shimmy-py's engine spent {100 * statistics.median(shares):.1f}% of its step time "
                   f"outside llama_decode (median over {len(shares)} HTTP runs, range "
                   f"{100 * min(shares):.1f}-{100 * max(shares):.1f}%): batch building, sampling "
-                  "(an in-place argmax for greedy requests) and the Python loop; the ranges above show the run-to-run spread."]
+                  "(an in-place argmax for greedy requests) and the Python loop; "
+                  "the ranges above show the run-to-run spread."]
     lines += ["", f"Planning the DeepSeekMoE 16B table (shape-only file, `fit` to 8 GiB): {plan_s * 1000:.0f} ms "
               "(median of 5).", ""]
     text = "\n".join(lines) + _history(out)

@@ -26,7 +26,8 @@ def side_by_side(path: Path) -> None:
     print(f"{path.name}: {total.nbytes / 1e9:.1f} GB, {total.n_params / 1e9:.2f}B parameters, "
           f"{total.n_active / 1e9:.2f}B active per token")
     strategies = {"gpu": PlacementOptions(), "cpu-moe": PlacementOptions(cpu_moe=True),
-                  "n-cpu-moe 8": PlacementOptions(n_cpu_moe=8), "fit 8 GiB": PlacementOptions(fit=True, vram_budget="8GiB")}
+                  "n-cpu-moe 8": PlacementOptions(n_cpu_moe=8),
+                  "fit 8 GiB": PlacementOptions(fit=True, vram_budget="8GiB")}
     print(f"{'placement':<12} {'accelerator':>12} {'(weights)':>10} {'CPU RAM':>10}")
     for name, opts in strategies.items():
         opts = PlacementOptions(**{**opts.__dict__, "target_vram": "80GiB"})

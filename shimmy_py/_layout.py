@@ -48,7 +48,7 @@ def verify(structs, layout_path: Path, library_version: str) -> None:
     try:
         probed = json.loads(layout_path.read_text())
     except (OSError, ValueError) as e:
-        raise NativeError(f"{layout_path}: unreadable struct layout ({e}); rebuild with `make native --force`") from None
+        raise NativeError(f"{layout_path}: unreadable struct layout ({e}); rebuild: native/build.sh --force") from None
     problems = mismatches(structs, probed)
     if problems:
         raise NativeError(

@@ -122,7 +122,8 @@ def run_bench(path: str, placements: list[str], n_prompt: int = 512, n_gen: int 
 
 
 def markdown(results: list[BenchResult]) -> str:
-    rows = ["| placement | load s | TTFT ms | prefill tok/s | decode tok/s (min-max) | weights per device | VRAM | peak RSS |",
+    rows = ["| placement | load s | TTFT ms | prefill tok/s | decode tok/s (min-max) | weights per device "
+            "| VRAM | peak RSS |",
             "|---|---|---|---|---|---|---|---|"]
     for r in results:
         devs = ", ".join(f"{d} {b / 2**30:.2f} GiB" for d, b in r.devices.items() if b)

@@ -34,7 +34,8 @@ class SamplingParams:
         bad_ids = [t for t, _ in self.logit_bias if n_vocab is not None and not 0 <= t < n_vocab]
         checks = [
             (not bad_ids, f"logit_bias names tokens outside the vocabulary [0, {n_vocab}): {bad_ids[:5]}"),
-            (math.isfinite(self.temperature) and self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
+            (math.isfinite(self.temperature) and self.temperature >= 0,
+             f"temperature must be >= 0, got {self.temperature}"),
             (self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}"),
             (0.0 < self.top_p <= 1.0, f"top_p must be in (0, 1], got {self.top_p}"),
             (0.0 <= self.min_p <= 1.0, f"min_p must be in [0, 1], got {self.min_p}"),

@@ -65,7 +65,7 @@ def test_fit_fills_the_budget_and_goes_finer_than_layers(table, budget_gib):
     kept = [t for t in p.tensors if t.role == "routed_experts" and t.device == "GPU"]
     layers = sorted({t.layer for t in kept})
     assert layers == list(range(28 - len(layers), 28))  # the last layers keep their experts
-    whole = [l for l in layers if sum(1 for t in kept if t.layer == l) == 3]
+    whole = [layer for layer in layers if sum(1 for t in kept if t.layer == layer) == 3]
     assert len(layers) - len(whole) <= 1               # at most one layer split
 
 
