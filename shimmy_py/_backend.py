@@ -83,10 +83,10 @@ def check_rpc_server(endpoint: str, timeout: float = 5.0) -> None:
         raise PlacementError(f"RPC server {endpoint} is unreachable: {e}") from None
     if len(reply) < 12 or struct.unpack_from("<Q", reply)[0] != 4 + RPC_CONN_CAPS_SIZE:
         raise PlacementError(f"{endpoint} did not answer the ggml RPC handshake (is it ggml-rpc-server?)")
-    major = reply[8]
-    if major != _rpc_major_version():
+    major, ours = reply[8], _rpc_major_version()
+    if major != ours:
         raise PlacementError(f"RPC server {endpoint} speaks protocol {major}.{reply[9]}.{reply[10]}, "
-                             f"this build speaks {_rpc_major_version()}.x: rebuild one of them")
+                             f"this build speaks {ours}.x: rebuild one of them")
 
 
 _registered: set[str] = set()

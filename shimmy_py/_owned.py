@@ -111,18 +111,19 @@ class ContextHandle(Owned):
 
     def logits(self, i: int, n_vocab: int) -> np.ndarray:
         """A copy of the logits of output `i` of the last decoded batch."""
-        ptr = lib().llama_get_logits_ith(self.ptr(), i)
-        if not ptr:
-            raise NativeError(f"llama_get_logits_ith({i}) returned NULL ({self.model.path})")
-        return np.ctypeslib.as_array(ptr, shape=(n_vocab,)).copy()
+        return self._logits_view(i, n_vocab).copy()
 
     def argmax(self, i: int, n_vocab: int) -> int:
         """The token with the largest logit at output `i`, read in place (the
         first one on a tie, as llama.cpp's greedy sampler chooses)."""
+        return int(self._logits_view(i, n_vocab).argmax())
+
+    def _logits_view(self, i: int, n_vocab: int) -> np.ndarray:
+        """llama.cpp's logits of output `i`, valid until the next decode: no copy."""
         ptr = lib().llama_get_logits_ith(self.ptr(), i)
         if not ptr:
             raise NativeError(f"llama_get_logits_ith({i}) returned NULL ({self.model.path})")
-        return int(np.ctypeslib.as_array(ptr, shape=(n_vocab,)).argmax())
+        return np.ctypeslib.as_array(ptr, shape=(n_vocab,))
 
     def clear(self) -> None:
         """Forgets every cached token. Metadata only, as llama-bench clears it:

@@ -90,6 +90,9 @@ def _logit_bias(body: dict) -> tuple:
     return tuple(out)
 
 
+_DEFAULT_SAMPLING = SamplingParams()   # a field a request leaves out takes llama.cpp's default
+
+
 def parse_request(body: Any, route: str) -> GenRequest:
     """Validates a generation request of `route` ("generate", "chat", "completions")."""
     if not isinstance(body, dict):
@@ -98,12 +101,13 @@ def parse_request(body: Any, route: str) -> GenRequest:
     stop = (stop,) if isinstance(stop, str) else tuple(stop)
     if not all(isinstance(s, str) for s in stop):
         raise ApiError(400, "'stop' must be a string or a list of strings")
+    d = _DEFAULT_SAMPLING
     sampling = SamplingParams(
-        temperature=_number(body, "temperature", 0.8, lo=0.0, hi=100.0),
-        top_k=_number(body, "top_k", 40, lo=0, integer=True),
-        top_p=_number(body, "top_p", 0.95, lo=1e-9, hi=1.0),
-        min_p=_number(body, "min_p", 0.05, lo=0.0, hi=1.0),
-        repeat_penalty=_number(body, "repeat_penalty", 1.0, lo=1e-9),
+        temperature=_number(body, "temperature", d.temperature, lo=0.0, hi=100.0),
+        top_k=_number(body, "top_k", d.top_k, lo=0, integer=True),
+        top_p=_number(body, "top_p", d.top_p, lo=1e-9, hi=1.0),
+        min_p=_number(body, "min_p", d.min_p, lo=0.0, hi=1.0),
+        repeat_penalty=_number(body, "repeat_penalty", d.repeat_penalty, lo=1e-9),
         seed=_number(body, "seed", None, lo=0, hi=2**32 - 1, integer=True),
         logit_bias=_logit_bias(body))
     max_tokens = _number(body, "max_tokens", 256 if route == "generate" else None, lo=1, integer=True)

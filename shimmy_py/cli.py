@@ -23,6 +23,11 @@ def add_placement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ctx", type=int, default=4096, help="context length (default 4096)")
 
 
+def model_dirs(args) -> list[str]:
+    """--model-dirs "DIR;DIR" as a list."""
+    return [d for d in args.model_dirs.split(";") if d]
+
+
 def rpc_list(args) -> tuple[str, ...]:
     """--rpc HOST:PORT[,HOST:PORT] as a tuple."""
     return tuple(s for s in args.rpc.split(",") if s)
@@ -49,7 +54,13 @@ def _devices(args) -> int:
     return 0
 
 
+def _write_piece(piece: str) -> None:
+    sys.stdout.write(piece)
+    sys.stdout.flush()
+
+
 def _generate(args) -> int:
+    from .generate import drain
     from .model import Model
     from .placement import make_plan
     opts = placement_options(args)
@@ -58,15 +69,7 @@ def _generate(args) -> int:
         stream = model.stream(args.prompt, max_tokens=args.n, temperature=args.temperature,
                               top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
                               repeat_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop)
-        while True:
-            try:
-                piece = next(stream)
-            except StopIteration as done:
-                result = done.value
-                break
-            if not args.json:
-                sys.stdout.write(piece)
-                sys.stdout.flush()
+        result = drain(stream, None if args.json else _write_piece)
     if args.json:
         print(json.dumps(asdict(result), ensure_ascii=False))
     else:
@@ -95,7 +98,7 @@ def _serve(args) -> int:
     from .placement import make_plan
     from .plan_format import to_text
     from .server import ServeConfig, Server
-    dirs = [d for d in args.model_dirs.split(";") if d]
+    dirs = model_dirs(args)
     if args.model is None:
         found = discover(dirs)
         if len(found) != 1:
@@ -126,14 +129,14 @@ def _serve(args) -> int:
 
 def _list(args) -> int:
     from .names import discover, name_table
-    table = name_table(discover([d for d in args.model_dirs.split(";") if d]))
+    table = name_table(discover(model_dirs(args)))
     if args.json:
         print(json.dumps({n: {"path": str(p), "size_bytes": p.stat().st_size} for n, p in sorted(table.items())}))
-    elif not table:
+        return 0
+    if not table:
         print("no GGUF files found (give --model-dirs \"DIR;DIR\")")
     for name, path in sorted(table.items()):
-        if not args.json:
-            print(f"{name:<32} {path.stat().st_size / 2**30:8.2f} GiB  {path}")
+        print(f"{name:<32} {path.stat().st_size / 2**30:8.2f} GiB  {path}")
     return 0
 
 

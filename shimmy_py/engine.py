@@ -170,13 +170,10 @@ class Engine:
             if req.cancelled:
                 continue
             try:
-                chain = build_chain(req.sampling, self.model.n_vocab)
+                chain = build_chain(req.sampling, self.model.n_vocab, req.tokens)
             except ShimmyError as e:   # this request fails alone
                 req.out.put(e)
                 continue
-            if req.sampling.repeat_penalty != 1.0:
-                for tok in req.tokens:  # penalties look back over the prompt too, as in llama.cpp
-                    chain.accept(tok)
             # the free sequence whose cache shares the longest prefix with this
             # prompt; only the rest of the prompt is decoded (llama-server's cache_prompt)
             seq = self.model.kv.pick(free, req.tokens)

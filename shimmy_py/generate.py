@@ -121,10 +121,15 @@ def run(source: TokenSource, vocab: Vocab, max_tokens: int,
     return out
 
 
-def drain(gen) -> Completion:
-    """Runs a generation stream to its end and returns its Completion."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as done:
-            return done.value
+def drain(gen, on_piece=None) -> Completion:
+    """Runs a generation stream to its end, handing each text piece to
+    `on_piece` if given, and returns its Completion. If `on_piece` raises (a
+    client that went away), the stream is closed, which frees its sequence."""
+    with contextlib.closing(gen):
+        while True:
+            try:
+                piece = next(gen)
+            except StopIteration as done:
+                return done.value
+            if on_piece is not None:
+                on_piece(piece)

@@ -30,13 +30,10 @@ class InlineSequence:
             self.t_start = time.perf_counter()
             self._session = m.session()
             self._ctx = self._session.__enter__()
-            self._chain = build_chain(self.sampling, m.n_vocab)
+            self._chain = build_chain(self.sampling, m.n_vocab, self.tokens)
             # what the cache holds from the previous generation and this prompt share is kept
             self.cached_tokens = m.kv.reuse(self._ctx, 0, self.tokens)
             m.prefill(self._ctx, self.tokens[self.cached_tokens:], start=self.cached_tokens)
-            if self.sampling.repeat_penalty != 1.0:
-                for tok in self.tokens:  # penalties look back over the prompt too, as in llama.cpp
-                    self._chain.accept(tok)
             self._n_past = len(self.tokens)
         else:
             if self._n_past >= m.n_ctx:

@@ -33,7 +33,9 @@ class Metrics:
                 self.decode_tps_sum += c.tokens_per_s
                 self.decode_tps_count += 1
 
-    def render(self, queue_depth: int, active: int, device_bytes: dict[str, int], engine=None) -> str:
+    def render(self, device_bytes: dict[str, int], engine=None) -> str:
+        """The exposition text; `engine` is the engine's EngineStats (None while loading)."""
+        queue_depth, active = (engine.queue_depth, engine.active) if engine is not None else (0, 0)
         with self._lock:
             lines = ["# HELP shimmy_requests_total HTTP requests by route and status.",
                      "# TYPE shimmy_requests_total counter"]

@@ -32,7 +32,6 @@ logger = logging.getLogger("shimmy_py")
 LOAD_MODES = {"auto": -1, "none": 0, "mmap": 1, "mlock": 2, "mmap+mlock": 3}
 
 
-
 def parse_size(value: int | str) -> int:
     """Bytes from 8589934592, "8GiB", "8 GB", "512MiB"."""
     if isinstance(value, int):

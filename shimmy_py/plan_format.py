@@ -7,6 +7,7 @@ from collections import defaultdict
 
 from .planner import CPU, Plan
 
+
 def gib(n: int) -> str:
     return f"{n / 2**30:8.2f} GiB"
 

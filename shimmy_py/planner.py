@@ -231,7 +231,8 @@ def plan(table: TensorTable, devices: list[DeviceSpec], request: PlanRequest = P
         device_of[t.name] = _base_device(t, acc.name if acc else None)
         for pattern, target in user:
             if pattern.search(t.name):
-                device_of[t.name], _ = target, pinned.add(t.name)
+                device_of[t.name] = target
+                pinned.add(t.name)
                 break
 
     kv = table.hparams.kv_bytes(request.n_ctx) if acc else 0

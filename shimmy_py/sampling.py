@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 from ._llama import llama_logit_bias
 from ._owned import SamplerChain
@@ -56,8 +56,7 @@ class Argmax:
     """Plain greedy sampling: the largest logit, read in place through numpy.
     The same token as llama.cpp's greedy sampler (both take the first maximum),
     without the chain filling a candidate array of the whole vocabulary for
-    every token: 0.02 ms instead of 0.33 ms per token with the 102,400-token
-    DeepSeek vocabulary (about 1% of a decode step of the bench model here)."""
+    every token (benchmarks/sampling_cost.py measures both)."""
 
     def __init__(self, n_vocab: int):
         self.n_vocab = n_vocab
@@ -72,11 +71,21 @@ class Argmax:
         """Nothing native to free."""
 
 
-def build_chain(params: SamplingParams, n_vocab: int) -> SamplerChain | Argmax:
+def build_chain(params: SamplingParams, n_vocab: int, prompt: Sequence[int] = ()) -> SamplerChain | Argmax:
     """A new sampler for one generation (a chain holds the RNG and penalty
-    state); `params` must have passed validate(n_vocab)."""
+    state); `params` must have passed validate(n_vocab). Penalties look back
+    over the `prompt` tokens too, as in llama.cpp."""
     if params.greedy and not params.logit_bias and params.repeat_penalty == 1.0:
         return Argmax(n_vocab)
+    chain = _chain(params, n_vocab)
+    if params.repeat_penalty != 1.0:
+        for tok in prompt:
+            chain.accept(tok)
+    return chain
+
+
+def _chain(params: SamplingParams, n_vocab: int) -> SamplerChain:
+    """llama.cpp's sampler chain for `params`, in llama.cpp's order."""
     L = lib()
     chain = SamplerChain()
     if params.logit_bias:

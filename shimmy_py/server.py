@@ -20,7 +20,7 @@ from pathlib import Path
 from .api import ApiError, GenRequest, OpenAIShapes, generate_response, openai_error, parse_request, timing
 from .engine import Engine, EngineFailed, QueueFull
 from .errors import GenerationError, ShimmyError
-from .generate import run
+from .generate import drain, run
 from .metrics import Metrics
 from .names import name_table
 
@@ -237,10 +237,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def metrics(self) -> None:
         s = self.state
-        eng = s.engine
         plan = s.model.plan if s.model is not None else None
-        text = s.metrics.render(eng.stats.queue_depth if eng else 0, eng.stats.active if eng else 0,
-                                plan.weights_by_device() if plan else {}, eng.stats if eng else None)
+        text = s.metrics.render(plan.weights_by_device() if plan else {},
+                                s.engine.stats if s.engine is not None else None)
         self.send_text(200, text, "text/plain; version=0.0.4")
 
     # --- POST routes ----------------------------------------------------------
@@ -293,23 +292,15 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(400, str(e)) from None
         return run(source, model, max_tokens, req.stop)
 
-    def _drain(self, gen, on_piece):
-        """Runs `gen`, handing each piece to on_piece; returns the Completion.
-        A failed write (the client left) closes the generator, freeing the sequence."""
-        try:
-            while True:
-                try:
-                    piece = next(gen)
-                except StopIteration as done:
-                    self.state.metrics.completion(done.value)
-                    return done.value
-                on_piece(piece)
-        finally:
-            gen.close()
+    def _drain(self, gen, on_piece=None):
+        """Runs `gen` (see generate.drain) and counts its Completion."""
+        c = drain(gen, on_piece)
+        self.state.metrics.completion(c)
+        return c
 
     def _shimmy_answer(self, gen, name: str, stream: bool) -> None:
         if not stream:
-            self.send_json(200, generate_response(name, self._drain(gen, lambda p: None)))
+            self.send_json(200, generate_response(name, self._drain(gen)))
             return
         self.start_sse()
         self._drain(gen, self.send_event)
@@ -318,7 +309,7 @@ class Handler(BaseHTTPRequestHandler):
     def _openai_answer(self, gen, name: str, chat: bool, stream: bool) -> None:
         shapes = OpenAIShapes(name, chat)
         if not stream:
-            c = self._drain(gen, lambda p: None)
+            c = self._drain(gen)
             self.send_json(200, {**shapes.final(c), "timings": timing(c)})
             return
         self.start_sse()

@@ -9,7 +9,7 @@ from gguf import GGMLQuantizationType, GGUFValueType
 
 from .gguf_write import GGUFBuilder
 
-E, N_EMBD, N_FF, N_EXP = 8, 64, 32, 4  # experts, width, expert width, layers
+E, N_EMBD, N_FF, N_LAYER = 8, 64, 32, 4  # experts, width, expert width, layers
 
 _ATTN = ["attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight",
          "ffn_norm.weight"]
@@ -46,12 +46,12 @@ def write_layout(out: str | os.PathLike, arch: str) -> str:
     """Writes a shape-only GGUF whose tensor names follow `arch`'s layout."""
     b = GGUFBuilder()
     b.add("general.architecture", arch, GGUFValueType.STRING)
-    for key, value in [("block_count", N_EXP), ("embedding_length", N_EMBD), ("attention.head_count", 4),
+    for key, value in [("block_count", N_LAYER), ("embedding_length", N_EMBD), ("attention.head_count", 4),
                        ("expert_count", E), ("expert_used_count", 2), ("context_length", 4096),
                        ("leading_dense_block_count", DENSE_LEAD.get(arch, 0))]:
         b.add(f"{arch}.{key}", value, GGUFValueType.UINT32)
     b.add_tensor("token_embd.weight", (N_EMBD, 1000), GGMLQuantizationType.F16, None)
-    for i in range(N_EXP):
+    for i in range(N_LAYER):
         names = LAYOUTS[arch]
         if i < DENSE_LEAD.get(arch, 0):
             names = [n for n in names if "exp" not in n and "gate_inp" not in n] + \

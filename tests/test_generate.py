@@ -22,6 +22,28 @@ def test_greedy_equals_llama_completion(model, tiny_path):
     assert len(ours.text) > 0
 
 
+def test_repeat_penalty_looks_back_over_the_prompt(model):
+    """A prompt token is biased to lead the greedy choice by a hair; the
+    repeat penalty (as in llama.cpp, over the prompt too) must then demote it,
+    while without the penalty it is chosen."""
+    from shimmy_py.generate import run
+    from shimmy_py.inline import InlineSequence
+    from shimmy_py.sampling import SamplingParams
+    tokens = model.tokenize(PROMPT)
+    logits = model.eval_logits(tokens)[-1]
+    top = float(logits.max())
+    assert top > 0   # the penalty divides positive logits
+    target = tokens[2]
+    bias = ((target, top - float(logits[target]) + 0.01),)
+
+    def first_token(penalty: float) -> int:
+        params = SamplingParams(temperature=0, repeat_penalty=penalty, logit_bias=bias)
+        model.reset()
+        return drain(run(InlineSequence(model, tokens, params), model, 1)).tokens[0]
+    assert first_token(1.0) == target
+    assert first_token(1.5) != target
+
+
 def test_stream_concatenates_to_generate(model):
     for kwargs in ({"temperature": 0}, {"temperature": 0.9, "seed": 7}):
         whole = model.generate(PROMPT, max_tokens=20, **kwargs)
