@@ -11,7 +11,7 @@ import time
 import urllib.request
 from contextlib import ExitStack
 
-from shimmy_py.procs import ChildServer, free_port  # noqa: F401 (re-exported)
+from shimmy_py.procs import ChildServer
 
 WORDS = ("expert router token layer memory shared gate attention value key cache batch model weight "
          "sparse dense shard device tensor stream").split()

@@ -30,12 +30,13 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from http_client import ServerProcess, free_port, measure, paired_ttft  # noqa: E402
+from http_client import ServerProcess, measure, paired_ttft  # noqa: E402
 from report import write_report  # noqa: E402
 
 import shimmy_py  # noqa: E402
 from shimmy_py import native  # noqa: E402
 from shimmy_py.bench import run_bench  # noqa: E402
+from shimmy_py.procs import free_port  # noqa: E402
 
 
 def llama_bench(model: Path, p: int, n: int, reps: int, threads: int) -> dict:

@@ -76,7 +76,7 @@ def test_llama_cpp_selects_exactly_the_planned_tensors_of_the_16b_table(ds16b_pa
 
 
 def test_unreachable_rpc_server_is_a_clear_error(tiny_path):
-    from rpc_server import free_port
+    from shimmy_py.procs import free_port
     with pytest.raises(PlacementError, match="unreachable"):
         Model(tiny_path, cpu_moe=True, rpc=[f"127.0.0.1:{free_port()}"])
 
