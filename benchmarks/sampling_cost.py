@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from shimmy_py import Model
-from shimmy_py._owned import SamplerChain
-from shimmy_py._runtime import lib
-from shimmy_py.sampling import Argmax, SamplingParams, build_chain
+from shimmy_py.native.owned import SamplerChain
+from shimmy_py.native.runtime import lib
+from shimmy_py.generation.sampling import Argmax, SamplingParams, build_chain
 
 ROOT = Path(__file__).resolve().parent.parent
 

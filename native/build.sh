@@ -4,15 +4,15 @@
 #   native/build.sh [--cuda] [--cuda-arch ARCHS] [--libs-only] [--force]
 #
 # Source: the sdist of llama-cpp-python at the version pinned in
-# shimmy_py/_pin.py, from the package index, checked against its sha256, whose vendor/llama.cpp tree is built; or
+# shimmy_py/native/pin.py, from the package index, checked against its sha256, whose vendor/llama.cpp tree is built; or
 # LLAMA_CPP_DIR=/path/to/llama.cpp to build an existing checkout instead.
 # Output: $SHIMMY_PY_CACHE/<key>/install/{lib,bin,include,share}, and the symlink
 # $SHIMMY_PY_CACHE/current pointing at it, which shimmy_py finds by itself.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# The pin lives in one place, shimmy_py/_pin.py, which the binding reads too.
-PIN_FILE="$HERE/../shimmy_py/_pin.py"
+# The pin lives in one place, shimmy_py/native/pin.py, which the binding reads too.
+PIN_FILE="$HERE/../shimmy_py/native/pin.py"
 pin() { sed -n "s/^$1 = \"\(.*\)\"$/\1/p" "$PIN_FILE"; }
 PIN_VERSION="$(pin LLAMA_CPP_PYTHON_VERSION)"
 PIN_SHA256="$(pin SDIST_SHA256)"

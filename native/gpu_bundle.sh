@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CACHE="${SHIMMY_PY_CACHE:-$HOME/.cache/shimmy_py}"
-VERSION="$(sed -n 's/^LLAMA_CPP_PYTHON_VERSION = "\(.*\)"$/\1/p' shimmy_py/_pin.py)"
+VERSION="$(sed -n 's/^LLAMA_CPP_PYTHON_VERSION = "\(.*\)"$/\1/p' shimmy_py/native/pin.py)"
 PARENT="$CACHE/src/llama_cpp_python-$VERSION/vendor"
 VOCAB="llama.cpp/models/ggml-vocab-deepseek-llm.gguf"   # and its tokenizer test vectors (.inp, .out)
 [[ -f "$PARENT/$VOCAB" ]] || { echo "gpu_bundle: no $PARENT/llama.cpp: run native/build.sh first" >&2; exit 1; }

@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import psutil
 
-from .devices import process_vram_bytes
-from .generate import drain
-from .model import Model
-from .placement import PlacementOptions, make_plan
+from .placement.devices import process_vram_bytes
+from .generation.loop import drain
+from .generation.model import Model
+from .placement.load import PlacementOptions, make_plan
 
 
 @dataclass

@@ -34,21 +34,21 @@ def rpc_list(args) -> tuple[str, ...]:
 
 
 def placement_options(args, target_vram=None):
-    from .placement import PlacementOptions
+    from .placement.load import PlacementOptions
     return PlacementOptions(args.cpu_moe, args.n_cpu_moe, args.fit, args.vram_budget,
                             tuple(args.override_tensor), rpc_list(args), target_vram, args.ctx)
 
 
 def _plan(args) -> int:
-    from .placement import make_plan
-    from .plan_format import to_json, to_text
+    from .placement.load import make_plan
+    from .placement.plan_format import to_json, to_text
     plan = make_plan(args.model, placement_options(args, args.target_vram))
     print(json.dumps(to_json(plan), indent=1) if args.json else to_text(plan))
     return 0
 
 
 def _devices(args) -> int:
-    from .devices import format_report, report
+    from .placement.devices import format_report, report
     r = report(rpc_list(args))
     print(json.dumps(r, indent=1) if args.json else format_report(r))
     return 0
@@ -60,9 +60,9 @@ def _write_piece(piece: str) -> None:
 
 
 def _generate(args) -> int:
-    from .generate import drain
-    from .model import Model
-    from .placement import make_plan
+    from .generation.loop import drain
+    from .generation.model import Model
+    from .placement.load import make_plan
     opts = placement_options(args)
     with Model(args.model, n_ctx=args.ctx, n_threads=args.threads, verbose=args.verbose,
                placement=make_plan(args.model, opts), rpc=opts.rpc) as model:
@@ -81,7 +81,7 @@ def _generate(args) -> int:
 
 
 def _synth(args) -> int:
-    from . import synth
+    from .gguf_io import synth
     path = synth.write(args.out, args.preset, seed=args.seed, dtype=args.dtype, shape_only=args.shape_only,
                        vocab=args.vocab)
     kind = "shape-only (sparse, not loadable)" if args.shape_only else "random weights: its text is gibberish"
@@ -94,10 +94,10 @@ def _serve(args) -> int:
     import threading
     from dataclasses import replace
 
-    from .names import discover, resolve_model
-    from .placement import make_plan
-    from .plan_format import to_text
-    from .server import ServeConfig, Server
+    from .serving.names import discover, resolve_model
+    from .placement.load import make_plan
+    from .placement.plan_format import to_text
+    from .serving.server import ServeConfig, Server
     dirs = model_dirs(args)
     if args.model is None:
         found = discover(dirs)
@@ -128,7 +128,7 @@ def _serve(args) -> int:
 
 
 def _list(args) -> int:
-    from .names import discover, name_table
+    from .serving.names import discover, name_table
     table = name_table(discover(model_dirs(args)))
     if args.json:
         print(json.dumps({n: {"path": str(p), "size_bytes": p.stat().st_size} for n, p in sorted(table.items())}))
@@ -198,7 +198,7 @@ def _add_serve_and_list(sub) -> None:
 
 
 def _add_bench_and_synth(sub) -> None:
-    from .synth import PRESETS
+    from .gguf_io.synth import PRESETS
     b = sub.add_parser("bench", help="load time, TTFT, prompt and decode speed per placement")
     b.add_argument("model")
     b.add_argument("--placements", default="gpu", help="comma-separated: gpu,cpu-moe,n-cpu-moe=8,fit[=SIZE]")
@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.verbose:
-        from ._log import verbose
+        from .native.log import verbose
         verbose()
     try:
         return args.func(args)

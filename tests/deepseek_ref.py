@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shimmy_py.gguf_file import read_header, tensor_array
+from shimmy_py.gguf_io.reader import read_header, tensor_array
 
 
 class Reference:

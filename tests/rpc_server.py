@@ -1,7 +1,7 @@
 """llama.cpp's own ggml-rpc-server on 127.0.0.1, the tests' stand-in accelerator."""
 from __future__ import annotations
 
-from shimmy_py import native
+from shimmy_py.native import install as native
 from shimmy_py.procs import ChildServer, free_port, listening
 
 __all__ = ["RPCServer", "free_port"]

@@ -45,7 +45,7 @@ def test_synth_shape_only_16b(tmp_path):
 def test_synth_with_a_given_vocab(tmp_path, tiny_path):
     """--vocab copies another tokenizer GGUF (here: the tiny model's own, which
     holds DeepSeek's); a missing one is a clear error naming it."""
-    from shimmy_py.gguf_file import read_header
+    from shimmy_py.gguf_io.reader import read_header
     out = tmp_path / "v.gguf"
     p = cli("synth", out, "--preset", "tiny", "--seed", "1", "--vocab", tiny_path)
     assert p.returncode == 0, p.stderr

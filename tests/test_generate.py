@@ -3,8 +3,9 @@ import subprocess
 
 import pytest
 
-from shimmy_py import GenerationError, Model, native
-from shimmy_py.generate import drain
+from shimmy_py import GenerationError, Model
+from shimmy_py.native import install as native
+from shimmy_py.generation.loop import drain
 
 PROMPT = "Explain the architecture of DeepSeek MoE"
 
@@ -26,9 +27,9 @@ def test_repeat_penalty_looks_back_over_the_prompt(model):
     """A prompt token is biased to lead the greedy choice by a hair; the
     repeat penalty (as in llama.cpp, over the prompt too) must then demote it,
     while without the penalty it is chosen."""
-    from shimmy_py.generate import run
-    from shimmy_py.inline import InlineSequence
-    from shimmy_py.sampling import SamplingParams
+    from shimmy_py.generation.loop import run
+    from shimmy_py.generation.inline import InlineSequence
+    from shimmy_py.generation.sampling import SamplingParams
     tokens = model.tokenize(PROMPT)
     logits = model.eval_logits(tokens)[-1]
     top = float(logits.max())
@@ -186,9 +187,9 @@ def test_plain_greedy_picks_what_llama_cpps_greedy_sampler_picks(model):
     """Plain greedy reads the argmax in place (sampling.Argmax); a zero logit
     bias changes no logit but routes through llama.cpp's chain and its greedy
     sampler, so both must give the same tokens."""
-    from shimmy_py.generate import run
-    from shimmy_py.inline import InlineSequence
-    from shimmy_py.sampling import Argmax, SamplingParams, build_chain
+    from shimmy_py.generation.loop import run
+    from shimmy_py.generation.inline import InlineSequence
+    from shimmy_py.generation.sampling import Argmax, SamplingParams, build_chain
     plain, biased = SamplingParams(temperature=0), SamplingParams(temperature=0, logit_bias=((7, 0.0),))
     assert isinstance(build_chain(plain, model.n_vocab), Argmax)
     assert not isinstance(build_chain(biased, model.n_vocab), Argmax)

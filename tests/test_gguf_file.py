@@ -2,7 +2,7 @@
 import pytest
 
 from shimmy_py import GGUFError, Model, synth
-from shimmy_py.gguf_file import ArrayRef, read_header
+from shimmy_py.gguf_io.reader import ArrayRef, read_header
 
 
 def test_reads_tiny_model_table(tiny_path):

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from shimmy_py import _layout, _runtime, native
-from shimmy_py._llama import STRUCTS, llama_context_params
+from shimmy_py.native import install as native, layout as _layout, runtime as _runtime
+from shimmy_py.native.binding import STRUCTS, llama_context_params
 from shimmy_py.errors import NativeError
 
 

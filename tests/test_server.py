@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from shimmy_py import synth
-from shimmy_py.server import ServeConfig, Server
+from shimmy_py.serving.server import ServeConfig, Server
 
 CARD_REQUEST = {"model": "deepseek-moe-16b", "prompt": "Explain the architecture of DeepSeek MoE",
                 "max_tokens": 256, "stream": False}

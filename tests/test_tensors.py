@@ -1,8 +1,8 @@
 """The tensor table: roles, layers, hyper-parameters and summaries."""
 import pytest
 
-from shimmy_py.synth_layouts import LAYOUTS, write_layout
-from shimmy_py.tensors import classify, read_table
+from synth_layouts import LAYOUTS, write_layout
+from shimmy_py.gguf_io.tensors import classify, read_table
 
 
 @pytest.mark.parametrize("name, layer, role", [

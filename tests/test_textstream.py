@@ -1,5 +1,5 @@
 """Text pieces: whole UTF-8 characters, stop strings held back and cut."""
-from shimmy_py.textstream import PieceDecoder, StopMatcher
+from shimmy_py.generation.textstream import PieceDecoder, StopMatcher
 
 
 def test_multibyte_character_split_across_tokens_is_held_back():

@@ -14,9 +14,9 @@ import weakref
 
 import numpy as np
 
-from . import _llama
-from ._runtime import lib
-from .errors import NativeError
+from . import binding as _llama
+from .runtime import lib
+from ..errors import NativeError
 
 _live: "weakref.WeakValueDictionary[int, Owned]" = weakref.WeakValueDictionary()
 _order = itertools.count()

@@ -20,8 +20,8 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .errors import PlacementError
-from .tensors import Tensor, TensorTable
+from ..errors import PlacementError
+from ..gguf_io.tensors import Tensor, TensorTable
 
 CPU = "CPU"
 STRATEGIES = ("gpu", "cpu-moe", "n-cpu-moe", "fit")

@@ -13,9 +13,11 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from . import _llama, native
-from ._runtime import lib
-from .errors import PlacementError
+from . import binding as _llama
+
+from . import install as native
+from .runtime import lib
+from ..errors import PlacementError
 
 RPC_CMD_HELLO = 14
 RPC_CONN_CAPS_SIZE = 24

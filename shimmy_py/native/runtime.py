@@ -10,8 +10,12 @@ from __future__ import annotations
 import atexit
 import threading
 
-from . import _layout, _log, native
-from ._llama import STRUCTS, Lib
+from . import layout as _layout
+
+from . import log as _log
+
+from . import install as native
+from .binding import STRUCTS, Lib
 
 _lock = threading.Lock()
 _lib: Lib | None = None
@@ -44,6 +48,6 @@ def _load() -> Lib:
 
 
 def _at_exit(loaded: Lib) -> None:
-    from ._owned import close_all
+    from .owned import close_all
     close_all()
     loaded.llama_log_set(_log.ggml_log_callback(), None)

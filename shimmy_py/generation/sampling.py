@@ -12,10 +12,10 @@ import secrets
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from ._llama import llama_logit_bias
-from ._owned import SamplerChain
-from ._runtime import lib
-from .errors import GenerationError
+from ..native.binding import llama_logit_bias
+from ..native.owned import SamplerChain
+from ..native.runtime import lib
+from ..errors import GenerationError
 
 
 @dataclass(frozen=True)

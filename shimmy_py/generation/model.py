@@ -16,17 +16,19 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from . import _llama, _log
-from ._owned import Batch, ContextHandle, ModelHandle
-from ._runtime import lib
-from .errors import GenerationError, NativeError, PlacementError, ShimmyError
-from .generate import Completion, check_request, drain, run
-from .gguf_file import read_header
+from ..native import binding as _llama
+
+from ..native import log as _log
+from ..native.owned import Batch, ContextHandle, ModelHandle
+from ..native.runtime import lib
+from ..errors import GenerationError, NativeError, PlacementError, ShimmyError
+from .loop import Completion, check_request, drain, run
+from ..gguf_io.reader import read_header
 from .inline import InlineSequence
 from .kvcache import KVTokens
-from .placement import (LOAD_MODES, PlacementOptions, PlacementReport, build_report, make_plan,
+from ..placement.load import (LOAD_MODES, PlacementOptions, PlacementReport, build_report, make_plan,
                         placement_params)
-from .planner import CPU, Plan
+from ..placement.planner import CPU, Plan
 from .sampling import SamplingParams
 
 # Used by chat() when the GGUF carries no tokenizer.chat_template.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import NativeError
+from ..errors import NativeError
 
 BUILD_HINT = "build it with `make native` (native/build.sh)"
 

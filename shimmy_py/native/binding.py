@@ -12,7 +12,7 @@ import ctypes
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char_p, c_float, c_int8, c_int32,
                     c_size_t, c_uint32, c_uint64, c_void_p)
 
-from .errors import NativeError
+from ..errors import NativeError
 
 llama_token = c_int32
 llama_pos = c_int32

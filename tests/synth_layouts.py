@@ -7,7 +7,7 @@ import os
 
 from gguf import GGMLQuantizationType, GGUFValueType
 
-from .gguf_write import GGUFBuilder
+from shimmy_py.gguf_io.writer import GGUFBuilder
 
 E, N_EMBD, N_FF, N_LAYER = 8, 64, 32, 4  # experts, width, expert width, layers
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Generator, Optional, Protocol, Sequence
 
-from .errors import GenerationError
+from ..errors import GenerationError
 from .textstream import PieceDecoder, StopMatcher
 
 

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 from gguf import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGMLQuantizationType, GGUFValueType
 
-from .errors import GGUFError
+from ..errors import GGUFError
 
 # Arrays with at most this many elements are decoded eagerly (per-layer hparams).
 EAGER_ARRAY_LIMIT = 1024

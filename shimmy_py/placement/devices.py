@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 import psutil
 
-from ._backend import Device, add_rpc_servers, list_devices
+from ..native.backend import Device, add_rpc_servers, list_devices
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .errors import ShimmyError
-from .generate import check_request
-from .sampling import SamplingParams, build_chain
+from ..errors import ShimmyError
+from ..generation.loop import check_request
+from ..generation.sampling import SamplingParams, build_chain
 
 logger = logging.getLogger("shimmy_py.engine")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from .api import ApiError, GenRequest, OpenAIShapes, generate_response, openai_error, parse_request, timing
 from .engine import Engine, EngineFailed, QueueFull
-from .errors import GenerationError, ShimmyError
-from .generate import drain, run
+from ..errors import GenerationError, ShimmyError
+from ..generation.loop import drain, run
 from .metrics import Metrics
 from .names import name_table
 
@@ -74,7 +74,7 @@ class State:
             return self.idle.wait_for(lambda: self.inflight == 0, timeout)
 
     def load(self) -> None:
-        from .model import Model
+        from ..generation.model import Model
         c = self.config
         try:
             self.model = Model(c.model_path, n_ctx=c.ctx * c.parallel, n_seq_max=c.parallel,

@@ -19,9 +19,9 @@ import numpy as np
 from gguf import GGMLQuantizationType, GGUFValueType
 from gguf.quants import quantize
 
-from .errors import ShimmyError
-from .gguf_file import read_header
-from .gguf_write import GGUFBuilder
+from ..errors import ShimmyError
+from .reader import read_header
+from .writer import GGUFBuilder
 
 ARCH = "deepseek"
 
@@ -79,7 +79,7 @@ PRESETS = {
 
 def vocab_path() -> Path:
     """The DeepSeek LLM vocabulary GGUF that native/build.sh copies from llama.cpp."""
-    from .native import find_install
+    from ..native.install import find_install
     path = find_install() / "share" / "ggml-vocab-deepseek-llm.gguf"
     if not path.exists():
         raise ShimmyError(f"{path} is missing; run `make native` (native/build.sh)")

@@ -14,14 +14,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from . import _backend, _log
-from ._owned import ModelHandle
-from ._runtime import lib
+from ..native import backend as _backend
+
+from ..native import log as _log
+from ..native.owned import ModelHandle
+from ..native.runtime import lib
 from .devices import host_memory
-from .errors import PlacementError
-from .gguf_file import read_header
+from ..errors import PlacementError
+from ..gguf_io.reader import read_header
 from .planner import CPU, DeviceSpec, Plan, PlanRequest, parse_override_arg, plan
-from .tensors import read_table
+from ..gguf_io.tensors import read_table
 
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6, "mib": 2**20,
           "g": 1e9, "gb": 1e9, "gib": 2**30, "t": 1e12, "tb": 1e12, "tib": 2**40}

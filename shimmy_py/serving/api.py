@@ -12,8 +12,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .generate import Completion
-from .sampling import SamplingParams
+from ..generation.loop import Completion
+from ..generation.sampling import SamplingParams
 
 
 class ApiError(Exception):

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import threading
 
-from ._llama import ggml_log_callback
+from .binding import ggml_log_callback
 
 logger = logging.getLogger("shimmy_py.llama")
 logger.setLevel(logging.WARNING)

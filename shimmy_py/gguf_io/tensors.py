@@ -11,8 +11,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Mapping
 
-from .errors import GGUFError
-from .gguf_file import GGUFHeader, read_header
+from ..errors import GGUFError
+from .reader import GGUFHeader, read_header
 
 ROLES = ("token_embd", "attention", "norm", "dense_ffn", "router", "shared_experts",
          "routed_experts", "output", "other")
