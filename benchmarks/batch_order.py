@@ -25,17 +25,17 @@ ORDERS = ([0], [0, 1], [0, 1, 2, 3], [2, 0, 1, 3], [3, 2, 1, 0], [0, 1, 3])
 def step_times(path: Path, unified: bool, threads: int, reps: int) -> dict[str, float]:
     with Model(path, n_ctx=4096, n_seq_max=4, n_threads=threads, kv_unified=unified) as m:
         tokens = m.tokenize("Explain the architecture of DeepSeek MoE")
-        with m.session() as ctx:
+        with m.context.session() as ctx:
             for s in range(4):   # a short prompt in each sequence
-                m.decode_batch(ctx, tokens, range(len(tokens)), [s] * len(tokens),
-                               [i == len(tokens) - 1 for i in range(len(tokens))])
+                ctx.decode(tokens, range(len(tokens)), [s] * len(tokens),
+                           [i == len(tokens) - 1 for i in range(len(tokens))])
             pos = [len(tokens)] * 4
             times: dict[str, list[float]] = {}
             for _ in range(reps):
                 for order in ORDERS:
                     t = time.perf_counter()
-                    m.decode_batch(ctx, [tokens[-1]] * len(order), [pos[s] for s in order], order,
-                                   [True] * len(order))
+                    ctx.decode([tokens[-1]] * len(order), [pos[s] for s in order], order,
+                               [True] * len(order))
                     times.setdefault(",".join(map(str, order)), []).append((time.perf_counter() - t) * 1000)
                     for s in order:
                         pos[s] += 1

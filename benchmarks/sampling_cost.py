@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 from shimmy_py import Model
-from shimmy_py.native.owned import SamplerChain
-from shimmy_py.native.runtime import lib
-from shimmy_py.generation.sampling import Argmax, SamplingParams, build_chain
+from shimmy_py.generation.sampling import Argmax, Chain, SamplingParams, build_sampler
+from shimmy_py.native.sampler_chain import SamplerChain
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,17 +35,17 @@ def main() -> None:
     a = ap.parse_args()
     with Model(a.model, n_ctx=1024, n_threads=a.threads) as m:
         tokens = m.tokenize("Explain the architecture of DeepSeek MoE")
-        with m.session() as ctx:
-            m.prefill(ctx, tokens)
-            greedy_chain = SamplerChain()
-            greedy_chain.add(lib().llama_sampler_init_greedy(), "llama_sampler_init_greedy")
-            default_chain = build_chain(SamplingParams(seed=1), m.n_vocab)
-            argmax = Argmax(m.n_vocab)
+        with m.context.session() as ctx:
+            ctx.prefill(tokens)
+            greedy_chain = Chain(SamplerChain())
+            greedy_chain.chain.add_greedy()
+            default_chain = build_sampler(SamplingParams(seed=1), m.n_vocab)
+            argmax = Argmax()
             rows = [("llama.cpp chain, greedy", mean_ms(lambda: greedy_chain.sample(ctx, -1), a.n)),
                     ("llama.cpp chain, default settings", mean_ms(lambda: default_chain.sample(ctx, -1), a.n)),
                     ("in-place argmax (plain greedy)", mean_ms(lambda: argmax.sample(ctx, -1), a.n))]
             pos = iter(range(len(tokens), m.n_ctx))
-            rows.append(("decode step, 1 token", mean_ms(lambda: m.step(ctx, tokens[-1], next(pos)), 20)))
+            rows.append(("decode step, 1 token", mean_ms(lambda: ctx.step(tokens[-1], next(pos)), 20)))
             greedy_chain.close()
             default_chain.close()
         m.reset()

@@ -34,8 +34,8 @@ from http_client import ServerProcess, measure, paired_ttft  # noqa: E402
 from report import write_report  # noqa: E402
 
 import shimmy_py  # noqa: E402
-from shimmy_py.native import install as native  # noqa: E402
 from shimmy_py.bench import run_bench  # noqa: E402
+from shimmy_py.native import install as native  # noqa: E402
 from shimmy_py.procs import free_port  # noqa: E402
 
 
@@ -98,7 +98,7 @@ def http_rounds(model: Path, threads: int, n_gen: int, rounds: int, per_client: 
 
 
 def planning_time() -> float:
-    from shimmy_py.placement.load import PlacementOptions, make_plan
+    from shimmy_py import PlacementOptions, make_plan
     path = shimmy_py.synth.write(ROOT / "models" / "deepseek-moe-16b-f16.gguf", "deepseek-moe-16b",
                                  shape_only=True)
     times = []

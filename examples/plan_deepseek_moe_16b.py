@@ -11,11 +11,11 @@ import tempfile
 from pathlib import Path
 
 import shimmy_py
-from shimmy_py.native import install as native
-from shimmy_py.procs import ChildServer, free_port, listening
-from shimmy_py.placement.load import PlacementOptions, make_plan
-from shimmy_py.placement.plan_format import server_args, to_text
+from shimmy_py import PlacementOptions, make_plan
 from shimmy_py.gguf_io.tensors import read_table
+from shimmy_py.native import install as native
+from shimmy_py.placement.plan import server_args, to_text
+from shimmy_py.procs import ChildServer, free_port, listening
 
 GiB = 2**30
 

@@ -7,12 +7,13 @@ the rest on the accelerator).
     with shimmy_py.Model("tiny.gguf") as m:
         print(m.generate("Hello", max_tokens=16, temperature=0).text)
 """
-from .gguf_io import synth
 from .errors import GenerationError, GGUFError, NativeError, PlacementError, ShimmyError
 from .generation.loop import Completion
 from .generation.model import Model
-from .placement.load import PlacementOptions, make_plan, simulate_placement
-from .placement.planner import Plan, PlanRequest
+from .gguf_io import synth
+from .placement.make import make_plan, simulate_placement
+from .placement.options import PlacementOptions
+from .placement.plan import Plan, PlanRequest
 
 __all__ = ["Model", "Completion", "synth", "make_plan", "simulate_placement", "Plan", "PlanRequest",
            "PlacementOptions", "ShimmyError", "GGUFError", "NativeError",

@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import psutil
 
-from .placement.devices import process_vram_bytes
 from .generation.loop import drain
 from .generation.model import Model
-from .placement.load import PlacementOptions, make_plan
+from .placement.devices import process_vram_bytes
+from .placement.make import make_plan
+from .placement.options import parse_placement_spec
 
 
 @dataclass
@@ -38,21 +39,6 @@ class BenchResult:
     n_prompt: int
     n_gen: int
     repetitions: int
-
-
-def placement_options(spec: str, rpc=(), n_ctx: int = 4096) -> PlacementOptions:
-    """"gpu", "cpu-moe", "n-cpu-moe=8", "fit" or "fit=8GiB" -> options."""
-    name, _, arg = spec.partition("=")
-    base = {"rpc": tuple(rpc), "n_ctx": n_ctx}
-    if name == "gpu":
-        return PlacementOptions(**base)
-    if name == "cpu-moe":
-        return PlacementOptions(cpu_moe=True, **base)
-    if name == "n-cpu-moe":
-        return PlacementOptions(n_cpu_moe=int(arg or 0), **base)
-    if name == "fit":
-        return PlacementOptions(fit=True, vram_budget=arg or None, **base)
-    raise ValueError(f"unknown placement {spec!r}: use gpu, cpu-moe, n-cpu-moe=N, fit or fit=SIZE")
 
 
 class _Progress:
@@ -79,7 +65,7 @@ def random_prompt(model: Model, n: int, seed: int) -> list[int]:
 def bench_one(path: str, spec: str, n_prompt: int, n_gen: int, reps: int, threads: int | None,
               rpc=(), progress: _Progress | None = None) -> BenchResult:
     n_ctx = n_prompt + n_gen + 16
-    plan = make_plan(path, placement_options(spec, rpc, n_ctx))
+    plan = make_plan(path, parse_placement_spec(spec, rpc, n_ctx))
     t0 = time.perf_counter()
     with Model(path, n_ctx=n_ctx, n_threads=threads, placement=plan, rpc=rpc) as m:
         load_s = time.perf_counter() - t0
@@ -117,6 +103,9 @@ def _peak_rss() -> int:
 
 def run_bench(path: str, placements: list[str], n_prompt: int = 512, n_gen: int = 128, reps: int = 3,
               threads: int | None = None, rpc=()) -> list[BenchResult]:
+    """Benchmarks each placement spec in turn (each is checked before any loads)."""
+    for spec in placements:
+        parse_placement_spec(spec)
     progress = _Progress(len(placements) * reps)
     return [bench_one(path, spec, n_prompt, n_gen, reps, threads, rpc, progress) for spec in placements]
 

@@ -6,21 +6,45 @@ import json
 import sys
 from dataclasses import asdict
 
+from . import defaults
 from .errors import ShimmyError
+from .generation.sampling import SamplingParams
+
+_S = SamplingParams  # its field defaults are the sampling defaults
+
+
+def _int_at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def _port(text: str) -> int:
+    value = _int_at_least(0)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 0..65535, got {value}")
+    return value
 
 
 def add_placement_args(p: argparse.ArgumentParser) -> None:
     """The placement flags shared by plan, generate and serve."""
     g = p.add_mutually_exclusive_group()
     g.add_argument("--cpu-moe", action="store_true", help="all routed experts in CPU RAM")
-    g.add_argument("--n-cpu-moe", type=int, metavar="N", help="routed experts of layers 0..N-1 in CPU RAM")
+    g.add_argument("--n-cpu-moe", type=_int_at_least(0), metavar="N", help="routed experts of layers 0..N-1 in CPU RAM")
     g.add_argument("--fit", action="store_true", help="keep as many experts on the accelerator as fit")
     p.add_argument("--vram-budget", metavar="SIZE",
                    help="budget for --fit, e.g. 8GiB (default: free memory less a margin)")
     p.add_argument("-ot", "--override-tensor", action="append", default=[], metavar="PATTERN=BUFFER_TYPE",
                    help="llama.cpp tensor override, comma-separated, first match wins (repeatable)")
     p.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]", help="llama.cpp RPC servers to use")
-    p.add_argument("--ctx", type=int, default=4096, help="context length (default 4096)")
+    p.add_argument("--ctx", type=_int_at_least(1), default=defaults.N_CTX, help="context length (default %(default)s)")
 
 
 def model_dirs(args) -> list[str]:
@@ -34,14 +58,15 @@ def rpc_list(args) -> tuple[str, ...]:
 
 
 def placement_options(args, target_vram=None):
-    from .placement.load import PlacementOptions
+    """The placement flags of `args` as PlacementOptions."""
+    from .placement.options import PlacementOptions
     return PlacementOptions(args.cpu_moe, args.n_cpu_moe, args.fit, args.vram_budget,
                             tuple(args.override_tensor), rpc_list(args), target_vram, args.ctx)
 
 
 def _plan(args) -> int:
-    from .placement.load import make_plan
-    from .placement.plan_format import to_json, to_text
+    from .placement.make import make_plan
+    from .placement.plan import to_json, to_text
     plan = make_plan(args.model, placement_options(args, args.target_vram))
     print(json.dumps(to_json(plan), indent=1) if args.json else to_text(plan))
     return 0
@@ -62,7 +87,7 @@ def _write_piece(piece: str) -> None:
 def _generate(args) -> int:
     from .generation.loop import drain
     from .generation.model import Model
-    from .placement.load import make_plan
+    from .placement.make import make_plan
     opts = placement_options(args)
     with Model(args.model, n_ctx=args.ctx, n_threads=args.threads, verbose=args.verbose,
                placement=make_plan(args.model, opts), rpc=opts.rpc) as model:
@@ -94,9 +119,9 @@ def _serve(args) -> int:
     import threading
     from dataclasses import replace
 
+    from .placement.make import make_plan
+    from .placement.plan import to_text
     from .serving.names import discover, resolve_model
-    from .placement.load import make_plan
-    from .placement.plan_format import to_text
     from .serving.server import ServeConfig, Server
     dirs = model_dirs(args)
     if args.model is None:
@@ -152,15 +177,17 @@ def _add_generate(sub) -> None:
     g = sub.add_parser("generate", help="generate text from a prompt")
     g.add_argument("model", help="path of a GGUF file")
     g.add_argument("-p", "--prompt", required=True)
-    g.add_argument("-n", type=int, default=256, help="most tokens to generate (default 256)")
-    g.add_argument("--temperature", "--temp", type=float, default=0.8, help="0 is greedy (default 0.8)")
-    g.add_argument("--top-k", type=int, default=40)
-    g.add_argument("--top-p", type=float, default=0.95)
-    g.add_argument("--min-p", type=float, default=0.05)
-    g.add_argument("--repeat-penalty", type=float, default=1.0)
+    g.add_argument("-n", type=_int_at_least(1), default=defaults.MAX_TOKENS,
+                   help="most tokens to generate (default %(default)s)")
+    g.add_argument("--temperature", "--temp", type=float, default=_S.temperature,
+                   help="0 is greedy (default %(default)s)")
+    g.add_argument("--top-k", type=int, default=_S.top_k, help="default %(default)s")
+    g.add_argument("--top-p", type=float, default=_S.top_p, help="default %(default)s")
+    g.add_argument("--min-p", type=float, default=_S.min_p, help="default %(default)s")
+    g.add_argument("--repeat-penalty", type=float, default=_S.repeat_penalty, help="default %(default)s")
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
-    g.add_argument("--threads", type=int, default=None)
+    g.add_argument("--threads", type=_int_at_least(1), default=None, help="default: the physical cores")
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")
     add_placement_args(g)
     g.set_defaults(func=_generate)
@@ -183,29 +210,32 @@ def _add_serve_and_list(sub) -> None:
     sv = sub.add_parser("serve", help="serve shimmy's and OpenAI's HTTP API")
     sv.add_argument("--model", "--model-path", dest="model", help="GGUF path, or a name found in --model-dirs")
     sv.add_argument("--model-dirs", default="", help='folders to discover GGUF files in, "DIR;DIR"')
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=11435, help="default 11435; 0 takes a free port")
-    sv.add_argument("--threads", type=int, default=None)
-    sv.add_argument("--parallel", type=int, default=4, help="requests decoded together (default 4)")
-    sv.add_argument("--queue", type=int, default=64, help="requests waiting beyond those (default 64)")
+    sv.add_argument("--host", default=defaults.HOST, help="default %(default)s")
+    sv.add_argument("--port", type=_port, default=defaults.PORT, help="default %(default)s; 0 takes a free port")
+    sv.add_argument("--threads", type=_int_at_least(1), default=None, help="default: the physical cores")
+    sv.add_argument("--parallel", type=_int_at_least(1), default=defaults.PARALLEL,
+                    help="requests decoded together (default %(default)s)")
+    sv.add_argument("--queue", type=_int_at_least(0), default=defaults.QUEUE,
+                    help="requests waiting beyond those (default %(default)s)")
     sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     add_placement_args(sv)
     sv.set_defaults(func=_serve)
     ls = sub.add_parser("list", help="list the GGUF models found in --model-dirs and their names")
-    ls.add_argument("--model-dirs", default="models", help='folders, "DIR;DIR" (default: models)')
+    ls.add_argument("--model-dirs", default=";".join(defaults.MODEL_DIRS),
+                    help='folders, "DIR;DIR" (default: %(default)s)')
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=_list)
 
 
 def _add_bench_and_synth(sub) -> None:
-    from .gguf_io.synth import PRESETS
+    from .gguf_io.synth import DTYPES, PRESETS
     b = sub.add_parser("bench", help="load time, TTFT, prompt and decode speed per placement")
     b.add_argument("model")
     b.add_argument("--placements", default="gpu", help="comma-separated: gpu,cpu-moe,n-cpu-moe=8,fit[=SIZE]")
-    b.add_argument("-p", type=int, default=512, help="prompt tokens (default 512)")
-    b.add_argument("-n", type=int, default=128, help="generated tokens (default 128)")
-    b.add_argument("-r", type=int, default=3, help="repetitions (default 3)")
-    b.add_argument("--threads", type=int, default=None)
+    b.add_argument("-p", type=_int_at_least(1), default=512, help="prompt tokens (default %(default)s, as llama-bench)")
+    b.add_argument("-n", type=_int_at_least(1), default=128, help="generated tokens (default %(default)s, as llama-bench)")
+    b.add_argument("-r", type=_int_at_least(1), default=3, help="repetitions (default %(default)s)")
+    b.add_argument("--threads", type=_int_at_least(1), default=None, help="default: the physical cores")
     b.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_bench)
@@ -213,7 +243,7 @@ def _add_bench_and_synth(sub) -> None:
     s.add_argument("out", help="output .gguf path")
     s.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--dtype", choices=["f32", "f16", "q8_0"], default=None, help="default: the preset's")
+    s.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: the preset's")
     s.add_argument("--shape-only", action="store_true", help="header and tensor table only (sparse file)")
     s.add_argument("--vocab", default=None, metavar="GGUF",
                    help="tokenizer GGUF to copy (default: llama.cpp's DeepSeek LLM vocabulary from the build)")

@@ -7,6 +7,7 @@ import os
 
 from gguf import GGMLQuantizationType, GGUFValueType
 
+from shimmy_py.gguf_io.format import ATTENTION, GENERAL, LLM, key
 from shimmy_py.gguf_io.writer import GGUFBuilder
 
 E, N_EMBD, N_FF, N_LAYER = 8, 64, 32, 4  # experts, width, expert width, layers
@@ -45,11 +46,11 @@ def _shape(suffix: str) -> tuple[int, ...]:
 def write_layout(out: str | os.PathLike, arch: str) -> str:
     """Writes a shape-only GGUF whose tensor names follow `arch`'s layout."""
     b = GGUFBuilder()
-    b.add("general.architecture", arch, GGUFValueType.STRING)
-    for key, value in [("block_count", N_LAYER), ("embedding_length", N_EMBD), ("attention.head_count", 4),
-                       ("expert_count", E), ("expert_used_count", 2), ("context_length", 4096),
-                       ("leading_dense_block_count", DENSE_LEAD.get(arch, 0))]:
-        b.add(f"{arch}.{key}", value, GGUFValueType.UINT32)
+    b.add(GENERAL.ARCHITECTURE, arch, GGUFValueType.STRING)
+    for template, value in [(LLM.BLOCK_COUNT, N_LAYER), (LLM.EMBEDDING_LENGTH, N_EMBD),
+                            (ATTENTION.HEAD_COUNT, 4), (LLM.EXPERT_COUNT, E), (LLM.EXPERT_USED_COUNT, 2),
+                            (LLM.CONTEXT_LENGTH, 4096), (LLM.LEADING_DENSE_BLOCK_COUNT, DENSE_LEAD.get(arch, 0))]:
+        b.add(key(template, arch), value, GGUFValueType.UINT32)
     b.add_tensor("token_embd.weight", (N_EMBD, 1000), GGMLQuantizationType.F16, None)
     for i in range(N_LAYER):
         names = LAYOUTS[arch]

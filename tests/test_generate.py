@@ -4,8 +4,8 @@ import subprocess
 import pytest
 
 from shimmy_py import GenerationError, Model
-from shimmy_py.native import install as native
 from shimmy_py.generation.loop import drain
+from shimmy_py.native import install as native
 
 PROMPT = "Explain the architecture of DeepSeek MoE"
 
@@ -27,8 +27,8 @@ def test_repeat_penalty_looks_back_over_the_prompt(model):
     """A prompt token is biased to lead the greedy choice by a hair; the
     repeat penalty (as in llama.cpp, over the prompt too) must then demote it,
     while without the penalty it is chosen."""
-    from shimmy_py.generation.loop import run
     from shimmy_py.generation.inline import InlineSequence
+    from shimmy_py.generation.loop import run
     from shimmy_py.generation.sampling import SamplingParams
     tokens = model.tokenize(PROMPT)
     logits = model.eval_logits(tokens)[-1]
@@ -40,7 +40,7 @@ def test_repeat_penalty_looks_back_over_the_prompt(model):
     def first_token(penalty: float) -> int:
         params = SamplingParams(temperature=0, repeat_penalty=penalty, logit_bias=bias)
         model.reset()
-        return drain(run(InlineSequence(model, tokens, params), model, 1)).tokens[0]
+        return drain(run(InlineSequence(model.context, tokens, params), model.vocab, 1)).tokens[0]
     assert first_token(1.0) == target
     assert first_token(1.5) != target
 
@@ -124,8 +124,9 @@ def test_chat_rejects_malformed_messages(model):
 
 @pytest.mark.parametrize("dtype", ["f16", "q8_0"])
 def test_other_dtypes_load_and_stay_close_to_f32(tmp_path, model, dtype):
-    from shimmy_py import synth
     import numpy as np
+
+    from shimmy_py import synth
     path = synth.write(tmp_path / f"tiny-{dtype}.gguf", "tiny", seed=1, dtype=dtype)
     tokens = model.tokenize(PROMPT)
     with Model(path, n_ctx=128, n_threads=2) as m:
@@ -166,8 +167,8 @@ def test_the_reuse_check_would_see_a_stale_cache(model):
     fresh = drain(model.stream_tokens(tokens, max_tokens=24, temperature=0))
     model.reset()
     drain(model.stream_tokens(other, max_tokens=1, temperature=0))
-    model.kv.forget(0)
-    model.kv.extend(0, tokens[:len(other)])   # a false record of what seq 0 holds
+    model.context.kv.forget(0)
+    model.context.kv.extend(0, tokens[:len(other)])   # a false record of what seq 0 holds
     stale = drain(model.stream_tokens(tokens, max_tokens=24, temperature=0))
     assert stale.cached_tokens > 1 and stale.tokens != fresh.tokens
     model.reset()
@@ -179,7 +180,7 @@ def test_reset_and_eval_logits_forget_the_cache(model):
     model.eval_logits(tokens[:4])
     assert drain(model.stream_tokens(tokens, max_tokens=2, temperature=0)).cached_tokens == 4
     model.reset()
-    assert model.kv.cached(0) == 0
+    assert model.context.kv.cached(0) == 0
     assert drain(model.stream_tokens(tokens, max_tokens=2, temperature=0)).cached_tokens == 0
 
 
@@ -187,16 +188,16 @@ def test_plain_greedy_picks_what_llama_cpps_greedy_sampler_picks(model):
     """Plain greedy reads the argmax in place (sampling.Argmax); a zero logit
     bias changes no logit but routes through llama.cpp's chain and its greedy
     sampler, so both must give the same tokens."""
-    from shimmy_py.generation.loop import run
     from shimmy_py.generation.inline import InlineSequence
-    from shimmy_py.generation.sampling import Argmax, SamplingParams, build_chain
+    from shimmy_py.generation.loop import run
+    from shimmy_py.generation.sampling import Argmax, SamplingParams, build_sampler
     plain, biased = SamplingParams(temperature=0), SamplingParams(temperature=0, logit_bias=((7, 0.0),))
-    assert isinstance(build_chain(plain, model.n_vocab), Argmax)
-    assert not isinstance(build_chain(biased, model.n_vocab), Argmax)
+    assert isinstance(build_sampler(plain, model.n_vocab), Argmax)
+    assert not isinstance(build_sampler(biased, model.n_vocab), Argmax)
     for prompt in (PROMPT, "Once upon a time", "1 2 3 4"):
         tokens = model.tokenize(prompt)
         results = []
         for params in (plain, biased):
             model.reset()
-            results.append(drain(run(InlineSequence(model, tokens, params), model, 32)).tokens)
+            results.append(drain(run(InlineSequence(model.context, tokens, params), model.vocab, 32)).tokens)
         assert len(results[0]) > 0 and results[0] == results[1]

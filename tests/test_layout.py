@@ -3,9 +3,11 @@ import json
 
 import pytest
 
-from shimmy_py.native import install as native, layout as _layout, runtime as _runtime
-from shimmy_py.native.binding import STRUCTS, llama_context_params
 from shimmy_py.errors import NativeError
+from shimmy_py.native import install as native
+from shimmy_py.native import layout as _layout
+from shimmy_py.native import runtime as _runtime
+from shimmy_py.native.binding import STRUCTS, llama_context_params
 
 
 def test_every_struct_matches_the_probe():

@@ -7,8 +7,13 @@ import sys
 import numpy as np
 import pytest
 
-from shimmy_py import Model, PlacementError
-from shimmy_py.placement.load import PlacementOptions, make_plan, simulate_placement
+from shimmy_py import (
+    Model,
+    PlacementError,
+    PlacementOptions,
+    make_plan,
+    simulate_placement,
+)
 
 PROMPT = "Explain the architecture of DeepSeek MoE"
 

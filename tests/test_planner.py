@@ -5,8 +5,14 @@ import re
 import pytest
 
 from shimmy_py import PlacementError
-from shimmy_py.placement.planner import CPU, DeviceSpec, PlanRequest, anchored_patterns, plan
 from shimmy_py.gguf_io.tensors import read_table
+from shimmy_py.placement.planner import (
+    CPU,
+    DeviceSpec,
+    PlanRequest,
+    anchored_patterns,
+    plan,
+)
 
 GiB = 2**30
 CPU_SPEC = DeviceSpec(CPU, "cpu", 128 * GiB, CPU)

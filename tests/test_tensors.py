@@ -1,7 +1,7 @@
 """The tensor table: roles, layers, hyper-parameters and summaries."""
 import pytest
-
 from synth_layouts import LAYOUTS, write_layout
+
 from shimmy_py.gguf_io.tensors import classify, read_table
 
 

@@ -1,51 +1,48 @@
-"""A Model's own token source: generation in the caller's thread, with no
-engine between (the Python API and the CLI; the server uses engine.py).
-It reuses what the KV cache of sequence 0 holds from the previous generation
+"""Generation in the caller's thread, with no engine between: the token source
+of the Python API and the CLI (the server's is serving/engine.py). It reuses
+what the KV cache of sequence 0 holds from the previous generation
 (kvcache.py), prefills the rest, then decodes one token per call."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
-from .sampling import SamplingParams, build_chain
-
-if TYPE_CHECKING:
-    from .model import Model
+from .context import Context
+from .sampling import SamplingParams, build_sampler
 
 
 class InlineSequence:
-    """A Model's own token source: decodes in the caller's thread, holding the
-    model's context from the first token until closed."""
+    """A token source that holds the context from its first token until closed."""
 
-    def __init__(self, model: Model, tokens: list[int], sampling: SamplingParams):
-        self.model, self.tokens, self.sampling = model, tokens, sampling
+    def __init__(self, context: Context, tokens: list[int], sampling: SamplingParams):
+        self.context, self.tokens, self.sampling = context, tokens, sampling
         self.prompt_tokens, self.cached_tokens = len(tokens), 0
         self.t_start = time.perf_counter()
-        self._session = self._ctx = self._chain = None
+        self._session = self._sampler = None
         self._last = self._n_past = None
 
     def next_token(self) -> int | None:
-        m = self.model
-        if self._ctx is None:
+        ctx = self.context
+        if self._session is None:
             self.t_start = time.perf_counter()
-            self._session = m.session()
-            self._ctx = self._session.__enter__()
-            self._chain = build_chain(self.sampling, m.n_vocab, self.tokens)
+            session = ctx.session()
+            session.__enter__()
+            self._session = session
+            self._sampler = build_sampler(self.sampling, ctx.n_vocab, self.tokens)
             # what the cache holds from the previous generation and this prompt share is kept
-            self.cached_tokens = m.kv.reuse(self._ctx, 0, self.tokens)
-            m.prefill(self._ctx, self.tokens[self.cached_tokens:], start=self.cached_tokens)
+            self.cached_tokens = ctx.reuse(0, self.tokens)
+            ctx.prefill(self.tokens[self.cached_tokens:], start=self.cached_tokens)
             self._n_past = len(self.tokens)
         else:
-            if self._n_past >= m.n_ctx:
+            if self._n_past >= ctx.n_ctx:
                 return None
-            m.step(self._ctx, self._last, self._n_past)
+            ctx.step(self._last, self._n_past)
             self._n_past += 1
-        self._last = self._chain.sample(self._ctx, -1)
+        self._last = self._sampler.sample(ctx, -1)
         return self._last
 
     def close(self) -> None:
-        if self._chain is not None:
-            self._chain.close()
+        if self._sampler is not None:
+            self._sampler.close()
         if self._session is not None:
             session, self._session = self._session, None
             session.__exit__(None, None, None)

@@ -10,12 +10,10 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
-from ..native.binding import llama_logit_bias
-from ..native.owned import SamplerChain
-from ..native.runtime import lib
 from ..errors import GenerationError
+from ..native.sampler_chain import SamplerChain
 
 
 @dataclass(frozen=True)
@@ -58,11 +56,8 @@ class Argmax:
     without the chain filling a candidate array of the whole vocabulary for
     every token (benchmarks/sampling_cost.py measures both)."""
 
-    def __init__(self, n_vocab: int):
-        self.n_vocab = n_vocab
-
-    def sample(self, ctx, idx: int) -> int:
-        return ctx.argmax(idx, self.n_vocab)
+    def sample(self, context, idx: int) -> int:
+        return context.argmax(idx)
 
     def accept(self, token: int) -> None:
         """Greedy sampling keeps no state."""
@@ -71,13 +66,33 @@ class Argmax:
         """Nothing native to free."""
 
 
-def build_chain(params: SamplingParams, n_vocab: int, prompt: Sequence[int] = ()) -> SamplerChain | Argmax:
-    """A new sampler for one generation (a chain holds the RNG and penalty
-    state); `params` must have passed validate(n_vocab). Penalties look back
-    over the `prompt` tokens too, as in llama.cpp."""
+class Chain:
+    """llama.cpp's sampler chain for one generation (it holds the RNG and the
+    penalty state)."""
+
+    def __init__(self, chain: SamplerChain):
+        self.chain = chain
+
+    def sample(self, context, idx: int) -> int:
+        return self.chain.sample(context.native, idx)
+
+    def accept(self, token: int) -> None:
+        self.chain.accept(token)
+
+    def close(self) -> None:
+        self.chain.close()
+
+
+Sampler = Union[Argmax, Chain]
+
+
+def build_sampler(params: SamplingParams, n_vocab: int, prompt: Sequence[int] = ()) -> Sampler:
+    """A new sampler for one generation; `params` must have passed
+    validate(n_vocab). Penalties look back over the `prompt` tokens too, as
+    in llama.cpp."""
     if params.greedy and not params.logit_bias and params.repeat_penalty == 1.0:
-        return Argmax(n_vocab)
-    chain = _chain(params, n_vocab)
+        return Argmax()
+    chain = Chain(_chain(params, n_vocab))
     if params.repeat_penalty != 1.0:
         for tok in prompt:
             chain.accept(tok)
@@ -86,23 +101,22 @@ def build_chain(params: SamplingParams, n_vocab: int, prompt: Sequence[int] = ()
 
 def _chain(params: SamplingParams, n_vocab: int) -> SamplerChain:
     """llama.cpp's sampler chain for `params`, in llama.cpp's order."""
-    L = lib()
     chain = SamplerChain()
-    if params.logit_bias:
-        arr = (llama_logit_bias * len(params.logit_bias))(*[llama_logit_bias(t, b) for t, b in params.logit_bias])
-        chain.add(L.llama_sampler_init_logit_bias(n_vocab, len(params.logit_bias), arr),
-                  "llama_sampler_init_logit_bias")
-    if params.repeat_penalty != 1.0:
-        chain.add(L.llama_sampler_init_penalties(n_vocab, params.repeat_last_n, params.repeat_penalty, 0.0, 0.0),
-                  "llama_sampler_init_penalties")
-    if params.greedy:
-        chain.add(L.llama_sampler_init_greedy(), "llama_sampler_init_greedy")
+    try:
+        if params.logit_bias:
+            chain.add_logit_bias(n_vocab, params.logit_bias)
+        if params.repeat_penalty != 1.0:
+            chain.add_penalties(n_vocab, params.repeat_last_n, params.repeat_penalty)
+        if params.greedy:
+            chain.add_greedy()
+            return chain
+        if params.top_k > 0:
+            chain.add_top_k(params.top_k)
+        chain.add_top_p(params.top_p)
+        chain.add_min_p(params.min_p)
+        chain.add_temperature(params.temperature)
+        chain.add_dist(params.seed if params.seed is not None else secrets.randbits(32) & 0xFFFFFFFE)
         return chain
-    if params.top_k > 0:
-        chain.add(L.llama_sampler_init_top_k(params.top_k), "llama_sampler_init_top_k")
-    chain.add(L.llama_sampler_init_top_p(params.top_p, 1), "llama_sampler_init_top_p")
-    chain.add(L.llama_sampler_init_min_p(params.min_p, 1), "llama_sampler_init_min_p")
-    chain.add(L.llama_sampler_init_temp(params.temperature), "llama_sampler_init_temp")
-    seed = params.seed if params.seed is not None else secrets.randbits(32) & 0xFFFFFFFE
-    chain.add(L.llama_sampler_init_dist(seed), "llama_sampler_init_dist")
-    return chain
+    except BaseException:
+        chain.close()
+        raise

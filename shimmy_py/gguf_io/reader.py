@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
-from gguf import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGMLQuantizationType, GGUFValueType
+from gguf import GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGMLQuantizationType, GGUFValueType
 
 from ..errors import GGUFError
+from .format import n_elements, tensor_nbytes
 
 # Arrays with at most this many elements are decoded eagerly (per-layer hparams).
 EAGER_ARRAY_LIMIT = 1024
@@ -62,10 +63,7 @@ class TensorInfo:
 
     @property
     def n_elements(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return n_elements(self.shape)
 
 
 @dataclass(frozen=True)
@@ -240,14 +238,10 @@ def _tensor_row(cur: _Cursor, i: int) -> tuple[str, GGMLQuantizationType, tuple[
 
 
 def _tensor_nbytes(path: str, name: str, ttype: GGMLQuantizationType, shape: tuple[int, ...]) -> int:
-    block, type_size = GGML_QUANT_SIZES[ttype]
-    if shape[0] % block:
-        raise GGUFError(f"{path}: tensor '{name}' row of {shape[0]} is not a multiple of "
-                        f"the {ttype.name} block size {block}")
-    n = 1
-    for d in shape:
-        n *= d
-    return n // block * type_size
+    try:
+        return tensor_nbytes(ttype, shape)
+    except ValueError as e:
+        raise GGUFError(f"{path}: tensor '{name}': {e}") from None
 
 
 def tensor_array(header: GGUFHeader, info: TensorInfo) -> np.ndarray:

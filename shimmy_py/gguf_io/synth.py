@@ -20,6 +20,7 @@ from gguf import GGMLQuantizationType, GGUFValueType
 from gguf.quants import quantize
 
 from ..errors import ShimmyError
+from .format import ATTENTION, GENERAL, LLM, ROPE, TOKENIZER, key
 from .reader import read_header
 from .writer import GGUFBuilder
 
@@ -35,7 +36,7 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
 
-_TYPES = {"f32": GGMLQuantizationType.F32, "f16": GGMLQuantizationType.F16, "q8_0": GGMLQuantizationType.Q8_0}
+DTYPES = {"f32": GGMLQuantizationType.F32, "f16": GGMLQuantizationType.F16, "q8_0": GGMLQuantizationType.Q8_0}
 _FILE_TYPE = {"f32": 0, "f16": 1, "q8_0": 7}  # llama_ftype
 
 
@@ -118,30 +119,30 @@ def tensor_shapes(p: Preset) -> list[tuple[str, tuple[int, ...], bool]]:
 
 def _metadata(b: GGUFBuilder, p: Preset, vocab) -> None:
     U32, F32, STR = GGUFValueType.UINT32, GGUFValueType.FLOAT32, GGUFValueType.STRING
-    b.add("general.architecture", ARCH, STR)
-    b.add("general.name", f"synthetic-{p.name} (random weights)", STR)
-    b.add("general.file_type", _FILE_TYPE[p.dtype], U32)
-    for key, value in [("context_length", p.n_ctx_train), ("embedding_length", p.n_embd),
-                       ("block_count", p.n_layer), ("feed_forward_length", p.n_ff),
-                       ("attention.head_count", p.n_head), ("attention.head_count_kv", p.n_head_kv),
-                       ("rope.dimension_count", p.n_embd // p.n_head), ("vocab_size", p.n_vocab),
-                       ("expert_count", p.n_expert), ("expert_used_count", p.n_expert_used),
-                       ("expert_shared_count", p.n_expert_shared),
-                       ("expert_feed_forward_length", p.n_ff_exp),
-                       ("leading_dense_block_count", p.n_layer_dense_lead)]:
-        b.add(f"{ARCH}.{key}", value, U32)
-    b.add(f"{ARCH}.rope.freq_base", p.rope_freq_base, F32)
-    b.add(f"{ARCH}.attention.layer_norm_rms_epsilon", p.rms_eps, F32)
-    b.add(f"{ARCH}.expert_weights_scale", 1.0, F32)
-    tokens = vocab.metadata.get("tokenizer.ggml.tokens")
+    b.add(GENERAL.ARCHITECTURE, ARCH, STR)
+    b.add(GENERAL.NAME, f"synthetic-{p.name} (random weights)", STR)
+    b.add(GENERAL.FILE_TYPE, _FILE_TYPE[p.dtype], U32)
+    for template, value in [(LLM.CONTEXT_LENGTH, p.n_ctx_train), (LLM.EMBEDDING_LENGTH, p.n_embd),
+                            (LLM.BLOCK_COUNT, p.n_layer), (LLM.FEED_FORWARD_LENGTH, p.n_ff),
+                            (ATTENTION.HEAD_COUNT, p.n_head), (ATTENTION.HEAD_COUNT_KV, p.n_head_kv),
+                            (ROPE.DIMENSION_COUNT, p.n_embd // p.n_head), (LLM.VOCAB_SIZE, p.n_vocab),
+                            (LLM.EXPERT_COUNT, p.n_expert), (LLM.EXPERT_USED_COUNT, p.n_expert_used),
+                            (LLM.EXPERT_SHARED_COUNT, p.n_expert_shared),
+                            (LLM.EXPERT_FEED_FORWARD_LENGTH, p.n_ff_exp),
+                            (LLM.LEADING_DENSE_BLOCK_COUNT, p.n_layer_dense_lead)]:
+        b.add(key(template, ARCH), value, U32)
+    b.add(key(ROPE.FREQ_BASE, ARCH), p.rope_freq_base, F32)
+    b.add(key(ATTENTION.LAYERNORM_RMS_EPS, ARCH), p.rms_eps, F32)
+    b.add(key(LLM.EXPERT_WEIGHTS_SCALE, ARCH), 1.0, F32)
+    tokens = vocab.metadata.get(TOKENIZER.LIST)
     n_tokens = getattr(tokens, "count", None) if not isinstance(tokens, list) else len(tokens)
     if n_tokens != p.n_vocab:
         raise ShimmyError(f"{vocab.path}: its tokenizer has {n_tokens} tokens, preset {p.name!r} needs "
                           f"{p.n_vocab} (DeepSeek LLM's vocabulary)")
-    for key in vocab.metadata:   # the tokenizer, byte for byte; the chat template is DeepSeek's own
-        if key.startswith("tokenizer.") and key != "tokenizer.chat_template":
-            b.add_raw(key, vocab.raw_kv(key))
-    b.add("tokenizer.chat_template", CHAT_TEMPLATE, STR)
+    for name in vocab.metadata:   # the tokenizer, byte for byte; the chat template is DeepSeek's own
+        if name.startswith("tokenizer.") and name != TOKENIZER.CHAT_TEMPLATE:
+            b.add_raw(name, vocab.raw_kv(name))
+    b.add(TOKENIZER.CHAT_TEMPLATE, CHAT_TEMPLATE, STR)
 
 
 class _Weights:
@@ -198,15 +199,15 @@ def write(out: str | os.PathLike, preset: str | Preset = "tiny", seed: int = 0,
     when it is given)."""
     p = PRESETS[preset] if isinstance(preset, str) else preset
     if dtype is not None:
-        if dtype not in _TYPES:
-            raise ShimmyError(f"unknown dtype {dtype!r}; choose one of {', '.join(_TYPES)}")
+        if dtype not in DTYPES:
+            raise ShimmyError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
         p = replace(p, dtype=dtype)
     tokenizer = read_header(vocab if vocab is not None else vocab_path())
     b = GGUFBuilder()
     _metadata(b, p, tokenizer)
     w = _Weights(seed)
     for name, shape, is_matrix in tensor_shapes(p):
-        ttype = _TYPES[p.dtype] if is_matrix else GGMLQuantizationType.F32
+        ttype = DTYPES[p.dtype] if is_matrix else GGMLQuantizationType.F32
         b.add_tensor(name, shape, ttype, None if shape_only else _producer(w, name, shape, ttype))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

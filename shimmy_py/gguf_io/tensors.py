@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from ..errors import GGUFError
+from .format import ATTENTION, LLM, key
 from .reader import GGUFHeader, read_header
 
 ROLES = ("token_embd", "attention", "norm", "dense_ffn", "router", "shared_experts",
@@ -87,22 +88,22 @@ def read_hparams(h: GGUFHeader) -> Hparams:
     if not arch:
         raise GGUFError(f"{h.path}: no general.architecture in the metadata")
     m = h.metadata
-    n_embd = _int(m, f"{arch}.embedding_length")
-    n_head = _int(m, f"{arch}.attention.head_count", 1) or 1
-    n_head_kv = _int(m, f"{arch}.attention.head_count_kv", n_head) or n_head
+
+    def get(template: str, default: int = 0) -> int:
+        return _int(m, key(template, arch), default)
+    n_embd = get(LLM.EMBEDDING_LENGTH)
+    n_head = get(ATTENTION.HEAD_COUNT, 1) or 1
+    n_head_kv = get(ATTENTION.HEAD_COUNT_KV, n_head) or n_head
     head_dim = n_embd // n_head if n_head else 0
     embd = next((t for t in h.tensors if t.name == "token_embd.weight"), None)
-    n_vocab = embd.shape[1] if embd is not None and len(embd.shape) > 1 else _int(m, f"{arch}.vocab_size")
+    n_vocab = embd.shape[1] if embd is not None and len(embd.shape) > 1 else get(LLM.VOCAB_SIZE)
     return Hparams(
-        arch=arch, n_layer=_int(m, f"{arch}.block_count"), n_embd=n_embd, n_head=n_head,
-        n_head_kv=n_head_kv,
+        arch=arch, n_layer=get(LLM.BLOCK_COUNT), n_embd=n_embd, n_head=n_head, n_head_kv=n_head_kv,
         # deepseek2 (MLA) caches a compressed KV; its key_length/value_length still bound it
-        head_dim_k=_int(m, f"{arch}.attention.key_length", head_dim),
-        head_dim_v=_int(m, f"{arch}.attention.value_length", head_dim),
-        n_ctx_train=_int(m, f"{arch}.context_length"), n_vocab=n_vocab,
-        n_expert=_int(m, f"{arch}.expert_count"), n_expert_used=_int(m, f"{arch}.expert_used_count"),
-        n_expert_shared=_int(m, f"{arch}.expert_shared_count"),
-        n_layer_dense_lead=_int(m, f"{arch}.leading_dense_block_count"),
+        head_dim_k=get(ATTENTION.KEY_LENGTH, head_dim), head_dim_v=get(ATTENTION.VALUE_LENGTH, head_dim),
+        n_ctx_train=get(LLM.CONTEXT_LENGTH), n_vocab=n_vocab,
+        n_expert=get(LLM.EXPERT_COUNT), n_expert_used=get(LLM.EXPERT_USED_COUNT),
+        n_expert_shared=get(LLM.EXPERT_SHARED_COUNT), n_layer_dense_lead=get(LLM.LEADING_DENSE_BLOCK_COUNT),
     )
 
 

@@ -11,7 +11,9 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from gguf import GGML_QUANT_SIZES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGMLQuantizationType, GGUFValueType
+from gguf import GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGMLQuantizationType, GGUFValueType
+
+from .format import tensor_nbytes
 
 _SCALAR_FMT = {
     GGUFValueType.UINT32: "<I", GGUFValueType.INT32: "<i", GGUFValueType.FLOAT32: "<f",
@@ -47,11 +49,7 @@ class _Tensor:
 
     @property
     def nbytes(self) -> int:
-        block, type_size = GGML_QUANT_SIZES[self.ggml_type]
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n // block * type_size
+        return tensor_nbytes(self.ggml_type, self.shape)
 
 
 class GGUFBuilder:

@@ -1,9 +1,11 @@
 """ggml backend devices at the pointer level: enumeration, RPC registration,
-and the buffer-type override array handed to llama_model_load_from_file.
+and the device list and buffer-type override array of llama_model_params.
 
 Device pointers stay here; the rest of the package sees `Device` records and
 names. An RPC server is checked with a real handshake from Python before
 llama.cpp connects, because llama.cpp aborts the process when one is down.
+ggml keeps registered backends for the life of the process (there is no
+unregistering), so `add_rpc_servers` remembers what it registered.
 """
 from __future__ import annotations
 
@@ -13,11 +15,10 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from . import binding as _llama
-
-from . import install as native
-from .runtime import lib
 from ..errors import PlacementError
+from . import install
+from .binding import DEV_TYPE_NAMES, llama_model_tensor_buft_override
+from .runtime import lib
 
 RPC_CMD_HELLO = 14
 RPC_CONN_CAPS_SIZE = 24
@@ -42,7 +43,7 @@ def _devices_raw() -> list[tuple[Device, int]]:
         dev = L.ggml_backend_dev_get(i)
         free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
         L.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
-        gtype = _llama.DEV_TYPE_NAMES.get(L.ggml_backend_dev_type(dev), "unknown")
+        gtype = DEV_TYPE_NAMES.get(L.ggml_backend_dev_type(dev), "unknown")
         buft = L.ggml_backend_dev_buffer_type(dev)
         out.append((Device(
             name=L.ggml_backend_dev_name(dev).decode(),
@@ -58,7 +59,7 @@ def list_devices() -> list[Device]:
 
 
 def _rpc_major_version() -> int:
-    header = native.find_install() / "include" / "ggml-rpc.h"
+    header = install.find_install() / "include" / "ggml-rpc.h"
     m = re.search(r"#define\s+RPC_PROTO_MAJOR_VERSION\s+(\d+)", header.read_text())
     if not m:
         raise PlacementError(f"{header}: no RPC_PROTO_MAJOR_VERSION")
@@ -107,7 +108,7 @@ def add_rpc_servers(endpoints) -> None:
         _registered.add(endpoint)
 
 
-class OverrideArray:
+class _OverrideArray:
     """The NULL-terminated llama_model_tensor_buft_override array, with the
     pattern strings it points into kept alive as long as this object."""
 
@@ -118,7 +119,7 @@ class OverrideArray:
             by_name[dev.name] = by_name[dev.buffer_type] = buft
         by_name["CPU"] = lib().ggml_backend_cpu_buffer_type()
         self._patterns = [p.encode() for p, _ in overrides]
-        self.array = (_llama.llama_model_tensor_buft_override * (len(overrides) + 1))()
+        self.array = (llama_model_tensor_buft_override * (len(overrides) + 1))()
         for i, (_, target) in enumerate(overrides):
             if target not in by_name:
                 raise PlacementError(f"unknown buffer type {target!r}; valid: {', '.join(sorted(by_name))}")
@@ -128,7 +129,7 @@ class OverrideArray:
         self.array[len(overrides)].buft = None
 
 
-class DeviceList:
+class _DeviceList:
     """A NULL-terminated ggml_backend_dev_t array naming the devices to offload to."""
 
     def __init__(self, names: list[str]):
@@ -137,3 +138,18 @@ class DeviceList:
         if missing:
             raise PlacementError(f"no device named {', '.join(missing)}; present: {', '.join(found)}")
         self.array = (ctypes.c_void_p * (len(names) + 1))(*[found[n] for n in names], None)
+
+
+def fill_placement(params, devices: list[str], overrides: list[tuple[str, str]]) -> tuple:
+    """Sets the devices and tensor overrides of llama_model_params; returns
+    the arrays llama.cpp points into, to be kept alive as long as the model."""
+    keep = []
+    if devices:
+        dev = _DeviceList(devices)
+        params.devices = ctypes.cast(dev.array, ctypes.c_void_p)
+        keep.append(dev)
+    if overrides:
+        table = _OverrideArray(overrides)
+        params.tensor_buft_overrides = table.array
+        keep.append(table)
+    return tuple(keep)

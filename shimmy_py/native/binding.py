@@ -1,16 +1,27 @@
 """ctypes declarations of the part of llama.h / ggml-backend.h that shimmy_py uses.
 
 Each struct and function sits beside its C declaration. Nothing here is
-trusted: `load()` compares every struct against the layout that native/probe.c
-printed when compiled from the same headers as the libraries, and refuses a
-library whose layout differs (see _layout.py). Only this module and the owning
-classes in _owned.py touch raw pointers.
+trusted: runtime.lib() compares every struct against the layout that
+native/probe.c printed when compiled from the same headers as the libraries,
+and refuses a library whose layout differs (layout.py). Only this package
+(the binding and the owners of each pointer) touches raw pointers.
 """
 from __future__ import annotations
 
 import ctypes
-from ctypes import (CFUNCTYPE, POINTER, Structure, c_bool, c_char_p, c_float, c_int8, c_int32,
-                    c_size_t, c_uint32, c_uint64, c_void_p)
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_bool,
+    c_char_p,
+    c_float,
+    c_int8,
+    c_int32,
+    c_size_t,
+    c_uint32,
+    c_void_p,
+)
 
 from ..errors import NativeError
 
@@ -133,14 +144,6 @@ _LLAMA = {
     "llama_vocab_bos": (llama_token, [c_void_p]),
     # bool llama_vocab_is_eog(const struct llama_vocab * vocab, llama_token token);
     "llama_vocab_is_eog": (c_bool, [c_void_p, llama_token]),
-    # int32_t llama_model_n_ctx_train(const struct llama_model * model);
-    "llama_model_n_ctx_train": (c_int32, [c_void_p]),
-    # int32_t llama_model_desc(const struct llama_model * model, char * buf, size_t buf_size);
-    "llama_model_desc": (c_int32, [c_void_p, c_char_p, c_size_t]),
-    # uint64_t llama_model_size(const struct llama_model * model);
-    "llama_model_size": (c_uint64, [c_void_p]),
-    # uint64_t llama_model_n_params(const struct llama_model * model);
-    "llama_model_n_params": (c_uint64, [c_void_p]),
     # const char * llama_model_chat_template(const struct llama_model * model, const char * name);
     "llama_model_chat_template": (c_char_p, [c_void_p, c_char_p]),
     # int32_t llama_tokenize(const struct llama_vocab * vocab, const char * text, int32_t text_len,

@@ -11,8 +11,8 @@ import ctypes
 import json
 from pathlib import Path
 
-from .pin import LLAMA_CPP_PYTHON_VERSION
 from ..errors import NativeError
+from .pin import LLAMA_CPP_PYTHON_VERSION
 
 
 def ctypes_layout(struct: type[ctypes.Structure]) -> dict:

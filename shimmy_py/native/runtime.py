@@ -1,24 +1,23 @@
 """Loads the native libraries once per process, verified and initialised.
 
-`lib()` finds the build (native.py), binds it (_llama.py), checks every struct
-layout against the C probe (_layout.py), initialises llama.cpp's backends and
-routes its log into Python (_log.py). At interpreter exit the owned native
-objects still open are freed (children first) before the log callback goes.
+`lib()` finds the build (install.py), binds it (binding.py), checks every
+struct layout against the C probe (layout.py), initialises llama.cpp's
+backends and routes its log into Python (log.py). At interpreter exit the
+hooks registered with `before_exit` run (the owners free what is still open,
+children first) before the log callback goes.
 """
 from __future__ import annotations
 
 import atexit
 import threading
+from typing import Callable
 
-from . import layout as _layout
-
-from . import log as _log
-
-from . import install as native
-from .binding import STRUCTS, Lib
+from . import install, layout, log
+from .binding import STRUCTS, Lib, ggml_log_callback
 
 _lock = threading.Lock()
 _lib: Lib | None = None
+_exit_hooks: list[Callable[[], None]] = []
 
 
 def lib() -> Lib:
@@ -31,23 +30,24 @@ def lib() -> Lib:
         return _lib
 
 
-def library_version(lib_dir) -> str:
-    info = native.build_info()
-    return info.get("source", f"unknown build in {lib_dir}")
+def before_exit(hook: Callable[[], None]) -> None:
+    """Runs `hook` at interpreter exit, while the libraries are still usable."""
+    _exit_hooks.append(hook)
 
 
 def _load() -> Lib:
-    lib_dir = native.lib_dir()
+    lib_dir = install.lib_dir()
     loaded = Lib(lib_dir)
-    version = f"{library_version(lib_dir)}, ggml {loaded.ggml_version().decode()}"
-    _layout.verify(STRUCTS, lib_dir / "layout.json", version)
-    loaded.llama_log_set(_log.c_callback, None)
+    source = install.build_info().get("source", f"unknown build in {lib_dir}")
+    version = f"{source}, ggml {loaded.ggml_version().decode()}"
+    layout.verify(STRUCTS, lib_dir / "layout.json", version)
+    loaded.llama_log_set(log.c_callback, None)
     loaded.llama_backend_init()
     atexit.register(_at_exit, loaded)
     return loaded
 
 
 def _at_exit(loaded: Lib) -> None:
-    from .owned import close_all
-    close_all()
-    loaded.llama_log_set(_log.ggml_log_callback(), None)
+    for hook in reversed(_exit_hooks):
+        hook()
+    loaded.llama_log_set(ggml_log_callback(), None)  # NULL: back to stderr

@@ -1,13 +1,19 @@
-"""What the machine offers: ggml backend devices (CPU, GPUs, RPC servers),
-NVIDIA memory through NVML where present, host RAM through psutil.
+"""What the machine offers, as the planner sees it: ggml backend devices (CPU,
+GPUs, RPC servers), NVIDIA memory through NVML where present, host RAM
+through psutil. RPC servers are attached here and nowhere else.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 
 import psutil
 
 from ..native.backend import Device, add_rpc_servers, list_devices
+from .options import parse_size
+from .plan import CPU, DeviceSpec
+
+HYPOTHETICAL = "GPU"   # the accelerator of a plan for --target-vram
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,6 @@ def nvml_gpus() -> tuple[list[NvidiaGPU], str | None]:
         pynvml.nvmlInit()
     except Exception as e:  # no driver, no library: a notice, not an error
         return [], f"NVML not available ({type(e).__name__}): no NVIDIA GPU memory figures"
-    import os
     try:
         gpus = []
         for i in range(pynvml.nvmlDeviceGetCount()):
@@ -61,11 +66,33 @@ def host_memory() -> tuple[int, int]:
     return vm.available, vm.total
 
 
+def attach_rpc_servers(endpoints) -> None:
+    """Makes each llama.cpp RPC server (HOST:PORT) one more ggml device, after
+    a handshake that names a server that is down. Once per server and process:
+    ggml cannot unregister a backend."""
+    if endpoints:
+        add_rpc_servers(endpoints)
+
+
 def devices(rpc=()) -> list[Device]:
-    """ggml's devices after registering the given RPC servers."""
-    if rpc:
-        add_rpc_servers(rpc)
+    """ggml's devices after attaching the given RPC servers."""
+    attach_rpc_servers(rpc)
     return list_devices()
+
+
+def device_specs(rpc=(), target_vram=None) -> list[DeviceSpec]:
+    """The CPU (capacity: available RAM) and the first accelerator (its free
+    memory), or a hypothetical accelerator of `target_vram` bytes."""
+    attach_rpc_servers(rpc)
+    available, _ = host_memory()
+    specs = [DeviceSpec(CPU, "cpu", available, CPU)]
+    if target_vram is not None:
+        return specs + [DeviceSpec(HYPOTHETICAL, "accelerator", parse_size(target_vram), HYPOTHETICAL)]
+    for d in list_devices():
+        if d.kind == "accelerator":
+            specs.append(DeviceSpec(d.name, "accelerator", d.free_bytes, d.buffer_type))
+            break
+    return specs
 
 
 def report(rpc=()) -> dict:

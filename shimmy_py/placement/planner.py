@@ -18,80 +18,10 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 from ..errors import PlacementError
 from ..gguf_io.tensors import Tensor, TensorTable
-
-CPU = "CPU"
-STRATEGIES = ("gpu", "cpu-moe", "n-cpu-moe", "fit")
-
-
-@dataclass(frozen=True)
-class DeviceSpec:
-    """A device as the planner sees it: a name and how much it may hold."""
-    name: str
-    kind: str                 # "cpu" or "accelerator"
-    capacity_bytes: int
-    buffer_type: str = ""     # llama.cpp's buffer type name, also accepted by -ot
-
-
-@dataclass(frozen=True)
-class PlanRequest:
-    strategy: str = "gpu"
-    n_cpu_moe: int = 0
-    vram_budget: int | None = None      # fit: explicit budget instead of capacity less a margin
-    overrides: tuple[tuple[str, str], ...] = ()  # user's (pattern, buffer type), first match wins
-    n_ctx: int = 4096
-    n_ubatch: int = 512                 # llama.cpp's default physical batch, sizes the reserve
-
-
-@dataclass(frozen=True)
-class DevicePlan:
-    name: str
-    kind: str
-    weights_bytes: int
-    kv_bytes: int
-    reserve_bytes: int
-    capacity_bytes: int
-
-    @property
-    def total_bytes(self) -> int:
-        return self.weights_bytes + self.kv_bytes + self.reserve_bytes
-
-
-@dataclass(frozen=True)
-class Placement:
-    name: str
-    role: str
-    layer: int | None
-    bytes: int
-    device: str
-
-
-@dataclass(frozen=True)
-class Plan:
-    model: str
-    request: PlanRequest
-    accelerator: str | None
-    devices: tuple[DevicePlan, ...]
-    tensors: tuple[Placement, ...]
-    overrides: tuple[tuple[str, str], ...]   # everything handed to llama.cpp, in order
-    notices: tuple[str, ...] = field(default=())
-
-    def device(self, name: str) -> DevicePlan:
-        return next(d for d in self.devices if d.name == name)
-
-    def weights_by_device(self) -> dict[str, int]:
-        return {d.name: d.weights_bytes for d in self.devices}
-
-    def __str__(self) -> str:
-        from .plan_format import to_text
-        return to_text(self)
-
-    def __repr__(self) -> str:
-        weights = ", ".join(f"{d.name} {d.weights_bytes / 2**30:.2f} GiB" for d in self.devices)
-        return f"<Plan {self.request.strategy} of {self.model}: {weights}; print() it for the table>"
+from .plan import CPU, STRATEGIES, DevicePlan, DeviceSpec, Placement, Plan, PlanRequest
 
 
 def margin_for(capacity: int) -> int:
@@ -121,17 +51,6 @@ def compile_overrides(overrides, valid_targets: dict[str, str]) -> list[tuple[re
         except re.error as e:
             raise PlacementError(f"-ot {pattern}={target}: malformed pattern ({e})") from None
     return compiled
-
-
-def parse_override_arg(text: str) -> list[tuple[str, str]]:
-    """llama.cpp's `-ot` syntax: PATTERN=BUFFER_TYPE[,PATTERN=BUFFER_TYPE...]."""
-    out = []
-    for item in text.split(","):
-        pattern, sep, target = item.rpartition("=")
-        if not sep or not pattern or not target:
-            raise PlacementError(f"-ot {item!r}: expected PATTERN=BUFFER_TYPE")
-        out.append((pattern, target))
-    return out
 
 
 def _base_device(t: Tensor, acc: str | None) -> str:

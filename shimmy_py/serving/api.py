@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from .. import defaults
 from ..generation.loop import Completion
 from ..generation.sampling import SamplingParams
 
@@ -110,7 +111,8 @@ def parse_request(body: Any, route: str) -> GenRequest:
         repeat_penalty=_number(body, "repeat_penalty", d.repeat_penalty, lo=1e-9),
         seed=_number(body, "seed", None, lo=0, hi=2**32 - 1, integer=True),
         logit_bias=_logit_bias(body))
-    max_tokens = _number(body, "max_tokens", 256 if route == "generate" else None, lo=1, integer=True)
+    max_tokens = _number(body, "max_tokens", defaults.MAX_TOKENS if route == "generate" else None, lo=1,
+                         integer=True)
     system = _get(body, "system", (str,))
     prompt = _get(body, "prompt", (str,)) if route != "chat" else None
     messages = _messages(body, system) if route != "completions" else None

@@ -1,7 +1,7 @@
 """Continuous batching: up to n_seq_max requests decode together through one
 llama context, one sequence each, in the same llama_decode calls.
 
-A scheduler thread owns the context. Each step it admits queued requests into
+A scheduler thread owns the context (generation/context.py). Each step it admits queued requests into
 free sequences, builds one batch (one token per decoding sequence, plus chunks
 of prompts still being processed, so a long prompt never stalls the others for
 more than one chunk), decodes it with the GIL released, and samples each
@@ -14,15 +14,19 @@ its KV cache: a later prompt that starts the same way decodes only the rest
 from __future__ import annotations
 
 import collections
+import enum
 import logging
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
 
+from .. import defaults
 from ..errors import ShimmyError
+from ..generation.context import Context
 from ..generation.loop import check_request
-from ..generation.sampling import SamplingParams, build_chain
+from ..generation.sampling import Sampler, SamplingParams, build_sampler
+from ..generation.vocab import Vocab
 
 logger = logging.getLogger("shimmy_py.engine")
 
@@ -59,16 +63,23 @@ class BatchedSequence:
         self.engine.wake()
 
 
+class SlotState(enum.Enum):
+    PREFILL = "prefill"   # prompt tokens left to decode
+    DECODE = "decode"     # a sampled token to feed back
+    DONE = "done"         # finished (end of generation, max_tokens, full context); released at the next step
+
+
 @dataclass
 class _Slot:
+    """One sequence of the context serving one request."""
     seq: int
     req: BatchedSequence
-    chain: object
+    sampler: Sampler
     pending: list[int]                  # prompt tokens not yet decoded
     n_past: int = 0
     last: int | None = None            # last sampled token, to feed back
     generated: int = 0
-    done: bool = False
+    state: SlotState = SlotState.PREFILL
 
 
 @dataclass
@@ -83,11 +94,12 @@ class EngineStats:
 
 
 class Engine:
-    """The scheduler over a Model loaded with n_seq_max sequences."""
+    """The scheduler over a context of n_seq_max sequences."""
 
-    def __init__(self, model, queue_limit: int = 64, prefill_chunk: int = 512):
-        self.model = model
-        self.n_seq = model.n_seq_max
+    def __init__(self, context: Context, vocab: Vocab, queue_limit: int = defaults.QUEUE,
+                 prefill_chunk: int = defaults.PREFILL_CHUNK):
+        self.context, self.vocab = context, vocab
+        self.n_seq = context.n_seq_max
         self.queue_limit = queue_limit
         self.prefill_chunk = prefill_chunk
         self.stats = EngineStats()
@@ -96,16 +108,16 @@ class Engine:
         self._cv = threading.Condition()
         self._stopping = False
         self.failure: Exception | None = None
-        self._session = model.session()
-        self._ctx = self._session.__enter__()
-        model.clear_kv(self._ctx)
+        self._session = context.session()
+        self._session.__enter__()
+        context.clear()
         self._thread = threading.Thread(target=self._loop, name="shimmy-engine", daemon=True)
         self._thread.start()
 
     # --- the requests' side ---------------------------------------------------
     def submit(self, tokens: list[int], sampling: SamplingParams, max_tokens: int) -> BatchedSequence:
-        check_request(tokens, max_tokens, self.model.n_ctx)
-        sampling.validate(self.model.n_vocab)
+        check_request(tokens, max_tokens, self.context.n_ctx)
+        sampling.validate(self.vocab.n_vocab)
         seq = BatchedSequence(self, tokens, sampling, max_tokens)
         with self._cv:
             if self.failure is not None:
@@ -170,36 +182,36 @@ class Engine:
             if req.cancelled:
                 continue
             try:
-                chain = build_chain(req.sampling, self.model.n_vocab, req.tokens)
+                sampler = build_sampler(req.sampling, self.vocab.n_vocab, req.tokens)
             except ShimmyError as e:   # this request fails alone
                 req.out.put(e)
                 continue
             # the free sequence whose cache shares the longest prefix with this
             # prompt; only the rest of the prompt is decoded (llama-server's cache_prompt)
-            seq = self.model.kv.pick(free, req.tokens)
+            seq = self.context.pick(free, req.tokens)
             free.remove(seq)
-            kept = req.cached_tokens = self.model.kv.reuse(self._ctx, seq, req.tokens)
-            self._slots[seq] = _Slot(seq, req, chain, req.tokens[kept:], n_past=kept)
+            kept = req.cached_tokens = self.context.reuse(seq, req.tokens)
+            self._slots[seq] = _Slot(seq, req, sampler, req.tokens[kept:], n_past=kept)
         self.stats.queue_depth, self.stats.active = len(self._waiting), len(self._slots)
 
     def _reap(self) -> None:
         for slot in list(self._slots.values()):
-            if slot.done or slot.req.cancelled:
-                self.stats.finished["cancelled" if slot.req.cancelled and not slot.done else "done"] += 1
+            if slot.state is SlotState.DONE or slot.req.cancelled:
+                self.stats.finished["done" if slot.state is SlotState.DONE else "cancelled"] += 1
                 self._release(slot)
         self.stats.active = len(self._slots)
 
     def _release(self, slot: _Slot) -> None:
         """Frees the slot; its cache stays for a later prompt that starts the same way."""
-        slot.chain.close()
+        slot.sampler.close()
         del self._slots[slot.seq]
 
     def _step(self) -> None:
         t0 = time.perf_counter()
         tokens, positions, seqs, want, owners = [], [], [], [], []
-        budget = self.model.n_batch
+        budget = self.context.n_batch
         for slot in self._slots.values():           # 1. one token per decoding sequence
-            if slot.last is not None and not slot.done:
+            if slot.state is SlotState.DECODE:
                 tokens.append(slot.last), positions.append(slot.n_past), seqs.append(slot.seq)
                 want.append(True), owners.append(slot)
                 slot.n_past += 1
@@ -218,7 +230,7 @@ class Engine:
         if not tokens:
             return
         t_decode = time.perf_counter()
-        self.model.decode_batch(self._ctx, tokens, positions, seqs, want)   # 3. GIL released inside
+        self.context.decode(tokens, positions, seqs, want)   # 3. GIL released inside
         self.stats.decode_s += time.perf_counter() - t_decode
         for idx, slot in enumerate(owners):          # 4. sample each sequence
             if slot is not None:
@@ -228,12 +240,12 @@ class Engine:
         self.stats.step_s += time.perf_counter() - t0
 
     def _sample(self, slot: _Slot, idx: int) -> None:
-        tok = slot.chain.sample(self._ctx, idx)
+        tok = slot.sampler.sample(self.context, idx)
         slot.generated += 1
         slot.req.out.put(tok)
-        slot.last = tok
-        if self.model.is_eog(tok) or slot.generated >= slot.req.max_tokens:
-            slot.done = True
-        elif slot.n_past >= self.model.n_ctx:       # no room to feed it back
+        slot.last, slot.state = tok, SlotState.DECODE
+        if self.vocab.is_eog(tok) or slot.generated >= slot.req.max_tokens:
+            slot.state = SlotState.DONE
+        elif slot.n_past >= self.context.n_ctx:       # no room to feed it back
             slot.req.out.put(_END)
-            slot.done = True
+            slot.state = SlotState.DONE

@@ -17,10 +17,19 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from .api import ApiError, GenRequest, OpenAIShapes, generate_response, openai_error, parse_request, timing
-from .engine import Engine, EngineFailed, QueueFull
+from .. import defaults
 from ..errors import GenerationError, ShimmyError
 from ..generation.loop import drain, run
+from .api import (
+    ApiError,
+    GenRequest,
+    OpenAIShapes,
+    generate_response,
+    openai_error,
+    parse_request,
+    timing,
+)
+from .engine import Engine, EngineFailed, QueueFull
 from .metrics import Metrics
 from .names import name_table
 
@@ -31,15 +40,16 @@ CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "GET
 
 @dataclass
 class ServeConfig:
+    """What `serve` runs with; each default's reason is in defaults.py."""
     model_path: Path
-    host: str = "127.0.0.1"        # loopback unless asked otherwise
-    port: int = 11435              # shimmy's port
-    ctx: int = 4096                # context of each request (KV holds ctx x parallel)
-    threads: int | None = None
-    parallel: int = 4              # requests decoded together
-    queue: int = 64                # requests waiting beyond those; then 503
+    host: str = defaults.HOST
+    port: int = defaults.PORT
+    ctx: int = defaults.N_CTX          # context of each request (the KV cache holds ctx x parallel)
+    threads: int | None = None         # None: defaults.threads()
+    parallel: int = defaults.PARALLEL
+    queue: int = defaults.QUEUE
     api_key: str | None = None
-    max_body: int = 1 << 20        # bytes of a request body
+    max_body: int = defaults.MAX_BODY
     model_kwargs: dict = field(default_factory=dict)  # placement options for Model
     known_paths: tuple = ()        # other discovered files, listed by /api/models
 
@@ -79,7 +89,7 @@ class State:
         try:
             self.model = Model(c.model_path, n_ctx=c.ctx * c.parallel, n_seq_max=c.parallel,
                                n_threads=c.threads, **c.model_kwargs)
-            self.engine = Engine(self.model, queue_limit=c.queue)
+            self.engine = Engine(self.model.context, self.model.vocab, queue_limit=c.queue)
             self.ready.set()
         except ShimmyError as e:
             self.load_error = str(e)
@@ -290,7 +300,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(503, str(e), "server_error") from None
         except GenerationError as e:
             raise ApiError(400, str(e)) from None
-        return run(source, model, max_tokens, req.stop)
+        return run(source, model.vocab, max_tokens, req.stop)
 
     def _drain(self, gen, on_piece=None):
         """Runs `gen` (see generate.drain) and counts its Completion."""

@@ -1,11 +1,82 @@
-"""A Plan as people and programs read it: a table with a per-layer map, JSON,
+"""The Plan: where every tensor lives and what each device holds, as records
+(frozen dataclasses), and its renderings: a table with a per-layer map, JSON,
 and the equivalent llama-server command line."""
 from __future__ import annotations
 
 import shlex
 from collections import defaultdict
+from dataclasses import dataclass, field
 
-from .planner import CPU, Plan
+from .. import defaults
+
+CPU = "CPU"
+STRATEGIES = ("gpu", "cpu-moe", "n-cpu-moe", "fit")
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """A device as the planner sees it: a name and how much it may hold."""
+    name: str
+    kind: str                 # "cpu" or "accelerator"
+    capacity_bytes: int
+    buffer_type: str = ""     # llama.cpp's buffer type name, also accepted by -ot
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    strategy: str = "gpu"
+    n_cpu_moe: int = 0
+    vram_budget: int | None = None      # fit: explicit budget instead of capacity less a margin
+    overrides: tuple[tuple[str, str], ...] = ()  # user's (pattern, buffer type), first match wins
+    n_ctx: int = defaults.N_CTX
+    n_ubatch: int = defaults.N_UBATCH   # llama.cpp's default physical batch, sizes the reserve
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    name: str
+    kind: str
+    weights_bytes: int
+    kv_bytes: int
+    reserve_bytes: int
+    capacity_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.weights_bytes + self.kv_bytes + self.reserve_bytes
+
+
+@dataclass(frozen=True)
+class Placement:
+    name: str
+    role: str
+    layer: int | None
+    bytes: int
+    device: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: str
+    request: PlanRequest
+    accelerator: str | None
+    devices: tuple[DevicePlan, ...]
+    tensors: tuple[Placement, ...]
+    overrides: tuple[tuple[str, str], ...]   # everything handed to llama.cpp, in order
+    notices: tuple[str, ...] = field(default=())
+
+    def device(self, name: str) -> DevicePlan:
+        return next(d for d in self.devices if d.name == name)
+
+    def weights_by_device(self) -> dict[str, int]:
+        return {d.name: d.weights_bytes for d in self.devices}
+
+    def __str__(self) -> str:
+        return to_text(self)
+
+    def __repr__(self) -> str:
+        weights = ", ".join(f"{d.name} {d.weights_bytes / 2**30:.2f} GiB" for d in self.devices)
+        return f"<Plan {self.request.strategy} of {self.model}: {weights}; print() it for the table>"
 
 
 def gib(n: int) -> str:

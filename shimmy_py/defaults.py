@@ -1,0 +1,55 @@
+"""Every default of the package, stated once with its reason. The Python API,
+the CLI and the server read their defaults from here (sampling defaults live
+on SamplingParams, generation/sampling.py, each with its reason there)."""
+from __future__ import annotations
+
+# --- model and context ----------------------------------------------------------
+N_CTX = 4096
+"""Context length in tokens: DeepSeekMoE 16B's trained context, and llama.cpp's
+own default for its tools; the KV cache it sizes is F16 as llama.cpp's."""
+
+N_BATCH = 2048
+"""Most tokens handed to one llama_decode: llama.cpp's default n_batch."""
+
+N_UBATCH = 512
+"""llama.cpp's default physical batch; it sizes the compute buffer the planner reserves."""
+
+FALLBACK_CHAT_TEMPLATE = "chatml"
+"""The chat format used when a GGUF carries no tokenizer.chat_template (llama.cpp's choice too)."""
+
+# --- generation -------------------------------------------------------------------
+MAX_TOKENS = 256
+"""Tokens generated when a caller gives no limit: shimmy's default for /api/generate.
+OpenAI-style routes default to the rest of the context instead, as llama-server."""
+
+# --- serving ----------------------------------------------------------------------
+HOST = "127.0.0.1"
+"""Loopback: a server is reachable from other machines only when asked."""
+
+PORT = 11435
+"""shimmy's port."""
+
+PARALLEL = 4
+"""Requests decoded together, one sequence each (llama-server's default of 4 slots)."""
+
+QUEUE = 64
+"""Requests waiting beyond those before new ones get 503 with Retry-After."""
+
+MAX_BODY = 1 << 20
+"""Bytes of a request body: far above any prompt that fits the context."""
+
+PREFILL_CHUNK = 512
+"""Prompt tokens one sequence may add to a shared engine step, so that a long
+prompt never stalls the other sequences for more than one chunk (llama.cpp's n_ubatch)."""
+
+MODEL_DIRS = ("models",)
+"""Where `shimmy-py list` looks when no folder is given."""
+
+
+def threads() -> int:
+    """CPU threads for decoding: the physical cores, as llama.cpp's tools default
+    to (a second thread per core only competes for the same vector units)."""
+    import os
+
+    import psutil
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1

@@ -1,0 +1,106 @@
+"""The context of a loaded model as the generation paths share it: the inline
+path (the Python API and the CLI) and the server's engine both prefill,
+decode, sample and reuse cached prompts through this one class.
+
+It owns llama.cpp's context and batch, records what each sequence's KV cache
+holds (kvcache.py), and hands out exclusive use through `session()`.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..errors import GenerationError
+from ..native.context_handle import Batch, ContextHandle, ContextSpec
+from ..native.model_handle import ModelHandle
+from .kvcache import KVTokens
+
+
+class Context:
+    """n_seq_max sequences sharing one KV cache; each may hold `n_ctx` tokens."""
+
+    def __init__(self, model: ModelHandle, spec: ContextSpec):
+        self.native = ContextHandle(model, spec)
+        try:
+            self._batch = Batch(spec.n_batch)
+        except BaseException:
+            self.native.close()
+            raise
+        self.n_batch, self.n_seq_max = spec.n_batch, spec.n_seq_max
+        self.n_vocab = model.n_vocab
+        # the context one sequence can use: an equal share of the KV cache
+        self.n_ctx = self.native.n_ctx // spec.n_seq_max
+        self.kv = KVTokens(spec.n_seq_max)   # what each sequence's cache holds, for prompt reuse
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+
+    def close(self) -> None:
+        """Frees the batch, then the context. Safe to call twice."""
+        self._batch.close()
+        self.native.close()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator["Context"]:
+        """Exclusive use of the context for one generation (or the engine's life)."""
+        self.native.ptr()  # raises once closed
+        if self._owner == threading.get_ident():
+            raise GenerationError("this thread is already generating with this model: "
+                                  "finish or close the other stream first")
+        with self._lock:
+            self._owner = threading.get_ident()
+            try:
+                yield self
+            finally:
+                self._owner = None
+
+    # --- decoding (inside a session) ----------------------------------------------
+    def prefill(self, tokens: Sequence[int], start: int = 0, logits_all: bool = False) -> None:
+        """Decodes `tokens` from position `start` of sequence 0 in chunks of n_batch."""
+        for first in range(0, len(tokens), self.n_batch):
+            chunk = tokens[first:first + self.n_batch]
+            last = first + len(chunk) == len(tokens)
+            want = [logits_all or (last and i == len(chunk) - 1) for i in range(len(chunk))]
+            pos = start + first
+            self.decode(chunk, range(pos, pos + len(chunk)), [0] * len(chunk), want)
+
+    def decode(self, tokens, positions, seqs, want_logits) -> None:
+        """One llama_decode of tokens from one or more sequences; records what
+        each sequence's cache now holds."""
+        self._batch.set(tokens, positions, seqs, want_logits)
+        try:
+            self.native.decode(self._batch)
+        except BaseException:
+            self.kv.forget()   # a failed decode leaves the cache's contents unknown
+            raise
+        if self.n_seq_max == 1:
+            self.kv.extend(0, tokens)
+        else:
+            for tok, seq in zip(tokens, seqs):
+                self.kv.extend(seq, (tok,))
+
+    def step(self, token: int, pos: int) -> None:
+        """Feeds one sampled token back (sequence 0) and computes its logits."""
+        self.decode((token,), (pos,), (0,), (True,))
+
+    def logits(self, i: int) -> np.ndarray:
+        return self.native.logits(i)
+
+    def argmax(self, i: int) -> int:
+        return self.native.argmax(i)
+
+    # --- the KV cache ---------------------------------------------------------------
+    def clear(self) -> None:
+        """Empties the KV cache and its record."""
+        self.native.clear()
+        self.kv.forget()
+
+    def reuse(self, seq: int, prompt: Sequence[int]) -> int:
+        """Keeps what `seq`'s cache shares with `prompt`; returns how many tokens."""
+        return self.kv.reuse(self.native, seq, prompt)
+
+    def pick(self, free: Sequence[int], prompt: Sequence[int]) -> int:
+        """The free sequence whose cache shares the longest prefix with `prompt`."""
+        return self.kv.pick(free, prompt)

@@ -1,0 +1,67 @@
+"""The tokenizer as generation and the API use it: text to token ids and back,
+each token's bytes and end-of-generation flag (cached per id: the per-token
+path of every stream asks for them), and the chat template."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from .. import defaults
+from ..errors import GenerationError, NativeError
+from ..native.model_handle import ModelHandle, apply_chat_template
+
+
+class Vocab:
+    """The vocabulary of a loaded model."""
+
+    def __init__(self, handle: ModelHandle, chat_template: str | None = None):
+        self._handle = handle
+        self.n_vocab = handle.n_vocab
+        self._chat_template = chat_template
+        self._pieces: dict[int, bytes] = {}
+        self._eog: dict[int, bool] = {}
+
+    @property
+    def bos(self) -> int:
+        """The beginning-of-sequence token id."""
+        return self._handle.bos
+
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list[int]:
+        """Token ids of `text`; add_special adds BOS as the model asks."""
+        return self._handle.tokenize(text, add_special, parse_special)
+
+    def detokenize(self, ids: Sequence[int], special: bool = False) -> str:
+        """Text of token ids; `special` renders special tokens such as BOS."""
+        self.check_ids(ids)
+        return self._handle.detokenize(list(ids), special).decode("utf-8", errors="replace")
+
+    def check_ids(self, ids: Sequence[int]) -> None:
+        bad = [t for t in ids if not 0 <= t < self.n_vocab]
+        if bad:
+            raise GenerationError(f"token ids out of range [0, {self.n_vocab}): {bad[:5]}")
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes of one token's text (cached per id)."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._handle.token_piece(token)
+        return piece
+
+    def is_eog(self, token: int) -> bool:
+        """Whether `token` ends generation (cached per id)."""
+        eog = self._eog.get(token)
+        if eog is None:
+            eog = self._eog[token] = self._handle.is_eog(token)
+        return eog
+
+    def apply_chat_template(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
+        """Formats role/content messages with the chat template given at load,
+        else the GGUF's own, else llama.cpp's built-in "chatml"."""
+        for m in messages:
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                raise GenerationError(f"each message needs string 'role' and 'content', got {m!r}")
+        template = self._chat_template or self._handle.chat_template() or defaults.FALLBACK_CHAT_TEMPLATE
+        try:
+            return apply_chat_template(template, [(m["role"], m["content"]) for m in messages],
+                                       add_generation_prompt)
+        except NativeError as e:
+            raise GenerationError(f"{self._handle.path}: {e}") from None

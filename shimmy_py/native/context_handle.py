@@ -1,0 +1,109 @@
+"""struct llama_context * and struct llama_batch: decoding, logits, and the
+KV cache (memory) calls, with Python values in and out."""
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import NativeError
+from .model_handle import ModelHandle
+from .owned import Owned
+from .runtime import lib
+
+
+@dataclass(frozen=True)
+class ContextSpec:
+    """llama_context_params in Python values; the rest stays llama.cpp's default."""
+    n_ctx: int
+    n_batch: int
+    n_seq_max: int
+    n_threads: int
+    kv_unified: bool
+
+
+class ContextHandle(Owned):
+    """struct llama_context *, a child of a ModelHandle."""
+
+    def __init__(self, model: ModelHandle, spec: ContextSpec):
+        self.model = model  # keeps the parent alive while this context lives
+        L = lib()
+        cp = L.llama_context_default_params()
+        cp.n_ctx, cp.n_batch, cp.n_seq_max = spec.n_ctx, spec.n_batch, spec.n_seq_max
+        cp.n_ubatch = min(cp.n_ubatch, spec.n_batch)
+        cp.n_threads = cp.n_threads_batch = spec.n_threads
+        cp.kv_unified = spec.kv_unified
+        cp.no_perf = True
+        ptr = L.llama_init_from_model(model.ptr(), cp)
+        super().__init__(ptr, f"llama_init_from_model({model.path})")
+        self._memory = L.llama_get_memory(ptr)
+
+    def _free(self, ptr) -> None:
+        lib().llama_free(ptr)
+
+    @property
+    def n_ctx(self) -> int:
+        """The context llama.cpp allocated (it may round the request up)."""
+        return lib().llama_n_ctx(self.ptr())
+
+    def decode(self, batch: "Batch") -> None:
+        rc = lib().llama_decode(self.ptr(), batch.struct)
+        if rc != 0:
+            meaning = {1: "no KV cache slot for the batch (context full)", 2: "aborted",
+                       -1: "invalid input batch"}.get(rc, "fatal error")
+            raise NativeError(f"llama_decode({self.model.path}) returned {rc}: {meaning}")
+
+    def logits(self, i: int) -> np.ndarray:
+        """A copy of the logits of output `i` of the last decoded batch."""
+        return self._logits_view(i).copy()
+
+    def argmax(self, i: int) -> int:
+        """The token with the largest logit at output `i`, read in place (the
+        first one on a tie, as llama.cpp's greedy sampler chooses)."""
+        return int(self._logits_view(i).argmax())
+
+    def _logits_view(self, i: int) -> np.ndarray:
+        """llama.cpp's logits of output `i`, valid until the next decode: no copy."""
+        ptr = lib().llama_get_logits_ith(self.ptr(), i)
+        if not ptr:
+            raise NativeError(f"llama_get_logits_ith({i}) returned NULL ({self.model.path})")
+        return np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,))
+
+    def clear(self) -> None:
+        """Forgets every cached token. Metadata only, as llama-bench clears it:
+        zeroing the buffers (data=true) would cost a memset of the whole KV
+        cache, hundreds of MB for a large model, on every request."""
+        lib().llama_memory_clear(self._memory, False)
+
+    def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
+        """Removes positions [p0, p1) of `seq` from the KV cache (-1: open end)."""
+        self.ptr()
+        return lib().llama_memory_seq_rm(self._memory, seq, p0, p1)
+
+
+class Batch(Owned):
+    """struct llama_batch from llama_batch_init, reused across decode steps."""
+
+    def __init__(self, capacity: int, n_seq_max: int = 1):
+        self.capacity = capacity
+        self.struct = lib().llama_batch_init(capacity, 0, n_seq_max)
+        super().__init__(ctypes.cast(self.struct.token, ctypes.c_void_p).value, "llama_batch_init")
+
+    def set(self, tokens, positions, seqs, want_logits) -> None:
+        """Fills the batch: token i at positions[i] of sequence seqs[i]."""
+        self.ptr()
+        n = len(tokens)
+        if n > self.capacity:
+            raise NativeError(f"batch of {n} tokens exceeds its capacity {self.capacity}")
+        s = self.struct
+        for i in range(n):
+            s.token[i] = tokens[i]
+            s.pos[i] = positions[i]
+            s.n_seq_id[i] = 1
+            s.seq_id[i][0] = seqs[i]
+            s.logits[i] = want_logits[i]
+        s.n_tokens = n
+
+    def _free(self, ptr) -> None:
+        lib().llama_batch_free(self.struct)

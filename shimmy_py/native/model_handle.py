@@ -1,0 +1,107 @@
+"""struct llama_model *: loading (from a plain LoadSpec) and the vocabulary
+work on it: tokenize, detokenize, token pieces, special tokens, chat template.
+
+Callers above this layer pass and receive Python values only: strings, token
+id lists and bytes; every buffer and pointer stays here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..errors import NativeError
+from . import backend
+from .binding import llama_chat_message, llama_token
+from .buffers import char_buffer, grown
+from .owned import Owned
+from .runtime import lib
+
+# enum llama_load_mode
+LOAD_MODES = {"auto": -1, "none": 0, "mmap": 1, "mlock": 2, "mmap+mlock": 3}
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """How llama.cpp loads a model: llama_model_params in Python values."""
+    vocab_only: bool = False          # the tokenizer only: no weights, no context
+    no_alloc: bool = False            # run the loader without allocating or reading weights
+    load_mode: str | None = None      # a LOAD_MODES name; None keeps llama.cpp's default
+    n_gpu_layers: int | None = None   # None keeps llama.cpp's default
+    devices: tuple[str, ...] = ()     # devices to offload to, by name; () lets llama.cpp choose
+    overrides: tuple[tuple[str, str], ...] = ()  # (pattern, buffer type or device name), first match wins
+
+
+class ModelHandle(Owned):
+    """struct llama_model *, loaded from `path` as `spec` says."""
+
+    def __init__(self, path: str, spec: LoadSpec = LoadSpec()):
+        self.path = path
+        L = lib()
+        params = L.llama_model_default_params()
+        params.vocab_only, params.no_alloc = spec.vocab_only, spec.no_alloc
+        if spec.load_mode is not None:
+            if spec.load_mode not in LOAD_MODES:
+                raise NativeError(f"load mode {spec.load_mode!r}: choose one of {', '.join(LOAD_MODES)}")
+            params.load_mode = LOAD_MODES[spec.load_mode]
+        if spec.n_gpu_layers is not None:
+            params.n_gpu_layers = spec.n_gpu_layers
+        # arrays llama.cpp points into while loading: kept as long as the model
+        self._keepalive = backend.fill_placement(params, list(spec.devices), list(spec.overrides))
+        ptr = L.llama_model_load_from_file(path.encode(), params)
+        super().__init__(ptr, f"llama_model_load_from_file({path})")
+        self._vocab = L.llama_model_get_vocab(ptr)
+        self.n_vocab = L.llama_vocab_n_tokens(self._vocab)
+
+    def _free(self, ptr) -> None:
+        lib().llama_model_free(ptr)
+
+    @property
+    def vocab(self):
+        """The vocabulary pointer; raises once the model is closed."""
+        self.ptr()
+        return self._vocab
+
+    @property
+    def bos(self) -> int:
+        return lib().llama_vocab_bos(self.vocab)
+
+    def is_eog(self, token: int) -> bool:
+        return bool(lib().llama_vocab_is_eog(self.vocab, token))
+
+    def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
+        raw = text.encode("utf-8")
+        vocab = self.vocab
+        buf, n = grown(lambda b, cap: lib().llama_tokenize(vocab, raw, len(raw), b, cap, add_special, parse_special),
+                       lambda cap: (llama_token * max(1, cap))(), len(raw) + 8, f"llama_tokenize ({self.path})")
+        return list(buf[:n])
+
+    def detokenize(self, ids: Sequence[int], special: bool) -> bytes:
+        arr = (llama_token * max(1, len(ids)))(*ids)
+        vocab = self.vocab
+        buf, n = grown(lambda b, cap: lib().llama_detokenize(vocab, arr, len(ids), b, cap, False, special),
+                       char_buffer, 8 * len(ids) + 16, f"llama_detokenize ({self.path})")
+        return buf.raw[:n]
+
+    def token_piece(self, token: int) -> bytes:
+        """The bytes of one token's text (special tokens render as nothing)."""
+        vocab = self.vocab
+        buf, n = grown(lambda b, cap: lib().llama_token_to_piece(vocab, token, b, cap, 0, False),
+                       char_buffer, 64, f"llama_token_to_piece ({self.path})")
+        return buf.raw[:n]
+
+    def chat_template(self) -> str | None:
+        """The GGUF's own tokenizer.chat_template, if it has one."""
+        own = lib().llama_model_chat_template(self.ptr(), None)
+        return own.decode("utf-8", errors="replace") if own else None
+
+
+def apply_chat_template(template: str, messages: Sequence[tuple[str, str]], add_assistant: bool) -> str:
+    """llama_chat_apply_template: `messages` as (role, content) pairs formatted
+    by `template` (Jinja text of a known family, or a llama.cpp template name)."""
+    keep = [(r.encode(), c.encode()) for r, c in messages]
+    arr = (llama_chat_message * max(1, len(keep)))(*[llama_chat_message(r, c) for r, c in keep])
+    tmpl = template.encode()
+    buf, n = grown(lambda b, cap: lib().llama_chat_apply_template(tmpl, arr, len(keep), add_assistant, b, cap),
+                   char_buffer, 2 * sum(len(r) + len(c) for r, c in keep) + 256,
+                   "llama_chat_apply_template (template not supported)", negative_is_size=False)
+    return buf.raw[:n].decode("utf-8", errors="replace")

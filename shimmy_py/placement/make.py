@@ -1,0 +1,57 @@
+"""From options to a Plan on this machine's devices, from a Plan to the
+LoadSpec llama.cpp loads with, and the dry-run load that checks llama.cpp's
+own choice of buffer for every tensor without allocating anything."""
+from __future__ import annotations
+
+import logging
+import os
+
+from ..errors import PlacementError
+from ..gguf_io.reader import read_header
+from ..gguf_io.tensors import read_table
+from ..native import log
+from ..native.model_handle import LoadSpec, ModelHandle
+from .devices import HYPOTHETICAL, attach_rpc_servers, device_specs
+from .options import PlacementOptions
+from .plan import CPU, Plan
+from .planner import plan
+from .report import PlacementReport, build_report
+
+logger = logging.getLogger("shimmy_py")
+
+
+def make_plan(path, options: PlacementOptions = PlacementOptions()) -> Plan:
+    """Plans the model at `path` (or its GGUFHeader) on this machine's devices
+    (after attaching the options' RPC servers), or on a hypothetical
+    accelerator of `target_vram` bytes."""
+    request = options.request()
+    return plan(read_table(path), device_specs(options.rpc, options.target_vram), request)
+
+
+def load_spec(plan_: Plan, load_mode: str | None = None, no_alloc: bool = False) -> LoadSpec:
+    """How llama.cpp must load the model to place it as `plan_` says. Load mode:
+    "none" when the plan moves tensors to the CPU (llama.cpp's advice: mapped
+    files and CPU overrides mix badly), else llama.cpp's own default."""
+    if plan_.accelerator == HYPOTHETICAL:
+        raise PlacementError("this plan is for a hypothetical accelerator (--target-vram): "
+                             "it can be printed, not loaded")
+    for notice in plan_.notices:
+        logger.warning(notice)
+    if plan_.accelerator is None:
+        return LoadSpec(no_alloc=no_alloc, load_mode=load_mode, n_gpu_layers=0)
+    if load_mode is None and any(b == CPU for _, b in plan_.overrides):
+        load_mode = "none"
+    return LoadSpec(no_alloc=no_alloc, load_mode=load_mode, n_gpu_layers=-1,
+                    devices=(plan_.accelerator,), overrides=tuple(plan_.overrides))
+
+
+def simulate_placement(path: str | os.PathLike, plan_: Plan, rpc=()) -> PlacementReport:
+    """Runs llama.cpp's loader on `path` without allocating or reading weights
+    (no_alloc), so that its own choice of buffer type for every tensor can be
+    compared with `plan_` even for a shape-only file. Sizes are not compared."""
+    read_header(path)
+    attach_rpc_servers(rpc)
+    spec = load_spec(plan_, load_mode="none", no_alloc=True)
+    with log.capture() as lines:
+        ModelHandle(str(path), spec).close()
+    return build_report(plan_, lines, check_sizes=False)

@@ -1,0 +1,123 @@
+"""The package's layering, checked on its source: ctypes only in the native
+layer, no import cycles between modules, small modules."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[2] / "shimmy_py"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PKG.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PKG.rglob("*.py")}
+
+
+def imports_of(path: Path) -> set[str]:
+    """Modules of the package that `path` imports (also inside functions), less
+    those under `if TYPE_CHECKING:`."""
+    tree = ast.parse(path.read_text())
+    me = module_name(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip |= {id(n) for n in ast.walk(node)}
+    known = modules()
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(base + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                out.add(sub if sub in known else base)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+    return {m for m in out if m in known and m != me}
+
+
+def test_ctypes_is_imported_only_by_the_native_layer():
+    offenders = []
+    for name, path in modules().items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n == "ctypes" or n.startswith("ctypes.") for n in names) \
+                    and not name.startswith("shimmy_py.native"):
+                offenders.append(name)
+    assert offenders == []
+
+
+def test_the_checks_see_a_violation():
+    """The import scanner has power: it finds relative, nested and function-level imports."""
+    deps = imports_of(PKG / "generation" / "model.py")
+    assert {"shimmy_py.native.model_handle", "shimmy_py.gguf_io.reader", "shimmy_py.generation.vocab"} <= deps
+    assert "shimmy_py.native.log" in deps            # `from ..native import log`
+    assert "shimmy_py.generation.model" in imports_of(PKG / "cli.py")   # imported inside a function
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state and (found := visit(dep)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_import_cycles():
+    graph = {name: imports_of(path) for name, path in modules().items()}
+    # the top-level package re-exports the public API; nothing inside imports it
+    importers = sorted(n for n, deps in graph.items() if "shimmy_py" in deps and n != "shimmy_py.__main__")
+    assert importers == []
+    assert find_cycle(graph) is None, find_cycle(graph)
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_layers_depend_downwards_only():
+    """native <- gguf_io <- placement <- generation <- serving: a layer imports
+    only the layers below it (and the shared errors and defaults)."""
+    order = ["native", "gguf_io", "placement", "generation", "serving"]
+    shared = {"shimmy_py.errors", "shimmy_py.defaults"}
+    problems = []
+    for name, path in modules().items():
+        layer = name.split(".")[1] if name.count(".") >= 1 else None
+        if layer not in order:
+            continue
+        for dep in imports_of(path) - shared:
+            dep_layer = dep.split(".")[1] if dep.count(".") >= 1 else None
+            if dep_layer in order and order.index(dep_layer) > order.index(layer):
+                problems.append(f"{name} imports {dep}")
+            elif dep_layer not in order:
+                problems.append(f"{name} imports {dep} (outside the layers)")
+    assert problems == []
+
+
+def test_modules_are_small_and_say_what_they_own():
+    for name, path in modules().items():
+        source = path.read_text()
+        assert len(source.splitlines()) < 400, name
+        assert ast.get_docstring(ast.parse(source)), f"{name} has no docstring"
