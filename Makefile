@@ -3,7 +3,7 @@
 PYTHON ?= python3
 MODELS ?= models
 
-.PHONY: all native install demo test bench clean
+.PHONY: all native install demo test test-fast bench clean
 
 all: install
 
@@ -22,6 +22,10 @@ demo: install $(MODELS)/tiny.gguf
 
 test: install
 	$(PYTHON) -m pytest -q tests
+
+# the pure tests (tests/unit): no native build needed, about a second
+test-fast:
+	$(PYTHON) -m pytest -q -m "not native" tests
 
 bench: install
 	$(PYTHON) benchmarks/side_by_side.py

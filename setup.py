@@ -3,11 +3,16 @@
 The native libraries are not built by pip: `make native` (native/build.sh)
 builds them once into a cache that the package finds by itself.
 """
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+VERSION = re.search(r'__version__ = "(.+)"', (Path(__file__).parent / "shimmy_py" / "version.py").read_text())[1]
 
 setup(
     name="shimmy-py",
-    version="0.1.0",
+    version=VERSION,
     description="Run Mixture-of-Experts GGUF models from Python with planned tensor placement",
     packages=find_packages(include=["shimmy_py", "shimmy_py.*"]),
     python_requires=">=3.10",

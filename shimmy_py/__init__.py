@@ -14,8 +14,8 @@ from .gguf_io import synth
 from .placement.make import make_plan, simulate_placement
 from .placement.options import PlacementOptions
 from .placement.plan import Plan, PlanRequest
+from .version import __version__
 
 __all__ = ["Model", "Completion", "synth", "make_plan", "simulate_placement", "Plan", "PlanRequest",
            "PlacementOptions", "ShimmyError", "GGUFError", "NativeError",
-           "GenerationError", "PlacementError"]
-__version__ = "0.1.0"
+           "GenerationError", "PlacementError", "__version__"]

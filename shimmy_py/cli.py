@@ -233,7 +233,8 @@ def _add_bench_and_synth(sub) -> None:
     b.add_argument("model")
     b.add_argument("--placements", default="gpu", help="comma-separated: gpu,cpu-moe,n-cpu-moe=8,fit[=SIZE]")
     b.add_argument("-p", type=_int_at_least(1), default=512, help="prompt tokens (default %(default)s, as llama-bench)")
-    b.add_argument("-n", type=_int_at_least(1), default=128, help="generated tokens (default %(default)s, as llama-bench)")
+    b.add_argument("-n", type=_int_at_least(1), default=128,
+                   help="generated tokens (default %(default)s, as llama-bench)")
     b.add_argument("-r", type=_int_at_least(1), default=3, help="repetitions (default %(default)s)")
     b.add_argument("--threads", type=_int_at_least(1), default=None, help="default: the physical cores")
     b.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]")

@@ -1,9 +1,25 @@
-"""Shared fixtures: the tiny synthetic model, written once per test session."""
+"""Shared fixtures: the tiny synthetic model, written once per test session.
+
+Tests under tests/unit need no native build (pure Python: planner, tensor
+table, request parsing, names, KV bookkeeping, ...); every other test is
+marked `native` here, so `pytest -m "not native"` runs the pure ones alone.
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from shimmy_py import Model, synth
+
+UNIT = Path(__file__).parent / "unit"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if UNIT not in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.native)
+
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,9 @@ from gguf import GGMLQuantizationType, GGUFValueType
 from gguf.quants import quantize
 
 from ..errors import ShimmyError
-from .format import ATTENTION, GENERAL, LLM, ROPE, TOKENIZER, key
+from .format import ATTENTION, GENERAL, LLM, ROPE, TOKENIZER, key, n_elements, tensor_nbytes
 from .reader import read_header
+from .tensors import Hparams, Tensor, TensorTable, classify
 from .writer import GGUFBuilder
 
 ARCH = "deepseek"
@@ -117,6 +118,38 @@ def tensor_shapes(p: Preset) -> list[tuple[str, tuple[int, ...], bool]]:
     return out
 
 
+def _tensor_type(p: Preset, is_matrix: bool) -> GGMLQuantizationType:
+    """Matrices in the preset's dtype; vectors (norms) and the router stay F32,
+    as llama.cpp's converters keep them."""
+    return DTYPES[p.dtype] if is_matrix else GGMLQuantizationType.F32
+
+
+def tensor_table(preset: str | Preset, dtype: str | None = None) -> TensorTable:
+    """The tensor table `write` would give the preset, built in memory: what
+    the planner sees, with no file and no tokenizer (the path is "<preset>")."""
+    p = _preset(preset, dtype)
+    tensors = []
+    for name, shape, is_matrix in tensor_shapes(p):
+        layer, role = classify(name)
+        ttype = _tensor_type(p, is_matrix)
+        tensors.append(Tensor(name, layer, role, ttype.name, shape, tensor_nbytes(ttype, shape), n_elements(shape)))
+    head_dim = p.n_embd // p.n_head
+    hp = Hparams(arch=ARCH, n_layer=p.n_layer, n_embd=p.n_embd, n_head=p.n_head, n_head_kv=p.n_head_kv,
+                 head_dim_k=head_dim, head_dim_v=head_dim, n_ctx_train=p.n_ctx_train, n_vocab=p.n_vocab,
+                 n_expert=p.n_expert, n_expert_used=p.n_expert_used, n_expert_shared=p.n_expert_shared,
+                 n_layer_dense_lead=p.n_layer_dense_lead)
+    return TensorTable(f"<{p.name}>", hp, tuple(tensors))
+
+
+def _preset(preset: str | Preset, dtype: str | None) -> Preset:
+    p = PRESETS[preset] if isinstance(preset, str) else preset
+    if dtype is not None:
+        if dtype not in DTYPES:
+            raise ShimmyError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        p = replace(p, dtype=dtype)
+    return p
+
+
 def _metadata(b: GGUFBuilder, p: Preset, vocab) -> None:
     U32, F32, STR = GGUFValueType.UINT32, GGUFValueType.FLOAT32, GGUFValueType.STRING
     b.add(GENERAL.ARCHITECTURE, ARCH, STR)
@@ -197,17 +230,13 @@ def write(out: str | os.PathLike, preset: str | Preset = "tiny", seed: int = 0,
     enough for planning, not for loading. `vocab`: the tokenizer GGUF to copy
     (default: DeepSeek LLM's, from the llama.cpp build; no build is needed
     when it is given)."""
-    p = PRESETS[preset] if isinstance(preset, str) else preset
-    if dtype is not None:
-        if dtype not in DTYPES:
-            raise ShimmyError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
-        p = replace(p, dtype=dtype)
+    p = _preset(preset, dtype)
     tokenizer = read_header(vocab if vocab is not None else vocab_path())
     b = GGUFBuilder()
     _metadata(b, p, tokenizer)
     w = _Weights(seed)
     for name, shape, is_matrix in tensor_shapes(p):
-        ttype = DTYPES[p.dtype] if is_matrix else GGMLQuantizationType.F32
+        ttype = _tensor_type(p, is_matrix)
         b.add_tensor(name, shape, ttype, None if shape_only else _producer(w, name, shape, ttype))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

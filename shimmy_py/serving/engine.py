@@ -93,6 +93,43 @@ class EngineStats:
     finished: collections.Counter = field(default_factory=collections.Counter)
 
 
+@dataclass
+class StepBatch:
+    """One llama_decode's worth of tokens; owners[i] is the slot sampled from output i."""
+    tokens: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    want: list[bool] = field(default_factory=list)
+    owners: list = field(default_factory=list)
+
+    def add(self, slot: _Slot, token: int, sample: bool) -> None:
+        self.tokens.append(token)
+        self.positions.append(slot.n_past)
+        self.seqs.append(slot.seq)
+        self.want.append(sample)
+        self.owners.append(slot if sample else None)
+        slot.n_past += 1
+
+
+def build_batch(slots, n_batch: int, prefill_chunk: int) -> StepBatch:
+    """The next step's batch: first one token per decoding sequence, then
+    chunks of pending prompts (at most `prefill_chunk` each) while the batch
+    has room. Advances each slot's position and pending prompt."""
+    batch = StepBatch()
+    for slot in slots:                               # 1. one token per decoding sequence
+        if slot.state is SlotState.DECODE:
+            batch.add(slot, slot.last, True)
+    for slot in slots:                               # 2. chunks of prompts, as the budget allows
+        budget = n_batch - len(batch.tokens)
+        if not slot.pending or budget <= 0:
+            continue
+        chunk = slot.pending[:min(budget, prefill_chunk)]
+        del slot.pending[:len(chunk)]
+        for i, tok in enumerate(chunk):
+            batch.add(slot, tok, not slot.pending and i == len(chunk) - 1)   # the prompt's last: sampled
+    return batch
+
+
 class Engine:
     """The scheduler over a context of n_seq_max sequences."""
 
@@ -208,35 +245,17 @@ class Engine:
 
     def _step(self) -> None:
         t0 = time.perf_counter()
-        tokens, positions, seqs, want, owners = [], [], [], [], []
-        budget = self.context.n_batch
-        for slot in self._slots.values():           # 1. one token per decoding sequence
-            if slot.state is SlotState.DECODE:
-                tokens.append(slot.last), positions.append(slot.n_past), seqs.append(slot.seq)
-                want.append(True), owners.append(slot)
-                slot.n_past += 1
-        budget -= len(tokens)
-        for slot in self._slots.values():           # 2. chunks of prompts, as budget allows
-            if not slot.pending or budget <= 0:
-                continue
-            chunk = slot.pending[:min(budget, self.prefill_chunk)]
-            del slot.pending[:len(chunk)]
-            for i, tok in enumerate(chunk):
-                last = not slot.pending and i == len(chunk) - 1
-                tokens.append(tok), positions.append(slot.n_past), seqs.append(slot.seq)
-                want.append(last), owners.append(slot if last else None)
-                slot.n_past += 1
-            budget -= len(chunk)
-        if not tokens:
+        batch = build_batch(self._slots.values(), self.context.n_batch, self.prefill_chunk)   # 1, 2
+        if not batch.tokens:
             return
         t_decode = time.perf_counter()
-        self.context.decode(tokens, positions, seqs, want)   # 3. GIL released inside
+        self.context.decode(batch.tokens, batch.positions, batch.seqs, batch.want)   # 3. GIL released inside
         self.stats.decode_s += time.perf_counter() - t_decode
-        for idx, slot in enumerate(owners):          # 4. sample each sequence
+        for idx, slot in enumerate(batch.owners):    # 4. sample each sequence
             if slot is not None:
                 self._sample(slot, idx)
         self.stats.steps += 1
-        self.stats.batch_tokens += len(tokens)
+        self.stats.batch_tokens += len(batch.tokens)
         self.stats.step_s += time.perf_counter() - t0
 
     def _sample(self, slot: _Slot, idx: int) -> None:

@@ -1,11 +1,12 @@
 """The planner, a pure function: checked by hand computations on the real
-DeepSeekMoE 16B shapes and on the tiny model's table."""
+DeepSeekMoE 16B shapes (the table built in memory, as synth would write it;
+tests/test_tensors.py checks it equals the table read from the file)."""
 import re
 
 import pytest
 
 from shimmy_py import PlacementError
-from shimmy_py.gguf_io.tensors import read_table
+from shimmy_py.gguf_io.synth import tensor_table
 from shimmy_py.placement.planner import (
     CPU,
     DeviceSpec,
@@ -20,8 +21,8 @@ GPU = DeviceSpec("GPU", "accelerator", 80 * GiB, "GPU")
 
 
 @pytest.fixture(scope="module")
-def table(ds16b_path):
-    return read_table(ds16b_path)
+def table():
+    return tensor_table("deepseek-moe-16b")
 
 
 def hand_bytes(layers_moe=27):

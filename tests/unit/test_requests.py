@@ -1,0 +1,56 @@
+"""parse_request: every field checked up front, with a message naming it."""
+import pytest
+
+from shimmy_py import defaults
+from shimmy_py.serving.api import ApiError, parse_request
+
+
+def test_generate_defaults_follow_shimmy_and_openai_routes_llama_server():
+    g = parse_request({"prompt": "hi"}, "generate")
+    assert g.prompt == "hi" and g.messages is None and g.stream is True
+    assert g.max_tokens == defaults.MAX_TOKENS and g.sampling.temperature == 0.8
+    c = parse_request({"prompt": "hi"}, "completions")
+    assert c.stream is False and c.max_tokens is None      # the rest of the context
+    chat = parse_request({"messages": [{"role": "user", "content": "hi"}]}, "chat")
+    assert chat.messages == [{"role": "user", "content": "hi"}] and chat.prompt is None
+
+
+def test_fields_are_read():
+    r = parse_request({"prompt": "x", "temperature": 0, "top_k": 5, "top_p": 0.5, "min_p": 0.1,
+                       "repeat_penalty": 1.1, "seed": 7, "stop": "END", "max_tokens": 9,
+                       "logit_bias": {"12": -1.5}, "model": "m", "unknown": [1]}, "completions")
+    s = r.sampling
+    assert (s.temperature, s.top_k, s.top_p, s.min_p, s.repeat_penalty, s.seed) == (0, 5, 0.5, 0.1, 1.1, 7)
+    assert s.logit_bias == ((12, -1.5),) and r.stop == ("END",) and r.max_tokens == 9 and r.model == "m"
+
+
+def test_system_and_content_parts():
+    r = parse_request({"system": "Be brief.", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url"}, {"type": "text",
+                                                                                          "text": "b"}]}]},
+        "generate")
+    assert r.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "ab"}]
+
+
+@pytest.mark.parametrize("body, route, message", [
+    ([1], "generate", "JSON object"),
+    ({}, "generate", "'prompt' is required (or 'messages')"),
+    ({"prompt": ""}, "completions", "'prompt' is empty"),
+    ({"prompt": 1}, "completions", "'prompt' must be str"),
+    ({"prompt": "x", "max_tokens": True}, "completions", "got a boolean"),
+    ({"prompt": "x", "max_tokens": 0}, "completions", "'max_tokens' must be >= 1"),
+    ({"prompt": "x", "temperature": float("nan")}, "completions", "finite"),
+    ({"prompt": "x", "top_p": 0}, "completions", "'top_p' must be between"),
+    ({"prompt": "x", "seed": 2**32}, "completions", "'seed' must be between"),
+    ({"prompt": "x", "stop": ["a", 1]}, "completions", "list of strings"),
+    ({"prompt": "x", "logit_bias": {"a": 1}}, "completions", "maps token ids"),
+    ({"prompt": "x", "stream": "yes"}, "completions", "'stream' must be bool"),
+    ({"messages": []}, "chat", "'messages' is empty"),
+    ({"messages": [{"content": "x"}]}, "chat", "messages[0]"),
+    ({"messages": [{"role": "user", "content": 5}]}, "chat", "messages[0].content"),
+    ({"prompt": "x"}, "chat", "'messages' is required"),
+])
+def test_bad_fields_name_themselves(body, route, message):
+    with pytest.raises(ApiError) as e:
+        parse_request(body, route)
+    assert e.value.status == 400 and message in e.value.message
