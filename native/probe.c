@@ -1,7 +1,7 @@
 /* Struct layout probe: compiled by native/build.sh against the same headers as
  * the libraries it builds, it prints sizeof and offsetof for every struct that
- * shimmy_py/_llama.py declares with ctypes. The binding refuses to load when its
- * declarations disagree with this output (see shimmy_py/_layout.py). */
+ * shimmy_py/native/binding.py declares with ctypes. The binding refuses to load when its
+ * declarations disagree with this output (see shimmy_py/native/layout.py). */
 #include <stddef.h>
 #include <stdio.h>
 #include "llama.h"
