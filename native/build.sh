@@ -1,7 +1,16 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's shared libraries and tools at one pinned version, cached.
 #
-#   native/build.sh [--cuda] [--cuda-arch ARCHS] [--libs-only] [--force]
+#   native/build.sh [--batch-invariant | --stock] [--cuda] [--cuda-arch ARCHS] [--libs-only] [--force]
+#
+# Default: llama.cpp's own kernels (its CMake defaults: GGML_NATIVE, llamafile's
+# tinyBLAS), less any instruction set -march=native enables that this machine
+# cannot execute (native/isa_probe.c decides, one line of output says what).
+# --batch-invariant: also GGML_LLAMAFILE=OFF, so that a sequence's logits are
+#   bit-identical whether it decodes alone or batched (slower prompts).
+# --stock: the peer for benchmarks, built as users build llama.cpp (cmake with
+#   its defaults and -DGGML_RPC=ON, plus only what this machine cannot run or
+#   fetch); cached apart, linked as $SHIMMY_PY_CACHE/stock; the package never loads it.
 #
 # Source: the sdist of llama-cpp-python at the version pinned in
 # shimmy_py/native/pin.py, from the package index, checked against its sha256, whose vendor/llama.cpp tree is built; or
@@ -23,6 +32,7 @@ CUDA=0
 CUDA_ARCH="${CMAKE_CUDA_ARCHITECTURES:-native}"
 FORCE=0
 LIBS_ONLY=0
+MODE=default
 JOBS="${JOBS:-$(nproc)}"
 
 die() { echo "native/build.sh: error: $*" >&2; exit 1; }
@@ -33,8 +43,10 @@ while [[ $# -gt 0 ]]; do
         --cuda) CUDA=1 ;;
         --cuda-arch) shift; [[ $# -gt 0 ]] || die "--cuda-arch needs a value"; CUDA_ARCH="$1"; CUDA=1 ;;
         --force) FORCE=1 ;;
+        --batch-invariant) MODE=batch-invariant ;;
+        --stock) MODE=stock ;;
         --libs-only) LIBS_ONLY=1 ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) die "unknown option '$1' (try --help)" ;;
     esac
     shift
@@ -75,40 +87,81 @@ else
     fi
 fi
 
+# --- what this machine can execute ------------------------------------------------
+# ggml builds with -march=native: every extension CPUID advertises. Each one is
+# executed once in a child process; one that faults is turned off in the build.
+ISA_OFF_NAMES=()
+ISA_OFF_FLAGS=()
+isa_decision() {
+    local probe="$CACHE/isa_probe"
+    mkdir -p "$CACHE"
+    cc -O1 -march=native "$HERE/isa_probe.c" -o "$probe" 2>"$CACHE/isa_probe.log" \
+        || { say "cannot compile native/isa_probe.c (see $CACHE/isa_probe.log): no extension probed"; return; }
+    local name flags runs=()
+    while read -r name flags; do
+        if ("$probe" "$name") >/dev/null 2>&1; then
+            runs+=("$name")
+        else
+            ISA_OFF_NAMES+=("$name")
+            read -ra f <<<"$flags"
+            ISA_OFF_FLAGS+=("${f[@]}")
+        fi
+    done < <("$probe" --list)
+    if [[ ${#ISA_OFF_NAMES[@]} -eq 0 ]]; then
+        say "this CPU executes every extension -march=native enables (${runs[*]:-none}): nothing turned off"
+    else
+        say "advertised but not executable here: ${ISA_OFF_NAMES[*]}; building with ${ISA_OFF_FLAGS[*]}"
+    fi
+}
+isa_decision
+
 # --- options and cache key -----------------------------------------------------
-CMAKE_ARGS=(
-    -G Ninja
-    -DCMAKE_BUILD_TYPE=Release
-    -DBUILD_SHARED_LIBS=ON
-    -DGGML_RPC=ON
-    -DGGML_NATIVE=ON
-    # llamafile's tinyBLAS serves matrix products of 2+ columns and ggml's own
-    # kernels those of one, so a sequence's logits would depend on how many
-    # others share its batch. Off, every output element is the same dot product
-    # whatever the batch: a greedy request gives the same text alone or batched.
-    -DGGML_LLAMAFILE=OFF
-    # AMX off: the VMs this project runs on advertise AMX in CPUID, and executing
-    # it raises SIGILL (llama.cpp's own llama-completion dies on a Q8_0 model).
-    "-DCMAKE_C_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-    "-DCMAKE_CXX_FLAGS=-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-    -DLLAMA_BUILD_TESTS=OFF
-    -DLLAMA_BUILD_EXAMPLES=OFF
-    -DLLAMA_BUILD_TOOLS=ON
-    -DLLAMA_BUILD_SERVER=ON
-    -DLLAMA_BUILD_UI=OFF
-    -DLLAMA_USE_PREBUILT_UI=OFF
-    -DLLAMA_OPENSSL=OFF
-    -DCMAKE_INSTALL_RPATH='$ORIGIN/../lib'
-    -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON
-)
+if [[ $MODE == stock ]]; then
+    # What a user types (cmake -B build -DGGML_RPC=ON), with the generator and
+    # build type llama.cpp picks itself, plus only what this machine cannot do:
+    # run the extensions above, or download the prebuilt web UI (no network).
+    CMAKE_ARGS=(-DGGML_RPC=ON -DLLAMA_USE_PREBUILT_UI=OFF)
+else
+    CMAKE_ARGS=(
+        -G Ninja
+        -DCMAKE_BUILD_TYPE=Release
+        -DBUILD_SHARED_LIBS=ON
+        -DGGML_RPC=ON
+        -DGGML_NATIVE=ON
+    )
+    if [[ $MODE == batch-invariant ]]; then
+        # llamafile's tinyBLAS serves matrix products of 2+ columns and ggml's own
+        # kernels those of one, so a sequence's logits would depend on how many
+        # others share its batch. Off, every output element is the same dot product
+        # whatever the batch: a greedy request gives the same text alone or batched.
+        CMAKE_ARGS+=(-DGGML_LLAMAFILE=OFF)
+    fi
+fi
+if [[ ${#ISA_OFF_FLAGS[@]} -gt 0 ]]; then
+    CMAKE_ARGS+=("-DCMAKE_C_FLAGS=${ISA_OFF_FLAGS[*]}" "-DCMAKE_CXX_FLAGS=${ISA_OFF_FLAGS[*]}")
+fi
+if [[ $MODE != stock ]]; then
+    CMAKE_ARGS+=(
+        -DLLAMA_BUILD_TESTS=OFF
+        -DLLAMA_BUILD_EXAMPLES=OFF
+        -DLLAMA_BUILD_TOOLS=ON
+        -DLLAMA_BUILD_SERVER=ON
+        -DLLAMA_BUILD_UI=OFF
+        -DLLAMA_USE_PREBUILT_UI=OFF
+        -DLLAMA_OPENSSL=OFF
+        -DCMAKE_INSTALL_RPATH='$ORIGIN/../lib'
+        -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON
+    )
+fi
 if [[ $CUDA == 1 ]]; then
     CMAKE_ARGS+=(-DGGML_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH")
 fi
-TOOLS=(llama-completion llama-bench llama-server ggml-rpc-server)
+TOOLS=(llama-completion llama-bench llama-server ggml-rpc-server llama-quantize)
 [[ $LIBS_ONLY == 1 ]] && TOOLS=()
 TARGETS=(llama ggml ggml-rpc "${TOOLS[@]}")
 OPTS_ID="cuda=$CUDA arch=$CUDA_ARCH cpu=$(grep -m1 -o 'avx512f\|avx2' /proc/cpuinfo || echo generic)"
 [[ $LIBS_ONLY == 1 ]] && OPTS_ID+=" libs-only"
+[[ $MODE != default ]] && OPTS_ID+=" $MODE"
 KEY="$KEY_SRC-$(echo "${CMAKE_ARGS[*]} $OPTS_ID" | sha256sum | cut -c1-10)"
 OUT="$CACHE/$KEY"
 INSTALL="$OUT/install"

@@ -201,3 +201,15 @@ def test_plain_greedy_picks_what_llama_cpps_greedy_sampler_picks(model):
             model.reset()
             results.append(drain(run(InlineSequence(model.context, tokens, params), model.vocab, 32)).tokens)
         assert len(results[0]) > 0 and results[0] == results[1]
+
+
+def test_a_context_below_llama_cpps_padding_generates_in_batches_it_accepts(tiny_path):
+    """llama.cpp pads a 16-token context to 256 but clamps its batch to 16: a
+    150-token prompt is decoded 16 tokens at a time (it used to abort on
+    GGML_ASSERT(n_tokens_all <= cparams.n_batch)); one that cannot fit is a clear error."""
+    with Model(tiny_path, n_ctx=16, n_threads=2) as m:
+        assert m.context.n_batch == 16 and m.n_ctx == 256
+        r = m.generate("word " * 150, max_tokens=3, temperature=0)
+        assert r.completion_tokens == 3 and r.prompt_tokens > 100
+        with pytest.raises(GenerationError, match="context holds 256"):
+            m.generate("word " * 300, max_tokens=3)

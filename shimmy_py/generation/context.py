@@ -24,12 +24,14 @@ class Context:
 
     def __init__(self, model: ModelHandle, spec: ContextSpec):
         self.native = ContextHandle(model, spec)
+        # what llama.cpp allocated, not what was asked: it clamps n_batch to the
+        # requested context and pads the context to a multiple of 256
+        self.n_batch, self.n_seq_max = self.native.n_batch, spec.n_seq_max
         try:
-            self._batch = Batch(spec.n_batch)
+            self._batch = Batch(self.n_batch)
         except BaseException:
             self.native.close()
             raise
-        self.n_batch, self.n_seq_max = spec.n_batch, spec.n_seq_max
         self.n_vocab = model.n_vocab
         # the context one sequence can use: an equal share of the KV cache
         self.n_ctx = self.native.n_ctx // spec.n_seq_max

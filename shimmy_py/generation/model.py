@@ -18,6 +18,7 @@ import numpy as np
 from .. import defaults
 from ..errors import GenerationError, NativeError, PlacementError, ShimmyError
 from ..gguf_io.reader import read_header
+from ..gguf_io.validate import check_model
 from ..native import log
 from ..native.context_handle import ContextSpec
 from ..native.model_handle import LoadSpec, ModelHandle
@@ -70,6 +71,8 @@ class Model:
             log.verbose()
         self.path = str(path)
         self.header = read_header(self.path)  # validates the file first
+        if not vocab_only:
+            check_model(self.header)           # and the values llama.cpp would abort on
         if n_ctx < 1 or n_batch < 1:
             raise ShimmyError(f"n_ctx and n_batch must be >= 1, got {n_ctx} and {n_batch}")
         if not 1 <= n_seq_max <= n_ctx:

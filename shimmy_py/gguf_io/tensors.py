@@ -14,6 +14,7 @@ from typing import Mapping
 from ..errors import GGUFError
 from .format import ATTENTION, LLM, key
 from .reader import GGUFHeader, read_header
+from .validate import check_model
 
 ROLES = ("token_embd", "attention", "norm", "dense_ffn", "router", "shared_experts",
          "routed_experts", "output", "other")
@@ -156,6 +157,7 @@ def read_table(source: str | GGUFHeader) -> TensorTable:
     """The classified tensor table of a GGUF file (a path, or its header
     already read, so that a caller who validated the file parses it once)."""
     h = source if isinstance(source, GGUFHeader) else read_header(source)
+    check_model(h)
     tensors = []
     for info in h.tensors:
         layer, role = classify(info.name)

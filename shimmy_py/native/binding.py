@@ -136,6 +136,8 @@ _LLAMA = {
     "llama_free": (None, [c_void_p]),
     # uint32_t llama_n_ctx(const struct llama_context * ctx);
     "llama_n_ctx": (c_uint32, [c_void_p]),
+    # uint32_t llama_n_batch(const struct llama_context * ctx);
+    "llama_n_batch": (c_uint32, [c_void_p]),
     # const struct llama_vocab * llama_model_get_vocab(const struct llama_model * model);
     "llama_model_get_vocab": (c_void_p, [c_void_p]),
     # int32_t llama_vocab_n_tokens(const struct llama_vocab * vocab);

@@ -44,8 +44,14 @@ class ContextHandle(Owned):
 
     @property
     def n_ctx(self) -> int:
-        """The context llama.cpp allocated (it may round the request up)."""
+        """The context llama.cpp allocated (it pads the request to a multiple of 256)."""
         return lib().llama_n_ctx(self.ptr())
+
+    @property
+    def n_batch(self) -> int:
+        """The most tokens one llama_decode takes: llama.cpp clamps the request to
+        the requested context (before padding), and asserts on anything larger."""
+        return lib().llama_n_batch(self.ptr())
 
     def decode(self, batch: "Batch") -> None:
         rc = lib().llama_decode(self.ptr(), batch.struct)
