@@ -92,8 +92,9 @@ fi
 # executed once in a child process; one that faults is turned off in the build.
 ISA_OFF_NAMES=()
 ISA_OFF_FLAGS=()
+AMX_WHY=""
 isa_decision() {
-    local probe="$CACHE/isa_probe"
+    local probe="$CACHE/isa_probe" amx_probe="$CACHE/amx_probe"
     mkdir -p "$CACHE"
     cc -O1 -march=native "$HERE/isa_probe.c" -o "$probe" 2>"$CACHE/isa_probe.log" \
         || { say "cannot compile native/isa_probe.c (see $CACHE/isa_probe.log): no extension probed"; return; }
@@ -107,10 +108,25 @@ isa_decision() {
             ISA_OFF_FLAGS+=("${f[@]}")
         fi
     done < <("$probe" --list)
+    # AMX: ggml's own tile setup, compiled as ggml-cpu is (C++, -O3)
+    if c++ -march=native -dM -E -x c++ /dev/null 2>/dev/null | grep -q "__AMX_TILE__"; then
+        if c++ -O3 -march=native "$HERE/amx_probe.cpp" -o "$amx_probe" 2>>"$CACHE/isa_probe.log" \
+                && ("$amx_probe" ggml) >/dev/null 2>&1; then
+            runs+=(amx)
+        else
+            ISA_OFF_NAMES+=(amx)
+            ISA_OFF_FLAGS+=(-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
+            if [[ -x "$amx_probe" ]] && ("$amx_probe" plain) >/dev/null 2>&1; then
+                AMX_WHY="this machine runs AMX, but ggml's tile setup as $(c++ --version | head -1) builds it faults (SIGILL; native/amx_probe.cpp says why)"
+            else
+                AMX_WHY="this machine advertises AMX but cannot execute it"
+            fi
+        fi
+    fi
     if [[ ${#ISA_OFF_NAMES[@]} -eq 0 ]]; then
         say "this CPU executes every extension -march=native enables (${runs[*]:-none}): nothing turned off"
     else
-        say "advertised but not executable here: ${ISA_OFF_NAMES[*]}; building with ${ISA_OFF_FLAGS[*]}"
+        say "executes ${runs[*]:-nothing}; turned off: ${ISA_OFF_NAMES[*]} (${ISA_OFF_FLAGS[*]})${AMX_WHY:+: $AMX_WHY}"
     fi
 }
 isa_decision
@@ -159,7 +175,7 @@ fi
 TOOLS=(llama-completion llama-bench llama-server ggml-rpc-server llama-quantize)
 [[ $LIBS_ONLY == 1 ]] && TOOLS=()
 TARGETS=(llama ggml ggml-rpc "${TOOLS[@]}")
-OPTS_ID="cuda=$CUDA arch=$CUDA_ARCH cpu=$(grep -m1 -o 'avx512f\|avx2' /proc/cpuinfo || echo generic)"
+OPTS_ID="cuda=$CUDA arch=$CUDA_ARCH cpu=$(grep -m1 -o -w 'avx512f\|avx2' /proc/cpuinfo | tail -1 || echo generic)"
 [[ $LIBS_ONLY == 1 ]] && OPTS_ID+=" libs-only"
 [[ $MODE != default ]] && OPTS_ID+=" $MODE"
 KEY="$KEY_SRC-$(echo "${CMAKE_ARGS[*]} $OPTS_ID" | sha256sum | cut -c1-10)"
@@ -176,9 +192,24 @@ probe() {
     mv "$INSTALL/lib/layout.json.tmp" "$INSTALL/lib/layout.json"
 }
 
+LINK="$CACHE/current"
+[[ $MODE == stock ]] && LINK="$CACHE/stock"
+
+# What the package and the tests read about this build (install.build_info()).
+write_version() {
+    cat >"$INSTALL/lib/VERSION" <<INFO
+source=$SOURCE_ID
+options=$OPTS_ID
+mode=$MODE
+isa_off=${ISA_OFF_NAMES[*]}
+cmake_args=${CMAKE_ARGS[*]}
+INFO
+}
+
 if [[ $FORCE == 0 && -f "$INSTALL/BUILD_OK" ]]; then
-    probe
-    ln -sfn "$INSTALL" "$CACHE/current"
+    [[ $MODE == stock ]] || probe
+    write_version
+    ln -sfn "$INSTALL" "$LINK"
     say "cached build: $INSTALL"
     echo "$INSTALL"
     exit 0
@@ -203,15 +234,12 @@ mkdir -p "$INSTALL/share"
 cp "$SRC/models/ggml-vocab-deepseek-llm.gguf" "$SRC/models/ggml-vocab-deepseek-llm.gguf.inp" \
    "$SRC/models/ggml-vocab-deepseek-llm.gguf.out" "$INSTALL/share/"
 
-say "compiling the struct layout probe"
-probe
-
-cat >"$INSTALL/lib/VERSION" <<INFO
-source=$SOURCE_ID
-options=$OPTS_ID
-built=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-INFO
+if [[ $MODE != stock ]]; then
+    say "compiling the struct layout probe"
+    probe
+fi
+write_version
 touch "$INSTALL/BUILD_OK"
-ln -sfn "$INSTALL" "$CACHE/current"
+ln -sfn "$INSTALL" "$LINK"
 say "done: $INSTALL"
 echo "$INSTALL"

@@ -10,16 +10,11 @@
  *   isa_probe NAME        executes an instruction of NAME; exit 0 when it ran
  *                         (SIGILL kills the process: build.sh runs each in a child)
  *
- * AMX needs the kernel's permission for the tile data state first
- * (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)), as ggml requests it;
- * a refusal counts as "cannot run" (exit 3).
+ * AMX is probed by amx_probe.cpp, in C++ as ggml's AMX kernels are written.
  */
-#define _GNU_SOURCE
 #include <immintrin.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 static volatile float sink_f;
 static volatile int sink_i;
@@ -90,34 +85,6 @@ static int run_avxvnni(void) {
     return 0;
 }
 #endif
-#if defined(__AMX_TILE__) && defined(__AMX_INT8__) && defined(__AMX_BF16__)
-#define ARCH_REQ_XCOMP_PERM 0x1023
-#define XFEATURE_XTILEDATA 18
-static int run_amx(void) {
-    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) {
-        return 3;
-    }
-    unsigned char cfg[64] = {0};
-    static int a[16 * 16], b[16 * 16], c[16 * 16];
-    cfg[0] = 1;                             /* palette 1 */
-    for (int t = 0; t < 3; t++) {
-        cfg[16 + 2 * t] = 64;               /* bytes per row */
-        cfg[48 + t] = 16;                   /* rows */
-    }
-    a[0] = in_i;
-    _tile_loadconfig(cfg);
-    _tile_zero(0);
-    _tile_loadd(1, a, 64);
-    _tile_loadd(2, b, 64);
-    _tile_dpbssd(0, 1, 2);
-    _tile_dpbf16ps(0, 1, 2);
-    _tile_stored(0, c, 64);
-    _tile_release();
-    sink_i = c[0];
-    return 0;
-}
-#endif
-
 struct isa {
     const char *name;
     const char *off_flags;   /* what turns it off in a build */
@@ -151,9 +118,6 @@ static const struct isa ISAS[] = {
 #endif
 #ifdef __AVXVNNI__
     {"avxvnni", "-mno-avxvnni", run_avxvnni},
-#endif
-#if defined(__AMX_TILE__) && defined(__AMX_INT8__) && defined(__AMX_BF16__)
-    {"amx", "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16", run_amx},
 #endif
     {NULL, NULL, NULL},
 };

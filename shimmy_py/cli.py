@@ -47,6 +47,15 @@ def add_placement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ctx", type=_int_at_least(1), default=defaults.N_CTX, help="context length (default %(default)s)")
 
 
+def add_context_args(p: argparse.ArgumentParser) -> None:
+    """The context flags of generate and serve (llama.cpp's -ctk/-ctv and -fa)."""
+    from .native.context_handle import FLASH_ATTN, KV_TYPES
+    p.add_argument("--kv-type", choices=sorted(KV_TYPES), default=defaults.KV_TYPE,
+                   help="KV cache type (default %(default)s)")
+    p.add_argument("-fa", "--flash-attn", choices=sorted(FLASH_ATTN), default=defaults.FLASH_ATTN,
+                   help="flash attention (default %(default)s)")
+
+
 def model_dirs(args) -> list[str]:
     """--model-dirs "DIR;DIR" as a list."""
     return [d for d in args.model_dirs.split(";") if d]
@@ -90,7 +99,8 @@ def _generate(args) -> int:
     from .placement.make import make_plan
     opts = placement_options(args)
     with Model(args.model, n_ctx=args.ctx, n_threads=args.threads, verbose=args.verbose,
-               placement=make_plan(args.model, opts), rpc=opts.rpc) as model:
+               placement=make_plan(args.model, opts), rpc=opts.rpc, kv_type=args.kv_type,
+               flash_attn=args.flash_attn) as model:
         stream = model.stream(args.prompt, max_tokens=args.n, temperature=args.temperature,
                               top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
                               repeat_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop)
@@ -133,7 +143,8 @@ def _serve(args) -> int:
     opts = replace(placement_options(args), n_ctx=args.ctx * args.parallel)
     plan = make_plan(path, opts)
     config = ServeConfig(path, args.host, args.port, args.ctx, args.threads, args.parallel, args.queue,
-                         args.api_key, model_kwargs={"placement": plan, "rpc": opts.rpc},
+                         args.api_key, model_kwargs={"placement": plan, "rpc": opts.rpc, "kv_type": args.kv_type,
+                                                     "flash_attn": args.flash_attn},
                          known_paths=tuple(discover(dirs)))
     server = Server(config)
     print(f"shimmy-py: serving {path} as {', '.join(server.state.names)} on {server.url}", flush=True)
@@ -190,6 +201,7 @@ def _add_generate(sub) -> None:
     g.add_argument("--threads", type=_int_at_least(1), default=None, help="default: the physical cores")
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")
     add_placement_args(g)
+    add_context_args(g)
     g.set_defaults(func=_generate)
 
 
@@ -219,6 +231,7 @@ def _add_serve_and_list(sub) -> None:
                     help="requests waiting beyond those (default %(default)s)")
     sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
     add_placement_args(sv)
+    add_context_args(sv)
     sv.set_defaults(func=_serve)
     ls = sub.add_parser("list", help="list the GGUF models found in --model-dirs and their names")
     ls.add_argument("--model-dirs", default=";".join(defaults.MODEL_DIRS),

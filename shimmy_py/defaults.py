@@ -14,6 +14,12 @@ N_BATCH = 2048
 N_UBATCH = 512
 """llama.cpp's default physical batch; it sizes the compute buffer the planner reserves."""
 
+KV_TYPE = "f16"
+"""The KV cache's type: llama.cpp's default (half the memory of f32)."""
+
+FLASH_ATTN = "auto"
+"""llama.cpp's default: flash attention where the backend supports it."""
+
 FALLBACK_CHAT_TEMPLATE = "chatml"
 """The chat format used when a GGUF carries no tokenizer.chat_template (llama.cpp's choice too)."""
 

@@ -29,7 +29,8 @@ def tiny_path(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def model(tiny_path):
-    with Model(tiny_path, n_ctx=512, n_threads=2) as m:
+    from batch_noise import EXACT
+    with Model(tiny_path, n_ctx=512, n_threads=2, **EXACT) as m:
         yield m
 
 

@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+from batch_noise import EXACT_CLI_ARGS
+
 
 def cli(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "shimmy_py", *map(str, args)],
@@ -10,7 +12,8 @@ def cli(*args, timeout=300):
 
 
 def test_generate_json(tiny_path, model):
-    p = cli("generate", tiny_path, "-p", "Hello", "-n", "6", "--temperature", "0", "--json", "--ctx", "512")
+    p = cli("generate", tiny_path, "-p", "Hello", "-n", "6", "--temperature", "0", "--json", "--ctx", "512",
+            *EXACT_CLI_ARGS)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert {"text", "tokens", "finish_reason", "prompt_tokens", "completion_tokens",
@@ -20,7 +23,7 @@ def test_generate_json(tiny_path, model):
 
 
 def test_generate_streams_text(tiny_path, model):
-    p = cli("generate", tiny_path, "-p", "Hello", "-n", "6", "--temperature", "0")
+    p = cli("generate", tiny_path, "-p", "Hello", "-n", "6", "--temperature", "0", *EXACT_CLI_ARGS)
     assert p.returncode == 0, p.stderr
     assert p.stdout.rstrip("\n") == model.generate("Hello", max_tokens=6, temperature=0).text.rstrip("\n")
     assert "finish: length" in p.stderr

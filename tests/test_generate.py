@@ -2,6 +2,7 @@
 import subprocess
 
 import pytest
+from batch_noise import EXACT_LLAMA_ARGS, assert_decisive
 
 from shimmy_py import GenerationError, Model
 from shimmy_py.generation.loop import drain
@@ -14,7 +15,7 @@ def test_greedy_equals_llama_completion(model, tiny_path):
     ours = model.generate(PROMPT, max_tokens=24, temperature=0)
     cmd = [str(native.tool("llama-completion")), "-m", str(tiny_path), "-p", PROMPT, "-n", "24",
            "--temp", "0", "-c", "512", "-t", "2", "--no-display-prompt", "-no-cnv", "--no-warmup",
-           "-s", "1"]
+           "-s", "1", *EXACT_LLAMA_ARGS]
     proc = subprocess.run(cmd, capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-2000:]
     theirs = proc.stdout.decode("utf-8", errors="replace")
@@ -147,6 +148,7 @@ def test_a_prompt_extending_the_last_one_reuses_its_cache_and_gives_the_same_tok
     model.reset()
     fresh = drain(model.stream_tokens(longer, max_tokens=24, temperature=0))
     assert fresh.cached_tokens == 0
+    assert_decisive(model, longer, fresh.tokens)   # reuse decodes the tail in a smaller batch
     model.reset()
     drain(model.stream_tokens(first, max_tokens=4, temperature=0))
     reused = drain(model.stream_tokens(longer, max_tokens=24, temperature=0))

@@ -37,3 +37,19 @@ def test_detokenize_round_trips(vocab_model):
 def test_bos_is_added_as_the_model_asks(vocab_model):
     assert vocab_model.tokenize("Hi")[0] == 100000
     assert vocab_model.tokenize("Hi", add_special=False)[0] != 100000
+
+
+def test_a_long_run_without_whitespace_tokenizes_instead_of_overflowing_the_stack(vocab_model):
+    """llama.cpp's pre-tokenizer regex recursed past the 8 MiB stack on
+    ~26,000 characters of one run (SIGSEGV); such text runs on a larger stack."""
+    ids = vocab_model.tokenize("a" * 200_000, add_special=False)
+    assert len(ids) > 10_000 and vocab_model.detokenize(ids) == "a" * 200_000
+    assert vocab_model.tokenize("ab " * 50_000, add_special=False)   # long text, short runs: the caller's stack
+
+
+def test_a_run_beyond_the_limit_is_refused_clearly(vocab_model):
+    import pytest
+
+    from shimmy_py import GenerationError
+    with pytest.raises(GenerationError, match="without whitespace"):
+        vocab_model.tokenize("a" * 1_000_001)

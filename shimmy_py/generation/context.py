@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import GenerationError
-from ..native.context_handle import Batch, ContextHandle, ContextSpec
+from ..native.context_handle import ContextHandle, ContextSpec
 from ..native.model_handle import ModelHandle
 from .kvcache import KVTokens
 
@@ -28,7 +28,7 @@ class Context:
         # requested context and pads the context to a multiple of 256
         self.n_batch, self.n_seq_max = self.native.n_batch, spec.n_seq_max
         try:
-            self._batch = Batch(self.n_batch)
+            self._batch = self.native.new_batch(self.n_batch)
         except BaseException:
             self.native.close()
             raise

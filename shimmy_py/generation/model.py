@@ -56,6 +56,12 @@ class Model:
       consecutive sequence ids with equal token counts: several passes when the
       busy sequences are not 0, 1, 2, ... in order, or when a prompt chunk rides
       beside decoding sequences (benchmarks/batch_order.py measures it).
+    kv_type: the KV cache's type, "f16" (llama.cpp's default), "f32", "bf16",
+      "q8_0", ... (llama.cpp's -ctk/-ctv; the planner counts 2 bytes per value).
+    flash_attn: "auto" (llama.cpp's default), "on" or "off" (its -fa). On the CPU,
+      flash attention rounds through F16 and a sequence's logits then move by
+      ~1e-3 between batched and single-token decoding; with "off" and an F32 KV
+      cache only float32 reassociation remains (~1e-6), what the tests compare under.
     load_mode: llama.cpp's "auto", "none", "mmap", "mlock" or "mmap+mlock". Default:
       "none" when the plan moves tensors to the CPU (llama.cpp's advice: mapped
       files and CPU overrides mix badly), else llama.cpp's own default.
@@ -66,7 +72,8 @@ class Model:
                  verbose: bool = False, chat_template: str | None = None, placement: Plan | None = None,
                  cpu_moe: bool = False, n_cpu_moe: int | None = None, fit: bool = False,
                  vram_budget: int | str | None = None, overrides: Sequence = (), rpc: Sequence[str] = (),
-                 load_mode: str | None = None, kv_unified: bool | None = None):
+                 load_mode: str | None = None, kv_unified: bool | None = None, kv_type: str = defaults.KV_TYPE,
+                 flash_attn: str = defaults.FLASH_ATTN):
         if verbose:
             log.verbose()
         self.path = str(path)
@@ -92,8 +99,8 @@ class Model:
             try:
                 if not vocab_only:
                     unified = n_seq_max > 1 if kv_unified is None else kv_unified
-                    self.context = Context(self._handle, ContextSpec(n_ctx, n_batch, n_seq_max, self.n_threads,
-                                                                     unified))
+                    spec = ContextSpec(n_ctx, n_batch, n_seq_max, self.n_threads, unified, kv_type, flash_attn)
+                    self.context = Context(self._handle, spec)
             except BaseException:
                 self.close()  # the model is freed now, not whenever GC runs
                 raise

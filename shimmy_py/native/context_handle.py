@@ -12,6 +12,11 @@ from .model_handle import ModelHandle
 from .owned import Owned
 from .runtime import lib
 
+# enum ggml_type, for the KV cache types llama.cpp accepts (its -ctk/-ctv)
+KV_TYPES = {"f32": 0, "f16": 1, "bf16": 30, "q8_0": 8, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7}
+# enum llama_flash_attn_type (llama.cpp's -fa)
+FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
+
 
 @dataclass(frozen=True)
 class ContextSpec:
@@ -21,6 +26,8 @@ class ContextSpec:
     n_seq_max: int
     n_threads: int
     kv_unified: bool
+    kv_type: str = "f16"       # K and V cache type (shimmy_py.defaults.KV_TYPE)
+    flash_attn: str = "auto"   # (shimmy_py.defaults.FLASH_ATTN)
 
 
 class ContextHandle(Owned):
@@ -34,10 +41,21 @@ class ContextHandle(Owned):
         cp.n_ubatch = min(cp.n_ubatch, spec.n_batch)
         cp.n_threads = cp.n_threads_batch = spec.n_threads
         cp.kv_unified = spec.kv_unified
+        if spec.kv_type not in KV_TYPES:
+            raise NativeError(f"KV cache type {spec.kv_type!r}: choose one of {', '.join(KV_TYPES)}")
+        cp.type_k = cp.type_v = KV_TYPES[spec.kv_type]
+        if spec.flash_attn not in FLASH_ATTN:
+            raise NativeError(f"flash attention {spec.flash_attn!r}: choose one of {', '.join(FLASH_ATTN)}")
+        cp.flash_attn_type = FLASH_ATTN[spec.flash_attn]
         cp.no_perf = True
-        ptr = L.llama_init_from_model(model.ptr(), cp)
+        with model.using() as model_ptr:
+            ptr = L.llama_init_from_model(model_ptr, cp)
         super().__init__(ptr, f"llama_init_from_model({model.path})")
         self._memory = L.llama_get_memory(ptr)
+
+    def new_batch(self, capacity: int) -> "Batch":
+        """A batch for this context, sharing its lock (filled and decoded together)."""
+        return Batch(capacity, lock=self._lock)
 
     def _free(self, ptr) -> None:
         lib().llama_free(ptr)
@@ -45,16 +63,19 @@ class ContextHandle(Owned):
     @property
     def n_ctx(self) -> int:
         """The context llama.cpp allocated (it pads the request to a multiple of 256)."""
-        return lib().llama_n_ctx(self.ptr())
+        with self.using() as ptr:
+            return lib().llama_n_ctx(ptr)
 
     @property
     def n_batch(self) -> int:
         """The most tokens one llama_decode takes: llama.cpp clamps the request to
         the requested context (before padding), and asserts on anything larger."""
-        return lib().llama_n_batch(self.ptr())
+        with self.using() as ptr:
+            return lib().llama_n_batch(ptr)
 
     def decode(self, batch: "Batch") -> None:
-        rc = lib().llama_decode(self.ptr(), batch.struct)
+        with self.using() as ptr, batch.using():
+            rc = lib().llama_decode(ptr, batch.struct)
         if rc != 0:
             meaning = {1: "no KV cache slot for the batch (context full)", 2: "aborted",
                        -1: "invalid input batch"}.get(rc, "fatal error")
@@ -62,15 +83,18 @@ class ContextHandle(Owned):
 
     def logits(self, i: int) -> np.ndarray:
         """A copy of the logits of output `i` of the last decoded batch."""
-        return self._logits_view(i).copy()
+        with self._lock:
+            return self._logits_view(i).copy()
 
     def argmax(self, i: int) -> int:
         """The token with the largest logit at output `i`, read in place (the
         first one on a tie, as llama.cpp's greedy sampler chooses)."""
-        return int(self._logits_view(i).argmax())
+        with self._lock:
+            return int(self._logits_view(i).argmax())
 
     def _logits_view(self, i: int) -> np.ndarray:
-        """llama.cpp's logits of output `i`, valid until the next decode: no copy."""
+        """llama.cpp's logits of output `i`, valid until the next decode or the
+        context's close: no copy, so only read under the lock."""
         ptr = lib().llama_get_logits_ith(self.ptr(), i)
         if not ptr:
             raise NativeError(f"llama_get_logits_ith({i}) returned NULL ({self.model.path})")
@@ -80,36 +104,37 @@ class ContextHandle(Owned):
         """Forgets every cached token. Metadata only, as llama-bench clears it:
         zeroing the buffers (data=true) would cost a memset of the whole KV
         cache, hundreds of MB for a large model, on every request."""
-        lib().llama_memory_clear(self._memory, False)
+        with self.using():
+            lib().llama_memory_clear(self._memory, False)
 
     def seq_rm(self, seq: int, p0: int = -1, p1: int = -1) -> bool:
         """Removes positions [p0, p1) of `seq` from the KV cache (-1: open end)."""
-        self.ptr()
-        return lib().llama_memory_seq_rm(self._memory, seq, p0, p1)
+        with self.using():
+            return lib().llama_memory_seq_rm(self._memory, seq, p0, p1)
 
 
 class Batch(Owned):
     """struct llama_batch from llama_batch_init, reused across decode steps."""
 
-    def __init__(self, capacity: int, n_seq_max: int = 1):
+    def __init__(self, capacity: int, n_seq_max: int = 1, lock=None):
         self.capacity = capacity
         self.struct = lib().llama_batch_init(capacity, 0, n_seq_max)
-        super().__init__(ctypes.cast(self.struct.token, ctypes.c_void_p).value, "llama_batch_init")
+        super().__init__(ctypes.cast(self.struct.token, ctypes.c_void_p).value, "llama_batch_init", lock)
 
     def set(self, tokens, positions, seqs, want_logits) -> None:
         """Fills the batch: token i at positions[i] of sequence seqs[i]."""
-        self.ptr()
         n = len(tokens)
         if n > self.capacity:
             raise NativeError(f"batch of {n} tokens exceeds its capacity {self.capacity}")
-        s = self.struct
-        for i in range(n):
-            s.token[i] = tokens[i]
-            s.pos[i] = positions[i]
-            s.n_seq_id[i] = 1
-            s.seq_id[i][0] = seqs[i]
-            s.logits[i] = want_logits[i]
-        s.n_tokens = n
+        with self.using():
+            s = self.struct
+            for i in range(n):
+                s.token[i] = tokens[i]
+                s.pos[i] = positions[i]
+                s.n_seq_id[i] = 1
+                s.seq_id[i][0] = seqs[i]
+                s.logits[i] = want_logits[i]
+            s.n_tokens = n
 
     def _free(self, ptr) -> None:
         lib().llama_batch_free(self.struct)

@@ -49,3 +49,18 @@ def build_info() -> dict[str, str]:
         return {}
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
     return {k: v for k, v in pairs}
+
+
+def batch_invariant() -> bool:
+    """Whether the libraries were built with `native/build.sh --batch-invariant`
+    (llamafile off: a sequence's logits do not depend on what shares its batch)."""
+    return build_info().get("mode") == "batch-invariant"
+
+
+def stock_tool(name: str) -> Path:
+    """One of llama.cpp's programs from the stock build (`native/build.sh
+    --stock`), the peer that benchmarks compare against."""
+    path = cache_dir() / "stock" / "bin" / name
+    if not os.access(path, os.X_OK):
+        raise NativeError(f"{name} not found at {path}; build the peer with `native/build.sh --stock`")
+    return path

@@ -6,15 +6,54 @@ id lists and bytes; every buffer and pointer stays here.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..errors import NativeError
+from ..errors import GenerationError, NativeError
 from . import backend
 from .binding import llama_chat_message, llama_token
 from .buffers import char_buffer, grown
 from .owned import Owned
 from .runtime import lib
+
+# Measured: an 8 MiB stack overflows at about 26,000 characters of one run
+# (about 320 bytes per character); 64 MiB held 100,000 and 512 MiB 1,000,000.
+SAFE_RUN = 8_000                 # runs this short tokenize on the caller's own stack
+STACK_BASE = 8 << 20
+STACK_PER_CHAR = 1024            # three times what was measured
+MAX_RUN = 1_000_000              # a 1 GiB stack; longer runs are refused
+_stack_lock = threading.Lock()
+
+
+def longest_run(text: str) -> int:
+    """The longest stretch of `text` without whitespace."""
+    return max(map(len, text.split()), default=0)
+
+
+def on_large_stack(fn, stack_bytes: int):
+    """Runs fn() on a new thread with a stack of `stack_bytes` (virtual memory:
+    pages are committed only as the recursion touches them); returns its result."""
+    result: dict = {}
+
+    def target():
+        try:
+            result["value"] = fn()
+        except BaseException as e:   # handed to the caller's thread
+            result["error"] = e
+    with _stack_lock:                # threading.stack_size is process-wide
+        old = threading.stack_size(stack_bytes)
+        try:
+            worker = threading.Thread(target=target, name="shimmy-tokenize")
+            worker.start()
+        finally:
+            threading.stack_size(old)
+    worker.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
 
 # enum llama_load_mode
 LOAD_MODES = {"auto": -1, "none": 0, "mmap": 1, "mlock": 2, "mmap+mlock": 3}
@@ -55,44 +94,62 @@ class ModelHandle(Owned):
     def _free(self, ptr) -> None:
         lib().llama_model_free(ptr)
 
-    @property
-    def vocab(self):
-        """The vocabulary pointer; raises once the model is closed."""
-        self.ptr()
-        return self._vocab
+    @contextlib.contextmanager
+    def _vocab_in_use(self):
+        """The vocabulary pointer, held open for the calls inside the block."""
+        with self.using():
+            yield self._vocab
 
     @property
     def bos(self) -> int:
-        return lib().llama_vocab_bos(self.vocab)
+        with self._vocab_in_use() as vocab:
+            return lib().llama_vocab_bos(vocab)
 
     def is_eog(self, token: int) -> bool:
-        return bool(lib().llama_vocab_is_eog(self.vocab, token))
+        with self._vocab_in_use() as vocab:
+            return bool(lib().llama_vocab_is_eog(vocab, token))
 
     def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
+        """Token ids of `text`. llama.cpp's pre-tokenizer regex recurses once per
+        character of a run without whitespace: a long run overflows a thread's
+        8 MiB stack (SIGSEGV). Such text is tokenized on a thread whose stack
+        is sized for its longest run."""
         raw = text.encode("utf-8")
-        vocab = self.vocab
-        buf, n = grown(lambda b, cap: lib().llama_tokenize(vocab, raw, len(raw), b, cap, add_special, parse_special),
-                       lambda cap: (llama_token * max(1, cap))(), len(raw) + 8, f"llama_tokenize ({self.path})")
-        return list(buf[:n])
+
+        def call() -> list[int]:
+            with self._vocab_in_use() as vocab:
+                buf, n = grown(lambda b, cap: lib().llama_tokenize(vocab, raw, len(raw), b, cap, add_special,
+                                                                   parse_special),
+                               lambda cap: (llama_token * max(1, cap))(), len(raw) + 8,
+                               f"llama_tokenize ({self.path})")
+            return list(buf[:n])
+        run = longest_run(text)
+        if run <= SAFE_RUN:
+            return call()
+        if run > MAX_RUN:
+            raise GenerationError(f"text with a run of {run} characters without whitespace: llama.cpp's tokenizer "
+                              f"cannot take runs over {MAX_RUN} ({self.path})")
+        return on_large_stack(call, STACK_BASE + STACK_PER_CHAR * run)
 
     def detokenize(self, ids: Sequence[int], special: bool) -> bytes:
         arr = (llama_token * max(1, len(ids)))(*ids)
-        vocab = self.vocab
-        buf, n = grown(lambda b, cap: lib().llama_detokenize(vocab, arr, len(ids), b, cap, False, special),
-                       char_buffer, 8 * len(ids) + 16, f"llama_detokenize ({self.path})")
+        with self._vocab_in_use() as vocab:
+            buf, n = grown(lambda b, cap: lib().llama_detokenize(vocab, arr, len(ids), b, cap, False, special),
+                           char_buffer, 8 * len(ids) + 16, f"llama_detokenize ({self.path})")
         return buf.raw[:n]
 
     def token_piece(self, token: int) -> bytes:
         """The bytes of one token's text (special tokens render as nothing)."""
-        vocab = self.vocab
-        buf, n = grown(lambda b, cap: lib().llama_token_to_piece(vocab, token, b, cap, 0, False),
-                       char_buffer, 64, f"llama_token_to_piece ({self.path})")
+        with self._vocab_in_use() as vocab:
+            buf, n = grown(lambda b, cap: lib().llama_token_to_piece(vocab, token, b, cap, 0, False),
+                           char_buffer, 64, f"llama_token_to_piece ({self.path})")
         return buf.raw[:n]
 
     def chat_template(self) -> str | None:
         """The GGUF's own tokenizer.chat_template, if it has one."""
-        own = lib().llama_model_chat_template(self.ptr(), None)
-        return own.decode("utf-8", errors="replace") if own else None
+        with self.using() as ptr:
+            own = lib().llama_model_chat_template(ptr, None)
+            return own.decode("utf-8", errors="replace") if own else None
 
 
 def apply_chat_template(template: str, messages: Sequence[tuple[str, str]], add_assistant: bool) -> str:

@@ -23,7 +23,8 @@ class SamplerChain(Owned):
     def _add(self, sampler_ptr, what: str) -> None:
         if not sampler_ptr:
             raise NativeError(f"{what} returned NULL")
-        lib().llama_sampler_chain_add(self.ptr(), sampler_ptr)
+        with self.using() as ptr:
+            lib().llama_sampler_chain_add(ptr, sampler_ptr)
 
     def add_logit_bias(self, n_vocab: int, bias: Sequence[tuple[int, float]]) -> None:
         arr = (llama_logit_bias * len(bias))(*[llama_logit_bias(t, b) for t, b in bias])
@@ -53,10 +54,14 @@ class SamplerChain(Owned):
         self._add(lib().llama_sampler_init_dist(seed), "llama_sampler_init_dist")
 
     def accept(self, token: int) -> None:
-        lib().llama_sampler_accept(self.ptr(), token)
+        with self.using() as ptr:
+            lib().llama_sampler_accept(ptr, token)
 
     def sample(self, ctx: ContextHandle, idx: int) -> int:
-        return lib().llama_sampler_sample(self.ptr(), ctx.ptr(), idx)
+        """Samples output `idx` of ctx's last decode (under the context's lock:
+        the sampler reads its logits)."""
+        with ctx.using() as ctx_ptr, self.using() as ptr:
+            return lib().llama_sampler_sample(ptr, ctx_ptr, idx)
 
     def _free(self, ptr) -> None:
         lib().llama_sampler_free(ptr)
