@@ -26,6 +26,14 @@ def _int_at_least(lo: int):
     return parse
 
 
+def _threads(text: str) -> int:
+    value = _int_at_least(1)(text)
+    if value > defaults.MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"at most {defaults.MAX_THREADS} (ggml's limit; this machine has "
+                                         f"{defaults.threads()} cores), got {value}")
+    return value
+
+
 def _port(text: str) -> int:
     value = _int_at_least(0)(text)
     if value > 65535:
@@ -143,10 +151,14 @@ def _serve(args) -> int:
     opts = replace(placement_options(args), n_ctx=args.ctx * args.parallel)
     plan = make_plan(path, opts)
     config = ServeConfig(path, args.host, args.port, args.ctx, args.threads, args.parallel, args.queue,
-                         args.api_key, model_kwargs={"placement": plan, "rpc": opts.rpc, "kv_type": args.kv_type,
-                                                     "flash_attn": args.flash_attn},
-                         known_paths=tuple(discover(dirs)))
+                         api_key(args), model_kwargs={"placement": plan, "rpc": opts.rpc, "kv_type": args.kv_type,
+                                                      "flash_attn": args.flash_attn},
+                         known_paths=tuple(discover(dirs)), cors_origin=args.cors_origin,
+                         allowed_hosts=tuple(h for h in args.allowed_hosts.split(",") if h))
     server = Server(config)
+    if not config.loopback and not config.api_key:
+        print(f"shimmy-py: warning: listening on {config.host} without an API key: anyone who can reach "
+              "this port can use the model (set SHIMMY_API_KEY or --api-key-file)", file=sys.stderr, flush=True)
     print(f"shimmy-py: serving {path} as {', '.join(server.state.names)} on {server.url}", flush=True)
     print(to_text(plan).split("per layer")[0].rstrip(), flush=True)
     stop = threading.Event()
@@ -161,6 +173,21 @@ def _serve(args) -> int:
         print("shimmy-py: stopping", flush=True)
         server.stop()
     return 0
+
+
+def api_key(args) -> str | None:
+    """--api-key-file (first line), else SHIMMY_API_KEY, else --api-key (visible in `ps`)."""
+    import os
+    if args.api_key_file:
+        try:
+            with open(args.api_key_file, encoding="utf-8") as f:
+                key = f.readline().strip()
+        except OSError as e:
+            raise ShimmyError(f"--api-key-file {args.api_key_file}: {e.strerror or e}") from None
+        if not key:
+            raise ShimmyError(f"--api-key-file {args.api_key_file}: the first line is empty")
+        return key
+    return os.environ.get("SHIMMY_API_KEY") or args.api_key
 
 
 def _list(args) -> int:
@@ -198,7 +225,7 @@ def _add_generate(sub) -> None:
     g.add_argument("--repeat-penalty", type=float, default=_S.repeat_penalty, help="default %(default)s")
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
-    g.add_argument("--threads", type=_int_at_least(1), default=None, help="default: the physical cores")
+    g.add_argument("--threads", type=_threads, default=None, help="default: the physical cores")
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")
     add_placement_args(g)
     add_context_args(g)
@@ -224,12 +251,18 @@ def _add_serve_and_list(sub) -> None:
     sv.add_argument("--model-dirs", default="", help='folders to discover GGUF files in, "DIR;DIR"')
     sv.add_argument("--host", default=defaults.HOST, help="default %(default)s")
     sv.add_argument("--port", type=_port, default=defaults.PORT, help="default %(default)s; 0 takes a free port")
-    sv.add_argument("--threads", type=_int_at_least(1), default=None, help="default: the physical cores")
+    sv.add_argument("--threads", type=_threads, default=None, help="default: the physical cores")
     sv.add_argument("--parallel", type=_int_at_least(1), default=defaults.PARALLEL,
                     help="requests decoded together (default %(default)s)")
     sv.add_argument("--queue", type=_int_at_least(0), default=defaults.QUEUE,
                     help="requests waiting beyond those (default %(default)s)")
-    sv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    sv.add_argument("--api-key", default=None,
+                    help="require 'Authorization: Bearer KEY' (visible in ps: prefer SHIMMY_API_KEY or --api-key-file)")
+    sv.add_argument("--api-key-file", default=None, metavar="FILE", help="read the API key from FILE's first line")
+    sv.add_argument("--cors-origin", default=None, metavar="ORIGIN",
+                    help="let browsers on ORIGIN (or *) read answers; default: no CORS headers")
+    sv.add_argument("--allowed-hosts", default="", metavar="NAME[,NAME]",
+                    help="Host header names accepted beyond the bound address and loopback's")
     add_placement_args(sv)
     add_context_args(sv)
     sv.set_defaults(func=_serve)
@@ -249,7 +282,7 @@ def _add_bench_and_synth(sub) -> None:
     b.add_argument("-n", type=_int_at_least(1), default=128,
                    help="generated tokens (default %(default)s, as llama-bench)")
     b.add_argument("-r", type=_int_at_least(1), default=3, help="repetitions (default %(default)s)")
-    b.add_argument("--threads", type=_int_at_least(1), default=None, help="default: the physical cores")
+    b.add_argument("--threads", type=_threads, default=None, help="default: the physical cores")
     b.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_bench)
@@ -282,6 +315,10 @@ def main(argv=None) -> int:
         return args.func(args)
     except ShimmyError as e:
         print(f"shimmy-py: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:   # a file that cannot be written or read (synth /proc/x.gguf ...)
+        where = f" {e.filename}" if e.filename else ""
+        print(f"shimmy-py: error:{where}: {e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

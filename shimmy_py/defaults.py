@@ -8,6 +8,10 @@ N_CTX = 4096
 """Context length in tokens: DeepSeekMoE 16B's trained context, and llama.cpp's
 own default for its tools; the KV cache it sizes is F16 as llama.cpp's."""
 
+MAX_THREADS = 512
+"""ggml's GGML_MAX_N_THREADS: its thread pool indexes fixed arrays of this size,
+so more threads overrun them (a segfault at --threads 100000)."""
+
 N_BATCH = 2048
 """Most tokens handed to one llama_decode: llama.cpp's default n_batch."""
 
@@ -43,6 +47,14 @@ QUEUE = 64
 
 MAX_BODY = 1 << 20
 """Bytes of a request body: far above any prompt that fits the context."""
+
+MAX_PENDING_CONNECTIONS = 256
+"""Accepted connections waiting for a handler thread; beyond them a connection
+gets 503 at once, so a flood of idle sockets cannot grow threads or memory."""
+
+HEADER_TIMEOUT = 10.0
+"""Seconds a connection may take to send a request's headers, or stay idle
+between keep-alive requests, before it is closed (slow and idle clients)."""
 
 PREFILL_CHUNK = 512
 """Prompt tokens one sequence may add to a shared engine step, so that a long

@@ -87,13 +87,16 @@ def test_serve_sigterm_ends_open_streams_and_exits(tiny_path):
                 url = m.group(1)
                 break
         assert url, proc.stderr.read()
-        body = json.dumps({"prompt": "Go", "max_tokens": 500, "temperature": 0}).encode()
-        req = urllib.request.Request(url + "/api/generate", data=body)
+        body = json.dumps({"prompt": "Go", "max_tokens": 500, "temperature": 0, "stream": True}).encode()
+        req = urllib.request.Request(url + "/v1/completions", data=body)
         stream = urllib.request.urlopen(req, timeout=60)
         assert stream.readline().startswith(b"data: ")
         proc.send_signal(signal.SIGTERM)
         rest = stream.read().decode()                 # the stream ends, cleanly
         assert rest.rstrip().endswith("data: [DONE]")
+        events = [ln[6:] for ln in rest.splitlines() if ln.startswith("data: {")]
+        # cut short by the shutdown, and saying so (not "length", which a client would take as max_tokens)
+        assert json.loads(events[-1])["choices"][0]["finish_reason"] == "cancelled"
         assert proc.wait(timeout=60) == 0
     finally:
         if proc.poll() is None:

@@ -15,8 +15,9 @@ from shimmy_py.gguf_io.writer import GGUFBuilder
 U32, F32 = GGUFValueType.UINT32, GGUFValueType.FLOAT32
 
 
-def rewrite(src, dst, changes: dict) -> str:
-    """A copy of `src` with metadata keys changed: {key: (value, type)}."""
+def rewrite(src, dst, changes: dict, drop=()) -> str:
+    """A copy of `src` with metadata keys changed ({key: (value, type)}) and
+    the tensors named in `drop` left out."""
     h = read_header(src)
     b = GGUFBuilder(h.alignment)
     for name in h.metadata:
@@ -26,6 +27,8 @@ def rewrite(src, dst, changes: dict) -> str:
             b.add_raw(name, h.raw_kv(name))
     with open(src, "rb") as f:
         for t in h.tensors:
+            if t.name in drop:
+                continue
             f.seek(t.offset)
             data = f.read(t.nbytes)
             b.add_tensor(t.name, t.shape, t.ggml_type, lambda data=data: data)
@@ -67,3 +70,11 @@ def test_the_untouched_copy_still_loads(tiny_path, tmp_path):
     same = rewrite(tiny_path, tmp_path / "same.gguf", {})
     with Model(same, n_ctx=64) as m:
         assert m.generate("Hi", max_tokens=2, temperature=0).completion_tokens == 2
+
+
+def test_a_failed_load_says_what_llama_cpp_said(tiny_path, tmp_path):
+    """Not "failed to load model" but llama.cpp's reason."""
+    from shimmy_py import NativeError
+    bad = rewrite(tiny_path, tmp_path / "missing.gguf", {}, drop={"blk.0.attn_q.weight"})
+    with pytest.raises(NativeError, match="blk.0.attn_q.weight"):
+        Model(bad, n_ctx=64)

@@ -215,3 +215,15 @@ def test_a_context_below_llama_cpps_padding_generates_in_batches_it_accepts(tiny
         assert r.completion_tokens == 3 and r.prompt_tokens > 100
         with pytest.raises(GenerationError, match="context holds 256"):
             m.generate("word " * 300, max_tokens=3)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_tokens": "5"}, "max_tokens must be an integer"),
+    ({"max_tokens": 2.5}, "max_tokens must be an integer"),
+    ({"stop": [5]}, "stop strings must be strings"),
+    ({"temperature": "hot"}, "temperature must be a number"),
+    ({"top_k": 2.5}, "top_k must be an integer"),
+])
+def test_wrong_types_in_the_python_api_are_generation_errors(model, kwargs, message):
+    with pytest.raises(GenerationError, match=message):
+        model.generate("Hi", **kwargs)

@@ -28,7 +28,8 @@ class Completion:
     cached ones) over the time to the first token."""
     text: str = ""
     tokens: list[int] = field(default_factory=list)
-    finish_reason: str = "length"  # "stop" (end of generation or a stop string) or "length"
+    finish_reason: str = "length"  # "stop" (end of generation or a stop string), "length", or
+    #                                "cancelled" (the server stopped before the generation ended)
     prompt_tokens: int = 0
     cached_tokens: int = 0         # prompt tokens reused from the KV cache, not decoded again
     completion_tokens: int = 0
@@ -39,7 +40,8 @@ class Completion:
 
 class TokenSource(Protocol):
     """Where tokens come from: `next_token()` prefills on its first call, then
-    returns one sampled token per call, or None once the context is full.
+    returns one sampled token per call, or None once the context is full (or,
+    where a source has `end_reason`, for the reason it names).
     `t_start` is when the request began (set by the first call at the latest);
     `cached_tokens`, how many prompt tokens it found in the KV cache (known
     after the first call)."""
@@ -59,6 +61,8 @@ class Vocab(Protocol):
 
 
 def check_request(prompt_tokens: Sequence[int], max_tokens: int, n_ctx: int) -> None:
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+        raise GenerationError(f"max_tokens must be an integer, got {max_tokens!r}")
     if not prompt_tokens:
         raise GenerationError("empty prompt: give at least one token of text")
     if max_tokens < 1:
@@ -67,6 +71,15 @@ def check_request(prompt_tokens: Sequence[int], max_tokens: int, n_ctx: int) -> 
         raise GenerationError(f"prompt is {len(prompt_tokens)} tokens but the context holds {n_ctx} "
                               "(and needs room for at least one generated token); "
                               "shorten the prompt or raise n_ctx")
+
+
+def check_stops(stop) -> list[str]:
+    """A stop string or a list of them, as a list."""
+    stops = [stop] if isinstance(stop, str) else list(stop or ())
+    bad = [s for s in stops if not isinstance(s, str)]
+    if bad:
+        raise GenerationError(f"stop strings must be strings, got {bad[0]!r}")
+    return stops
 
 
 def run(source: TokenSource, vocab: Vocab, max_tokens: int,
@@ -80,8 +93,8 @@ def run(source: TokenSource, vocab: Vocab, max_tokens: int,
             # 1. The source processes the prompt (first call) or feeds back the
             #    previous token, then samples the next one inside llama.cpp.
             token = source.next_token()
-            if token is None:                    # the context is full
-                out.finish_reason = "length"
+            if token is None:                    # the context is full, or the server stops
+                out.finish_reason = getattr(source, "end_reason", "length")
                 break
             if t_first is None:
                 t_first = time.perf_counter()

@@ -29,11 +29,22 @@ from ..placement.plan import Plan
 from ..placement.report import PlacementReport, build_report
 from .context import Context
 from .inline import InlineSequence
-from .loop import Completion, check_request, drain, run
+from .loop import Completion, check_request, check_stops, drain, run
 from .sampling import SamplingParams
 from .vocab import Vocab
 
 _S = SamplingParams   # its field defaults are the sampling defaults, each with its reason
+
+
+def load_failure(log_lines: list[str]) -> str:
+    """The line of llama.cpp's log that says why a load failed: its "error
+    loading model: ..." (a missing tensor, a wrong shape), not the closing
+    "failed to load model"."""
+    for line in log_lines:
+        if "error loading model:" in line:
+            return line.split("error loading model:", 1)[1].strip()
+    errors = [ln.strip() for ln in log_lines if "error" in ln.lower() or "failed" in ln.lower()]
+    return errors[0] if errors else "see the log with verbose=True"
 
 
 class Model:
@@ -85,6 +96,10 @@ class Model:
         if not 1 <= n_seq_max <= n_ctx:
             raise ShimmyError(f"n_seq_max must be in 1..n_ctx, got {n_seq_max}")
         self.n_threads = n_threads or defaults.threads()
+        if isinstance(self.n_threads, bool) or not isinstance(self.n_threads, int) \
+                or not 1 <= self.n_threads <= defaults.MAX_THREADS:
+            raise ShimmyError(f"n_threads must be 1 to {defaults.MAX_THREADS} (ggml's limit; this machine has "
+                              f"{defaults.threads()} cores), got {n_threads!r}")
         self.plan: Plan | None = None
         self.context: Context | None = None
         spec = LoadSpec(vocab_only=True)
@@ -110,9 +125,7 @@ class Model:
         try:
             return ModelHandle(self.path, spec)
         except NativeError as e:
-            errors = [ln for ln in self._load_log if "error" in ln.lower() or "failed" in ln.lower()]
-            detail = errors[-1].strip() if errors else "see the log with verbose=True"
-            raise NativeError(f"{e}: llama.cpp could not load {self.path}: {detail}") from None
+            raise NativeError(f"{e}: llama.cpp could not load {self.path}: {load_failure(self._load_log)}") from None
 
     def placement_report(self) -> PlacementReport:
         """llama.cpp's own account of bytes per device (its buffer sizes and
@@ -182,7 +195,7 @@ class Model:
         check_request(tokens, max_tokens, context.n_ctx)
         sampling = SamplingParams(temperature, top_k, top_p, min_p, repeat_penalty, seed=seed)
         sampling.validate(self.n_vocab)
-        stops = [stop] if isinstance(stop, str) else list(stop or ())
+        stops = check_stops(stop)
         return run(InlineSequence(context, list(tokens), sampling), self.vocab, max_tokens, stops)
 
     def stream(self, prompt: str, **kwargs):

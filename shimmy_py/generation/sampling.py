@@ -29,6 +29,13 @@ class SamplingParams:
 
     def validate(self, n_vocab: int | None = None) -> None:
         """Raises GenerationError naming the first bad setting."""
+        for name in ("temperature", "top_p", "min_p", "repeat_penalty", "top_k", "repeat_last_n", "seed"):
+            value = getattr(self, name)
+            integer = name in ("top_k", "repeat_last_n", "seed")
+            if value is None and name == "seed":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+                raise GenerationError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
         bad_ids = [t for t, _ in self.logit_bias if n_vocab is not None and not 0 <= t < n_vocab]
         checks = [
             (not bad_ids, f"logit_bias names tokens outside the vocabulary [0, {n_vocab}): {bad_ids[:5]}"),

@@ -64,3 +64,17 @@ def stock_tool(name: str) -> Path:
     if not os.access(path, os.X_OK):
         raise NativeError(f"{name} not found at {path}; build the peer with `native/build.sh --stock`")
     return path
+
+
+def std_regex_errors(patterns: list[str]) -> dict[str, str]:
+    """The patterns llama.cpp's std::regex cannot compile, with its reason
+    (native/regex_check.cpp, built beside the libraries). Empty when the
+    checker is not built: then nothing can be loaded here either."""
+    import subprocess
+    try:
+        checker = tool("regex_check")
+    except NativeError:
+        return {}
+    proc = subprocess.run([str(checker), *patterns], capture_output=True, text=True, timeout=30)
+    answers = proc.stdout.splitlines()
+    return {p: a.removeprefix("error: ") for p, a in zip(patterns, answers) if a != "ok"}

@@ -9,7 +9,7 @@ import os
 from ..errors import PlacementError
 from ..gguf_io.reader import read_header
 from ..gguf_io.tensors import read_table
-from ..native import log
+from ..native import install, log
 from ..native.model_handle import LoadSpec, ModelHandle
 from .devices import HYPOTHETICAL, attach_rpc_servers, device_specs
 from .options import PlacementOptions
@@ -25,7 +25,17 @@ def make_plan(path, options: PlacementOptions = PlacementOptions()) -> Plan:
     (after attaching the options' RPC servers), or on a hypothetical
     accelerator of `target_vram` bytes."""
     request = options.request()
+    check_patterns(request.overrides)
     return plan(read_table(path), device_specs(options.rpc, options.target_vram), request)
+
+
+def check_patterns(overrides) -> None:
+    """-ot patterns as llama.cpp will compile them (std::regex, ECMAScript):
+    one it refuses is an error now, not an exception inside its loader."""
+    refused = install.std_regex_errors([p for p, _ in overrides])
+    if refused:
+        pattern, why = next(iter(refused.items()))
+        raise PlacementError(f"-ot {pattern}: llama.cpp's std::regex (ECMAScript) refuses it: {why}")
 
 
 def load_spec(plan_: Plan, load_mode: str | None = None, no_alloc: bool = False) -> LoadSpec:

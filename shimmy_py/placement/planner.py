@@ -48,7 +48,7 @@ def compile_overrides(overrides, valid_targets: dict[str, str]) -> list[tuple[re
                                  f"valid: {', '.join(sorted(valid_targets))}")
         try:
             compiled.append((re.compile(pattern), valid_targets[target]))
-        except re.error as e:
+        except (re.error, OverflowError, RecursionError) as e:
             raise PlacementError(f"-ot {pattern}={target}: malformed pattern ({e})") from None
     return compiled
 

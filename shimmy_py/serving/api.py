@@ -37,6 +37,24 @@ class GenRequest:
     stream: bool = False
 
 
+# Per-request lists are bounded: a flood of stop strings or messages would
+# hold a handler (every generated piece is matched against every stop string).
+MAX_STOPS = 16             # OpenAI allows 4
+MAX_STOP_CHARS = 1024
+MAX_MESSAGES = 4096
+MAX_LOGIT_BIAS = 4096
+
+
+def _text(value: str, where: str) -> str:
+    """A string that UTF-8 can carry (JSON's \\ud800 escapes decode to lone
+    surrogates, which cannot be encoded for llama.cpp)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, f"{where} holds a lone UTF-16 surrogate: not text") from None
+    return value
+
+
 def _get(body: dict, key: str, kinds, default=None):
     value = body.get(key, default)
     if value is None:
@@ -45,7 +63,7 @@ def _get(body: dict, key: str, kinds, default=None):
         raise ApiError(400, f"'{key}' must be {' or '.join(k.__name__ for k in kinds)}, got a boolean")
     if not isinstance(value, kinds):
         raise ApiError(400, f"'{key}' must be {' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__}")
-    return value
+    return _text(value, f"'{key}'") if isinstance(value, str) else value
 
 
 def _number(body, key, default, lo=None, hi=None, integer=False):
@@ -64,27 +82,44 @@ def _messages(body: dict, system: str | None) -> list | None:
     messages = _get(body, "messages", (list,))
     if messages is None:
         return None
+    if len(messages) > MAX_MESSAGES:
+        raise ApiError(400, f"'messages' holds {len(messages)} messages; at most {MAX_MESSAGES}")
     out = [{"role": "system", "content": system}] if system else []
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise ApiError(400, f"messages[{i}] must be an object with a string 'role'")
         content = m.get("content")
         if isinstance(content, list):  # OpenAI content parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+            content = "".join(_text_part(p, f"messages[{i}].content[{j}]") for j, p in enumerate(content))
         if not isinstance(content, str):
-            raise ApiError(400, f"messages[{i}].content must be a string")
+            raise ApiError(400, f"messages[{i}].content must be a string or a list of content parts")
+        _text(m["role"], f"messages[{i}].role")
+        _text(content, f"messages[{i}].content")
         out.append({"role": m["role"], "content": content})
     if not out:
         raise ApiError(400, "'messages' is empty")
     return out
 
 
+def _text_part(part, where: str) -> str:
+    """An OpenAI content part: the text of a text part; other kinds are skipped."""
+    if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+        raise ApiError(400, f"{where} must be an object with a string 'type'")
+    if part["type"] != "text":
+        return ""
+    if not isinstance(part.get("text"), str):
+        raise ApiError(400, f"{where}.text must be a string")
+    return part["text"]
+
+
 def _logit_bias(body: dict) -> tuple:
     """OpenAI's {"token id": bias} map."""
     raw = _get(body, "logit_bias", (dict,), {})
+    if len(raw) > MAX_LOGIT_BIAS:
+        raise ApiError(400, f"'logit_bias' names {len(raw)} tokens; at most {MAX_LOGIT_BIAS}")
     out = []
     for key, bias in raw.items():
-        if not str(key).isdigit() or isinstance(bias, bool) or not isinstance(bias, (int, float)) \
+        if not (key.isascii() and key.isdigit()) or isinstance(bias, bool) or not isinstance(bias, (int, float)) \
                 or not math.isfinite(bias):
             raise ApiError(400, f"'logit_bias' maps token ids to numbers; got {key!r}: {bias!r}")
         out.append((int(key), float(bias)))
@@ -102,6 +137,11 @@ def parse_request(body: Any, route: str) -> GenRequest:
     stop = (stop,) if isinstance(stop, str) else tuple(stop)
     if not all(isinstance(s, str) for s in stop):
         raise ApiError(400, "'stop' must be a string or a list of strings")
+    if len(stop) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in stop):
+        raise ApiError(400, f"'stop' takes at most {MAX_STOPS} strings of at most {MAX_STOP_CHARS} characters")
+    stop = tuple(_text(s, "'stop'") for s in stop)
+    if _get(body, "n", (int,), 1) != 1:
+        raise ApiError(400, "'n' must be 1: one choice per request (send several requests for more)")
     d = _DEFAULT_SAMPLING
     sampling = SamplingParams(
         temperature=_number(body, "temperature", d.temperature, lo=0.0, hi=100.0),

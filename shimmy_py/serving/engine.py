@@ -39,7 +39,8 @@ class EngineFailed(ShimmyError):
     """The engine is stopping, or stopped after a native error."""
 
 
-_END = object()  # queued to a sequence when its context is full
+_END = object()       # queued to a sequence when its context is full
+_SHUTDOWN = object()  # queued to every open sequence when the server stops
 
 
 class BatchedSequence:
@@ -51,11 +52,15 @@ class BatchedSequence:
         self.t_start = time.perf_counter()
         self.out: queue.SimpleQueue = queue.SimpleQueue()
         self.cancelled = False
+        self.end_reason = "length"   # why next_token() returned None: a full context, or "cancelled"
 
     def next_token(self) -> int | None:
         item = self.out.get()
         if isinstance(item, BaseException):
             raise item
+        if item is _SHUTDOWN:
+            self.end_reason = "cancelled"
+            return None
         return None if item is _END else item
 
     def close(self) -> None:
@@ -207,10 +212,10 @@ class Engine:
         with self._cv:
             self._stopping = True
             for slot in list(self._slots.values()):
-                slot.req.out.put(error or _END)
+                slot.req.out.put(error or _SHUTDOWN)
                 self._release(slot)
             while self._waiting:
-                self._waiting.popleft().out.put(error or _END)
+                self._waiting.popleft().out.put(error or _SHUTDOWN)
 
     def _admit(self) -> None:
         free = [s for s in range(self.n_seq) if s not in self._slots]

@@ -1,20 +1,21 @@
 """`shimmy-py serve`: shimmy's HTTP API and OpenAI's on one resident model.
 
-Built on the standard library's ThreadingHTTPServer: one thread per
-connection, while the batching engine (engine.py) decodes every request's
-sequence in shared llama_decode calls. Handlers dispatch in do_GET/do_POST,
-answer through two helpers (JSON with Content-Length; SSE flushed per event)
-and consume generate.run() generators; a client that goes away closes its
-generator, which frees its sequence.
+A bounded pool of handler threads (http.py) answers the routes here, while
+the batching engine (engine.py) decodes every request's sequence in shared
+llama_decode calls. Handlers consume generation.loop.run() generators; a
+client that goes away closes its generator, which frees its sequence.
+Secure by default: loopback, no CORS headers, the Host header checked
+against the bound address (DNS rebinding), the API key compared in constant
+time, and errors that never show the server's paths.
 """
 from __future__ import annotations
 
+import hmac
 import json
 import logging
-import socket
+import re
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from .. import defaults
@@ -25,17 +26,19 @@ from .api import (
     GenRequest,
     OpenAIShapes,
     generate_response,
-    openai_error,
     parse_request,
     timing,
 )
 from .engine import Engine, EngineFailed, QueueFull
+from .http import ClientGone, HttpPolicy, JsonHandler, PooledHTTPServer
 from .metrics import Metrics
 from .names import name_table
 
 logger = logging.getLogger("shimmy_py.server")
-CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-        "Access-Control-Allow-Headers": "Content-Type, Authorization"}
+CLIENT_CHECK_EVERY = 8          # pieces between checks that a non-streaming client is still there
+CONTROL_THREADS = 8             # handler threads beyond the requests a server holds (health, metrics, models)
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)+[\w.+-]+")
 
 
 @dataclass
@@ -52,6 +55,29 @@ class ServeConfig:
     max_body: int = defaults.MAX_BODY
     model_kwargs: dict = field(default_factory=dict)  # placement options for Model
     known_paths: tuple = ()        # other discovered files, listed by /api/models
+    cors_origin: str | None = None     # None: no CORS headers; "*" or an origin to allow browsers
+    allowed_hosts: tuple = ()          # Host names beyond the bound address and loopback's
+    max_pending: int = defaults.MAX_PENDING_CONNECTIONS
+    header_timeout: float = defaults.HEADER_TIMEOUT
+
+    def handler_threads(self) -> int:
+        """Each running or queued request holds a handler thread; a few more
+        answer health, metrics and model lists meanwhile."""
+        return self.parallel + self.queue + CONTROL_THREADS
+
+    def policy(self) -> HttpPolicy:
+        """Host check: on loopback, the Host header must name loopback (or an
+        allowed host); bound to all interfaces, any name unless some are given."""
+        wildcard = self.host in ("0.0.0.0", "::", "")
+        if wildcard and not self.allowed_hosts:
+            hosts = None
+        else:
+            hosts = frozenset({self.host.lower(), *LOOPBACK_NAMES, *(h.lower() for h in self.allowed_hosts)})
+        return HttpPolicy(self.max_body, self.cors_origin, hosts, self.header_timeout)
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
 
 
 class State:
@@ -67,6 +93,8 @@ class State:
         self.names = sorted(names, key=len, reverse=True)
         self.name = self.names[0]
         self.all_names = name_table([config.model_path, *config.known_paths])
+        # what a client may see instead of a path: the model's name
+        self.path_names = {str(Path(config.model_path).resolve()): self.name, str(config.model_path): self.name}
         self.inflight = 0
         self.idle = threading.Condition()
 
@@ -108,120 +136,84 @@ class State:
             self.model.close()
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "shimmy-py"
-    timeout = 60                 # seconds a client may stall mid-request before its connection closes
-    drain_limit = 16 << 20       # bytes of an unread body read and dropped before closing (see _drop_body)
+class Handler(JsonHandler):
+    """The routes; HTTP mechanics are JsonHandler's (http.py)."""
     state: State  # set on the subclass made per server
 
-    def setup(self) -> None:
-        super().setup()
-        # Events are small writes: without TCP_NODELAY, Nagle's algorithm holds
-        # each one until the client's (delayed) ACK of the previous arrives.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    GET = {"/health": "health", "/v1/models": "v1_models", "/api/models": "api_models", "/metrics": "metrics"}
+    POST = {"/api/generate": "generate", "/v1/chat/completions": "chat", "/v1/completions": "completions"}
 
-    # --- dispatch ----------------------------------------------------------------
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET
+
     def do_OPTIONS(self) -> None:
+        if self.policy.cors_origin is None:
+            self._dispatch()                      # no CORS: a preflight is a 405 like any other method
+            return
+        self._status = 204
         self.send_response(204)
         self._headers({"Content-Length": "0"})
 
-    def do_GET(self) -> None:
-        routes = {"/health": self.health, "/v1/models": self.v1_models, "/api/models": self.api_models,
-                  "/metrics": self.metrics}
-        self._dispatch(routes)
-
-    def do_POST(self) -> None:
-        routes = {"/api/generate": lambda: self.generate("generate"),
-                  "/v1/chat/completions": lambda: self.generate("chat"),
-                  "/v1/completions": lambda: self.generate("completions")}
-        self._dispatch(routes)
-
-    def _dispatch(self, routes) -> None:
+    def _dispatch(self) -> None:
         path = self.path.split("?", 1)[0]
-        self._route, self._status = path if path in routes else "other", 0
-        self._body_unread = self.command == "POST"
+        known = path in self.GET or path in self.POST
+        self._route, self._status = path if known else "other", 0
+        self._body_unread = self.command not in ("GET", "HEAD")
+        self.connection.settimeout(self.policy.body_timeout)
         try:
-            if path not in routes:
-                raise ApiError(404, f"no route {self.command} {path}", "not_found_error")
-            if path not in ("/health",) and not self._authorized():
-                raise ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')",
-                               "authentication_error")
-            routes[path]()
+            self._route_request(path)
         except ApiError as e:
-            self._error(e)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
+            self.send_api_error(self._scrubbed(e))
+        except (ClientGone, OSError):
+            self.close_connection = True          # the client went away: nobody to answer
         except Exception as e:  # never let a request take the server down
             logger.exception("internal error on %s", path)
-            self._error(ApiError(500, f"internal error: {type(e).__name__}: {e}", "server_error"))
+            self.send_api_error(ApiError(500, f"internal error ({type(e).__name__}); see the server log",
+                                         "server_error"))
         finally:
             if self._body_unread:
-                self._drop_body()
+                self.drop_body()
             self.state.metrics.request(self._route, self._status)
+            self.connection.settimeout(self.policy.header_timeout)
 
-    def _drop_body(self) -> None:
-        """After an answer given without reading the body (404, 401, 413): reads
-        and drops it, so a client still sending gets that answer instead of a
-        connection reset, then closes the connection (the body is not a request)."""
-        self.close_connection = True
-        length = self.headers.get("Content-Length", "")
-        left = min(int(length), self.drain_limit) if length.isdigit() else 0
-        try:
-            while left > 0:
-                chunk = self.rfile.read(min(left, 1 << 16))
-                if not chunk:
-                    break
-                left -= len(chunk)
-        except OSError:
-            pass   # the client went away or stalled: closing is all that is left
+    def _route_request(self, path: str) -> None:
+        if not self.host_allowed():
+            raise ApiError(403, f"Host {self.headers.get('Host')!r} is not allowed (DNS rebinding protection; "
+                           "serve --allowed-hosts adds names)", "permission_error")
+        routes = self.GET if self.command == "GET" else self.POST if self.command == "POST" else {}
+        if path not in routes:
+            if path in self.GET or path in self.POST:
+                allow = "GET" if path in self.GET else "POST"
+                raise ApiError(405, f"{self.command} {path}: use {allow}", "invalid_request_error",
+                               {"Allow": allow})
+            raise ApiError(404, f"no route {self.command} {path}", "not_found_error")
+        if path != "/health" and not self._authorized():
+            raise ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')",
+                           "authentication_error")
+        name = routes[path]
+        if self.command == "POST":
+            self.generate(name)
+        else:
+            getattr(self, name)()
 
     def _authorized(self) -> bool:
         key = self.state.config.api_key
-        return not key or self.headers.get("Authorization", "") == f"Bearer {key}"
+        if not key:
+            return True
+        given = self.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {key}".encode())
 
-    # --- response helpers -----------------------------------------------------
-    def _headers(self, extra: dict) -> None:
-        if getattr(self, "_body_unread", False):   # the connection closes after this answer
-            extra = {**extra, "Connection": "close"}
-        for k, v in {**CORS, **extra}.items():
-            self.send_header(k, v)
-        self.end_headers()
-
-    def send_json(self, status: int, obj, headers: dict | None = None) -> None:
-        body = json.dumps(obj, ensure_ascii=False).encode()
-        self._status = status
-        self.send_response(status)
-        self._headers({"Content-Type": "application/json", "Content-Length": str(len(body)), **(headers or {})})
-        self.wfile.write(body)
-
-    def send_text(self, status: int, text: str, content_type: str) -> None:
-        body = text.encode()
-        self._status = status
-        self.send_response(status)
-        self._headers({"Content-Type": content_type, "Content-Length": str(len(body))})
-        self.wfile.write(body)
-
-    def start_sse(self) -> None:
-        self._status = 200
-        self.send_response(200)
-        self._headers({"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "close"})
-        self.close_connection = True
-
-    def send_event(self, data: str) -> None:
-        """One SSE event; each line of `data` becomes its own data: line."""
-        lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        self.wfile.write(("".join(f"data: {line}\n" for line in lines) + "\n").encode())
-        self.wfile.flush()
-
-    def _error(self, e: ApiError) -> None:
-        if self._status:  # headers already sent (a stream): nothing more can be said
-            return
-        body = openai_error(e) if self.path.startswith("/v1/") else {"error": e.message}
-        self.send_json(e.status, body, e.headers)
-
-    def log_message(self, fmt, *args) -> None:
-        logger.info("%s %s", self.address_string(), fmt % args)
+    def _scrubbed(self, e: ApiError) -> ApiError:
+        """Errors name models, never the server's filesystem paths."""
+        message = e.message
+        for path, name in self.state.path_names.items():
+            message = message.replace(path, name)
+        message = _ABSOLUTE_PATH.sub(lambda m: Path(m.group(0)).name, message)
+        if message == e.message:
+            return e
+        return ApiError(e.status, message, e.kind, e.headers)
 
     # --- GET routes -----------------------------------------------------------
     def health(self) -> None:
@@ -229,8 +221,8 @@ class Handler(BaseHTTPRequestHandler):
         if s.ready.is_set():
             self.send_json(200, {"status": "ok", "model": s.name, "ready": True})
         else:
-            self.send_json(503, {"status": "error" if s.load_error else "loading", "ready": False,
-                                 "error": s.load_error})
+            error = self._scrubbed(ApiError(503, s.load_error)).message if s.load_error else None
+            self.send_json(503, {"status": "error" if s.load_error else "loading", "ready": False, "error": error})
 
     def v1_models(self) -> None:
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "shimmy-py"} for n in self.state.names]
@@ -241,7 +233,11 @@ class Handler(BaseHTTPRequestHandler):
         models = []
         for name, path in sorted(s.all_names.items()):
             loaded = Path(path) == Path(s.config.model_path)
-            models.append({"name": name, "size_bytes": path.stat().st_size, "model_type": "gguf",
+            try:
+                size = path.stat().st_size
+            except OSError:           # deleted or unreadable since discovery: not listed
+                continue
+            models.append({"name": name, "size_bytes": size, "model_type": "gguf",
                            "parameter_count": None, "source": "loaded" if loaded else "discovered"})
         self.send_json(200, {"models": models})
 
@@ -254,17 +250,13 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- POST routes ----------------------------------------------------------
     def read_json(self):
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            raise ApiError(411 if length is None else 400, "a Content-Length header is required")
-        if int(length) > self.state.config.max_body:
-            raise ApiError(413, f"request body of {length} bytes exceeds {self.state.config.max_body}")
-        self._body_unread = False   # read now, whole or (a stalled client) not at all
-        raw = self.rfile.read(int(length))
+        raw = self.read_body()
         try:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
             raise ApiError(400, f"invalid JSON: {e}") from None
+        except RecursionError:
+            raise ApiError(400, "invalid JSON: nested too deeply") from None
 
     def generate(self, route: str) -> None:
         body = self.read_json()
@@ -303,10 +295,19 @@ class Handler(BaseHTTPRequestHandler):
         return run(source, model.vocab, max_tokens, req.stop)
 
     def _drain(self, gen, on_piece=None):
-        """Runs `gen` (see generate.drain) and counts its Completion."""
+        """Runs `gen` (see generation.loop.drain) and counts its Completion. A
+        non-streaming answer checks every few pieces that its client is still
+        there; one that left ends the generation (its sequence is freed)."""
+        if on_piece is None:
+            on_piece = self._still_there
         c = drain(gen, on_piece)
         self.state.metrics.completion(c)
         return c
+
+    def _still_there(self, _piece: str) -> None:
+        self._pieces = getattr(self, "_pieces", 0) + 1
+        if self._pieces % CLIENT_CHECK_EVERY == 0 and self.client_gone():
+            raise ClientGone()
 
     def _shimmy_answer(self, gen, name: str, stream: bool) -> None:
         if not stream:
@@ -336,13 +337,13 @@ class Server:
     def __init__(self, config: ServeConfig):
         self.config = config
         self.state = State(config)
-        handler = type("BoundHandler", (Handler,), {"state": self.state})
+        handler = type("BoundHandler", (Handler,), {"state": self.state, "policy": config.policy()})
         try:
-            self.httpd = ThreadingHTTPServer((config.host, config.port), handler)
+            self.httpd = PooledHTTPServer((config.host, config.port), handler, config.handler_threads(),
+                                          config.max_pending)
         except OSError as e:
             raise ShimmyError(f"cannot listen on {config.host}:{config.port}: {e.strerror or e}"
                               + (" (the port is in use; pick another or --port 0)" if e.errno == 98 else "")) from None
-        self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="shimmy-http", daemon=True)
 

@@ -49,6 +49,17 @@ def test_system_and_content_parts():
     ({"messages": [{"content": "x"}]}, "chat", "messages[0]"),
     ({"messages": [{"role": "user", "content": 5}]}, "chat", "messages[0].content"),
     ({"prompt": "x"}, "chat", "'messages' is required"),
+    ({"prompt": "a\ud800b"}, "completions", "lone UTF-16 surrogate"),
+    ({"prompt": "x", "stop": ["\udfff"]}, "completions", "lone UTF-16 surrogate"),
+    ({"messages": [{"role": "user", "content": "\ud800"}]}, "chat", "lone UTF-16 surrogate"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, "chat", ".text must be a string"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]}, "chat", "must be a string"),
+    ({"messages": [{"role": "user", "content": [5]}]}, "chat", "string 'type'"),
+    ({"prompt": "x", "logit_bias": {"\u00b2": 1}}, "completions", "maps token ids"),
+    ({"prompt": "x", "n": 2}, "completions", "'n' must be 1"),
+    ({"prompt": "x", "stop": ["s"] * 17}, "completions", "at most 16 strings"),
+    ({"prompt": "x", "stop": "s" * 1025}, "completions", "at most 1024 characters"),
+    ({"messages": [{"role": "user", "content": "x"}] * 4097}, "chat", "at most 4096"),
 ])
 def test_bad_fields_name_themselves(body, route, message):
     with pytest.raises(ApiError) as e:
