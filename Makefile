@@ -2,13 +2,14 @@
 # `make test` runs the test suite (it builds and installs first).
 PYTHON ?= python3
 MODELS ?= models
+BUILD_FLAGS ?=   # --batch-invariant: logits bit-identical alone or batched (README: "Three builds")
 
 .PHONY: all native install demo test test-fast bench clean
 
 all: install
 
 native:
-	native/build.sh
+	native/build.sh $(BUILD_FLAGS)
 
 install: native
 	$(PYTHON) -m pip install --quiet -e '.[test]'
@@ -27,7 +28,11 @@ test: install
 test-fast:
 	$(PYTHON) -m pytest -q -m "not native" tests
 
+# the peer is stock llama.cpp (native/build.sh --stock); --batch-invariant is measured beside it
 bench: install
+	native/build.sh --stock >/dev/null
+	native/build.sh --batch-invariant >/dev/null
+	native/build.sh $(BUILD_FLAGS) >/dev/null
 	$(PYTHON) benchmarks/side_by_side.py
 
 clean:

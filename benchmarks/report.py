@@ -39,10 +39,10 @@ def targets(theirs, ours, http, ttft, plan_s) -> list[tuple[str, str, bool | Non
     one = (http[("shimmy-py serve", 1)], http[("llama-server", 1)])
     four = (http[("shimmy-py serve", 4)], http[("llama-server", 4)])
     unbatched = http[("shimmy-py serve --parallel 1", 4)]
-    rows = [("prefill tok/s vs llama-bench >= 0.98", paired(ours, theirs, "prefill_tps"), 0.98),
-            ("decode tok/s vs llama-bench >= 0.98", paired(ours, theirs, "decode_tps"), 0.98),
-            ("HTTP single-stream tok/s vs llama-server >= 0.97", paired(*one, "request_tps"), 0.97),
-            ("4 clients aggregate vs llama-server -np 4 >= 1.0", paired(*four, "aggregate_tps"), 1.0),
+    rows = [("prefill tok/s vs stock llama-bench >= 0.98", paired(ours, theirs, "prefill_tps"), 0.98),
+            ("decode tok/s vs stock llama-bench >= 0.98", paired(ours, theirs, "decode_tps"), 0.98),
+            ("HTTP single-stream tok/s vs stock llama-server >= 0.97", paired(*one, "request_tps"), 0.97),
+            ("4 clients aggregate vs stock llama-server -np 4 >= 1.0", paired(*four, "aggregate_tps"), 1.0),
             ("4 clients aggregate vs shimmy-py --parallel 1 >= 1.6",
              paired(four[0], unbatched, "aggregate_tps"), 1.6)]
     out = [(name, _fmt(v), v[0] >= goal) for name, v, goal in rows]
@@ -75,7 +75,8 @@ def _history(out: Path) -> str:
     return text[start:] if start >= 0 else ""
 
 
-def write_report(out: Path, machine: str, args: dict, theirs, ours, http, ttft, plan_s, took_s) -> str:
+def write_report(out: Path, machine: str, builds: list[str], args: dict, theirs, ours, invariant, http, ttft,
+                 plan_s, took_s) -> str:
     lines = [
         "# Benchmarks", "",
         "Written by `make bench` (`benchmarks/side_by_side.py`); rerun it to replace this file. "
@@ -84,18 +85,26 @@ def write_report(out: Path, machine: str, args: dict, theirs, ours, http, ttft, 
         "llama.cpp's tool and shimmy_py back to back; a ratio is taken within a round, and the median "
         "over rounds is shown with its range, since this machine's speed drifts between rounds by more "
         "than the differences measured.", "",
-        f"- machine: {machine}",
+        f"- machine: {machine}", *builds,
         f"- run: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {_commit()}, "
         f"{took_s / 60:.1f} min; threads {args['threads']}, prompt {args['p']}, generated {args['n']}, "
         f"{len(ours)} rounds{' (quick run)' if args['quick'] else ''}", "",
         "## Targets (median ratio over rounds, range in brackets)", "", "| target | measured | |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {'' if ok is None else 'met' if ok else '**missed**'} |"
               for name, value, ok in targets(theirs, ours, http, ttft, plan_s)]
-    lines += ["", "## llama-bench against shimmy_py (medians over rounds)", "",
-              "| | llama-bench | shimmy_py | ratio (paired) |", "|---|---|---|---|"]
+    lines += ["", "## Stock llama-bench against shimmy_py (medians over rounds)", "",
+              "| | stock llama-bench | shimmy_py | ratio (paired) |", "|---|---|---|---|"]
     for key, label in (("prefill_tps", f"prompt {args['p']} tok/s"), ("decode_tps", f"decode {args['n']} tok/s")):
         lines.append(f"| {label} | {_median(theirs, key):.2f} | {_median(ours, key):.2f} | "
                      f"{_fmt(paired(ours, theirs, key))} |")
+    if invariant:
+        lines += ["", "What `--batch-invariant` costs (llamafile's kernels off, so that a sequence's logits do "
+                  "not depend on what shares its batch): its llama-bench against the stock one, same rounds.", "",
+                  "| | stock llama-bench | --batch-invariant llama-bench | ratio (paired) |", "|---|---|---|---|"]
+        for key, label in (("prefill_tps", f"prompt {args['p']} tok/s"),
+                           ("decode_tps", f"decode {args['n']} tok/s")):
+            lines.append(f"| {label} | {_median(theirs, key):.2f} | {_median(invariant, key):.2f} | "
+                         f"{_fmt(paired(invariant, theirs, key))} |")
     lines += ["", "## llama-server against shimmy-py serve (same client, /v1/completions, streamed; medians)", "",
               "Same model, threads and context per slot; for more than one slot llama-server runs with "
               "`--kv-unified`, one KV cache shared by the slots, as shimmy-py serve does.", "",

@@ -3,6 +3,9 @@ the same threads and placement; writes the ratios to docs/BENCHMARKS.md.
 
     python benchmarks/side_by_side.py [--model models/bench.gguf] [--threads N] [--quick]
 
+The peer is stock llama.cpp (`native/build.sh --stock`: its CMake defaults and
+-DGGML_RPC=ON, plus only what this machine cannot run), never a build with this
+project's own choices.
 1. llama-bench (pp P at depth 0, tg N at depth P) against `shimmy-py bench`
    (a P-token prompt, then N greedy tokens through the Python generation loop),
    alternating over five rounds; ratios within rounds, their median (the HTTP part too).
@@ -39,8 +42,10 @@ from shimmy_py.native import install as native  # noqa: E402
 from shimmy_py.procs import free_port  # noqa: E402
 
 
-def llama_bench(model: Path, p: int, n: int, reps: int, threads: int) -> dict:
-    tool = str(native.tool("llama-bench"))
+def llama_bench(model: Path, p: int, n: int, reps: int, threads: int, mode: str = "stock") -> dict:
+    """llama-bench of the `mode` build: "stock" is the peer (llama.cpp as users
+    build it), "batch-invariant" shows what that build option costs."""
+    tool = str(native.mode_tool(mode, "llama-bench"))
     out = {}
     for key, args in (("prefill_tps", ["-p", str(p), "-n", "0"]),
                       ("decode_tps", ["-p", "0", "-n", str(n), "-d", str(p)])):
@@ -55,15 +60,19 @@ def ours_bench(model: Path, p: int, n: int, reps: int, threads: int) -> dict:
     return {"prefill_tps": r.prefill_tps, "decode_tps": r.decode_tps}
 
 
-def bench_rounds(model: Path, p: int, n: int, reps: int, threads: int, rounds: int) -> tuple[list, list]:
-    """llama-bench and shimmy_py alternately, `rounds` times. This machine's
-    speed drifts by several percent over tens of seconds: ratios are taken
-    within each round (adjacent runs) and summarised by their median."""
-    theirs, ours = [], []
+def bench_rounds(model: Path, p: int, n: int, reps: int, threads: int, rounds: int) -> tuple[list, list, list]:
+    """Stock llama-bench and shimmy_py alternately, `rounds` times, with the
+    --batch-invariant build's llama-bench beside them when it is built. This
+    machine's speed drifts by several percent over tens of seconds: ratios are
+    taken within each round (adjacent runs) and summarised by their median."""
+    theirs, ours, invariant = [], [], []
+    with_invariant = bool(native.mode_info("batch-invariant"))
     for _ in range(rounds):
         theirs.append(llama_bench(model, p, n, reps, threads))
         ours.append(ours_bench(model, p, n, reps, threads))
-    return theirs, ours
+        if with_invariant:
+            invariant.append(llama_bench(model, p, n, reps, threads, "batch-invariant"))
+    return theirs, ours, invariant
 
 
 def servers(model: Path, threads: int, ctx: int, parallel: int):
@@ -72,8 +81,9 @@ def servers(model: Path, threads: int, ctx: int, parallel: int):
     # shimmy-py's sequences share one KV cache; llama-server's do with -kvu (its
     # default only when -np is not given), so both lay out the KV cache alike
     unified = ["--kv-unified"] if parallel > 1 else []
-    llama = [str(native.tool("llama-server")), "-m", str(model), "-c", str(ctx * parallel), "-np", str(parallel),
-             *unified, "-t", str(threads), "--host", "127.0.0.1", "--port", str(port_a), "--no-webui"]
+    llama = [str(native.mode_tool("stock", "llama-server")), "-m", str(model), "-c", str(ctx * parallel),
+             "-np", str(parallel), *unified, "-t", str(threads), "--host", "127.0.0.1", "--port", str(port_a),
+             "--no-webui"]
     ours = [sys.executable, "-m", "shimmy_py", "serve", "--model", str(model), "--ctx", str(ctx),
             "--parallel", str(parallel), "--threads", str(threads), "--port", str(port_b)]
     return [("llama-server", llama, port_a), ("shimmy-py serve", ours, port_b)]
@@ -117,6 +127,22 @@ def machine() -> str:
             f"Python {platform.python_version()}, llama.cpp from {native.build_info().get('source', '?')}")
 
 
+def builds() -> list[str]:
+    """What each compared build is, from the VERSION file native/build.sh wrote."""
+    mine = native.build_info()
+    lines = [f"- shimmy_py's libraries ({mine.get('mode', '?')} build): cmake {mine.get('cmake_args', '?')}"]
+    for mode, what in (("stock", "the peer, llama.cpp as users build it"),
+                       ("batch-invariant", "`native/build.sh --batch-invariant`")):
+        info = native.mode_info(mode)
+        if info:
+            lines.append(f"- {mode} ({what}): cmake {info.get('cmake_args', '?')}")
+    off = mine.get("isa_off")
+    if off:
+        lines.append(f"- turned off in every build because this machine cannot run them as built here: {off} "
+                     "(native/build.sh's probe)")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "bench.gguf")
@@ -134,11 +160,12 @@ def main() -> None:
         shimmy_py.synth.write(a.model, "bench")
     t0 = time.time()
     rounds = 1 if a.quick else 5
-    theirs, ours = bench_rounds(a.model, a.p, a.n, 2 if not a.quick else a.r, a.threads, rounds)
+    theirs, ours, invariant = bench_rounds(a.model, a.p, a.n, 2 if not a.quick else a.r, a.threads, rounds)
     http = http_rounds(a.model, a.threads, 32 if a.quick else 64, 1 if a.quick else 5, 1 if a.quick else 2)
     ttft = paired_ttft(servers(a.model, a.threads, 1024, 1), 6 if a.quick else 40)
     plan_s = planning_time()
-    text = write_report(a.out, machine(), vars(a), theirs, ours, http, ttft, plan_s, time.time() - t0)
+    text = write_report(a.out, machine(), builds(), vars(a), theirs, ours, invariant, http, ttft, plan_s,
+                        time.time() - t0)
     print(text)
 
 

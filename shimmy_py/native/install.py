@@ -57,13 +57,27 @@ def batch_invariant() -> bool:
     return build_info().get("mode") == "batch-invariant"
 
 
-def stock_tool(name: str) -> Path:
-    """One of llama.cpp's programs from the stock build (`native/build.sh
-    --stock`), the peer that benchmarks compare against."""
-    path = cache_dir() / "stock" / "bin" / name
+BUILD_MODES = ("default", "batch-invariant", "stock")
+
+
+def mode_tool(mode: str, name: str) -> Path:
+    """One of llama.cpp's programs from the last build of `mode`: "default",
+    "batch-invariant" or "stock" (the peer benchmarks compare against, built
+    as users build llama.cpp); native/build.sh links each as $SHIMMY_PY_CACHE/MODE."""
+    path = cache_dir() / mode / "bin" / name
     if not os.access(path, os.X_OK):
-        raise NativeError(f"{name} not found at {path}; build the peer with `native/build.sh --stock`")
+        flag = "" if mode == "default" else f" --{mode}"
+        raise NativeError(f"{name} of the {mode} build not found at {path}; build it with `native/build.sh{flag}`")
     return path
+
+
+def mode_info(mode: str) -> dict[str, str]:
+    """The VERSION lines of the last build of `mode` ({} if none)."""
+    path = cache_dir() / mode / "lib" / "VERSION"
+    if not path.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k: v for k, v in pairs}
 
 
 def std_regex_errors(patterns: list[str]) -> dict[str, str]:
