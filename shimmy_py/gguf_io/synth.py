@@ -68,6 +68,11 @@ PRESETS = {
     # NumPy reference forward pass can be matched tightly.
     "tiny": Preset("tiny", n_embd=64, n_layer=3, n_head=4, n_head_kv=4, n_ff=192, n_ff_exp=32,
                    n_expert=8, n_expert_used=2, n_expert_shared=2, dtype="f32"),
+    # Quantization tests: the smallest shapes whose every matrix row is a whole
+    # number of K-quant blocks (256 values), so llama-quantize's Q4_K_M really
+    # writes Q4_K and Q6_K tensors (tiny's 64-wide rows fall back to Q5_0/Q8_0).
+    "tiny-k": Preset("tiny-k", n_embd=256, n_layer=2, n_head=4, n_head_kv=4, n_ff=512, n_ff_exp=256,
+                     n_expert=8, n_expert_used=2, n_expert_shared=1),
     # Benchmarks: DeepSeekMoE's layout (64 experts, 6 active, 2 shared) at a size
     # that a 2-core, 24 GiB machine decodes at a usable speed (about 1.5 GB in F16).
     "bench": Preset("bench", n_embd=1024, n_layer=6, n_head=16, n_head_kv=16, n_ff=5472, n_ff_exp=512,
