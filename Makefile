@@ -4,7 +4,7 @@ PYTHON ?= python3
 MODELS ?= models
 BUILD_FLAGS ?=   # --batch-invariant: logits bit-identical alone or batched (README: "Three builds")
 
-.PHONY: all native install demo test test-fast bench clean
+.PHONY: all native install demo test test-fast test-invariant bench clean
 
 all: install
 
@@ -23,6 +23,13 @@ demo: install $(MODELS)/tiny.gguf
 
 test: install
 	$(PYTHON) -m pytest -q tests
+
+# the tests that compare sequences decoded alone and batched, on the
+# --batch-invariant build, where they must agree bit for bit
+INVARIANT_TESTS = batch_invariance or concurrent or extending or reuse or greedy
+test-invariant: install
+	SHIMMY_PY_LIB_DIR="$$(native/build.sh --batch-invariant)/lib" $(PYTHON) -m pytest -q tests -k "$(INVARIANT_TESTS)"
+	native/build.sh $(BUILD_FLAGS) >/dev/null
 
 # the pure tests (tests/unit): no native build needed, about a second
 test-fast:

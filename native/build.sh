@@ -100,7 +100,7 @@ isa_decision() {
         || { say "cannot compile native/isa_probe.c (see $CACHE/isa_probe.log): no extension probed"; return; }
     local name flags runs=()
     while read -r name flags; do
-        if ("$probe" "$name") >/dev/null 2>&1; then
+        if { ("$probe" "$name") >/dev/null 2>&1; } 2>/dev/null; then
             runs+=("$name")
         else
             ISA_OFF_NAMES+=("$name")
@@ -109,14 +109,16 @@ isa_decision() {
         fi
     done < <("$probe" --list)
     # AMX: ggml's own tile setup, compiled as ggml-cpu is (C++, -O3)
-    if c++ -march=native -dM -E -x c++ /dev/null 2>/dev/null | grep -q "__AMX_TILE__"; then
+    local macros
+    macros="$(c++ -march=native -dM -E -x c++ /dev/null 2>/dev/null || true)"
+    if [[ "$macros" == *__AMX_TILE__* ]]; then
         if c++ -O3 -march=native "$HERE/amx_probe.cpp" -o "$amx_probe" 2>>"$CACHE/isa_probe.log" \
-                && ("$amx_probe" ggml) >/dev/null 2>&1; then
+                && { ("$amx_probe" ggml) >/dev/null 2>&1; } 2>/dev/null; then
             runs+=(amx)
         else
             ISA_OFF_NAMES+=(amx)
             ISA_OFF_FLAGS+=(-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
-            if [[ -x "$amx_probe" ]] && ("$amx_probe" plain) >/dev/null 2>&1; then
+            if [[ -x "$amx_probe" ]] && { ("$amx_probe" plain) >/dev/null 2>&1; } 2>/dev/null; then
                 AMX_WHY="this machine runs AMX, but ggml's tile setup as $(c++ --version | head -1) builds it faults (SIGILL; native/amx_probe.cpp says why)"
             else
                 AMX_WHY="this machine advertises AMX but cannot execute it"
@@ -192,8 +194,21 @@ probe() {
     mv "$INSTALL/lib/layout.json.tmp" "$INSTALL/lib/layout.json"
 }
 
-LINK="$CACHE/current"
-[[ $MODE == stock ]] && LINK="$CACHE/stock"
+# $SHIMMY_PY_CACHE/MODE names the last build of each mode (benchmarks find
+# the peer and the batch-invariant build there); `current`, what the package
+# loads, follows the default and batch-invariant builds, never the stock one.
+link() {
+    ln -sfn "$INSTALL" "$CACHE/$MODE"
+    [[ $MODE == stock ]] || ln -sfn "$INSTALL" "$CACHE/current"
+}
+
+# -ot patterns are checked as llama.cpp compiles them (std::regex), by a tiny
+# program built with the same compiler: shimmy_py.native.install.std_regex_errors.
+regex_checker() {
+    [[ -x "$INSTALL/bin/regex_check" && "$INSTALL/bin/regex_check" -nt "$HERE/regex_check.cpp" ]] && return
+    c++ -O2 -std=c++17 "$HERE/regex_check.cpp" -o "$INSTALL/bin/regex_check" \
+        || die "native/regex_check.cpp failed to compile"
+}
 
 # What the package and the tests read about this build (install.build_info()).
 write_version() {
@@ -207,9 +222,9 @@ INFO
 }
 
 if [[ $FORCE == 0 && -f "$INSTALL/BUILD_OK" ]]; then
-    [[ $MODE == stock ]] || probe
+    [[ $MODE == stock ]] || { probe; regex_checker; }
     write_version
-    ln -sfn "$INSTALL" "$LINK"
+    link
     say "cached build: $INSTALL"
     echo "$INSTALL"
     exit 0
@@ -237,9 +252,10 @@ cp "$SRC/models/ggml-vocab-deepseek-llm.gguf" "$SRC/models/ggml-vocab-deepseek-l
 if [[ $MODE != stock ]]; then
     say "compiling the struct layout probe"
     probe
+    regex_checker
 fi
 write_version
 touch "$INSTALL/BUILD_OK"
-ln -sfn "$INSTALL" "$LINK"
+link
 say "done: $INSTALL"
 echo "$INSTALL"

@@ -112,3 +112,11 @@ def test_cli_devices_lists_the_rpc_device(rpc):
     devs = json.loads(p.stdout)["devices"]
     assert [d["kind"] for d in devs] == ["cpu", "accelerator"]
     assert devs[1]["description"] == rpc
+
+
+def test_an_override_std_regex_refuses_is_refused_before_loading(tiny_path):
+    """Python's re takes lookbehind; llama.cpp's std::regex (ECMAScript) throws
+    inside its loader. The pattern is checked with std::regex itself first."""
+    with pytest.raises(PlacementError, match=r"std::regex .*refuses"):
+        make_plan(tiny_path, PlacementOptions(overrides=(r"(?<=blk\.1\.)ffn_up_exps=CPU",)))
+    make_plan(tiny_path, PlacementOptions(overrides=(r"blk\.1\.ffn_up_exps=CPU",)))   # a valid one passes

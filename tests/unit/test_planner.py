@@ -126,6 +126,7 @@ def test_user_overrides_come_first(table):
     (PlanRequest("n-cpu-moe", n_cpu_moe=-1), "out of range"),
     (PlanRequest("gpu", overrides=(("exps", "CUDA7"),)), "unknown buffer type 'CUDA7'; valid: CPU, GPU"),
     (PlanRequest("gpu", overrides=(("exps(", "CPU"),)), "malformed pattern"),
+    (PlanRequest("gpu", overrides=(("a{99999999999}", "CPU"),)), "malformed pattern"),
     (PlanRequest("sideways"), "unknown strategy"),
 ])
 def test_bad_requests(table, req, message):
