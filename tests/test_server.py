@@ -62,7 +62,7 @@ def sse_events(text: str) -> list[str]:
 
 def test_health_and_model_lists(server):
     assert post_json(server.url, "/health", None)[1] == {"status": "ok", "model": "deepseek-moe-16b-f16",
-                                                         "ready": True}
+                                                         "ready": True, "restarts": 0, "last_crash": None}
     status, body = post_json(server.url, "/v1/models", None)
     assert status == 200 and body["object"] == "list"
     assert {m["id"] for m in body["data"]} == {"deepseek-moe-16b-f16", "deepseek-moe-16b"}
@@ -325,10 +325,10 @@ def test_health_is_503_while_loading_and_generate_waits_for_the_model(card_model
         srv.stop()
 
 
-def test_generate_with_messages_and_system_uses_the_chat_template(server):
+def test_generate_with_messages_and_system_uses_the_chat_template(server, model):
     body = {"system": "Be brief.", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3,
             "temperature": 0, "stream": False}
     status, out = post_json(server.url, "/api/generate", body)
     assert status == 200
     expected_prompt = "Be brief.\n\nUser: Hi\n\nAssistant:"
-    assert out["prompt_tokens"] == len(server.state.model.tokenize(expected_prompt))
+    assert out["prompt_tokens"] == len(model.tokenize(expected_prompt))   # the same tokenizer, in this process

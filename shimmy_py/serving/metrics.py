@@ -33,8 +33,9 @@ class Metrics:
                 self.decode_tps_sum += c.tokens_per_s
                 self.decode_tps_count += 1
 
-    def render(self, device_bytes: dict[str, int], engine=None) -> str:
-        """The exposition text; `engine` is the engine's EngineStats (None while loading)."""
+    def render(self, device_bytes: dict[str, int], engine=None, restarts: int = 0) -> str:
+        """The exposition text; `engine` holds the engine's counters (None while
+        the model is loading); `restarts` counts the model worker's crashes."""
         queue_depth, active = (engine.queue_depth, engine.active) if engine is not None else (0, 0)
         with self._lock:
             lines = ["# HELP shimmy_requests_total HTTP requests by route and status.",
@@ -64,6 +65,8 @@ class Metrics:
                 "# HELP shimmy_placement_bytes Planned weight bytes per device.",
                 "# TYPE shimmy_placement_bytes gauge"]
             lines += [f'shimmy_placement_bytes{{device="{d}"}} {b}' for d, b in sorted(device_bytes.items())]
+            lines += ["# HELP shimmy_worker_restarts_total Model worker restarts after it died (a native crash).",
+                      "# TYPE shimmy_worker_restarts_total counter", f"shimmy_worker_restarts_total {restarts}"]
             if engine is not None:
                 lines += ["# HELP shimmy_engine_step_seconds_total Engine steps: batch, decode, sampling.",
                           "# TYPE shimmy_engine_step_seconds_total counter",

@@ -1,9 +1,12 @@
 """`shimmy-py serve`: shimmy's HTTP API and OpenAI's on one resident model.
 
-A bounded pool of handler threads (http.py) answers the routes here, while
-the batching engine (engine.py) decodes every request's sequence in shared
-llama_decode calls. Handlers consume generation.loop.run() generators; a
-client that goes away closes its generator, which frees its sequence.
+A bounded pool of handler threads (http.py) answers the routes here. The
+model lives in a worker process (worker.py, supervised by supervisor.py)
+whose batching engine decodes every request's sequence in shared
+llama_decode calls: a native crash there fails the requests in flight and
+the worker restarts, while this process keeps answering. Handlers consume
+the worker's pieces as a generator; a client that goes away closes it,
+which frees its sequence.
 Secure by default: loopback, no CORS headers, the Host header checked
 against the bound address (DNS rebinding), the API key compared in constant
 time, and errors that never show the server's paths.
@@ -17,22 +20,22 @@ import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from .. import defaults
-from ..errors import GenerationError, ShimmyError
-from ..generation.loop import drain, run
+from ..errors import ShimmyError
+from ..generation.loop import drain
 from .api import (
     ApiError,
-    GenRequest,
     OpenAIShapes,
     generate_response,
     parse_request,
     timing,
 )
-from .engine import Engine, EngineFailed, QueueFull
 from .http import ClientGone, HttpPolicy, JsonHandler, PooledHTTPServer
 from .metrics import Metrics
 from .names import name_table
+from .supervisor import Supervisor, WorkerDied, WorkerSpec
 
 logger = logging.getLogger("shimmy_py.server")
 CLIENT_CHECK_EVERY = 8          # pieces between checks that a non-streaming client is still there
@@ -81,13 +84,13 @@ class ServeConfig:
 
 
 class State:
-    """What the handlers share: the model once loaded, its engine, its names."""
+    """What the handlers share: the model worker, the model's names, metrics."""
 
     def __init__(self, config: ServeConfig):
         self.config = config
-        self.model = self.engine = None
+        self.worker = Supervisor(WorkerSpec(str(config.model_path), config.ctx * config.parallel, config.parallel,
+                                            config.threads, config.queue, dict(config.model_kwargs)))
         self.load_error: str | None = None
-        self.ready = threading.Event()
         self.metrics = Metrics()
         names = name_table([config.model_path])
         self.names = sorted(names, key=len, reverse=True)
@@ -97,6 +100,10 @@ class State:
         self.path_names = {str(Path(config.model_path).resolve()): self.name, str(config.model_path): self.name}
         self.inflight = 0
         self.idle = threading.Condition()
+
+    @property
+    def ready(self) -> threading.Event:
+        return self.worker.ready
 
     def enter(self) -> None:
         with self.idle:
@@ -112,13 +119,10 @@ class State:
             return self.idle.wait_for(lambda: self.inflight == 0, timeout)
 
     def load(self) -> None:
-        from ..generation.model import Model
-        c = self.config
+        """Starts the model worker and waits until it has loaded the model."""
         try:
-            self.model = Model(c.model_path, n_ctx=c.ctx * c.parallel, n_seq_max=c.parallel,
-                               n_threads=c.threads, **c.model_kwargs)
-            self.engine = Engine(self.model.context, self.model.vocab, queue_limit=c.queue)
-            self.ready.set()
+            self.worker.start()
+            self.load_error = None
         except ShimmyError as e:
             self.load_error = str(e)
             raise
@@ -130,10 +134,8 @@ class State:
                        f"{', '.join(repr(n) for n in self.names)}", "not_found_error")
 
     def close(self) -> None:
-        if self.engine is not None:
-            self.engine.close()
-        if self.model is not None:
-            self.model.close()
+        """Ends open streams and stops the worker (its exit frees all native memory)."""
+        self.worker.stop()
 
 
 class Handler(JsonHandler):
@@ -217,12 +219,14 @@ class Handler(JsonHandler):
 
     # --- GET routes -----------------------------------------------------------
     def health(self) -> None:
-        s = self.state
+        s, w = self.state, self.state.worker
+        crash = {"restarts": w.restarts, "last_crash": w.last_crash}
         if s.ready.is_set():
-            self.send_json(200, {"status": "ok", "model": s.name, "ready": True})
+            self.send_json(200, {"status": "ok", "model": s.name, "ready": True, **crash})
         else:
-            error = self._scrubbed(ApiError(503, s.load_error)).message if s.load_error else None
-            self.send_json(503, {"status": "error" if s.load_error else "loading", "ready": False, "error": error})
+            error = s.load_error or w.load_error
+            error = self._scrubbed(ApiError(503, error)).message if error else None
+            self.send_json(503, {"status": "error" if error else "loading", "ready": False, "error": error, **crash})
 
     def v1_models(self) -> None:
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "shimmy-py"} for n in self.state.names]
@@ -242,10 +246,10 @@ class Handler(JsonHandler):
         self.send_json(200, {"models": models})
 
     def metrics(self) -> None:
-        s = self.state
-        plan = s.model.plan if s.model is not None else None
-        text = s.metrics.render(plan.weights_by_device() if plan else {},
-                                s.engine.stats if s.engine is not None else None)
+        w = self.state.worker
+        stats = w.stats()
+        text = self.state.metrics.render(w.info.get("devices", {}), SimpleNamespace(**stats) if stats else None,
+                                         w.restarts)
         self.send_text(200, text, "text/plain; version=0.0.4")
 
     # --- POST routes ----------------------------------------------------------
@@ -268,7 +272,7 @@ class Handler(JsonHandler):
         name = s.resolve(req.model)
         s.enter()
         try:
-            gen = self._start(req)
+            gen = s.worker.generate(req)        # the worker tokenizes and queues it: errors come here
             if route == "generate":
                 self._shimmy_answer(gen, name, req.stream)
             else:
@@ -276,31 +280,20 @@ class Handler(JsonHandler):
         finally:
             s.leave()
 
-    def _start(self, req: GenRequest):
-        s = self.state
-        model = s.model
-        try:
-            if req.messages is not None:
-                tokens = model.tokenize(model.apply_chat_template(req.messages), parse_special=True)
-            else:
-                tokens = model.tokenize(req.prompt)
-            max_tokens = req.max_tokens if req.max_tokens is not None else model.n_ctx
-            source = s.engine.submit(tokens, req.sampling, max_tokens)
-        except QueueFull as e:
-            raise ApiError(503, f"server busy: {e}", "server_error", {"Retry-After": "1"}) from None
-        except EngineFailed as e:
-            raise ApiError(503, str(e), "server_error") from None
-        except GenerationError as e:
-            raise ApiError(400, str(e)) from None
-        return run(source, model.vocab, max_tokens, req.stop)
-
     def _drain(self, gen, on_piece=None):
         """Runs `gen` (see generation.loop.drain) and counts its Completion. A
         non-streaming answer checks every few pieces that its client is still
-        there; one that left ends the generation (its sequence is freed)."""
-        if on_piece is None:
-            on_piece = self._still_there
-        c = drain(gen, on_piece)
+        there; one that left ends the generation (its sequence is freed). If
+        the model worker dies meanwhile, a stream ends with an error event
+        (its status was sent) and None is returned."""
+        try:
+            c = drain(gen, on_piece if on_piece is not None else self._still_there)
+        except WorkerDied as e:
+            if not self._status:
+                raise ApiError(503, str(e), "server_error", {"Retry-After": "5"}) from None
+            self.send_event(json.dumps({"error": {"message": str(e), "type": "server_error", "code": 503}}))
+            self.send_event("[DONE]")
+            return None
         self.state.metrics.completion(c)
         return c
 
@@ -314,8 +307,8 @@ class Handler(JsonHandler):
             self.send_json(200, generate_response(name, self._drain(gen)))
             return
         self.start_sse()
-        self._drain(gen, self.send_event)
-        self.send_event("[DONE]")
+        if self._drain(gen, self.send_event) is not None:
+            self.send_event("[DONE]")
 
     def _openai_answer(self, gen, name: str, chat: bool, stream: bool) -> None:
         shapes = OpenAIShapes(name, chat)
@@ -327,6 +320,8 @@ class Handler(JsonHandler):
         if chat:
             self.send_event(json.dumps(shapes.chunk(None, first=True), ensure_ascii=False))
         c = self._drain(gen, lambda p: self.send_event(json.dumps(shapes.chunk(p), ensure_ascii=False)))
+        if c is None:
+            return
         self.send_event(json.dumps(shapes.chunk(None, c.finish_reason, c=c), ensure_ascii=False))
         self.send_event("[DONE]")
 
@@ -358,16 +353,13 @@ class Server:
         return self
 
     def stop(self, grace_s: float = 30.0) -> None:
-        """Ends open streams, stops serving, frees native memory once no
-        handler uses the model any more (after `grace_s` it is left to exit)."""
-        if self.state.engine is not None:
-            self.state.engine.close()
+        """Ends open streams (the worker stops, freeing all native memory),
+        then stops serving once the handlers have answered."""
+        self.state.close()
         self.httpd.shutdown()
         self.httpd.server_close()
-        if self.state.wait_idle(grace_s):
-            self.state.close()
-        else:
-            logger.warning("requests still running after %.0f s; native memory is left to the OS", grace_s)
+        if not self.state.wait_idle(grace_s):
+            logger.warning("requests still running after %.0f s", grace_s)
 
     def __enter__(self):
         return self

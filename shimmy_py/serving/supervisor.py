@@ -1,0 +1,221 @@
+"""The server's side of the model worker (worker.py): starts it, relays each
+request's pieces back to its handler, and when the worker dies (a native
+crash: SIGSEGV, SIGABRT, or a kill) fails the requests in flight with a
+message naming the signal, counts the restart, and starts it again.
+
+`generate()` gives a handler the same thing generation.loop.run() gives the
+Python API: a generator of text pieces that returns the Completion; closing
+it early cancels the request in the worker.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import queue
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Generator
+
+from ..errors import ShimmyError
+from ..generation.loop import Completion
+from . import worker
+from .api import ApiError, GenRequest
+
+logger = logging.getLogger("shimmy_py.server")
+_CTX = multiprocessing.get_context("spawn")   # a fresh interpreter: no threads or native state inherited
+
+
+class WorkerDied(ShimmyError):
+    """The model worker process ended while requests were in flight."""
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How to start the worker: Model's arguments and the engine's queue."""
+    model_path: str
+    n_ctx: int
+    n_seq_max: int
+    threads: int | None
+    queue_limit: int
+    model_kwargs: dict
+
+
+_ERRORS = {"busy": (503, "server_error", {"Retry-After": "1"}), "unavailable": (503, "server_error", {}),
+           "invalid": (400, "invalid_request_error", {}), "internal": (500, "server_error", {})}
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "it stopped answering"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+class Supervisor:
+    """Runs the worker; restarts it after a crash, until stopped."""
+
+    def __init__(self, spec: WorkerSpec):
+        self.spec = spec
+        self.ready = threading.Event()
+        self.load_error: str | None = None
+        self.last_crash: str | None = None
+        self.restarts = 0
+        self.info: dict = {}
+        self._lock = threading.Lock()
+        self._requests: dict[int, queue.SimpleQueue] = {}
+        self._stats: queue.SimpleQueue = queue.SimpleQueue()
+        self._ids = itertools.count()
+        self._stopping = False
+        self._conn = self._proc = None
+
+    # --- lifetime -----------------------------------------------------------------
+    def start(self) -> None:
+        """Starts the worker and waits until it is ready or failed to load."""
+        ours, theirs = _CTX.Pipe()
+        s = self.spec
+        proc = _CTX.Process(target=worker.main, name="shimmy-model-worker", daemon=True,
+                            args=(theirs, s.model_path, s.n_ctx, s.n_seq_max, s.threads, s.queue_limit,
+                                  s.model_kwargs))
+        proc.start()
+        theirs.close()
+        with self._lock:
+            self._conn, self._proc = ours, proc
+        first = self._recv_from(ours)
+        if first is None or first[0] != "ready":
+            self.load_error = first[1] if first else f"the model worker {describe_exit(proc.exitcode)} while loading"
+            proc.join(timeout=10)
+            raise ShimmyError(self.load_error)
+        self.info, self.load_error = first[1], None
+        self.ready.set()
+        threading.Thread(target=self._read, args=(ours, proc), name="shimmy-worker-reader", daemon=True).start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Asks the worker to end its streams and exit; waits for it."""
+        self._stopping = True
+        with self._lock:
+            conn, proc = self._conn, self._proc
+        if conn is None:
+            return
+        try:
+            conn.send(("stop",))
+        except OSError:
+            pass
+        proc.join(timeout)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def _read(self, conn, proc) -> None:
+        """Relays the worker's messages; on its death fails what was in flight."""
+        while (msg := self._recv_from(conn)) is not None:
+            kind = msg[0]
+            if kind == "stats":
+                self._stats.put(msg[1])
+            elif kind in ("piece", "done", "error"):
+                with self._lock:
+                    q = self._requests.get(msg[1])
+                if q is not None:
+                    q.put(msg)
+        proc.join(timeout=10)
+        if self._stopping:
+            self._fail_all("the server is shutting down")
+            return
+        self.last_crash = f"the model worker {describe_exit(proc.exitcode)}"
+        logger.error("%s; failing %d requests in flight and restarting it", self.last_crash, len(self._requests))
+        self.ready.clear()
+        self._fail_all(f"{self.last_crash}; it is being restarted, retry shortly")
+        self.restarts += 1
+        threading.Thread(target=self._restart, name="shimmy-worker-restart", daemon=True).start()
+
+    @staticmethod
+    def _recv_from(conn):
+        try:
+            return conn.recv()
+        except (EOFError, OSError):
+            return None
+
+    def _fail_all(self, message: str) -> None:
+        with self._lock:
+            pending = list(self._requests.values())
+        for q in pending:
+            q.put(("died", message))
+
+    def _restart(self) -> None:
+        try:
+            self.start()
+        except ShimmyError as e:
+            logger.error("the model worker could not be restarted: %s", e)
+
+    # --- requests -------------------------------------------------------------------
+    def stats(self, timeout: float = 5.0) -> dict | None:
+        """The engine's counters, from the worker (None while it is down)."""
+        if not self.ready.is_set():
+            return None
+        try:
+            self._conn.send(("stats",))
+            return self._stats.get(timeout=timeout)
+        except (OSError, queue.Empty):
+            return None
+
+    def generate(self, req: GenRequest) -> Generator[str, None, Completion]:
+        """Submits `req` now (errors raise ApiError here) and returns its pieces."""
+        if not self.ready.is_set():
+            raise ApiError(503, self.load_error or self.last_crash or "the model is loading", "server_error",
+                           {"Retry-After": "5"})
+        rid, q = next(self._ids), queue.SimpleQueue()
+        with self._lock:
+            self._requests[rid] = q
+        try:
+            self._conn.send(("generate", rid, req))
+        except OSError:
+            self._forget(rid)
+            raise ApiError(503, "the model worker is restarting, retry shortly", "server_error",
+                           {"Retry-After": "5"}) from None
+        first = q.get()
+        if first[0] in ("error", "died"):
+            self._forget(rid)
+            raise self._api_error(first)
+        return self._pieces(rid, q, first)
+
+    def _pieces(self, rid: int, q, first) -> Generator[str, None, Completion]:
+        msg, finished = first, False
+        try:
+            while True:
+                if msg[0] == "piece":
+                    yield msg[2]
+                elif msg[0] == "done":
+                    finished = True
+                    return msg[2]
+                else:
+                    finished = True
+                    raise WorkerDied(msg[-1]) if msg[0] == "died" else self._api_error(msg)
+                msg = q.get()
+        finally:
+            if not finished:                      # closed early: the client went away
+                try:
+                    self._conn.send(("cancel", rid))
+                except OSError:
+                    pass
+            self._forget(rid)
+
+    def _forget(self, rid: int) -> None:
+        with self._lock:
+            self._requests.pop(rid, None)
+
+    @staticmethod
+    def _api_error(msg) -> ApiError:
+        if msg[0] == "died":
+            return ApiError(503, msg[1], "server_error", {"Retry-After": "5"})
+        status, kind, headers = _ERRORS.get(msg[2], _ERRORS["internal"])
+        text = f"server busy: {msg[3]}" if msg[2] == "busy" else msg[3]
+        return ApiError(status, text, kind, headers)

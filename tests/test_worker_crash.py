@@ -1,0 +1,79 @@
+"""A native crash in serving is contained: the model lives in a worker
+process; when it dies (SIGKILL here, SIGABRT as llama.cpp's asserts raise)
+the requests in flight fail with a message naming the signal, the server
+keeps answering, counts the restart in /health and /metrics, and serves
+again once the worker has reloaded the model."""
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_server import metric, post_json, read_until
+
+from shimmy_py import synth
+from shimmy_py.serving.server import ServeConfig, Server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    path = synth.write(tmp_path_factory.mktemp("crash") / "tiny.gguf", "tiny", seed=1)
+    with Server(ServeConfig(Path(path), port=0, ctx=512, parallel=2, threads=2)).start() as srv:
+        yield srv
+
+
+def wait_ready(srv, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body = post_json(srv.url, "/health", None)
+        if status == 200:
+            return body
+        time.sleep(0.1)
+    raise AssertionError("the worker did not come back")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGABRT])
+def test_a_worker_killed_mid_stream(server, sig):
+    restarts = wait_ready(server)["restarts"]
+    host, port = server.url.removeprefix("http://").split(":")
+    body = json.dumps({"prompt": "Go on", "max_tokens": 400, "temperature": 0, "stream": True}).encode()
+    s = socket.create_connection((host, int(port)), timeout=60)
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    assert b"data: " in read_until(s, b"data: ")
+    non_streaming = {}
+    t = threading.Thread(target=lambda: non_streaming.update(r=post_json(
+        server.url, "/api/generate", {"prompt": "Long", "max_tokens": 400, "stream": False})))
+    t.start()
+    time.sleep(0.3)
+    os.kill(server.state.worker.pid, sig)
+    rest = read_until(s, b"[DONE]", limit=1 << 22).decode()
+    s.close()
+    t.join(timeout=60)
+    name = signal.Signals(sig).name
+    errors = [json.loads(ln[6:]) for ln in rest.splitlines() if ln.startswith('data: {"error"')]
+    assert errors and name in errors[0]["error"]["message"]           # the stream says what happened
+    status, answer = non_streaming["r"]
+    assert status == 503 and name in answer["error"]                   # and so does a waiting request
+    assert post_json(server.url, "/v1/models", None)[0] == 200          # the server never stopped answering
+    health = wait_ready(server)
+    assert health["restarts"] == restarts + 1 and name in health["last_crash"]
+    assert metric(server.url, "shimmy_worker_restarts_total") == restarts + 1
+    status, out = post_json(server.url, "/api/generate", {"prompt": "Again", "max_tokens": 3, "stream": False})
+    assert status == 200 and out["completion_tokens"] == 3
+
+
+def test_requests_while_the_worker_restarts_get_503_with_retry_after(server):
+    wait_ready(server)
+    os.kill(server.state.worker.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while server.state.ready.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    from test_server import request
+    status, headers, text = request(server.url, "/api/generate", {"prompt": "x", "stream": False})
+    if status != 200:                     # unless the worker was already back
+        assert status == 503 and headers["Retry-After"]
+    wait_ready(server)
