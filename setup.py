@@ -17,6 +17,6 @@ setup(
     packages=find_packages(include=["shimmy_py", "shimmy_py.*"]),
     python_requires=">=3.10",
     install_requires=["numpy", "gguf>=0.17", "psutil", "nvidia-ml-py"],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": ["shimmy-py = shimmy_py.cli:main"]},
 )

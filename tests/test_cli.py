@@ -114,3 +114,27 @@ def test_serve_busy_port_and_list(tiny_path, tmp_path):
     p = cli("list", "--model-dirs", tmp_path, "--json")
     assert p.returncode == 0, p.stderr
     assert set(json.loads(p.stdout)) == {"my-model-q8_0", "my-model"}
+
+
+def test_every_misuse_is_one_line_and_a_non_zero_exit(tiny_path, tmp_path):
+    """Each of these printed a traceback or crashed before."""
+    cases = [
+        ("bench", tiny_path, "--placements", "foo"),
+        ("bench", tiny_path, "--placements", "n-cpu-moe=abc"),
+        ("bench", tiny_path, "-p", "0"),
+        ("bench", tiny_path, "-r", "0"),
+        ("serve", "--model", tiny_path, "--port", "70000"),
+        ("serve", "--model", tiny_path, "--port", "-1"),
+        ("serve", "--model", tiny_path, "--parallel", "0"),
+        ("serve", "--model", tiny_path, "--queue", "-1"),
+        ("generate", tiny_path, "-p", "Hi", "--threads", "100000"),
+        ("synth", "/proc/x.gguf"),
+        ("plan", tiny_path, "-ot", "a{99999999999}=CPU"),
+        ("plan", tiny_path, "-ot", r"(?<=blk\.1\.)ffn_up_exps=CPU"),
+    ]
+    for args in cases:
+        p = cli(*args, timeout=120)
+        assert p.returncode in (1, 2), (args, p.returncode, p.stderr)
+        assert "Traceback" not in p.stderr, (args, p.stderr)
+        errors = [ln for ln in p.stderr.splitlines() if "error" in ln]
+        assert len(errors) == 1, (args, p.stderr)
