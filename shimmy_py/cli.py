@@ -139,21 +139,22 @@ def _serve(args) -> int:
 
     from .placement.make import make_plan
     from .placement.plan import to_text
-    from .serving.names import discover, resolve_model
+    from .serving.discovery import discover
+    from .serving.names import resolve_model
     from .serving.server import ServeConfig, Server
     dirs = model_dirs(args)
     if args.model is None:
         found = discover(dirs)
         if len(found) != 1:
-            raise ShimmyError(f"--model is required ({len(found)} GGUF files found in --model-dirs)")
-        args.model = str(found[0])
+            raise ShimmyError(f"--model is required ({len(found)} GGUF models discovered)")
+        args.model = str(found[0].path)
     path = resolve_model(args.model, dirs)
     opts = replace(placement_options(args), n_ctx=args.ctx * args.parallel)
     plan = make_plan(path, opts)
     config = ServeConfig(path, args.host, args.port, args.ctx, args.threads, args.parallel, args.queue,
                          api_key(args), model_kwargs={"placement": plan, "rpc": opts.rpc, "kv_type": args.kv_type,
                                                       "flash_attn": args.flash_attn},
-                         known_paths=tuple(discover(dirs)), cors_origin=args.cors_origin,
+                         known_paths=tuple(f.path for f in discover(dirs)), cors_origin=args.cors_origin,
                          allowed_hosts=tuple(h for h in args.allowed_hosts.split(",") if h))
     server = Server(config)
     if not config.loopback and not config.api_key:
@@ -191,15 +192,28 @@ def api_key(args) -> str | None:
 
 
 def _list(args) -> int:
-    from .serving.names import discover, name_table
-    table = name_table(discover(model_dirs(args)))
+    from .serving.discovery import describe, discover
+    from .serving.names import short_name
+    rows = []
+    for found in discover(model_dirs(args)):
+        try:
+            d = describe(found)
+            what = {"architecture": d.architecture, "params": d.params, "active_params": d.active_params,
+                    "quantization": d.quantization}
+        except ShimmyError as e:
+            what = {"error": str(e)}
+        rows.append({"name": found.name, "short_name": short_name(found.name), "source": found.source,
+                     "path": str(found.path), "size_bytes": found.size_bytes, "parts": found.parts, **what})
     if args.json:
-        print(json.dumps({n: {"path": str(p), "size_bytes": p.stat().st_size} for n, p in sorted(table.items())}))
+        print(json.dumps(rows, indent=1))
         return 0
-    if not table:
-        print("no GGUF files found (give --model-dirs \"DIR;DIR\")")
-    for name, path in sorted(table.items()):
-        print(f"{name:<32} {path.stat().st_size / 2**30:8.2f} GiB  {path}")
+    if not rows:
+        print("no GGUF models found (--model-dirs, SHIMMY_BASE_GGUF, SHIMMY_MODEL_PATHS, ./models, "
+              "the Hugging Face cache, Ollama's store)")
+    for r in rows:
+        what = (f"{r['architecture']:<10} {r['params'] / 1e9:7.2f}B ({r['active_params'] / 1e9:.2f}B active) "
+                f"{r['quantization']:<6}") if "error" not in r else f"unreadable: {r['error']}"
+        print(f"{r['name']:<32} {r['source']:<18} {r['size_bytes'] / 2**30:8.2f} GiB  {what}")
     return 0
 
 
@@ -266,9 +280,8 @@ def _add_serve_and_list(sub) -> None:
     add_placement_args(sv)
     add_context_args(sv)
     sv.set_defaults(func=_serve)
-    ls = sub.add_parser("list", help="list the GGUF models found in --model-dirs and their names")
-    ls.add_argument("--model-dirs", default=";".join(defaults.MODEL_DIRS),
-                    help='folders, "DIR;DIR" (default: %(default)s)')
+    ls = sub.add_parser("list", help="list the GGUF models found (model folders, Hugging Face cache, Ollama)")
+    ls.add_argument("--model-dirs", default="", help='folders searched first, recursively, "DIR;DIR"')
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=_list)
 

@@ -60,9 +60,6 @@ PREFILL_CHUNK = 512
 """Prompt tokens one sequence may add to a shared engine step, so that a long
 prompt never stalls the other sequences for more than one chunk (llama.cpp's n_ubatch)."""
 
-MODEL_DIRS = ("models",)
-"""Where `shimmy-py list` looks when no folder is given."""
-
 
 def threads() -> int:
     """CPU threads for decoding: the physical cores, as llama.cpp's tools default

@@ -113,7 +113,9 @@ def test_serve_busy_port_and_list(tiny_path, tmp_path):
     (tmp_path / "My-Model-Q8_0.gguf").write_bytes(tiny_path.read_bytes())
     p = cli("list", "--model-dirs", tmp_path, "--json")
     assert p.returncode == 0, p.stderr
-    assert set(json.loads(p.stdout)) == {"my-model-q8_0", "my-model"}
+    [row] = [r for r in json.loads(p.stdout) if r["source"] == "model-dirs"]
+    assert (row["name"], row["short_name"], row["architecture"]) == ("my-model-q8_0", "my-model", "deepseek")
+    assert row["params"] > row["active_params"] > 0 and row["quantization"] == "F32"
 
 
 def test_every_misuse_is_one_line_and_a_non_zero_exit(tiny_path, tmp_path):

@@ -1,8 +1,9 @@
-"""Model names as the server answers to them, and discovery in model folders.
+"""Model names as the server answers to them.
 
 A file answers to its stem, lowercased (`DeepSeek-MoE-16B-F16.gguf` ->
-`deepseek-moe-16b-f16`), and to that name less a trailing precision or
-quantisation suffix when no other file claims it (`deepseek-moe-16b`).
+`deepseek-moe-16b-f16`; an Ollama model to its NAME:TAG), and to that name
+less a trailing precision or quantisation suffix when no other model claims
+it (`deepseek-moe-16b`). Where models are found is discovery.py's job.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import re
 from pathlib import Path
 
 from ..errors import ShimmyError
+from .discovery import Found, discover
 
 _SUFFIX = re.compile(r"[-_.](f32|f16|bf16|q\d(_[a-z0-9]+)*|iq\d(_[a-z0-9]+)*|mxfp4)$")
 
@@ -23,19 +25,12 @@ def short_name(name: str) -> str | None:
     return name[:m.start()] if m else None
 
 
-def discover(dirs) -> list[Path]:
-    """GGUF files in the given folders (not recursive), sorted."""
-    found = []
-    for d in dirs:
-        p = Path(d).expanduser()
-        if p.is_dir():
-            found += sorted(x for x in p.glob("*.gguf") if x.is_file())
-    return found
-
-
-def name_table(paths) -> dict[str, Path]:
-    """name -> file, with short names only where unambiguous."""
-    table = {base_name(p): Path(p) for p in paths}
+def name_table(models) -> dict[str, Path]:
+    """name -> file, for files or discovered models, with short names only where unambiguous."""
+    table = {}
+    for m in models:
+        name, path = (m.name, m.path) if isinstance(m, Found) else (base_name(m), Path(m))
+        table.setdefault(name, path)
     shorts: dict[str, list[Path]] = {}
     for name, p in list(table.items()):
         s = short_name(name)
@@ -46,7 +41,7 @@ def name_table(paths) -> dict[str, Path]:
 
 
 def resolve_model(model: str, dirs) -> Path:
-    """--model PATH or NAME -> a file (NAME looked up in --model-dirs)."""
+    """--model PATH or NAME -> a file (NAME looked up among the discovered models)."""
     p = Path(model).expanduser()
     if p.is_file():
         return p
@@ -54,5 +49,4 @@ def resolve_model(model: str, dirs) -> Path:
     if model.lower() in table:
         return table[model.lower()]
     known = ", ".join(sorted(table)) or "none"
-    raise ShimmyError(f"model {model!r} is neither a file nor a name found in {list(dirs) or 'no --model-dirs'} "
-                      f"(known: {known})")
+    raise ShimmyError(f"model {model!r} is neither a file nor the name of a discovered model (known: {known})")

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from shimmy_py.errors import ShimmyError
-from shimmy_py.serving.names import discover, name_table, resolve_model, short_name
+from shimmy_py.serving.names import name_table, resolve_model, short_name
 
 
 @pytest.mark.parametrize("name, short", [("deepseek-moe-16b-f16", "deepseek-moe-16b"), ("qwen3-30b-a3b-q4_k_m",
@@ -24,8 +24,7 @@ def test_discover_and_resolve(tmp_path):
     (tmp_path / "b.gguf").write_bytes(b"x")
     (tmp_path / "a-F16.gguf").write_bytes(b"x")
     (tmp_path / "notes.txt").write_text("x")
-    assert [p.name for p in discover([tmp_path])] == ["a-F16.gguf", "b.gguf"]
     assert resolve_model("A", [tmp_path]) == tmp_path / "a-F16.gguf"
     assert resolve_model(str(tmp_path / "b.gguf"), []) == tmp_path / "b.gguf"
-    with pytest.raises(ShimmyError, match="known: a, a-f16, b"):
+    with pytest.raises(ShimmyError, match="known: .*a, a-f16, b"):
         resolve_model("c", [tmp_path])
