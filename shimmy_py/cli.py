@@ -139,29 +139,43 @@ def _serve(args) -> int:
 
     from .placement.make import make_plan
     from .placement.plan import to_text
+    from .serving.api import ApiError, parse_duration
     from .serving.discovery import discover
     from .serving.names import resolve_model
     from .serving.server import ServeConfig, Server
     dirs = model_dirs(args)
-    if args.model is None:
-        found = discover(dirs)
-        if len(found) != 1:
-            raise ShimmyError(f"--model is required ({len(found)} GGUF models discovered)")
-        args.model = str(found[0].path)
-    path = resolve_model(args.model, dirs)
+    found = discover(dirs)
     opts = replace(placement_options(args), n_ctx=args.ctx * args.parallel)
-    plan = make_plan(path, opts)
+    if args.model is None:
+        if not found:
+            raise ShimmyError("no GGUF models found: give --model or --model-dirs (see `shimmy-py list`)")
+        path = plan = None                    # every discovered model, loaded on demand
+    else:
+        path = resolve_model(args.model, dirs)
+        plan = make_plan(path, opts)
+    kwargs = {"rpc": opts.rpc, "kv_type": args.kv_type, "flash_attn": args.flash_attn, "cpu_moe": opts.cpu_moe,
+              "n_cpu_moe": opts.n_cpu_moe, "fit": opts.fit, "vram_budget": opts.vram_budget,
+              "overrides": opts.overrides}
+    if plan is not None:
+        kwargs = {"placement": plan, "rpc": opts.rpc, "kv_type": args.kv_type, "flash_attn": args.flash_attn}
     config = ServeConfig(path, args.host, args.port, args.ctx, args.threads, args.parallel, args.queue,
-                         api_key(args), model_kwargs={"placement": plan, "rpc": opts.rpc, "kv_type": args.kv_type,
-                                                      "flash_attn": args.flash_attn},
-                         known_paths=tuple(f.path for f in discover(dirs)), cors_origin=args.cors_origin,
-                         allowed_hosts=tuple(h for h in args.allowed_hosts.split(",") if h))
-    server = Server(config)
+                         api_key(args), model_kwargs=kwargs, known_paths=tuple(f.path for f in found),
+                         cors_origin=args.cors_origin,
+                         allowed_hosts=tuple(h for h in args.allowed_hosts.split(",") if h),
+                         keep_alive=parse_duration(args.keep_alive, "--keep-alive"), max_models=args.max_models)
+    try:
+        server = Server(config)
+    except ApiError as e:
+        raise ShimmyError(e.message) from None
     if not config.loopback and not config.api_key:
         print(f"shimmy-py: warning: listening on {config.host} without an API key: anyone who can reach "
               "this port can use the model (set SHIMMY_API_KEY or --api-key-file)", file=sys.stderr, flush=True)
-    print(f"shimmy-py: serving {path} as {', '.join(server.state.names)} on {server.url}", flush=True)
-    print(to_text(plan).split("per layer")[0].rstrip(), flush=True)
+    if plan is not None:
+        print(f"shimmy-py: serving {path} as {', '.join(server.state.names)} on {server.url}", flush=True)
+        print(to_text(plan).split("per layer")[0].rstrip(), flush=True)
+    else:
+        print(f"shimmy-py: serving {len(set(server.state.catalog.values()))} discovered models on demand "
+              f"(at most {args.max_models} resident) on {server.url}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -262,7 +276,12 @@ def _add_plan_and_devices(sub) -> None:
 def _add_serve_and_list(sub) -> None:
     sv = sub.add_parser("serve", help="serve shimmy's and OpenAI's HTTP API")
     sv.add_argument("--model", "--model-path", dest="model", help="GGUF path, or a name found in --model-dirs")
-    sv.add_argument("--model-dirs", default="", help='folders to discover GGUF files in, "DIR;DIR"')
+    sv.add_argument("--model-dirs", default="", help='folders to discover GGUF files in, "DIR;DIR" (recursive)')
+    sv.add_argument("--keep-alive", default="5m",
+                    help="how long a model loaded on demand stays after its last request (default 5m; 0: unload "
+                         "after it; -1: keep)")
+    sv.add_argument("--max-models", type=_int_at_least(1), default=defaults.MAX_MODELS,
+                    help="models resident at once (default %(default)s)")
     sv.add_argument("--host", default=defaults.HOST, help="default %(default)s")
     sv.add_argument("--port", type=_port, default=defaults.PORT, help="default %(default)s; 0 takes a free port")
     sv.add_argument("--threads", type=_threads, default=None, help="default: the physical cores")

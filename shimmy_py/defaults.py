@@ -48,6 +48,14 @@ QUEUE = 64
 MAX_BODY = 1 << 20
 """Bytes of a request body: far above any prompt that fits the context."""
 
+KEEP_ALIVE_S = 300.0
+"""Seconds a model loaded on demand stays resident after its last request
+(Ollama's default keep_alive, 5 minutes); the server's --model stays until it stops."""
+
+MAX_MODELS = 3
+"""Models resident at once (Ollama's default for a CPU machine); beyond it the
+least recently used idle one is unloaded."""
+
 MAX_PENDING_CONNECTIONS = 256
 """Accepted connections waiting for a handler thread; beyond them a connection
 gets 503 at once, so a flood of idle sockets cannot grow threads or memory."""

@@ -49,7 +49,7 @@ def test_a_worker_killed_mid_stream(server, sig):
         server.url, "/api/generate", {"prompt": "Long", "max_tokens": 400, "stream": False})))
     t.start()
     time.sleep(0.3)
-    os.kill(server.state.worker.pid, sig)
+    os.kill(server.state.main.supervisor.pid, sig)
     rest = read_until(s, b"[DONE]", limit=1 << 22).decode()
     s.close()
     t.join(timeout=60)
@@ -68,7 +68,7 @@ def test_a_worker_killed_mid_stream(server, sig):
 
 def test_requests_while_the_worker_restarts_get_503_with_retry_after(server):
     wait_ready(server)
-    os.kill(server.state.worker.pid, signal.SIGKILL)
+    os.kill(server.state.main.supervisor.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while server.state.ready.is_set() and time.monotonic() < deadline:
         time.sleep(0.01)

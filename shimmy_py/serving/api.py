@@ -7,6 +7,7 @@ are ignored, as OpenAI clients expect.
 from __future__ import annotations
 
 import math
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,6 +27,26 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+def parse_duration(value, what: str = "keep_alive") -> float:
+    """Ollama's durations: seconds as a number, or "300", "5m", "1h30m", "10s";
+    negative keeps forever (math.inf), 0 means at once."""
+    if isinstance(value, bool):
+        raise ApiError(400, f"'{what}' must be a duration such as \"5m\" or seconds, got a boolean")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", value):
+        seconds = float(value)
+    elif isinstance(value, str) and re.fullmatch(r"(-)?((\d+(\.\d+)?)(h|m|s|ms))+", value.strip()):
+        sign = -1 if value.strip().startswith("-") else 1
+        units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+        seconds = sign * sum(float(n) * units[u] for n, _, u in re.findall(r"(\d+(\.\d+)?)(h|ms|m|s)", value))
+    else:
+        raise ApiError(400, f"'{what}' must be a duration such as \"5m\", \"1h\" or seconds, got {value!r}")
+    if not math.isfinite(seconds) and seconds > 0:
+        raise ApiError(400, f"'{what}' must be finite or negative (forever)")
+    return math.inf if seconds < 0 else seconds
+
+
 @dataclass(frozen=True)
 class GenRequest:
     model: str | None
@@ -35,6 +56,7 @@ class GenRequest:
     max_tokens: int | None        # None: until end of generation or a full context
     stop: tuple[str, ...] = ()
     stream: bool = False
+    keep_alive: float | None = None  # seconds the model stays loaded after this request; None: the server's
 
 
 # Per-request lists are bounded: a flood of stop strings or messages would
@@ -163,7 +185,9 @@ def parse_request(body: Any, route: str) -> GenRequest:
     if prompt is not None and messages is None and not prompt:
         raise ApiError(400, "'prompt' is empty")
     stream = _get(body, "stream", (bool,), route == "generate")  # shimmy streams by default
-    return GenRequest(_get(body, "model", (str,)), prompt, messages, sampling, max_tokens, stop, stream)
+    keep_alive = parse_duration(body["keep_alive"]) if body.get("keep_alive") is not None else None
+    return GenRequest(_get(body, "model", (str,)), prompt, messages, sampling, max_tokens, stop, stream,
+                      keep_alive)
 
 
 def usage(c: Completion) -> dict:

@@ -33,7 +33,7 @@ class Metrics:
                 self.decode_tps_sum += c.tokens_per_s
                 self.decode_tps_count += 1
 
-    def render(self, device_bytes: dict[str, int], engine=None, restarts: int = 0) -> str:
+    def render(self, device_bytes: dict[str, int], engine=None, restarts: int = 0, pool=None) -> str:
         """The exposition text; `engine` holds the engine's counters (None while
         the model is loading); `restarts` counts the model worker's crashes."""
         queue_depth, active = (engine.queue_depth, engine.active) if engine is not None else (0, 0)
@@ -67,6 +67,14 @@ class Metrics:
             lines += [f'shimmy_placement_bytes{{device="{d}"}} {b}' for d, b in sorted(device_bytes.items())]
             lines += ["# HELP shimmy_worker_restarts_total Model worker restarts after it died (a native crash).",
                       "# TYPE shimmy_worker_restarts_total counter", f"shimmy_worker_restarts_total {restarts}"]
+            if pool is not None:
+                st = pool.stats
+                lines += ["# HELP shimmy_model_loads_total Models loaded (on demand or at start).",
+                          "# TYPE shimmy_model_loads_total counter", f"shimmy_model_loads_total {st.loads}",
+                          "# TYPE shimmy_model_unloads_total counter", f"shimmy_model_unloads_total {st.unloads}",
+                          "# TYPE shimmy_model_load_seconds_total counter",
+                          f"shimmy_model_load_seconds_total {st.load_seconds:.3f}",
+                          "# TYPE shimmy_models_resident gauge", f"shimmy_models_resident {len(pool.residents)}"]
             if engine is not None:
                 lines += ["# HELP shimmy_engine_step_seconds_total Engine steps: batch, decode, sampling.",
                           "# TYPE shimmy_engine_step_seconds_total counter",

@@ -18,11 +18,9 @@ import json
 import logging
 import re
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
-from .. import defaults
 from ..errors import ShimmyError
 from ..generation.loop import drain
 from .api import (
@@ -32,117 +30,21 @@ from .api import (
     parse_request,
     timing,
 )
-from .http import ClientGone, HttpPolicy, JsonHandler, PooledHTTPServer
-from .metrics import Metrics
-from .names import name_table
-from .supervisor import Supervisor, WorkerDied, WorkerSpec
+from .http import ClientGone, JsonHandler, PooledHTTPServer
+from .state import ServeConfig, State
+from .supervisor import WorkerDied
 
 logger = logging.getLogger("shimmy_py.server")
 CLIENT_CHECK_EVERY = 8          # pieces between checks that a non-streaming client is still there
-CONTROL_THREADS = 8             # handler threads beyond the requests a server holds (health, metrics, models)
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)+[\w.+-]+")
-
-
-@dataclass
-class ServeConfig:
-    """What `serve` runs with; each default's reason is in defaults.py."""
-    model_path: Path
-    host: str = defaults.HOST
-    port: int = defaults.PORT
-    ctx: int = defaults.N_CTX          # context of each request (the KV cache holds ctx x parallel)
-    threads: int | None = None         # None: defaults.threads()
-    parallel: int = defaults.PARALLEL
-    queue: int = defaults.QUEUE
-    api_key: str | None = None
-    max_body: int = defaults.MAX_BODY
-    model_kwargs: dict = field(default_factory=dict)  # placement options for Model
-    known_paths: tuple = ()        # other discovered files, listed by /api/models
-    cors_origin: str | None = None     # None: no CORS headers; "*" or an origin to allow browsers
-    allowed_hosts: tuple = ()          # Host names beyond the bound address and loopback's
-    max_pending: int = defaults.MAX_PENDING_CONNECTIONS
-    header_timeout: float = defaults.HEADER_TIMEOUT
-
-    def handler_threads(self) -> int:
-        """Each running or queued request holds a handler thread; a few more
-        answer health, metrics and model lists meanwhile."""
-        return self.parallel + self.queue + CONTROL_THREADS
-
-    def policy(self) -> HttpPolicy:
-        """Host check: on loopback, the Host header must name loopback (or an
-        allowed host); bound to all interfaces, any name unless some are given."""
-        wildcard = self.host in ("0.0.0.0", "::", "")
-        if wildcard and not self.allowed_hosts:
-            hosts = None
-        else:
-            hosts = frozenset({self.host.lower(), *LOOPBACK_NAMES, *(h.lower() for h in self.allowed_hosts)})
-        return HttpPolicy(self.max_body, self.cors_origin, hosts, self.header_timeout)
-
-    @property
-    def loopback(self) -> bool:
-        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
-
-
-class State:
-    """What the handlers share: the model worker, the model's names, metrics."""
-
-    def __init__(self, config: ServeConfig):
-        self.config = config
-        self.worker = Supervisor(WorkerSpec(str(config.model_path), config.ctx * config.parallel, config.parallel,
-                                            config.threads, config.queue, dict(config.model_kwargs)))
-        self.load_error: str | None = None
-        self.metrics = Metrics()
-        names = name_table([config.model_path])
-        self.names = sorted(names, key=len, reverse=True)
-        self.name = self.names[0]
-        self.all_names = name_table([config.model_path, *config.known_paths])
-        # what a client may see instead of a path: the model's name
-        self.path_names = {str(Path(config.model_path).resolve()): self.name, str(config.model_path): self.name}
-        self.inflight = 0
-        self.idle = threading.Condition()
-
-    @property
-    def ready(self) -> threading.Event:
-        return self.worker.ready
-
-    def enter(self) -> None:
-        with self.idle:
-            self.inflight += 1
-
-    def leave(self) -> None:
-        with self.idle:
-            self.inflight -= 1
-            self.idle.notify_all()
-
-    def wait_idle(self, timeout: float) -> bool:
-        with self.idle:
-            return self.idle.wait_for(lambda: self.inflight == 0, timeout)
-
-    def load(self) -> None:
-        """Starts the model worker and waits until it has loaded the model."""
-        try:
-            self.worker.start()
-            self.load_error = None
-        except ShimmyError as e:
-            self.load_error = str(e)
-            raise
-
-    def resolve(self, requested: str | None) -> str:
-        if requested is None or requested.lower() in self.names:
-            return self.name
-        raise ApiError(404, f"model {requested!r} not found; this server serves "
-                       f"{', '.join(repr(n) for n in self.names)}", "not_found_error")
-
-    def close(self) -> None:
-        """Ends open streams and stops the worker (its exit frees all native memory)."""
-        self.worker.stop()
 
 
 class Handler(JsonHandler):
     """The routes; HTTP mechanics are JsonHandler's (http.py)."""
     state: State  # set on the subclass made per server
 
-    GET = {"/health": "health", "/v1/models": "v1_models", "/api/models": "api_models", "/metrics": "metrics"}
+    GET = {"/health": "health", "/v1/models": "v1_models", "/api/models": "api_models", "/metrics": "metrics",
+           "/api/ps": "api_ps"}
     POST = {"/api/generate": "generate", "/v1/chat/completions": "chat", "/v1/completions": "completions"}
 
     def do_GET(self) -> None:
@@ -219,37 +121,51 @@ class Handler(JsonHandler):
 
     # --- GET routes -----------------------------------------------------------
     def health(self) -> None:
-        s, w = self.state, self.state.worker
-        crash = {"restarts": w.restarts, "last_crash": w.last_crash}
-        if s.ready.is_set():
+        s, main = self.state, self.state.main
+        w = main.supervisor if main is not None else None
+        crash = {"restarts": w.restarts if w else 0, "last_crash": w.last_crash if w else None}
+        if s.name is None:                    # models on demand: the server itself is what is healthy
+            self.send_json(200, {"status": "ok", "ready": True, "loaded": sorted(s.pool.residents)})
+        elif w is not None and w.ready.is_set():
             self.send_json(200, {"status": "ok", "model": s.name, "ready": True, **crash})
         else:
-            error = s.load_error or w.load_error
+            error = s.load_error or (w.load_error if w else None)
             error = self._scrubbed(ApiError(503, error)).message if error else None
             self.send_json(503, {"status": "error" if error else "loading", "ready": False, "error": error, **crash})
 
     def v1_models(self) -> None:
-        data = [{"id": n, "object": "model", "created": 0, "owned_by": "shimmy-py"} for n in self.state.names]
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "shimmy-py"} for n in sorted(self.state.catalog)]
         self.send_json(200, {"object": "list", "data": data})
 
     def api_models(self) -> None:
         s = self.state
+        resident = set(s.pool.residents)
         models = []
-        for name, path in sorted(s.all_names.items()):
-            loaded = Path(path) == Path(s.config.model_path)
+        for name, path in sorted(s.catalog.items()):
             try:
                 size = path.stat().st_size
             except OSError:           # deleted or unreadable since discovery: not listed
                 continue
-            models.append({"name": name, "size_bytes": size, "model_type": "gguf",
-                           "parameter_count": None, "source": "loaded" if loaded else "discovered"})
+            loaded = s.canonical(name) in resident
+            models.append({"name": name, "size_bytes": size, "model_type": "gguf", "parameter_count": None,
+                           "loaded": loaded, "source": "loaded" if loaded else "discovered"})
         self.send_json(200, {"models": models})
 
+    def api_ps(self) -> None:
+        self.send_json(200, {"models": self.state.pool.snapshot()})
+
     def metrics(self) -> None:
-        w = self.state.worker
-        stats = w.stats()
-        text = self.state.metrics.render(w.info.get("devices", {}), SimpleNamespace(**stats) if stats else None,
-                                         w.restarts)
+        pool = self.state.pool
+        residents = list(pool.residents.values())
+        devices: dict[str, int] = {}
+        totals: dict[str, float] = {}
+        for r in residents:
+            for d, b in r.supervisor.info.get("devices", {}).items():
+                devices[d] = devices.get(d, 0) + b
+            for k, v in (r.supervisor.stats() or {}).items():
+                totals[k] = totals.get(k, 0) + v
+        engine = SimpleNamespace(**totals) if totals else None
+        text = self.state.metrics.render(devices, engine, sum(r.supervisor.restarts for r in residents), pool)
         self.send_text(200, text, "text/plain; version=0.0.4")
 
     # --- POST routes ----------------------------------------------------------
@@ -266,17 +182,21 @@ class Handler(JsonHandler):
         body = self.read_json()
         req = parse_request(body, route)
         s = self.state
-        if not s.ready.is_set():
+        name = s.resolve(req.model)
+        if s.name is not None and name == s.canonical(s.name) and s.main is None:
             raise ApiError(503, "the model is still loading" if not s.load_error else s.load_error,
                            "server_error", {"Retry-After": "5"})
-        name = s.resolve(req.model)
         s.enter()
         try:
-            gen = s.worker.generate(req)        # the worker tokenizes and queues it: errors come here
-            if route == "generate":
-                self._shimmy_answer(gen, name, req.stream)
-            else:
-                self._openai_answer(gen, name, route == "chat", req.stream)
+            resident = s.pool.acquire(name, req.keep_alive)    # loads it if it is not resident
+            try:
+                gen = resident.supervisor.generate(req)        # the worker tokenizes and queues it
+                if route == "generate":
+                    self._shimmy_answer(gen, name, req.stream)
+                else:
+                    self._openai_answer(gen, name, route == "chat", req.stream)
+            finally:
+                s.pool.release(resident, req.keep_alive)
         finally:
             s.leave()
 

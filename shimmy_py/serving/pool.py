@@ -1,0 +1,191 @@
+"""The models a server holds, loaded on demand: one supervised worker
+process per resident model (supervisor.py), as Ollama runs a runner per model.
+
+A request naming a model that is not resident loads it (requests for that
+model wait; requests for others go on). A model stays resident for its
+keep-alive after its last request: Ollama's `keep_alive` (per request, or
+the server's --keep-alive, default 5 minutes; 0 unloads after the request, a
+negative value keeps it). Beyond --max-models the least recently used idle
+model is unloaded to make room; when every resident model is busy the
+request gets 503. Unloading ends the worker process, which returns all of its
+memory to the system.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ShimmyError
+from .api import ApiError
+from .supervisor import Supervisor, WorkerSpec
+
+logger = logging.getLogger("shimmy_py.server")
+FOREVER = math.inf
+
+
+@dataclass
+class Resident:
+    """A loaded model: its worker and when it may be unloaded."""
+    name: str
+    supervisor: Supervisor
+    size_bytes: int
+    loaded_at: float
+    last_used: float
+    keep_alive: float                  # seconds after the last request; FOREVER; 0: after the request
+    active: int = 0
+
+    def expires_at(self) -> float | None:
+        if self.active or self.keep_alive == FOREVER:
+            return None
+        return self.last_used + self.keep_alive
+
+
+@dataclass
+class PoolStats:
+    loads: int = 0
+    unloads: int = 0
+    load_seconds: float = 0.0
+    reasons: list = field(default_factory=list)   # the last decisions, for the log and /api/ps
+
+
+class ModelPool:
+    """Resident models by name; `acquire` loads, `release` schedules the unload."""
+
+    def __init__(self, spec_for: Callable[[str], WorkerSpec], keep_alive: float, max_models: int):
+        self.spec_for, self.keep_alive, self.max_models = spec_for, keep_alive, max_models
+        self.residents: dict[str, Resident] = {}
+        self.stats = PoolStats()
+        self._lock = threading.Condition()
+        self._loading: set[str] = set()
+        self._stopping = False
+        threading.Thread(target=self._reap, name="shimmy-keep-alive", daemon=True).start()
+
+    def _log(self, message: str) -> None:
+        logger.warning(message)            # loads and unloads are decisions an operator wants to see
+        self.stats.reasons = (self.stats.reasons + [message])[-20:]
+
+    # --- requests -------------------------------------------------------------------
+    def acquire(self, name: str, keep_alive: float | None = None) -> Resident:
+        """The resident model `name`, loaded if need be; counts the request."""
+        with self._lock:
+            while name in self._loading:         # another request is loading it: wait for that
+                self._lock.wait()
+            resident = self.residents.get(name)
+            if resident is not None:
+                resident.active += 1
+                self._set_keep_alive(resident, keep_alive)
+                return resident
+            self._make_room(name)
+            self._loading.add(name)
+        try:
+            resident = self._load(name, keep_alive)
+        finally:
+            with self._lock:
+                self._loading.discard(name)
+                self._lock.notify_all()
+        return resident
+
+    def release(self, resident: Resident, keep_alive: float | None = None) -> None:
+        with self._lock:
+            resident.active -= 1
+            resident.last_used = time.monotonic()
+            self._set_keep_alive(resident, keep_alive)
+            unload = resident.active == 0 and resident.keep_alive == 0
+        if unload:
+            self.unload(resident.name, "keep_alive 0: unloaded after its request")
+
+    def _set_keep_alive(self, resident: Resident, keep_alive: float | None) -> None:
+        if keep_alive is not None:
+            resident.keep_alive = keep_alive
+
+    # --- loading and unloading ----------------------------------------------------------
+    def _make_room(self, name: str) -> None:
+        """Under the lock: unloads the least recently used idle model when the
+        pool is full; 503 when every resident model is busy."""
+        while len(self.residents) + len(self._loading) >= self.max_models:
+            idle = [r for r in self.residents.values() if r.active == 0]
+            if not idle:
+                raise ApiError(503, f"cannot load {name!r}: {len(self.residents)} models are resident "
+                               f"(--max-models {self.max_models}) and all are busy", "server_error",
+                               {"Retry-After": "5"})
+            victim = min(idle, key=lambda r: r.last_used)
+            del self.residents[victim.name]
+            self._stop_later(victim, f"unloading {victim.name!r} (least recently used) to make room for {name!r}")
+
+    def _load(self, name: str, keep_alive: float | None) -> Resident:
+        spec = self.spec_for(name)
+        supervisor = Supervisor(spec)
+        t0 = time.monotonic()
+        self._log(f"loading {name!r}")
+        try:
+            supervisor.start()
+        except ShimmyError as e:
+            raise ApiError(500, f"model {name!r} failed to load: {e}", "server_error") from None
+        now = time.monotonic()
+        size = Path(spec.model_path).stat().st_size
+        resident = Resident(name, supervisor, size, now, now,
+                            self.keep_alive if keep_alive is None else keep_alive, active=1)
+        with self._lock:
+            self.residents[name] = resident
+            self.stats.loads += 1
+            self.stats.load_seconds += now - t0
+        self._log(f"loaded {name!r} in {now - t0:.1f} s")
+        return resident
+
+    def preload(self, name: str, keep_alive: float = FOREVER) -> Resident:
+        """Loads `name` now (the server's --model), resident until told otherwise."""
+        resident = self.acquire(name, keep_alive)
+        with self._lock:
+            resident.active -= 1
+        return resident
+
+    def unload(self, name: str, reason: str) -> None:
+        with self._lock:
+            resident = self.residents.get(name)
+            if resident is None or resident.active:
+                return
+            del self.residents[name]
+        self._stop_later(resident, f"unloading {name!r}: {reason}")
+
+    def _stop_later(self, resident: Resident, message: str) -> None:
+        self._log(message)
+        self.stats.unloads += 1
+        threading.Thread(target=resident.supervisor.stop, name="shimmy-unload", daemon=True).start()
+
+    def _reap(self) -> None:
+        while not self._stopping:
+            time.sleep(0.5)
+            now = time.monotonic()
+            with self._lock:
+                expired = [r.name for r in self.residents.values() if (e := r.expires_at()) is not None and e <= now]
+            for name in expired:
+                self.unload(name, "its keep_alive expired")
+
+    def close(self) -> None:
+        """Stops every worker (open streams end), waiting for each."""
+        self._stopping = True
+        with self._lock:
+            residents, self.residents = list(self.residents.values()), {}
+        for r in residents:
+            r.supervisor.stop()
+
+    # --- what is resident ---------------------------------------------------------------
+    def snapshot(self) -> list[dict]:
+        """Each resident model, for /api/ps."""
+        now, wall = time.monotonic(), time.time()
+        with self._lock:
+            residents = list(self.residents.values())
+        out = []
+        for r in sorted(residents, key=lambda r: r.name):
+            expires = r.expires_at()
+            out.append({"name": r.name, "size_bytes": r.size_bytes,
+                        "devices": r.supervisor.info.get("devices", {}),
+                        "active_requests": r.active, "idle_s": round(now - r.last_used, 1) if not r.active else 0.0,
+                        "expires_at": None if expires is None else wall + (expires - now),
+                        "ready": r.supervisor.ready.is_set(), "restarts": r.supervisor.restarts})
+        return out

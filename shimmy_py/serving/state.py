@@ -1,0 +1,146 @@
+"""What `serve` runs with (ServeConfig) and what its handlers share (State):
+the models' names, the pool of resident models, metrics, requests in flight."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import defaults
+from ..errors import ShimmyError
+from .api import ApiError
+from .http import HttpPolicy
+from .metrics import Metrics
+from .names import name_table
+from .pool import ModelPool
+from .supervisor import WorkerSpec
+
+CONTROL_THREADS = 8             # handler threads beyond the requests a server holds (health, metrics, models)
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+
+
+@dataclass
+class ServeConfig:
+    """What `serve` runs with; each default's reason is in defaults.py."""
+    model_path: Path | None            # the model loaded at start; None: every discovered model, on demand
+    host: str = defaults.HOST
+    port: int = defaults.PORT
+    ctx: int = defaults.N_CTX          # context of each request (the KV cache holds ctx x parallel)
+    threads: int | None = None         # None: defaults.threads()
+    parallel: int = defaults.PARALLEL
+    queue: int = defaults.QUEUE
+    api_key: str | None = None
+    max_body: int = defaults.MAX_BODY
+    model_kwargs: dict = field(default_factory=dict)  # placement options for Model
+    known_paths: tuple = ()        # other discovered files, listed by /api/models
+    cors_origin: str | None = None     # None: no CORS headers; "*" or an origin to allow browsers
+    allowed_hosts: tuple = ()          # Host names beyond the bound address and loopback's
+    max_pending: int = defaults.MAX_PENDING_CONNECTIONS
+    header_timeout: float = defaults.HEADER_TIMEOUT
+    keep_alive: float = defaults.KEEP_ALIVE_S      # seconds an on-demand model stays after its last request
+    max_models: int = defaults.MAX_MODELS
+
+    def handler_threads(self) -> int:
+        """Each running or queued request holds a handler thread; a few more
+        answer health, metrics and model lists meanwhile."""
+        return self.parallel + self.queue + CONTROL_THREADS
+
+    def policy(self) -> HttpPolicy:
+        """Host check: on loopback, the Host header must name loopback (or an
+        allowed host); bound to all interfaces, any name unless some are given."""
+        wildcard = self.host in ("0.0.0.0", "::", "")
+        if wildcard and not self.allowed_hosts:
+            hosts = None
+        else:
+            hosts = frozenset({self.host.lower(), *LOOPBACK_NAMES, *(h.lower() for h in self.allowed_hosts)})
+        return HttpPolicy(self.max_body, self.cors_origin, hosts, self.header_timeout)
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+
+class State:
+    """What the handlers share: the models' names, the pool of resident models, metrics."""
+
+    def __init__(self, config: ServeConfig):
+        self.config = config
+        self.load_error: str | None = None
+        self.metrics = Metrics()
+        main = [config.model_path] if config.model_path is not None else []
+        self.catalog = name_table([*main, *config.known_paths])   # every name -> file
+        self.names = sorted(name_table(main), key=len, reverse=True)
+        self.name = self.names[0] if self.names else None   # the --model's: requests without "model" get it
+        # what a client may see instead of a path: the model's name
+        self.path_names = {}
+        for name, path in sorted(self.catalog.items(), key=lambda kv: -len(kv[0])):
+            self.path_names.setdefault(str(Path(path).resolve()), name)
+            self.path_names.setdefault(str(path), name)
+        self.pool = ModelPool(self._spec, config.keep_alive, config.max_models)
+        self.inflight = 0
+        self.idle = threading.Condition()
+
+    def _spec(self, name: str) -> WorkerSpec:
+        c = self.config
+        path = self.catalog[name]
+        kwargs = dict(c.model_kwargs)
+        if c.model_path is None or Path(path) != Path(c.model_path):
+            kwargs.pop("placement", None)    # the --model's plan; others are planned by their worker
+        return WorkerSpec(str(path), c.ctx * c.parallel, c.parallel, c.threads, c.queue, kwargs)
+
+    def canonical(self, name: str) -> str:
+        """The name a model is resident under: its file's own (longest) name."""
+        path = self.catalog[name]
+        return max((n for n, p in self.catalog.items() if p == path), key=len)
+
+    @property
+    def main(self):
+        """The --model's resident entry, or None while it is not loaded (or there is none)."""
+        return self.pool.residents.get(self.canonical(self.name)) if self.name else None
+
+    @property
+    def ready(self) -> threading.Event:
+        main = self.main
+        return main.supervisor.ready if main is not None else threading.Event()
+
+    def enter(self) -> None:
+        with self.idle:
+            self.inflight += 1
+
+    def leave(self) -> None:
+        with self.idle:
+            self.inflight -= 1
+            self.idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self.idle:
+            return self.idle.wait_for(lambda: self.inflight == 0, timeout)
+
+    def load(self) -> None:
+        """Loads the --model now (resident until the server stops); without one, nothing yet."""
+        if self.name is None:
+            return
+        try:
+            self.pool.preload(self.canonical(self.name))
+            self.load_error = None
+        except ApiError as e:
+            self.load_error = e.message
+            raise ShimmyError(e.message) from None
+
+    def resolve(self, requested: str | None) -> str:
+        if requested is None:
+            files = set(self.catalog.values())
+            if self.name is None and len(files) != 1:
+                raise ApiError(400, f"'model' is required: this server serves {len(files)} models "
+                               "(GET /api/models lists them)")
+            return self.canonical(self.name or next(iter(self.catalog)))
+        if requested.lower() in self.catalog:
+            return self.canonical(requested.lower())
+        raise ApiError(404, f"model {requested!r} not found; this server serves "
+                       f"{', '.join(repr(n) for n in sorted(self.catalog))}", "not_found_error")
+
+    def close(self) -> None:
+        """Ends open streams and stops every worker (their exit frees all native memory)."""
+        self.pool.close()
+
+

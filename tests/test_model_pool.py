@@ -1,0 +1,89 @@
+"""One server, many models: every discovered model served by name, loaded on
+demand in a worker of its own, kept for keep_alive, unloaded to make room
+(--max-models), and listed by /api/ps."""
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_server import metric, post_json
+
+from shimmy_py import Model, synth
+from shimmy_py.serving.server import ServeConfig, Server
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pool")
+    return [synth.write(d / "alpha.gguf", "tiny", seed=1), synth.write(d / "beta.gguf", "tiny", seed=2)]
+
+
+def ask(srv, model, **extra):
+    return post_json(srv.url, "/api/generate", {"model": model, "prompt": "Hello", "max_tokens": 4,
+                                                "temperature": 0, "stream": False, **extra})
+
+
+def resident(srv):
+    return [m["name"] for m in post_json(srv.url, "/api/ps", None)[1]["models"]]
+
+
+def wait_for(condition, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_models_load_on_demand_and_make_room(models):
+    cfg = ServeConfig(None, port=0, ctx=256, parallel=1, threads=2, known_paths=tuple(Path(m) for m in models),
+                      max_models=1)
+    with Server(cfg).start() as srv:
+        assert resident(srv) == [] and post_json(srv.url, "/health", None)[0] == 200
+        status, body = ask(srv, None)
+        assert status == 400 and "'model' is required" in body["error"]
+        status, a = ask(srv, "alpha")
+        assert status == 200 and resident(srv) == ["alpha"]
+        with Model(models[0], n_ctx=256, n_threads=2) as m:     # the same file, in this process
+            assert a["response"] == m.generate("Hello", max_tokens=4, temperature=0).text
+        listed = {m["name"]: m["loaded"] for m in post_json(srv.url, "/api/models", None)[1]["models"]}
+        assert listed == {"alpha": True, "beta": False}
+        status, b = ask(srv, "beta")                           # max 1: alpha (idle) makes room
+        assert status == 200 and resident(srv) == ["beta"] and b["response"] != a["response"]
+        assert metric(srv.url, "shimmy_model_loads_total") == 2
+        assert metric(srv.url, "shimmy_model_unloads_total") == 1
+        status, body = ask(srv, "gamma")
+        assert status == 404
+
+
+def test_keep_alive_per_request(models):
+    cfg = ServeConfig(None, port=0, ctx=256, parallel=1, threads=2, known_paths=tuple(Path(m) for m in models),
+                      max_models=2)
+    with Server(cfg).start() as srv:
+        assert ask(srv, "alpha", keep_alive=0)[0] == 200
+        assert wait_for(lambda: resident(srv) == [])            # unloaded after its request
+        assert ask(srv, "beta", keep_alive="1s")[0] == 200
+        [ps] = post_json(srv.url, "/api/ps", None)[1]["models"]
+        assert ps["name"] == "beta" and ps["expires_at"] is not None and ps["devices"]
+        assert wait_for(lambda: resident(srv) == [])            # expired
+        assert ask(srv, "beta", keep_alive=-1)[0] == 200
+        [ps] = post_json(srv.url, "/api/ps", None)[1]["models"]
+        assert ps["expires_at"] is None                         # kept
+        status, body = ask(srv, "alpha", keep_alive="soon")
+        assert status == 400 and "keep_alive" in body["error"]
+
+
+def test_a_model_loading_does_not_block_another(models):
+    cfg = ServeConfig(Path(models[0]), port=0, ctx=256, parallel=1, threads=2, known_paths=(Path(models[1]),),
+                      max_models=2)
+    with Server(cfg).start() as srv:
+        assert resident(srv) == ["alpha"]                       # --model: loaded at start, kept
+        results = {}
+        loader = threading.Thread(target=lambda: results.update(beta=ask(srv, "beta")))
+        loader.start()
+        for _ in range(3):                                      # alpha answers while beta loads
+            assert ask(srv, "alpha")[0] == 200
+        loader.join(timeout=120)
+        assert results["beta"][0] == 200 and sorted(resident(srv)) == ["alpha", "beta"]
+        assert ask(srv, None)[1]["model"] == "alpha"            # the --model is the default
