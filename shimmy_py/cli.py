@@ -133,16 +133,20 @@ def _synth(args) -> int:
 
 
 def _serve(args) -> int:
+    import logging
     import signal
     import threading
     from dataclasses import replace
 
     from .placement.make import make_plan
+    from .placement.options import parse_size
     from .placement.plan import to_text
     from .serving.api import ApiError, parse_duration
     from .serving.discovery import discover
     from .serving.names import resolve_model
     from .serving.server import ServeConfig, Server
+    logging.basicConfig(format="shimmy-py: %(message)s")
+    logging.getLogger("shimmy_py.server").setLevel(logging.INFO)   # requests, loads and unloads, with reasons
     dirs = model_dirs(args)
     found = discover(dirs)
     opts = replace(placement_options(args), n_ctx=args.ctx * args.parallel)
@@ -162,7 +166,8 @@ def _serve(args) -> int:
                          api_key(args), model_kwargs=kwargs, known_paths=tuple(f.path for f in found),
                          cors_origin=args.cors_origin,
                          allowed_hosts=tuple(h for h in args.allowed_hosts.split(",") if h),
-                         keep_alive=parse_duration(args.keep_alive, "--keep-alive"), max_models=args.max_models)
+                         keep_alive=parse_duration(args.keep_alive, "--keep-alive"), max_models=args.max_models,
+                         cache_ram=parse_size(args.cache_ram))
     try:
         server = Server(config)
     except ApiError as e:
@@ -282,6 +287,8 @@ def _add_serve_and_list(sub) -> None:
                          "after it; -1: keep)")
     sv.add_argument("--max-models", type=_int_at_least(1), default=defaults.MAX_MODELS,
                     help="models resident at once (default %(default)s)")
+    sv.add_argument("--cache-ram", default=f"{defaults.CACHE_RAM >> 20}MiB", metavar="SIZE",
+                    help="host RAM per model for conversations saved from their slot (default %(default)s; 0: off)")
     sv.add_argument("--host", default=defaults.HOST, help="default %(default)s")
     sv.add_argument("--port", type=_port, default=defaults.PORT, help="default %(default)s; 0 takes a free port")
     sv.add_argument("--threads", type=_threads, default=None, help="default: the physical cores")

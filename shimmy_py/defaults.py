@@ -52,6 +52,10 @@ KEEP_ALIVE_S = 300.0
 """Seconds a model loaded on demand stays resident after its last request
 (Ollama's default keep_alive, 5 minutes); the server's --model stays until it stops."""
 
+CACHE_RAM = 8 << 30
+"""Host RAM per model for conversations whose slot went to another request:
+llama-server's --cache-ram default (8192 MiB); only what is saved is used."""
+
 MAX_MODELS = 3
 """Models resident at once (Ollama's default for a CPU machine); beyond it the
 least recently used idle one is unloaded."""

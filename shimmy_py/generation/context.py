@@ -106,3 +106,17 @@ class Context:
     def pick(self, free: Sequence[int], prompt: Sequence[int]) -> int:
         """The free sequence whose cache shares the longest prefix with `prompt`."""
         return self.kv.pick(free, prompt)
+
+    def save(self, seq: int) -> tuple[list[int], bytes]:
+        """What `seq`'s cache holds: its tokens and a copy of its KV state."""
+        return self.kv.tokens(seq), self.native.seq_state(seq)
+
+    def restore(self, seq: int, tokens: Sequence[int], state: bytes) -> bool:
+        """Puts a saved sequence back into `seq` (emptied first); False if refused."""
+        self.native.seq_rm(seq)
+        self.kv.forget(seq)
+        if not self.native.set_seq_state(seq, state):
+            self.native.seq_rm(seq)
+            return False
+        self.kv.extend(seq, tokens)
+        return True

@@ -57,3 +57,7 @@ class KVTokens:
 
     def cached(self, seq: int) -> int:
         return len(self._tokens[seq])
+
+    def tokens(self, seq: int) -> list[int]:
+        """A copy of what `seq`'s cache holds."""
+        return list(self._tokens[seq])

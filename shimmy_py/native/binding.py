@@ -175,6 +175,13 @@ _LLAMA = {
     "llama_memory_clear": (None, [c_void_p, c_bool]),
     # bool llama_memory_seq_rm(llama_memory_t mem, llama_seq_id seq_id, llama_pos p0, llama_pos p1);
     "llama_memory_seq_rm": (c_bool, [c_void_p, llama_seq_id, llama_pos, llama_pos]),
+    # size_t llama_state_seq_get_size(struct llama_context * ctx, llama_seq_id seq_id);
+    "llama_state_seq_get_size": (c_size_t, [c_void_p, llama_seq_id]),
+    # size_t llama_state_seq_get_data(struct llama_context * ctx, uint8_t * dst, size_t size, llama_seq_id seq_id);
+    "llama_state_seq_get_data": (c_size_t, [c_void_p, c_char_p, c_size_t, llama_seq_id]),
+    # size_t llama_state_seq_set_data(struct llama_context * ctx, const uint8_t * src, size_t size,
+    #                                 llama_seq_id dest_seq_id);
+    "llama_state_seq_set_data": (c_size_t, [c_void_p, c_char_p, c_size_t, llama_seq_id]),
     # struct llama_sampler * llama_sampler_chain_init(struct llama_sampler_chain_params params);
     "llama_sampler_chain_init": (c_void_p, [llama_sampler_chain_params]),
     # void llama_sampler_chain_add(struct llama_sampler * chain, struct llama_sampler * smpl);

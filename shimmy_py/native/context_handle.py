@@ -113,6 +113,22 @@ class ContextHandle(Owned):
             return lib().llama_memory_seq_rm(self._memory, seq, p0, p1)
 
 
+    def seq_state(self, seq: int) -> bytes:
+        """A copy of sequence `seq`'s KV cache (llama_state_seq_get_data)."""
+        with self.using() as ptr:
+            size = lib().llama_state_seq_get_size(ptr, seq)
+            buf = ctypes.create_string_buffer(max(1, size))
+            n = lib().llama_state_seq_get_data(ptr, buf, size, seq)
+        if n != size:
+            raise NativeError(f"llama_state_seq_get_data({seq}) wrote {n} of {size} bytes ({self.model.path})")
+        return buf.raw[:n]
+
+    def set_seq_state(self, seq: int, data: bytes) -> bool:
+        """Loads a copy made by seq_state into sequence `seq`; False if llama.cpp refused."""
+        with self.using() as ptr:
+            return lib().llama_state_seq_set_data(ptr, data, len(data), seq) > 0
+
+
 class Batch(Owned):
     """struct llama_batch from llama_batch_init, reused across decode steps."""
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from .. import defaults
 from ..errors import ShimmyError
 from ..generation.context import Context
+from ..generation.hostcache import HostCache
+from ..generation.kvcache import common_prefix
 from ..generation.loop import check_request
 from ..generation.sampling import Sampler, SamplingParams, build_sampler
 from ..generation.vocab import Vocab
@@ -38,6 +40,9 @@ class QueueFull(ShimmyError):
 class EngineFailed(ShimmyError):
     """The engine is stopping, or stopped after a native error."""
 
+
+MIN_SAVED_TOKENS = 32   # a sequence holding fewer is not worth a copy to host RAM
+MIN_RESTORE_GAIN = 8    # prompt tokens a restore must save over what the slot already holds
 
 _END = object()       # queued to a sequence when its context is full
 _SHUTDOWN = object()  # queued to every open sequence when the server stops
@@ -139,8 +144,9 @@ class Engine:
     """The scheduler over a context of n_seq_max sequences."""
 
     def __init__(self, context: Context, vocab: Vocab, queue_limit: int = defaults.QUEUE,
-                 prefill_chunk: int = defaults.PREFILL_CHUNK):
+                 prefill_chunk: int = defaults.PREFILL_CHUNK, cache_bytes: int = 0):
         self.context, self.vocab = context, vocab
+        self.cache = HostCache(cache_bytes)   # conversations whose slot went to another request
         self.n_seq = context.n_seq_max
         self.queue_limit = queue_limit
         self.prefill_chunk = prefill_chunk
@@ -232,9 +238,25 @@ class Engine:
             # prompt; only the rest of the prompt is decoded (llama-server's cache_prompt)
             seq = self.context.pick(free, req.tokens)
             free.remove(seq)
+            self._swap(seq, req.tokens)
             kept = req.cached_tokens = self.context.reuse(seq, req.tokens)
             self._slots[seq] = _Slot(seq, req, sampler, req.tokens[kept:], n_past=kept)
         self.stats.queue_depth, self.stats.active = len(self._waiting), len(self._slots)
+
+    def _swap(self, seq: int, prompt: list[int]) -> None:
+        """Host-RAM cache (hostcache.py): what `seq` holds and this prompt would
+        discard is saved; a saved conversation this prompt continues further
+        than `seq` does is put back into `seq`."""
+        if not self.cache.limit:
+            return
+        held = self.context.kv.tokens(seq)
+        shared = common_prefix(held, prompt)
+        entry, saved_shared = self.cache.best(prompt)
+        restore = entry is not None and saved_shared >= shared + MIN_RESTORE_GAIN
+        if len(held) >= MIN_SAVED_TOKENS and (restore or len(held) - shared >= MIN_SAVED_TOKENS):
+            self.cache.put(*self.context.save(seq))
+        if restore:
+            self.context.restore(seq, entry.tokens, self.cache.take(entry).state)
 
     def _reap(self) -> None:
         for slot in list(self._slots.values()):

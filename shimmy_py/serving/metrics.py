@@ -84,4 +84,11 @@ class Metrics:
                           f"shimmy_engine_decode_seconds_total {engine.decode_s:.6f}",
                           "# TYPE shimmy_engine_batch_tokens_total counter",
                           f"shimmy_engine_batch_tokens_total {engine.batch_tokens}"]
+                if hasattr(engine, "cache_ram_bytes"):
+                    lines += ["# HELP shimmy_cache_ram_bytes Host RAM holding conversations saved from their slot.",
+                              "# TYPE shimmy_cache_ram_bytes gauge", f"shimmy_cache_ram_bytes {engine.cache_ram_bytes}",
+                              "# TYPE shimmy_cache_ram_hits_total counter",
+                              f"shimmy_cache_ram_hits_total {engine.cache_ram_hits}",
+                              "# TYPE shimmy_cache_ram_saves_total counter",
+                              f"shimmy_cache_ram_saves_total {engine.cache_ram_saves}"]
         return "\n".join(lines) + "\n"

@@ -66,7 +66,7 @@ class ModelPool:
         threading.Thread(target=self._reap, name="shimmy-keep-alive", daemon=True).start()
 
     def _log(self, message: str) -> None:
-        logger.warning(message)            # loads and unloads are decisions an operator wants to see
+        logger.info(message)               # `serve` shows these: decisions an operator wants to see
         self.stats.reasons = (self.stats.reasons + [message])[-20:]
 
     # --- requests -------------------------------------------------------------------

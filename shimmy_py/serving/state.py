@@ -38,6 +38,7 @@ class ServeConfig:
     max_pending: int = defaults.MAX_PENDING_CONNECTIONS
     header_timeout: float = defaults.HEADER_TIMEOUT
     keep_alive: float = defaults.KEEP_ALIVE_S      # seconds an on-demand model stays after its last request
+    cache_ram: int = defaults.CACHE_RAM            # bytes of host RAM per model for conversations (0: off)
     max_models: int = defaults.MAX_MODELS
 
     def handler_threads(self) -> int:
@@ -86,7 +87,7 @@ class State:
         kwargs = dict(c.model_kwargs)
         if c.model_path is None or Path(path) != Path(c.model_path):
             kwargs.pop("placement", None)    # the --model's plan; others are planned by their worker
-        return WorkerSpec(str(path), c.ctx * c.parallel, c.parallel, c.threads, c.queue, kwargs)
+        return WorkerSpec(str(path), c.ctx * c.parallel, c.parallel, c.threads, c.queue, kwargs, c.cache_ram)
 
     def canonical(self, name: str) -> str:
         """The name a model is resident under: its file's own (longest) name."""

@@ -40,6 +40,7 @@ class WorkerSpec:
     threads: int | None
     queue_limit: int
     model_kwargs: dict
+    cache_bytes: int = 0             # host RAM for conversations whose slot went to another request
 
 
 _ERRORS = {"busy": (503, "server_error", {"Retry-After": "1"}), "unavailable": (503, "server_error", {}),
@@ -81,7 +82,7 @@ class Supervisor:
         s = self.spec
         proc = _CTX.Process(target=worker.main, name="shimmy-model-worker", daemon=True,
                             args=(theirs, s.model_path, s.n_ctx, s.n_seq_max, s.threads, s.queue_limit,
-                                  s.model_kwargs))
+                                  s.model_kwargs, s.cache_bytes))
         proc.start()
         theirs.close()
         with self._lock:

@@ -29,9 +29,9 @@ class _Cancelled(Exception):
 class Worker:
     """The worker process's state: the model, the engine, the requests in flight."""
 
-    def __init__(self, conn, model, queue_limit: int):
+    def __init__(self, conn, model, queue_limit: int, cache_bytes: int = 0):
         self.conn, self.model = conn, model
-        self.engine = Engine(model.context, model.vocab, queue_limit=queue_limit)
+        self.engine = Engine(model.context, model.vocab, queue_limit=queue_limit, cache_bytes=cache_bytes)
         self._send_lock = threading.Lock()
         self._cancelled: set[int] = set()
         self._threads: dict[int, threading.Thread] = {}
@@ -62,9 +62,10 @@ class Worker:
         self.model.close()
 
     def stats(self) -> dict:
-        s = self.engine.stats
+        s, c = self.engine.stats, self.engine.cache
         return {"queue_depth": s.queue_depth, "active": s.active, "steps": s.steps,
-                "batch_tokens": s.batch_tokens, "step_s": s.step_s, "decode_s": s.decode_s}
+                "batch_tokens": s.batch_tokens, "step_s": s.step_s, "decode_s": s.decode_s,
+                "cache_ram_bytes": c.bytes, "cache_ram_hits": c.hits, "cache_ram_saves": c.saves}
 
     def _start(self, rid: int, req: GenRequest) -> None:
         t = threading.Thread(target=self._generate, args=(rid, req), name=f"shimmy-request-{rid}", daemon=True)
@@ -106,7 +107,8 @@ class Worker:
         return run(source, model.vocab, max_tokens, req.stop)
 
 
-def main(conn, model_path: str, n_ctx: int, n_seq_max: int, threads, queue_limit: int, model_kwargs: dict) -> None:
+def main(conn, model_path: str, n_ctx: int, n_seq_max: int, threads, queue_limit: int, model_kwargs: dict,
+         cache_bytes: int = 0) -> None:
     """The worker process: load, say ready (or why not), serve."""
     from ..generation.model import Model
     try:
@@ -116,4 +118,4 @@ def main(conn, model_path: str, n_ctx: int, n_seq_max: int, threads, queue_limit
         return
     plan = model.plan
     conn.send(("ready", {"n_ctx": model.n_ctx, "devices": plan.weights_by_device() if plan else {}}))
-    Worker(conn, model, queue_limit).serve()
+    Worker(conn, model, queue_limit, cache_bytes).serve()
