@@ -52,6 +52,8 @@ def add_placement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-ot", "--override-tensor", action="append", default=[], metavar="PATTERN=BUFFER_TYPE",
                    help="llama.cpp tensor override, comma-separated, first match wins (repeatable)")
     p.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]", help="llama.cpp RPC servers to use")
+    p.add_argument("--device-capacity", action="append", default=[], metavar="NAME=SIZE",
+                   help="plan device NAME (CPU, CUDA0, RPC1, ...) for SIZE instead of its free memory (repeatable)")
     p.add_argument("--ctx", type=_int_at_least(1), default=defaults.N_CTX, help="context length (default %(default)s)")
 
 
@@ -78,7 +80,8 @@ def placement_options(args, target_vram=None):
     """The placement flags of `args` as PlacementOptions."""
     from .placement.options import PlacementOptions
     return PlacementOptions(args.cpu_moe, args.n_cpu_moe, args.fit, args.vram_budget,
-                            tuple(args.override_tensor), rpc_list(args), target_vram, args.ctx)
+                            tuple(args.override_tensor), rpc_list(args), target_vram, args.ctx,
+                            tuple(args.device_capacity))
 
 
 def _plan(args) -> int:

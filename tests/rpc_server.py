@@ -10,8 +10,8 @@ __all__ = ["RPCServer", "free_port"]
 class RPCServer(ChildServer):
     """Starts the server on a free port; leaving the context always ends it."""
 
-    def __init__(self, threads: int = 2):
-        self.port = free_port()
+    def __init__(self, threads: int = 2, port: int | None = None):
+        self.port = port or free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         super().__init__([str(native.tool("ggml-rpc-server")), "-H", "127.0.0.1", "-p", str(self.port),
                           "-t", str(threads)], lambda: listening(self.port), timeout_s=30)

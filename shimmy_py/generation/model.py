@@ -22,7 +22,7 @@ from ..gguf_io.validate import check_model
 from ..native import log
 from ..native.context_handle import ContextSpec
 from ..native.model_handle import LoadSpec, ModelHandle
-from ..placement.devices import attach_rpc_servers
+from ..placement.devices import attach_rpc_servers, buffer_devices
 from ..placement.make import load_spec, make_plan
 from ..placement.options import PlacementOptions
 from ..placement.plan import Plan
@@ -59,8 +59,10 @@ class Model:
     verbose: show llama.cpp's own log.
     chat_template: a template (Jinja text or llama.cpp name) instead of the GGUF's.
     placement: a Plan (see shimmy_py.make_plan); or the shortcuts cpu_moe,
-      n_cpu_moe, fit, vram_budget, overrides (-ot strings) and rpc (HOST:PORT
-      servers); without any, every layer goes to the accelerator if there is one.
+      n_cpu_moe, fit, vram_budget, overrides (-ot strings), rpc (HOST:PORT
+      servers: each one more device) and device_capacity ({"RPC1": "8GiB"}: plan
+      a device for less); without any, the layers are split between the
+      accelerators in proportion to their capacity (all of them on one GPU).
     kv_unified: one KV cache shared by the sequences (default when n_seq_max > 1):
       any mix of sequences then decodes in one pass over the weights. With a
       cache per sequence (False), llama.cpp splits a batch into ubatches of
@@ -84,7 +86,7 @@ class Model:
                  cpu_moe: bool = False, n_cpu_moe: int | None = None, fit: bool = False,
                  vram_budget: int | str | None = None, overrides: Sequence = (), rpc: Sequence[str] = (),
                  load_mode: str | None = None, kv_unified: bool | None = None, kv_type: str = defaults.KV_TYPE,
-                 flash_attn: str = defaults.FLASH_ATTN):
+                 flash_attn: str = defaults.FLASH_ATTN, device_capacity: Sequence = ()):
         if verbose:
             log.verbose()
         self.path = str(path)
@@ -105,8 +107,9 @@ class Model:
         spec = LoadSpec(vocab_only=True)
         if not vocab_only:
             attach_rpc_servers(rpc)
+            capacity = tuple(device_capacity.items()) if isinstance(device_capacity, dict) else tuple(device_capacity)
             options = PlacementOptions(cpu_moe, n_cpu_moe, fit, vram_budget, tuple(overrides), tuple(rpc),
-                                       None, n_ctx)
+                                       None, n_ctx, capacity)
             self.plan = placement if placement is not None else make_plan(self.header, options)
             spec = load_spec(self.plan, load_mode)
         with log.capture() as self._load_log:  # llama.cpp's account of its buffers
@@ -132,7 +135,7 @@ class Model:
         the overrides it applied) beside the Plan."""
         if self.plan is None:
             raise PlacementError(f"{self.path} was loaded with vocab_only=True: no weights were placed")
-        return build_report(self.plan, self._load_log)
+        return build_report(self.plan, self._load_log, buffer_devices=buffer_devices())
 
     # --- lifetime -------------------------------------------------------------
     def close(self) -> None:

@@ -34,6 +34,18 @@ class Device:
     buffer_type: str   # name of its buffer type, as -ot accepts it
     free_bytes: int
     total_bytes: int
+    reachable: bool = True   # False: an RPC server registered earlier that no longer answers
+
+
+def _answers(endpoint: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts connections at HOST:PORT. llama.cpp aborts
+    the process when it asks a server that is down, even for its memory."""
+    host, _, port = endpoint.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _devices_raw() -> list[tuple[Device, int]]:
@@ -41,16 +53,18 @@ def _devices_raw() -> list[tuple[Device, int]]:
     out = []
     for i in range(L.ggml_backend_dev_count()):
         dev = L.ggml_backend_dev_get(i)
+        name = L.ggml_backend_dev_name(dev).decode()
+        description = (L.ggml_backend_dev_description(dev) or b"").decode(errors="replace")
         free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
-        L.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+        reachable = not name.startswith("RPC") or _answers(description)
+        if reachable:
+            L.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
         gtype = DEV_TYPE_NAMES.get(L.ggml_backend_dev_type(dev), "unknown")
         buft = L.ggml_backend_dev_buffer_type(dev)
         out.append((Device(
-            name=L.ggml_backend_dev_name(dev).decode(),
-            description=(L.ggml_backend_dev_description(dev) or b"").decode(errors="replace"),
-            kind="cpu" if gtype == "cpu" else "accelerator", ggml_type=gtype,
+            name=name, description=description, kind="cpu" if gtype == "cpu" else "accelerator", ggml_type=gtype,
             buffer_type=L.ggml_backend_buft_name(buft).decode() if buft else "",
-            free_bytes=free.value, total_bytes=total.value), dev))
+            free_bytes=free.value, total_bytes=total.value, reachable=reachable), dev))
     return out
 
 
@@ -96,11 +110,13 @@ _registered: set[str] = set()
 
 
 def add_rpc_servers(endpoints) -> None:
-    """Registers llama.cpp RPC servers so that their devices appear (once each)."""
+    """Registers llama.cpp RPC servers so that their devices appear (once each);
+    each is checked to answer every time, registered or not: a server that
+    went away is an error naming it, never a plan that silently leaves it out."""
     for endpoint in endpoints:
+        check_rpc_server(endpoint)
         if endpoint in _registered:
             continue
-        check_rpc_server(endpoint)
         reg = lib().ggml_backend_rpc_add_server(endpoint.encode())
         if not reg:
             raise PlacementError(f"RPC server {endpoint} reported no devices")
@@ -133,19 +149,28 @@ class _DeviceList:
     """A NULL-terminated ggml_backend_dev_t array naming the devices to offload to."""
 
     def __init__(self, names: list[str]):
-        found = {d.name: ptr for d, ptr in _devices_raw()}
+        found = {d.name: ptr for d, ptr in _devices_raw()} if names else {}
         missing = [n for n in names if n not in found]
         if missing:
             raise PlacementError(f"no device named {', '.join(missing)}; present: {', '.join(found)}")
         self.array = (ctypes.c_void_p * (len(names) + 1))(*[found[n] for n in names], None)
 
 
-def fill_placement(params, devices: list[str], overrides: list[tuple[str, str]]) -> tuple:
-    """Sets the devices and tensor overrides of llama_model_params; returns
-    the arrays llama.cpp points into, to be kept alive as long as the model."""
+def fill_placement(params, devices, overrides: list[tuple[str, str]], tensor_split: list[float] = ()) -> tuple:
+    """Sets the devices, layer split and tensor overrides of llama_model_params;
+    returns the arrays llama.cpp points into, to be kept alive as long as the model."""
     keep = []
-    if devices:
-        dev = _DeviceList(devices)
+    if tensor_split:
+        n = lib().llama_max_devices()
+        if len(tensor_split) > n:
+            raise PlacementError(f"a split over {len(tensor_split)} devices; this llama.cpp takes at most {n}")
+        split = (ctypes.c_float * n)(*tensor_split)
+        params.tensor_split = split
+        keep.append(split)
+    if devices is not None:
+        # always explicit: left to itself llama.cpp asks every registered device
+        # for its memory, and aborts on an RPC server that has gone away
+        dev = _DeviceList(list(devices))
         params.devices = ctypes.cast(dev.array, ctypes.c_void_p)
         keep.append(dev)
     if overrides:

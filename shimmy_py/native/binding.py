@@ -134,6 +134,8 @@ _LLAMA = {
     "llama_init_from_model": (c_void_p, [c_void_p, llama_context_params]),
     # void llama_free(struct llama_context * ctx);
     "llama_free": (None, [c_void_p]),
+    # size_t llama_max_devices(void);
+    "llama_max_devices": (c_size_t, []),
     # uint32_t llama_n_ctx(const struct llama_context * ctx);
     "llama_n_ctx": (c_uint32, [c_void_p]),
     # uint32_t llama_n_batch(const struct llama_context * ctx);

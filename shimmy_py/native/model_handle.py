@@ -66,8 +66,9 @@ class LoadSpec:
     no_alloc: bool = False            # run the loader without allocating or reading weights
     load_mode: str | None = None      # a LOAD_MODES name; None keeps llama.cpp's default
     n_gpu_layers: int | None = None   # None keeps llama.cpp's default
-    devices: tuple[str, ...] = ()     # devices to offload to, by name; () lets llama.cpp choose
+    devices: tuple[str, ...] | None = ()  # devices to offload to, by name (() none); None lets llama.cpp choose
     overrides: tuple[tuple[str, str], ...] = ()  # (pattern, buffer type or device name), first match wins
+    tensor_split: tuple[float, ...] = ()  # share of the layers per device of `devices`; () lets llama.cpp choose
 
 
 class ModelHandle(Owned):
@@ -85,7 +86,8 @@ class ModelHandle(Owned):
         if spec.n_gpu_layers is not None:
             params.n_gpu_layers = spec.n_gpu_layers
         # arrays llama.cpp points into while loading: kept as long as the model
-        self._keepalive = backend.fill_placement(params, list(spec.devices), list(spec.overrides))
+        self._keepalive = backend.fill_placement(params, spec.devices, list(spec.overrides),
+                                                 list(spec.tensor_split))
         ptr = L.llama_model_load_from_file(path.encode(), params)
         super().__init__(ptr, f"llama_model_load_from_file({path})")
         self._vocab = L.llama_model_get_vocab(ptr)

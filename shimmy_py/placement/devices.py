@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 import psutil
 
+from ..errors import PlacementError
 from ..native.backend import Device, add_rpc_servers, list_devices
 from .options import parse_size
 from .plan import CPU, DeviceSpec
@@ -80,18 +81,32 @@ def devices(rpc=()) -> list[Device]:
     return list_devices()
 
 
-def device_specs(rpc=(), target_vram=None) -> list[DeviceSpec]:
-    """The CPU (capacity: available RAM) and the first accelerator (its free
-    memory), or a hypothetical accelerator of `target_vram` bytes."""
+def buffer_devices() -> dict[str, str]:
+    """Each ggml buffer type's device name, as llama.cpp's log names buffers."""
+    return {d.buffer_type: d.name for d in list_devices() if d.buffer_type}
+
+
+def device_specs(rpc=(), target_vram=None, capacities: dict | None = None) -> list[DeviceSpec]:
+    """The CPU (capacity: available RAM) and every accelerator ggml offers
+    (local GPUs, then each RPC server's devices; capacity: the free memory
+    it reports), or one hypothetical accelerator of `target_vram` bytes.
+    `capacities` ({device name: size}) plans a device for less than it reports."""
     attach_rpc_servers(rpc)
+    capacities = {k: parse_size(v) for k, v in (capacities or {}).items()}
     available, _ = host_memory()
-    specs = [DeviceSpec(CPU, "cpu", available, CPU)]
+    specs = [DeviceSpec(CPU, "cpu", capacities.get(CPU, available), CPU)]
     if target_vram is not None:
         return specs + [DeviceSpec(HYPOTHETICAL, "accelerator", parse_size(target_vram), HYPOTHETICAL)]
+    wanted = set(rpc)
     for d in list_devices():
-        if d.kind == "accelerator":
-            specs.append(DeviceSpec(d.name, "accelerator", d.free_bytes, d.buffer_type))
-            break
+        # local accelerators, and the RPC servers this plan names (ggml keeps
+        # every server registered in this process; others are not asked for)
+        if d.kind == "accelerator" and d.reachable and (not d.name.startswith("RPC") or d.description in wanted):
+            specs.append(DeviceSpec(d.name, "accelerator", capacities.get(d.name, d.free_bytes), d.buffer_type))
+    unknown = set(capacities) - {s.name for s in specs}
+    if unknown:
+        raise PlacementError(f"--device-capacity names no device here: {', '.join(sorted(unknown))} "
+                             f"(present: {', '.join(s.name for s in specs)})")
     return specs
 
 

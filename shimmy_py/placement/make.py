@@ -11,8 +11,8 @@ from ..gguf_io.reader import read_header
 from ..gguf_io.tensors import read_table
 from ..native import install, log
 from ..native.model_handle import LoadSpec, ModelHandle
-from .devices import HYPOTHETICAL, attach_rpc_servers, device_specs
-from .options import PlacementOptions
+from .devices import HYPOTHETICAL, attach_rpc_servers, buffer_devices, device_specs
+from .options import PlacementOptions, parse_capacities
 from .plan import CPU, Plan
 from .planner import plan
 from .report import PlacementReport, build_report
@@ -26,7 +26,8 @@ def make_plan(path, options: PlacementOptions = PlacementOptions()) -> Plan:
     accelerator of `target_vram` bytes."""
     request = options.request()
     check_patterns(request.overrides)
-    return plan(read_table(path), device_specs(options.rpc, options.target_vram), request)
+    specs = device_specs(options.rpc, options.target_vram, parse_capacities(options.device_capacity))
+    return plan(read_table(path), specs, request)
 
 
 def check_patterns(overrides) -> None:
@@ -51,8 +52,8 @@ def load_spec(plan_: Plan, load_mode: str | None = None, no_alloc: bool = False)
         return LoadSpec(no_alloc=no_alloc, load_mode=load_mode, n_gpu_layers=0)
     if load_mode is None and any(b == CPU for _, b in plan_.overrides):
         load_mode = "none"
-    return LoadSpec(no_alloc=no_alloc, load_mode=load_mode, n_gpu_layers=-1,
-                    devices=(plan_.accelerator,), overrides=tuple(plan_.overrides))
+    return LoadSpec(no_alloc=no_alloc, load_mode=load_mode, n_gpu_layers=-1, devices=plan_.accelerators,
+                    overrides=tuple(plan_.overrides), tensor_split=plan_.layer_split)
 
 
 def simulate_placement(path: str | os.PathLike, plan_: Plan, rpc=()) -> PlacementReport:
@@ -64,4 +65,4 @@ def simulate_placement(path: str | os.PathLike, plan_: Plan, rpc=()) -> Placemen
     spec = load_spec(plan_, load_mode="none", no_alloc=True)
     with log.capture() as lines:
         ModelHandle(str(path), spec).close()
-    return build_report(plan_, lines, check_sizes=False)
+    return build_report(plan_, lines, check_sizes=False, buffer_devices=buffer_devices())

@@ -46,7 +46,7 @@ class PlacementOptions:
     rpc: tuple = ()                  # "HOST:PORT" strings
     target_vram: int | str | None = None
     n_ctx: int = defaults.N_CTX
-
+    device_capacity: tuple = ()      # "NAME=SIZE" strings or (name, size) pairs: plan a device for less
     def request(self) -> PlanRequest:
         chosen = [name for name, on in (("--cpu-moe", self.cpu_moe), ("--n-cpu-moe", self.n_cpu_moe is not None),
                                         ("--fit", self.fit)) if on]
@@ -61,6 +61,19 @@ class PlacementOptions:
             pairs += parse_override_arg(item) if isinstance(item, str) else [tuple(item)]
         budget = parse_size(self.vram_budget) if self.vram_budget is not None else None
         return PlanRequest(strategy, self.n_cpu_moe or 0, budget, tuple(pairs), self.n_ctx)
+
+
+def parse_capacities(items) -> dict:
+    """--device-capacity NAME=SIZE (repeatable, or comma-separated) as {name: bytes}."""
+    out = {}
+    for item in items:
+        pairs = [tuple(item)] if not isinstance(item, str) else \
+            [tuple(x.rsplit("=", 1)) for x in item.split(",") if x]
+        for pair in pairs:
+            if len(pair) != 2 or not pair[0]:
+                raise PlacementError(f"--device-capacity {item!r}: expected NAME=SIZE, e.g. RPC0=24GiB")
+            out[pair[0]] = parse_size(pair[1])
+    return out
 
 
 def parse_placement_spec(spec: str, rpc=(), n_ctx: int = defaults.N_CTX) -> PlacementOptions:

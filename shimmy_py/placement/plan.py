@@ -59,11 +59,18 @@ class Placement:
 class Plan:
     model: str
     request: PlanRequest
-    accelerator: str | None
+    accelerators: tuple[str, ...]            # in llama.cpp's device order; () without any
     devices: tuple[DevicePlan, ...]
     tensors: tuple[Placement, ...]
     overrides: tuple[tuple[str, str], ...]   # everything handed to llama.cpp, in order
     notices: tuple[str, ...] = field(default=())
+    layer_split: tuple[int, ...] = ()        # layers (and the output, last) per accelerator: llama.cpp's tensor_split
+    network_bytes_per_token: int = 0         # activations crossing to or from RPC devices per decoded token
+
+    @property
+    def accelerator(self) -> str | None:
+        """The first accelerator (the only one on a single-GPU machine), or None."""
+        return self.accelerators[0] if self.accelerators else None
 
     def device(self, name: str) -> DevicePlan:
         return next(d for d in self.devices if d.name == name)
@@ -89,6 +96,9 @@ def to_json(plan: Plan) -> dict:
         "strategy": plan.request.strategy,
         "n_ctx": plan.request.n_ctx,
         "accelerator": plan.accelerator,
+        "accelerators": list(plan.accelerators),
+        "layer_split": list(plan.layer_split),
+        "network_bytes_per_token": plan.network_bytes_per_token,
         "devices": [{"name": d.name, "type": d.kind, "weights_bytes": d.weights_bytes,
                      "kv_bytes": d.kv_bytes, "reserve_bytes": d.reserve_bytes,
                      "total_bytes": d.total_bytes, "capacity_bytes": d.capacity_bytes}
@@ -109,6 +119,8 @@ def server_args(plan: Plan, rpc=()) -> list[str]:
     if plan.accelerator is None:
         return args + ["-ngl", "0"]
     args += ["-ngl", "999"]
+    if len(plan.accelerators) > 1:
+        args += ["--device", ",".join(plan.accelerators), "-ts", ",".join(map(str, plan.layer_split))]
     if plan.overrides:
         args += ["-ot", ",".join(f"{p}={b}" for p, b in plan.overrides)]
     return args
@@ -127,7 +139,9 @@ def layer_map(plan: Plan) -> list[str]:
         short = sorted(t.name.split(".")[-2] if layer is not None else t.name.rsplit(".", 1)[0] for t in on_cpu)
         label = "   -" if layer is None else f"{layer:4d}"
         where = f"on CPU: {', '.join(short)}" if short and plan.accelerator else ""
-        lines.append(f"{label}  acc {gib(on_acc)}  cpu {gib(sum(t.bytes for t in on_cpu))}  {where}".rstrip())
+        accs = sorted({t.device for t in tensors if t.device != CPU})
+        name = f" {','.join(accs)}" if len(plan.accelerators) > 1 and accs else ""
+        lines.append(f"{label}  acc{name} {gib(on_acc)}  cpu {gib(sum(t.bytes for t in on_cpu))}  {where}".rstrip())
     return lines
 
 
@@ -139,6 +153,9 @@ def to_text(plan: Plan) -> str:
                      f"{gib(d.reserve_bytes):>12} {gib(d.total_bytes):>12} {gib(d.capacity_bytes):>12}")
     lines.append("per layer (layer  accelerator  CPU  tensors on the CPU):")
     lines += layer_map(plan)
+    if plan.network_bytes_per_token:
+        lines.append(f"network: about {plan.network_bytes_per_token / 1024:.1f} KiB of activations to or from "
+                     "RPC devices per decoded token")
     lines.append("llama-server " + " ".join(shlex.quote(a) for a in server_args(plan)))
     lines += [f"notice: {n}" for n in plan.notices]
     return "\n".join(lines)

@@ -1,16 +1,19 @@
 """The placement planner: a pure function of a tensor table and device
-capacities that decides where every weight lives, and the override list that
-makes llama.cpp do exactly that.
+capacities that decides where every weight lives, and the override list and
+layer split that make llama.cpp do exactly that.
 
 The base layout is llama.cpp's with every layer offloaded: the token embedding
-on the CPU, everything else on the accelerator. Then, first match wins:
+on the CPU, the layers split between the accelerators (any number: local GPUs,
+RPC servers) in proportion to their capacity, the output head with the last
+layer slot. Then, first match wins:
 the user's `-ot PATTERN=BUFFER_TYPE` overrides, then the strategy's:
   gpu         nothing moves;
   cpu-moe     all routed experts to the CPU;
   n-cpu-moe N routed experts of layers 0..N-1 to the CPU (llama.cpp's count);
-  fit         routed experts stay on the accelerator, from the last layer down,
-              while weights + KV cache + compute reserve fit the budget; past the
-              last whole layer that fits, single expert tensors fill what is left.
+  fit         on each accelerator, routed experts of its layers stay, from its
+              last layer down, while weights + KV cache + compute reserve fit
+              its budget; past the last whole layer that fits, single expert
+              tensors fill what is left; the rest go to host RAM.
 The strategy's overrides are anchored regular expressions that mean the same in
 Python's `re` and in llama.cpp's std::regex (ECMAScript).
 """
@@ -53,13 +56,44 @@ def compile_overrides(overrides, valid_targets: dict[str, str]) -> list[tuple[re
     return compiled
 
 
-def _base_device(t: Tensor, acc: str | None) -> str:
-    if acc is None or t.role == "token_embd":
+def layer_split(accs: list[DeviceSpec], n_layer: int) -> list[int]:
+    """Layer slots per accelerator (the output is slot n_layer), in proportion
+    to capacity, largest remainders first; llama.cpp given these as its
+    tensor_split puts layer il on the first device whose running total
+    exceeds il, so the plan and the load agree layer by layer."""
+    slots = n_layer + 1
+    total = sum(max(a.capacity_bytes, 0) for a in accs)
+    if total <= 0:
+        shares = [slots / len(accs)] * len(accs)
+    else:
+        shares = [slots * max(a.capacity_bytes, 0) / total for a in accs]
+    counts = [int(x) for x in shares]
+    for i in sorted(range(len(accs)), key=lambda i: (counts[i] - shares[i], -i))[:slots - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def _layer_devices(accs: list[DeviceSpec], counts: list[int], n_layer: int) -> list[str]:
+    """The accelerator of each layer slot 0..n_layer (the last is the output)."""
+    out = []
+    for acc, n in zip(accs, counts):
+        out += [acc.name] * n
+    return out[:n_layer + 1]
+
+
+def _base_device(t: Tensor, slot_device: list[str]) -> str:
+    """llama.cpp's placement with every layer offloaded: the token embedding
+    on the CPU, a layer's tensors on its layer's device, the rest (output
+    head, final norm) with the output."""
+    if not slot_device or t.role == "token_embd":
         return CPU
-    return acc
+    if t.layer is not None and t.layer < len(slot_device) - 1:
+        return slot_device[t.layer]
+    return slot_device[-1]
 
 
-def _strategy_cpu(req: PlanRequest, movable: list[Tensor], budget_left: int) -> set[str]:
+def _strategy_cpu(req: PlanRequest, movable: list[Tensor], budgets: dict[str, int],
+                  device_of: dict[str, str]) -> set[str]:
     """Names of the routed-expert tensors the strategy sends to the CPU."""
     if req.strategy == "gpu":
         return set()
@@ -67,7 +101,10 @@ def _strategy_cpu(req: PlanRequest, movable: list[Tensor], budget_left: int) -> 
         return {t.name for t in movable}
     if req.strategy == "n-cpu-moe":
         return {t.name for t in movable if t.layer is not None and t.layer < req.n_cpu_moe}
-    return _fit(movable, budget_left)
+    on_cpu = set()
+    for dev, left in budgets.items():     # each accelerator keeps the experts of its own last layers
+        on_cpu |= _fit([t for t in movable if device_of[t.name] == dev], left)
+    return on_cpu
 
 
 def _fit(movable: list[Tensor], budget_left: int) -> set[str]:
@@ -128,49 +165,73 @@ def _validate(table: TensorTable, req: PlanRequest) -> None:
 
 
 def plan(table: TensorTable, devices: list[DeviceSpec], request: PlanRequest = PlanRequest()) -> Plan:
-    """Where every tensor of `table` goes on `devices` (a CPU and at most one
-    accelerator is used; with none, everything falls back to the CPU)."""
+    """Where every tensor of `table` goes on `devices`: the CPU and any number
+    of accelerators (local GPUs, RPC servers), layers split between these in
+    proportion to capacity; with none, everything falls back to the CPU."""
     accs = [d for d in devices if d.kind == "accelerator"]
-    acc = accs[0] if accs else None
     _validate(table, request)
     cpu_spec = next((d for d in devices if d.kind == "cpu"), DeviceSpec(CPU, "cpu", 0, CPU))
     notices = []
-    if acc is None and request.strategy != "gpu":
+    if not accs and request.strategy != "gpu":
         notices.append(f"no accelerator: strategy {request.strategy} falls back to the CPU")
     targets = {CPU: CPU, cpu_spec.name: CPU}
-    for d in accs[:1]:
+    for d in accs:
         targets[d.name] = d.name
         if d.buffer_type:
             targets[d.buffer_type] = d.name
     user = compile_overrides(request.overrides, targets)
+    n_layer = table.hparams.n_layer
+    counts = layer_split(accs, n_layer) if accs else []
+    slot_device = _layer_devices(accs, counts, n_layer) if accs else []
 
     device_of: dict[str, str] = {}
     pinned = set()
     for t in table.tensors:
-        device_of[t.name] = _base_device(t, acc.name if acc else None)
+        device_of[t.name] = _base_device(t, slot_device)
         for pattern, target in user:
             if pattern.search(t.name):
                 device_of[t.name] = target
                 pinned.add(t.name)
                 break
 
-    kv = table.hparams.kv_bytes(request.n_ctx) if acc else 0
-    reserve = reserve_bytes(table, request.n_ctx, request.n_ubatch) if acc else 0
+    kv = _kv_by_device(table, request, slot_device)
+    reserve = _reserve_by_device(table, request, accs, slot_device)
     movable = [t for t in table.tensors if t.role == "routed_experts" and t.name not in pinned
                and device_of[t.name] != CPU]
-    budget_left = 0
-    if acc and request.strategy == "fit":
-        budget_left = _fit_budget(table, request, acc, device_of, movable, kv + reserve)
-    strategy_cpu = _strategy_cpu(request, movable, budget_left) if acc else set()
+    budgets = {}
+    if accs and request.strategy == "fit":
+        budgets = {a.name: _fit_budget(table, request, a, device_of, movable, kv[a.name] + reserve[a.name])
+                   for a in accs if a.name in kv}
+    strategy_cpu = _strategy_cpu(request, movable, budgets, device_of) if accs else set()
     for name in strategy_cpu:
         device_of[name] = CPU
     overrides = list(request.overrides) + [(p, CPU) for p in anchored_patterns(strategy_cpu)]
-    return _assemble(table, request, acc, cpu_spec, device_of, overrides, kv, reserve, notices)
+    return _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve, notices,
+                     [c for c in counts])
+
+
+def _kv_by_device(table: TensorTable, request: PlanRequest, slot_device: list[str]) -> dict[str, int]:
+    """The KV cache of each layer lives with the layer."""
+    per_layer = table.hparams.kv_bytes(request.n_ctx, layers=1)
+    out: dict[str, int] = defaultdict(int)
+    for dev in slot_device[:table.hparams.n_layer]:
+        out[dev] += per_layer
+    return dict(out)
+
+
+def _reserve_by_device(table, request, accs, slot_device) -> dict[str, int]:
+    """The compute reserve on each accelerator that holds layers; the logits'
+    share only on the one with the output."""
+    full = reserve_bytes(table, request.n_ctx, request.n_ubatch)
+    logits = 4 * request.n_ubatch * table.hparams.n_vocab
+    used = set(slot_device)
+    return {a.name: (full if slot_device and a.name == slot_device[-1] else full - logits) if a.name in used else 0
+            for a in accs}
 
 
 def _fit_budget(table, request, acc, device_of, movable, kv_and_reserve) -> int:
-    """Bytes left for routed experts under the budget, or an error if even the
-    rest of the model does not fit."""
+    """Bytes left on `acc` for routed experts under the budget, or an error
+    if even the rest of its layers does not fit."""
     budget = request.vram_budget if request.vram_budget is not None else \
         acc.capacity_bytes - margin_for(acc.capacity_bytes)
     movable_names = {t.name for t in movable}
@@ -179,22 +240,55 @@ def _fit_budget(table, request, acc, device_of, movable, kv_and_reserve) -> int:
     if fixed > budget:
         raise PlacementError(
             f"budget {budget / 2**30:.2f} GiB on {acc.name} is below the minimum that fits: "
-            f"{fixed / 2**30:.2f} GiB (all weights but the routed experts, the KV cache for "
+            f"{fixed / 2**30:.2f} GiB (all weights but the routed experts of its layers, their KV cache for "
             f"{request.n_ctx} tokens and the compute reserve)")
     return budget - fixed
 
 
-def _assemble(table, request, acc, cpu_spec, device_of, overrides, kv, reserve, notices) -> Plan:
+def network_bytes(table: TensorTable, placements, remote: set[str]) -> int:
+    """Activations (F32) that cross to or from a remote device per decoded
+    token: the hidden state between consecutive layers on different devices
+    when one is remote, to the host and back for a remote layer whose routed
+    experts live in host RAM, and the logits home from a remote output head.
+    An estimate: what ggml's RPC protocol adds (commands, graph) is not counted."""
+    width = 4 * table.hparams.n_embd
+    head = next((p.device for p in placements if p.role == "output"), CPU)
+    attn: dict[int, str] = {}
+    experts_cpu: set[int] = set()
+    for p in placements:
+        if p.layer is None:
+            continue
+        if p.role == "routed_experts":
+            if p.device == CPU:
+                experts_cpu.add(p.layer)
+        else:
+            attn.setdefault(p.layer, p.device)
+    total, prev = 0, CPU            # the token embedding is on the CPU
+    for layer in sorted(attn):
+        dev = attn[layer]
+        if dev != prev and (dev in remote or prev in remote):
+            total += width
+        if dev in remote and layer in experts_cpu:
+            total += 2 * width
+        prev = dev
+    if head in remote:
+        total += 4 * table.hparams.n_vocab
+    return total
+
+
+def _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve, notices, counts) -> Plan:
     placements = tuple(Placement(t.name, t.role, t.layer, t.nbytes, device_of[t.name]) for t in table.tensors)
     weights: dict[str, int] = defaultdict(int)
     for p in placements:
         weights[p.device] += p.bytes
-    devs = [DevicePlan(CPU, "cpu", weights[CPU], 0 if acc else table.hparams.kv_bytes(request.n_ctx), 0,
+    devs = [DevicePlan(CPU, "cpu", weights[CPU], 0 if accs else table.hparams.kv_bytes(request.n_ctx), 0,
                        cpu_spec.capacity_bytes)]
-    if acc:
-        devs.append(DevicePlan(acc.name, "accelerator", weights[acc.name], kv, reserve, acc.capacity_bytes))
+    for acc in accs:
+        devs.append(DevicePlan(acc.name, "accelerator", weights[acc.name], kv.get(acc.name, 0),
+                               reserve.get(acc.name, 0), acc.capacity_bytes))
         if devs[-1].total_bytes > acc.capacity_bytes:
             notices.append(f"{acc.name}: the plan needs {devs[-1].total_bytes / 2**30:.2f} GiB, "
                            f"more than its {acc.capacity_bytes / 2**30:.2f} GiB")
-    return Plan(table.path, request, acc.name if acc else None, tuple(devs), placements,
-                tuple(overrides), tuple(notices))
+    remote = {a.name for a in accs if a.name.startswith("RPC")}
+    return Plan(table.path, request, tuple(a.name for a in accs), tuple(devs), placements, tuple(overrides),
+                tuple(notices), tuple(counts), network_bytes(table, placements, remote))

@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from .plan import CPU, Plan
 
 
-def device_of_buffer(buffer_name: str) -> str:
+def device_of_buffer(buffer_name: str, buffer_devices: dict[str, str] | None = None) -> str:
     """llama.cpp buffer name -> device: CPU_Mapped, CPU_REPACK, CUDA_Host are host memory."""
     if buffer_name.startswith("CPU") or buffer_name.endswith("_Host"):
         return CPU
+    if buffer_devices and buffer_name in buffer_devices:   # RPC1's buffer type is RPC0[host:port] of its server
+        return buffer_devices[buffer_name]
     return buffer_name.split("[", 1)[0]
 
 
@@ -42,8 +44,10 @@ class PlacementReport:
         return "\n".join(lines)
 
 
-def build_report(plan_: Plan, log_lines: list[str], check_sizes: bool = True) -> PlacementReport:
-    """Compares the Plan with the buffer sizes and overrides llama.cpp logged."""
+def build_report(plan_: Plan, log_lines: list[str], check_sizes: bool = True,
+                 buffer_devices: dict[str, str] | None = None) -> PlacementReport:
+    """Compares the Plan with the buffer sizes and overrides llama.cpp logged;
+    `buffer_devices` names the device of each buffer type (ggml's own list)."""
     buffers, overridden, allocated = {}, {}, {}
     for line in log_lines:
         if m := _BUFFER_LINE.search(line):
@@ -51,12 +55,12 @@ def build_report(plan_: Plan, log_lines: list[str], check_sizes: bool = True) ->
         elif m := _OVERRIDE_LINE.search(line):
             overridden[m.group(1)] = m.group(2)
         if m := _ANY_BUFFER_LINE.search(line):
-            dev = device_of_buffer(m.group(1))
+            dev = device_of_buffer(m.group(1), buffer_devices)
             allocated[dev] = allocated.get(dev, 0) + round(float(m.group(2)) * 2**20)
     actual: dict[str, int] = {}
     mapped = set()  # a mapped buffer covers a file range, other devices' tensors included
     for name, mib in buffers.items():
-        dev = device_of_buffer(name)
+        dev = device_of_buffer(name, buffer_devices)
         actual[dev] = actual.get(dev, 0) + round(mib * 2**20)
         if "Mapped" in name:
             mapped.add(dev)
@@ -70,7 +74,7 @@ def build_report(plan_: Plan, log_lines: list[str], check_sizes: bool = True) ->
             problems.append(f"{dev}: planned {planned.get(dev, 0)} bytes, llama.cpp holds {actual.get(dev, 0)}")
     if plan_.accelerator:
         expected = {t.name for t in plan_.tensors if t.device == CPU and t.role != "token_embd"}
-        moved = {n for n, b in overridden.items() if device_of_buffer(b) == CPU}
+        moved = {n for n, b in overridden.items() if device_of_buffer(b, buffer_devices) == CPU}
         if moved != expected:
             problems.append(f"llama.cpp moved to the CPU {sorted(moved - expected)[:5]} unplanned, "
                             f"and missed {sorted(expected - moved)[:5]}")

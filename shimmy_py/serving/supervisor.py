@@ -73,6 +73,7 @@ class Supervisor:
         self._stats: queue.SimpleQueue = queue.SimpleQueue()
         self._ids = itertools.count()
         self._stopping = False
+        self._restarting = False
         self._conn = self._proc = None
 
     # --- lifetime -----------------------------------------------------------------
@@ -152,10 +153,16 @@ class Supervisor:
             q.put(("died", message))
 
     def _restart(self) -> None:
+        with self._lock:
+            if self._restarting:
+                return
+            self._restarting = True
         try:
             self.start()
         except ShimmyError as e:
-            logger.error("the model worker could not be restarted: %s", e)
+            logger.error("the model worker could not be restarted: %s (the next request tries again)", e)
+        finally:
+            self._restarting = False
 
     # --- requests -------------------------------------------------------------------
     def stats(self, timeout: float = 5.0) -> dict | None:
@@ -169,7 +176,11 @@ class Supervisor:
             return None
 
     def generate(self, req: GenRequest) -> Generator[str, None, Completion]:
-        """Submits `req` now (errors raise ApiError here) and returns its pieces."""
+        """Submits `req` now (errors raise ApiError here) and returns its pieces.
+        A worker whose restart failed (say, an RPC server was down) is tried
+        again by the next request."""
+        if not self.ready.is_set() and self.restarts and not self._restarting and not self._stopping:
+            self._restart()
         if not self.ready.is_set():
             raise ApiError(503, self.load_error or self.last_crash or "the model is loading", "server_error",
                            {"Retry-After": "5"})
