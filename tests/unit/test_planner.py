@@ -139,3 +139,39 @@ def test_no_accelerator_falls_back_to_cpu_with_a_notice(table):
     assert p.accelerator is None and p.overrides == ()
     assert {t.device for t in p.tensors} == {CPU}
     assert any("falls back to the CPU" in n for n in p.notices)
+
+
+def test_layers_split_in_proportion_to_capacity():
+    from shimmy_py.placement.planner import layer_split
+    devs = [DeviceSpec(f"RPC{i}", "accelerator", c * GiB, f"RPC{i}") for i, c in enumerate((80, 256, 256, 256))]
+    counts = layer_split(devs, 61)
+    assert counts == [6, 18, 19, 19] and sum(counts) == 62        # 61 layers and the output
+    assert layer_split(devs[:1], 27) == [28]
+    assert layer_split([DeviceSpec("A", "accelerator", 0, "A"), DeviceSpec("B", "accelerator", 10, "B")], 3) == [0, 4]
+
+
+def test_a_multi_device_plan_places_each_layer_on_its_slot(table):
+    devs = [CPU_SPEC, DeviceSpec("RPC0", "accelerator", 20 * GiB, "RPC0"),
+            DeviceSpec("RPC1", "accelerator", 60 * GiB, "RPC1")]
+    p = plan(table, devs, PlanRequest("gpu"))
+    assert p.accelerators == ("RPC0", "RPC1") and p.layer_split == (7, 22)
+    dev = {t.name: t.device for t in p.tensors}
+    assert [dev[f"blk.{i}.attn_q.weight"] for i in (0, 6, 7, 27)] == ["RPC0", "RPC0", "RPC1", "RPC1"]
+    assert dev["output.weight"] == "RPC1" and dev["token_embd.weight"] == CPU
+    assert p.device("RPC0").kv_bytes * 21 == p.device("RPC1").kv_bytes * 7     # KV goes with the layers
+    assert p.network_bytes_per_token == 2 * 4 * 2048 + 4 * 102400              # CPU->RPC0->RPC1, logits home
+    budget = 20 * GiB
+    fit = plan(table, devs, PlanRequest("fit", vram_budget=budget))
+    assert all(d.total_bytes <= budget for d in fit.devices if d.kind == "accelerator")
+    kept = {t.device for t in fit.tensors if t.role == "routed_experts" and t.device != CPU}
+    assert kept == {"RPC0", "RPC1"}                                             # each device keeps its own
+
+
+def test_deepseek_v3_table():
+    from shimmy_py.gguf_io.shapes import deepseek_v3_table
+    t = deepseek_v3_table()
+    total = t.total()
+    assert round(total.n_params / 1e9) == 671 and round(total.n_active / 1e9) == 38   # 671B, 37.6B active
+    assert {x.role for x in t.tensors if x.layer == 0} == {"attention", "norm", "dense_ffn"}
+    assert {x.role for x in t.tensors if x.layer == 3} == {"attention", "norm", "router", "routed_experts",
+                                                           "shared_experts"}

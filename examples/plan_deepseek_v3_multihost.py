@@ -1,0 +1,40 @@
+"""DeepSeek-V3 (671B, 378 GB in a Q4_K mix) planned across one 80 GiB GPU and
+three hosts of 256 GiB reached through llama.cpp's RPC servers, beside a
+local host with 512 GiB of RAM: the planner alone, no file and no machine.
+
+    python examples/plan_deepseek_v3_multihost.py
+
+Prints, for each strategy, what every device holds and the llama-server flags
+that place the model the same way (the RPC devices stand for
+`--rpc host1:50052,host2:50052,host3:50052`).
+"""
+from __future__ import annotations
+
+from shimmy_py.gguf_io.shapes import deepseek_v3_table
+from shimmy_py.placement.plan import CPU, DeviceSpec, PlanRequest, server_args
+from shimmy_py.placement.planner import plan
+
+GiB = 2**30
+DEVICES = [DeviceSpec(CPU, "cpu", 512 * GiB, CPU), DeviceSpec("CUDA0", "accelerator", 80 * GiB, "CUDA0"),
+           *[DeviceSpec(f"RPC{i}", "accelerator", 256 * GiB, f"RPC{i}") for i in range(3)]]
+
+
+def main() -> None:
+    table = deepseek_v3_table()
+    total = table.total()
+    print(f"DeepSeek-V3: {total.nbytes / 1e9:.0f} GB, {total.n_params / 1e9:.0f}B parameters, "
+          f"{total.n_active / 1e9:.1f}B active per token; context 8192")
+    print(f"| strategy | {' | '.join(d.name for d in DEVICES)} | network per token |")
+    print(f"|---|{'---|' * len(DEVICES)}---|")
+    for strategy in ("gpu", "cpu-moe", "fit"):
+        p = plan(table, DEVICES, PlanRequest(strategy, n_ctx=8192))
+        cells = [f"{d.total_bytes / GiB:.1f} GiB" for d in p.devices]
+        print(f"| {strategy} | {' | '.join(cells)} | {p.network_bytes_per_token / 1024:.0f} KiB |")
+    p = plan(table, DEVICES, PlanRequest("fit", n_ctx=8192))
+    args = server_args(p)
+    print("\nfit: layers per device (tensor split)", dict(zip(p.accelerators, p.layer_split)))
+    print("llama-server", " ".join(a if len(a) < 120 else a[:117] + "..." for a in args[2:]))
+
+
+if __name__ == "__main__":
+    main()

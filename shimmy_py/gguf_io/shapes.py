@@ -1,0 +1,76 @@
+"""Real tensor tables of models too large to write, built in memory for
+planning: names and shapes as llama.cpp's converter writes them, types as a
+stated quantization mix, no weights and no file.
+
+  deepseek-v3   DeepSeek-V3 / R1 (671B), llama.cpp architecture deepseek2:
+                MLA attention (attn_q_a/q_b, attn_kv_a_mqa, attn_k_b/attn_v_b),
+                3 leading dense layers, then 256 routed experts (8 active) and
+                1 shared expert per layer, sigmoid router with exp_probs_b.
+
+The "q4_k" mix stores every matrix whose rows are whole K-quant blocks (256
+values) as Q4_K and the others as Q8_0, norms and router vectors as F32. It
+is not the exact per-tensor choice of llama.cpp's Q4_K_M (which keeps some
+tensors at Q6_K): DeepSeek-V3 comes to 378 GB, about 7% under the Q4_K_M
+files people download; the planner prices each tensor by its own type either way.
+"""
+from __future__ import annotations
+
+from gguf import GGMLQuantizationType as T
+
+from .format import n_elements, tensor_nbytes
+from .tensors import Hparams, Tensor, TensorTable, classify
+
+DEEPSEEK_V3 = dict(n_embd=7168, n_layer=61, n_dense=3, n_ff=18432, n_ff_exp=2048, n_expert=256, n_used=8,
+                   n_shared=1, n_head=128, q_lora=1536, kv_lora=512, qk_nope=128, qk_rope=64, v_head=128,
+                   n_vocab=129280, n_ctx_train=163840)
+
+
+def _deepseek_v3_shapes(p: dict) -> list[tuple[str, tuple[int, ...]]]:
+    e, h = p["n_embd"], p["n_head"]
+    out = [("token_embd.weight", (e, p["n_vocab"]))]
+    for i in range(p["n_layer"]):
+        b = f"blk.{i}."
+        out += [(b + "attn_norm.weight", (e,)),
+                (b + "attn_q_a.weight", (e, p["q_lora"])),
+                (b + "attn_q_a_norm.weight", (p["q_lora"],)),
+                (b + "attn_q_b.weight", (p["q_lora"], h * (p["qk_nope"] + p["qk_rope"]))),
+                (b + "attn_kv_a_mqa.weight", (e, p["kv_lora"] + p["qk_rope"])),
+                (b + "attn_kv_a_norm.weight", (p["kv_lora"],)),
+                (b + "attn_k_b.weight", (p["qk_nope"], p["kv_lora"], h)),
+                (b + "attn_v_b.weight", (p["kv_lora"], p["v_head"], h)),
+                (b + "attn_output.weight", (h * p["v_head"], e)),
+                (b + "ffn_norm.weight", (e,))]
+        if i < p["n_dense"]:
+            out += [(b + "ffn_gate.weight", (e, p["n_ff"])), (b + "ffn_up.weight", (e, p["n_ff"])),
+                    (b + "ffn_down.weight", (p["n_ff"], e))]
+        else:
+            x, n = p["n_ff_exp"], p["n_expert"]
+            out += [(b + "ffn_gate_inp.weight", (e, n)), (b + "exp_probs_b.bias", (n,)),
+                    (b + "ffn_gate_exps.weight", (e, x, n)), (b + "ffn_up_exps.weight", (e, x, n)),
+                    (b + "ffn_down_exps.weight", (x, e, n)),
+                    (b + "ffn_gate_shexp.weight", (e, x * p["n_shared"])),
+                    (b + "ffn_up_shexp.weight", (e, x * p["n_shared"])),
+                    (b + "ffn_down_shexp.weight", (x * p["n_shared"], e))]
+    return out + [("output_norm.weight", (e,)), ("output.weight", (e, p["n_vocab"]))]
+
+
+def _q4_k_type(name: str, shape: tuple[int, ...]) -> T:
+    if len(shape) == 1 or "norm" in name or "ffn_gate_inp" in name or name.endswith(".bias"):
+        return T.F32
+    return T.Q4_K if shape[0] % 256 == 0 else T.Q8_0
+
+
+def deepseek_v3_table() -> TensorTable:
+    """DeepSeek-V3's tensor table in the "q4_k" mix (path "<deepseek-v3>")."""
+    p = DEEPSEEK_V3
+    tensors = []
+    for name, shape in _deepseek_v3_shapes(p):
+        layer, role = classify(name)
+        ttype = _q4_k_type(name, shape)
+        tensors.append(Tensor(name, layer, role, ttype.name, shape, tensor_nbytes(ttype, shape), n_elements(shape)))
+    # MLA caches the compressed latent and the rope key: kv_lora + qk_rope values per token and layer
+    hp = Hparams(arch="deepseek2", n_layer=p["n_layer"], n_embd=p["n_embd"], n_head=p["n_head"], n_head_kv=1,
+                 head_dim_k=p["kv_lora"] + p["qk_rope"], head_dim_v=0, n_ctx_train=p["n_ctx_train"],
+                 n_vocab=p["n_vocab"], n_expert=p["n_expert"], n_expert_used=p["n_used"],
+                 n_expert_shared=p["n_shared"], n_layer_dense_lead=p["n_dense"])
+    return TensorTable("<deepseek-v3>", hp, tuple(tensors))
