@@ -144,6 +144,7 @@ def _serve(args) -> int:
     from .placement.make import make_plan
     from .placement.options import parse_size
     from .placement.plan import to_text
+    from .serving import models_config
     from .serving.api import ApiError, parse_duration
     from .serving.discovery import discover
     from .serving.names import resolve_model
@@ -170,7 +171,9 @@ def _serve(args) -> int:
                          cors_origin=args.cors_origin,
                          allowed_hosts=tuple(h for h in args.allowed_hosts.split(",") if h),
                          keep_alive=parse_duration(args.keep_alive, "--keep-alive"), max_models=args.max_models,
-                         cache_ram=parse_size(args.cache_ram))
+                         cache_ram=parse_size(args.cache_ram),
+                         settings=models_config.load(args.config) if args.config else {},
+                         memory_budget=memory_budget(args, opts))
     try:
         server = Server(config)
     except ApiError as e:
@@ -196,6 +199,17 @@ def _serve(args) -> int:
         print("shimmy-py: stopping", flush=True)
         server.stop()
     return 0
+
+
+def memory_budget(args, opts) -> dict:
+    """What resident models may hold per device: the free memory at start, less
+    a margin (as fit leaves), unless --memory-budget NAME=SIZE says otherwise."""
+    from .placement.devices import device_specs
+    from .placement.options import parse_capacities
+    from .placement.planner import margin_for
+    budget = {d.name: d.capacity_bytes - margin_for(d.capacity_bytes) for d in device_specs(opts.rpc)}
+    budget.update(parse_capacities(args.memory_budget))
+    return budget
 
 
 def api_key(args) -> str | None:
@@ -290,6 +304,11 @@ def _add_serve_and_list(sub) -> None:
                          "after it; -1: keep)")
     sv.add_argument("--max-models", type=_int_at_least(1), default=defaults.MAX_MODELS,
                     help="models resident at once (default %(default)s)")
+    sv.add_argument("--config", default=None, metavar="FILE",
+                    help="per-model settings, TOML or JSON ([models.NAME]: cpu_moe, n_cpu_moe, fit, ctx, ...)")
+    sv.add_argument("--memory-budget", action="append", default=[], metavar="NAME=SIZE",
+                    help="what resident models may hold on device NAME (default: its free memory at start, less "
+                         "a margin)")
     sv.add_argument("--cache-ram", default=f"{defaults.CACHE_RAM >> 20}MiB", metavar="SIZE",
                     help="host RAM per model for conversations saved from their slot (default %(default)s; 0: off)")
     sv.add_argument("--host", default=defaults.HOST, help="default %(default)s")

@@ -87,3 +87,52 @@ def test_a_model_loading_does_not_block_another(models):
         loader.join(timeout=120)
         assert results["beta"][0] == 200 and sorted(resident(srv)) == ["alpha", "beta"]
         assert ask(srv, None)[1]["model"] == "alpha"            # the --model is the default
+
+
+def test_admission_by_memory_unloads_or_refuses_with_the_figures(models):
+    from shimmy_py.serving.state import State
+    probe = State(ServeConfig(None, ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models)))
+    need = probe._need("alpha")["CPU"]             # weights and KV cache of one tiny model on the CPU
+    probe.pool.close()
+    cfg = ServeConfig(None, port=0, ctx=256, parallel=1, threads=2, known_paths=tuple(Path(m) for m in models),
+                      max_models=3, memory_budget={"CPU": int(need * 1.5)})
+    with Server(cfg).start() as srv:
+        assert ask(srv, "alpha")[0] == 200
+        assert ask(srv, "beta")[0] == 200 and resident(srv) == ["beta"]   # both do not fit: alpha made room
+        [ps] = post_json(srv.url, "/api/ps", None)[1]["models"]
+        assert ps["planned_bytes"]["CPU"] == need
+        busy = threading.Thread(target=lambda: ask(srv, "beta", max_tokens=200))
+        busy.start()
+        assert wait_for(lambda: post_json(srv.url, "/api/ps", None)[1]["models"][0]["active_requests"] == 1)
+        status, body = ask(srv, "alpha")                                 # beta is busy: nothing to unload
+        busy.join()
+        assert status == 503 and "GiB on CPU" in body["error"] and "budget" in body["error"]
+    small = ServeConfig(None, port=0, ctx=256, parallel=1, threads=2, known_paths=(Path(models[0]),),
+                        memory_budget={"CPU": need // 2})
+    with Server(small).start() as srv:
+        status, body = ask(srv, "alpha")
+        assert status == 503 and "more than the server's budget" in body["error"] and resident(srv) == []
+
+
+def test_per_model_settings_from_a_config_file(models, tmp_path):
+    from shimmy_py.errors import ShimmyError
+    from shimmy_py.serving import models_config
+    conf = tmp_path / "models.toml"
+    conf.write_text('[models.alpha]\nctx = 512\n\n[models."beta"]\nkeep_alive = "0"\n')
+    cfg = ServeConfig(None, port=0, ctx=256, parallel=1, threads=2, known_paths=tuple(Path(m) for m in models),
+                      settings=models_config.load(conf))
+    long_prompt = "word " * 300                                   # more than 256 tokens, less than 512
+    with Server(cfg).start() as srv:
+        body = {"prompt": long_prompt, "max_tokens": 2}
+        assert post_json(srv.url, "/v1/completions", {"model": "alpha", **body})[0] == 200
+        status, body = post_json(srv.url, "/v1/completions", {"model": "beta", **body})
+        assert status == 400 and "context holds 256" in body["error"]["message"]
+        assert ask(srv, "beta")[0] == 200
+        assert wait_for(lambda: resident(srv) == ["alpha"])       # beta: keep_alive 0 from the file
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"models": {"alpha": {"n_cpu_moe": "lots"}}}')
+    with pytest.raises(ShimmyError, match="'alpha': n_cpu_moe = 'lots'"):
+        models_config.load(bad)
+    bad.write_text('{"models": {"alpha": {"cpu-moe": true}}}')
+    with pytest.raises(ShimmyError, match="unknown setting 'cpu-moe'"):
+        models_config.load(bad)

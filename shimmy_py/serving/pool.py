@@ -7,8 +7,11 @@ keep-alive after its last request: Ollama's `keep_alive` (per request, or
 the server's --keep-alive, default 5 minutes; 0 unloads after the request, a
 negative value keeps it). Beyond --max-models the least recently used idle
 model is unloaded to make room; when every resident model is busy the
-request gets 503. Unloading ends the worker process, which returns all of its
-memory to the system.
+request gets 503. With a memory budget per device, a model is admitted only
+where its plan fits beside what the resident models hold (idle ones are
+unloaded, least recently used first, to make room); one that cannot fit is
+refused with the figures, before anything is loaded. Unloading ends the
+worker process, which returns all of its memory to the system.
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ class Resident:
     last_used: float
     keep_alive: float                  # seconds after the last request; FOREVER; 0: after the request
     active: int = 0
+    need: dict = field(default_factory=dict)   # bytes per device its plan holds (weights, KV cache, reserve)
 
     def expires_at(self) -> float | None:
         if self.active or self.keep_alive == FOREVER:
@@ -56,8 +60,11 @@ class PoolStats:
 class ModelPool:
     """Resident models by name; `acquire` loads, `release` schedules the unload."""
 
-    def __init__(self, spec_for: Callable[[str], WorkerSpec], keep_alive: float, max_models: int):
-        self.spec_for, self.keep_alive, self.max_models = spec_for, keep_alive, max_models
+    def __init__(self, spec_for: Callable[[str], WorkerSpec], keep_alive: Callable[[str], float], max_models: int,
+                 need_for: Callable[[str], dict] | None = None, budget: dict | None = None):
+        self.spec_for, self.keep_alive_for, self.max_models = spec_for, keep_alive, max_models
+        self.need_for, self.budget = need_for, budget or {}
+        self._reserved: dict[str, dict] = {}   # what models being loaded will hold
         self.residents: dict[str, Resident] = {}
         self.stats = PoolStats()
         self._lock = threading.Condition()
@@ -80,13 +87,23 @@ class ModelPool:
                 resident.active += 1
                 self._set_keep_alive(resident, keep_alive)
                 return resident
-            self._make_room(name)
+        need = self.need_for(name) if self.need_for and self.budget else {}
+        with self._lock:
+            while name in self._loading:
+                self._lock.wait()
+            if name in self.residents:            # loaded by another request meanwhile
+                resident = self.residents[name]
+                resident.active += 1
+                return resident
+            self._make_room(name, need)
             self._loading.add(name)
+            self._reserved[name] = need
         try:
-            resident = self._load(name, keep_alive)
+            resident = self._load(name, keep_alive, need)
         finally:
             with self._lock:
                 self._loading.discard(name)
+                self._reserved.pop(name, None)
                 self._lock.notify_all()
         return resident
 
@@ -104,20 +121,40 @@ class ModelPool:
             resident.keep_alive = keep_alive
 
     # --- loading and unloading ----------------------------------------------------------
-    def _make_room(self, name: str) -> None:
-        """Under the lock: unloads the least recently used idle model when the
-        pool is full; 503 when every resident model is busy."""
-        while len(self.residents) + len(self._loading) >= self.max_models:
+    def held(self, device: str) -> int:
+        """Bytes the resident and loading models' plans hold on `device`."""
+        return sum(r.need.get(device, 0) for r in self.residents.values()) + \
+            sum(n.get(device, 0) for n in self._reserved.values())
+
+    def _short(self, need: dict) -> list[str]:
+        return [d for d, b in need.items() if d in self.budget and self.held(d) + b > self.budget[d]]
+
+    def _shortage(self, device: str, need: int) -> str:
+        return (f"it needs {need / 2**30:.2f} GiB on {device} beside the {self.held(device) / 2**30:.2f} GiB "
+                f"resident models hold, within a budget of {self.budget[device] / 2**30:.2f} GiB")
+
+    def _make_room(self, name: str, need: dict) -> None:
+        """Under the lock: unloads least recently used idle models while the
+        pool is full or `need` does not fit the budget; 503 when it cannot."""
+        for d, b in need.items():
+            if d in self.budget and b > self.budget[d]:
+                raise ApiError(503, f"cannot load {name!r}: its plan needs {b / 2**30:.2f} GiB on {d}, more than "
+                               f"the server's budget of {self.budget[d] / 2**30:.2f} GiB there", "server_error")
+        while len(self.residents) + len(self._loading) >= self.max_models or self._short(need):
             idle = [r for r in self.residents.values() if r.active == 0]
+            short = self._short(need)
             if not idle:
-                raise ApiError(503, f"cannot load {name!r}: {len(self.residents)} models are resident "
-                               f"(--max-models {self.max_models}) and all are busy", "server_error",
-                               {"Retry-After": "5"})
+                why = "; ".join(self._shortage(d, need[d]) for d in short) if short else \
+                    f"{len(self.residents)} models are resident (--max-models {self.max_models})"
+                raise ApiError(503, f"cannot load {name!r}: {why}, and every resident model is busy",
+                               "server_error", {"Retry-After": "5"})
             victim = min(idle, key=lambda r: r.last_used)
             del self.residents[victim.name]
-            self._stop_later(victim, f"unloading {victim.name!r} (least recently used) to make room for {name!r}")
+            reason = f"memory on {', '.join(short)}" if short else f"--max-models {self.max_models}"
+            self._stop_later(victim, f"unloading {victim.name!r} (least recently used) to make room for {name!r}: "
+                                     f"{reason}")
 
-    def _load(self, name: str, keep_alive: float | None) -> Resident:
+    def _load(self, name: str, keep_alive: float | None, need: dict) -> Resident:
         spec = self.spec_for(name)
         supervisor = Supervisor(spec)
         t0 = time.monotonic()
@@ -129,7 +166,7 @@ class ModelPool:
         now = time.monotonic()
         size = Path(spec.model_path).stat().st_size
         resident = Resident(name, supervisor, size, now, now,
-                            self.keep_alive if keep_alive is None else keep_alive, active=1)
+                            self.keep_alive_for(name) if keep_alive is None else keep_alive, active=1, need=need)
         with self._lock:
             self.residents[name] = resident
             self.stats.loads += 1
@@ -142,6 +179,7 @@ class ModelPool:
         resident = self.acquire(name, keep_alive)
         with self._lock:
             resident.active -= 1
+            resident.keep_alive = keep_alive
         return resident
 
     def unload(self, name: str, reason: str) -> None:
@@ -184,7 +222,7 @@ class ModelPool:
         for r in sorted(residents, key=lambda r: r.name):
             expires = r.expires_at()
             out.append({"name": r.name, "size_bytes": r.size_bytes,
-                        "devices": r.supervisor.info.get("devices", {}),
+                        "devices": r.supervisor.info.get("devices", {}), "planned_bytes": r.need,
                         "active_requests": r.active, "idle_s": round(now - r.last_used, 1) if not r.active else 0.0,
                         "expires_at": None if expires is None else wall + (expires - now),
                         "ready": r.supervisor.ready.is_set(), "restarts": r.supervisor.restarts})

@@ -11,6 +11,7 @@ from ..errors import ShimmyError
 from .api import ApiError
 from .http import HttpPolicy
 from .metrics import Metrics
+from .models_config import ModelSettings
 from .names import name_table
 from .pool import ModelPool
 from .supervisor import WorkerSpec
@@ -38,6 +39,8 @@ class ServeConfig:
     max_pending: int = defaults.MAX_PENDING_CONNECTIONS
     header_timeout: float = defaults.HEADER_TIMEOUT
     keep_alive: float = defaults.KEEP_ALIVE_S      # seconds an on-demand model stays after its last request
+    settings: dict = field(default_factory=dict)   # per model name: models_config.ModelSettings (--config)
+    memory_budget: dict | None = None              # device -> bytes resident models may hold; None: no check
     cache_ram: int = defaults.CACHE_RAM            # bytes of host RAM per model for conversations (0: off)
     max_models: int = defaults.MAX_MODELS
 
@@ -77,17 +80,46 @@ class State:
         for name, path in sorted(self.catalog.items(), key=lambda kv: -len(kv[0])):
             self.path_names.setdefault(str(Path(path).resolve()), name)
             self.path_names.setdefault(str(path), name)
-        self.pool = ModelPool(self._spec, config.keep_alive, config.max_models)
+        self.pool = ModelPool(self._spec, self._keep_alive, config.max_models, self._need,
+                              config.memory_budget)
         self.inflight = 0
         self.idle = threading.Condition()
 
+    def settings_for(self, name: str) -> ModelSettings:
+        """--config's settings for the model `name` names (under any of its names)."""
+        path = self.catalog[name]
+        for n, p in self.catalog.items():
+            if p == path and n in self.config.settings:
+                return self.config.settings[n]
+        return ModelSettings()
+
     def _spec(self, name: str) -> WorkerSpec:
-        c = self.config
+        c, own = self.config, self.settings_for(name)
         path = self.catalog[name]
         kwargs = dict(c.model_kwargs)
-        if c.model_path is None or Path(path) != Path(c.model_path):
+        if c.model_path is None or Path(path) != Path(c.model_path) or own.placement:
             kwargs.pop("placement", None)    # the --model's plan; others are planned by their worker
-        return WorkerSpec(str(path), c.ctx * c.parallel, c.parallel, c.threads, c.queue, kwargs, c.cache_ram)
+        for key in ("cpu_moe", "n_cpu_moe", "fit", "vram_budget", "overrides") if own.placement else ():
+            kwargs.pop(key, None)            # the model's own settings replace the server's flags
+        kwargs.update(own.placement)
+        ctx, parallel = own.ctx or c.ctx, own.parallel or c.parallel
+        return WorkerSpec(str(path), ctx * parallel, parallel, c.threads, c.queue, kwargs, c.cache_ram)
+
+    def _keep_alive(self, name: str) -> float:
+        own = self.settings_for(name).keep_alive
+        return own if own is not None else self.config.keep_alive
+
+    def _need(self, name: str) -> dict:
+        """Bytes per device the model's plan holds: what admission weighs."""
+        from ..placement.make import make_plan
+        from ..placement.options import PlacementOptions
+        spec = self._spec(name)
+        kw = spec.model_kwargs
+        plan = kw.get("placement") or make_plan(spec.model_path, PlacementOptions(
+            kw.get("cpu_moe", False), kw.get("n_cpu_moe"), kw.get("fit", False), kw.get("vram_budget"),
+            tuple(kw.get("overrides", ())), tuple(kw.get("rpc", ())), None, spec.n_ctx,
+            tuple(dict(kw.get("device_capacity", {})).items())))
+        return {d.name: d.total_bytes for d in plan.devices}
 
     def canonical(self, name: str) -> str:
         """The name a model is resident under: its file's own (longest) name."""
