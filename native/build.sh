@@ -202,6 +202,17 @@ link() {
     [[ $MODE == stock ]] || ln -sfn "$INSTALL" "$CACHE/current"
 }
 
+# The tokenizers of the synthetic models (shimmy_py/gguf_io/synth.py, families.py)
+# and llama.cpp's DeepSeek tokenizer test vectors.
+share_vocabularies() {
+    mkdir -p "$INSTALL/share"
+    local v
+    for v in deepseek-llm qwen2 llama-spm llama-bpe; do
+        cp "$SRC/models/ggml-vocab-$v.gguf" "$INSTALL/share/"
+    done
+    cp "$SRC/models/ggml-vocab-deepseek-llm.gguf.inp" "$SRC/models/ggml-vocab-deepseek-llm.gguf.out" "$INSTALL/share/"
+}
+
 # -ot patterns are checked as llama.cpp compiles them (std::regex), by a tiny
 # program built with the same compiler: shimmy_py.native.install.std_regex_errors.
 regex_checker() {
@@ -222,7 +233,7 @@ INFO
 }
 
 if [[ $FORCE == 0 && -f "$INSTALL/BUILD_OK" ]]; then
-    [[ $MODE == stock ]] || { probe; regex_checker; }
+    [[ $MODE == stock ]] || { probe; regex_checker; share_vocabularies; }
     write_version
     link
     say "cached build: $INSTALL"
@@ -245,9 +256,7 @@ for exe in "${TOOLS[@]}"; do
     cp -a "$OUT/build/bin/$exe" "$INSTALL/bin/"
 done
 cp "$SRC/include/llama.h" "$SRC"/ggml/include/*.h "$INSTALL/include/"
-mkdir -p "$INSTALL/share"
-cp "$SRC/models/ggml-vocab-deepseek-llm.gguf" "$SRC/models/ggml-vocab-deepseek-llm.gguf.inp" \
-   "$SRC/models/ggml-vocab-deepseek-llm.gguf.out" "$INSTALL/share/"
+share_vocabularies
 
 if [[ $MODE != stock ]]; then
     say "compiling the struct layout probe"

@@ -127,11 +127,16 @@ def _generate(args) -> int:
 
 
 def _synth(args) -> int:
-    from .gguf_io import synth
-    path = synth.write(args.out, args.preset, seed=args.seed, dtype=args.dtype, shape_only=args.shape_only,
-                       vocab=args.vocab)
+    from .gguf_io import families, synth
+    if args.arch:
+        path = families.write(args.out, args.arch, seed=args.seed)
+        what = f"family {args.arch}"
+    else:
+        path = synth.write(args.out, args.preset, seed=args.seed, dtype=args.dtype, shape_only=args.shape_only,
+                           vocab=args.vocab)
+        what = f"preset {args.preset}"
     kind = "shape-only (sparse, not loadable)" if args.shape_only else "random weights: its text is gibberish"
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, preset {args.preset}; {kind})")
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, {what}; {kind})")
     return 0
 
 
@@ -335,6 +340,7 @@ def _add_serve_and_list(sub) -> None:
 
 
 def _add_bench_and_synth(sub) -> None:
+    from .gguf_io.families import FAMILIES
     from .gguf_io.synth import DTYPES, PRESETS
     b = sub.add_parser("bench", help="load time, TTFT, prompt and decode speed per placement")
     b.add_argument("model")
@@ -350,6 +356,8 @@ def _add_bench_and_synth(sub) -> None:
     s = sub.add_parser("synth", help="write a synthetic DeepSeekMoE GGUF (random weights)")
     s.add_argument("out", help="output .gguf path")
     s.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    s.add_argument("--arch", choices=sorted(FAMILIES), default=None,
+                   help="another MoE family instead of DeepSeekMoE (small shapes, the family's tokenizer)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: the preset's")
     s.add_argument("--shape-only", action="store_true", help="header and tensor table only (sparse file)")

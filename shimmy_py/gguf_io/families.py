@@ -1,0 +1,148 @@
+"""Runnable synthetic models of other MoE families: small random-weight GGUFs
+with every hyper-parameter key and tensor llama.cpp's loader of that
+architecture requires, and the family's own tokenizer from the pinned
+llama.cpp source (its chat template too, where the vocabulary file has one).
+
+  qwen3moe   Qwen3-30B-A3B / 235B-A22B's layout: per-head RMS norms on q and k
+             (attn_q_norm, attn_k_norm), grouped-query attention, routed
+             experts only, softmax router; Qwen2 tokenizer.
+  qwen2moe   Qwen1.5/Qwen2-MoE's: q/k/v biases, routed experts plus a shared
+             expert behind a sigmoid gate (ffn_gate_inp_shexp); Qwen2 tokenizer.
+  mixtral    Mixtral-8x7B's (llama.cpp architecture `llama` with experts):
+             8 routed experts, 2 active, no shared expert; Llama SPM tokenizer.
+
+What differs from the real models: the widths (64, 2 to 3 layers, 4 to 8
+experts), the random weights (gibberish text, real compute), and for Qwen3
+no YaRN context extension keys. `synth.write` keeps DeepSeekMoE's.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from gguf import GGMLQuantizationType, GGUFValueType
+
+from ..errors import ShimmyError
+from .format import ATTENTION, GENERAL, LLM, ROPE, key
+from .reader import read_header
+from .writer import GGUFBuilder
+
+
+@dataclass(frozen=True)
+class Shape:
+    n_embd: int = 64
+    n_layer: int = 3
+    n_head: int = 4
+    n_head_kv: int = 2
+    n_ff_exp: int = 32
+    n_ff_shexp: int = 64
+    n_expert: int = 8
+    n_expert_used: int = 2
+
+
+@dataclass(frozen=True)
+class Family:
+    arch: str
+    vocabulary: str                                   # ggml-vocab-NAME.gguf in the pinned source
+    layer: Callable[[Shape, str], list]               # (name, ggml shape) of one layer
+    keys: Callable[[Shape], list]                     # (key template, value, type) beyond the common ones
+
+
+def _attention(s: Shape, b: str, biases: bool = False, qk_norm: bool = False) -> list:
+    d = s.n_embd // s.n_head
+    out = [(b + "attn_norm.weight", (s.n_embd,)),
+           (b + "attn_q.weight", (s.n_embd, s.n_head * d)),
+           (b + "attn_k.weight", (s.n_embd, s.n_head_kv * d)),
+           (b + "attn_v.weight", (s.n_embd, s.n_head_kv * d)),
+           (b + "attn_output.weight", (s.n_head * d, s.n_embd)),
+           (b + "ffn_norm.weight", (s.n_embd,))]
+    if biases:
+        out += [(b + "attn_q.bias", (s.n_head * d,)), (b + "attn_k.bias", (s.n_head_kv * d,)),
+                (b + "attn_v.bias", (s.n_head_kv * d,))]
+    if qk_norm:
+        out += [(b + "attn_q_norm.weight", (d,)), (b + "attn_k_norm.weight", (d,))]
+    return out
+
+
+def _experts(s: Shape, b: str, width: int) -> list:
+    return [(b + "ffn_gate_inp.weight", (s.n_embd, s.n_expert)),
+            (b + "ffn_gate_exps.weight", (s.n_embd, width, s.n_expert)),
+            (b + "ffn_up_exps.weight", (s.n_embd, width, s.n_expert)),
+            (b + "ffn_down_exps.weight", (width, s.n_embd, s.n_expert))]
+
+
+def _shared(s: Shape, b: str) -> list:
+    return [(b + "ffn_gate_inp_shexp.weight", (s.n_embd,)),
+            (b + "ffn_gate_shexp.weight", (s.n_embd, s.n_ff_shexp)),
+            (b + "ffn_up_shexp.weight", (s.n_embd, s.n_ff_shexp)),
+            (b + "ffn_down_shexp.weight", (s.n_ff_shexp, s.n_embd))]
+
+
+U32, F32 = GGUFValueType.UINT32, GGUFValueType.FLOAT32
+FAMILIES = {
+    "qwen3moe": Family("qwen3moe", "qwen2",
+                       lambda s, b: _attention(s, b, qk_norm=True) + _experts(s, b, s.n_ff_exp),
+                       lambda s: [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
+                                  (LLM.FEED_FORWARD_LENGTH, 4 * s.n_embd, U32),
+                                  (ROPE.FREQ_BASE, 1000000.0, F32)]),
+    "qwen2moe": Family("qwen2moe", "qwen2",
+                       lambda s, b: _attention(s, b, biases=True) + _experts(s, b, s.n_ff_exp) + _shared(s, b),
+                       lambda s: [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
+                                  (LLM.EXPERT_SHARED_FEED_FORWARD_LENGTH, s.n_ff_shexp, U32),
+                                  (LLM.FEED_FORWARD_LENGTH, 4 * s.n_embd, U32),
+                                  (ROPE.FREQ_BASE, 1000000.0, F32)]),
+    "mixtral": Family("llama", "llama-spm",
+                      lambda s, b: _attention(s, b) + _experts(s, b, s.n_ff_exp),
+                      lambda s: [(LLM.FEED_FORWARD_LENGTH, s.n_ff_exp, U32), (ROPE.FREQ_BASE, 1000000.0, F32),
+                                 (ROPE.DIMENSION_COUNT, s.n_embd // s.n_head, U32)]),
+}
+
+
+def vocabulary_path(name: str) -> Path:
+    from ..native.install import find_install
+    path = find_install() / "share" / f"ggml-vocab-{name}.gguf"
+    if not path.exists():
+        raise ShimmyError(f"{path} is missing; run `make native` (native/build.sh)")
+    return path
+
+
+def tensors(family: Family, shape: Shape, n_vocab: int) -> list:
+    out = [("token_embd.weight", (shape.n_embd, n_vocab))]
+    for i in range(shape.n_layer):
+        out += family.layer(shape, f"blk.{i}.")
+    return out + [("output_norm.weight", (shape.n_embd,)), ("output.weight", (shape.n_embd, n_vocab))]
+
+
+def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Shape()) -> Path:
+    """Writes a runnable synthetic model of `family` (F32, random weights)."""
+    from .synth import _producer, _Weights
+    if family not in FAMILIES:
+        raise ShimmyError(f"unknown family {family!r}; choose one of {', '.join(sorted(FAMILIES))}")
+    f = FAMILIES[family]
+    vocab = read_header(vocabulary_path(f.vocabulary))
+    tokens = vocab.metadata.get("tokenizer.ggml.tokens")
+    n_vocab = getattr(tokens, "count", None) or len(tokens)
+    b = GGUFBuilder()
+    b.add(GENERAL.ARCHITECTURE, f.arch, GGUFValueType.STRING)
+    b.add(GENERAL.NAME, f"synthetic-{family} (random weights)", GGUFValueType.STRING)
+    b.add(GENERAL.FILE_TYPE, 0, U32)
+    common = [(LLM.CONTEXT_LENGTH, 4096, U32), (LLM.EMBEDDING_LENGTH, shape.n_embd, U32),
+              (LLM.BLOCK_COUNT, shape.n_layer, U32), (ATTENTION.HEAD_COUNT, shape.n_head, U32),
+              (ATTENTION.HEAD_COUNT_KV, shape.n_head_kv, U32), (LLM.EXPERT_COUNT, shape.n_expert, U32),
+              (LLM.EXPERT_USED_COUNT, shape.n_expert_used, U32), (LLM.VOCAB_SIZE, n_vocab, U32),
+              (ATTENTION.LAYERNORM_RMS_EPS, 1e-6, F32)]
+    for template, value, vtype in common + f.keys(shape):
+        b.add(key(template, f.arch), value, vtype)
+    for name in vocab.metadata:     # the family's tokenizer (and chat template), byte for byte
+        if name.startswith("tokenizer."):
+            b.add_raw(name, vocab.raw_kv(name))
+    w = _Weights(seed)
+    for name, tshape in tensors(f, shape, n_vocab):
+        b.add_tensor(name, tshape, GGMLQuantizationType.F32,
+                     _producer(w, name, tshape, GGMLQuantizationType.F32))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    b.write(out)
+    return out

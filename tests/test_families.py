@@ -1,0 +1,55 @@
+"""Other MoE families, for real: synthetic qwen3moe, qwen2moe and Mixtral-style
+llama models load and generate the greedy tokens llama.cpp's llama-completion
+generates, with every strategy on the RPC stand-in, and their chat templates
+apply (issue 12's first families)."""
+import subprocess
+
+import pytest
+
+from shimmy_py import Model
+from shimmy_py.gguf_io import families
+from shimmy_py.native import install
+
+PROMPT = "Explain the architecture of a mixture of experts"
+
+
+@pytest.fixture(scope="module", params=sorted(families.FAMILIES))
+def family_model(request, tmp_path_factory):
+    path = families.write(tmp_path_factory.mktemp("fam") / f"{request.param}.gguf", request.param, seed=1)
+    with Model(path, n_ctx=256, n_threads=2) as m:
+        cpu = m.generate(PROMPT, max_tokens=10, temperature=0)
+    return request.param, path, cpu
+
+
+def test_greedy_equals_llama_completion(family_model):
+    name, path, ours = family_model
+    cmd = [str(install.tool("llama-completion")), "-m", str(path), "-p", PROMPT, "-n", "10", "--temp", "0",
+           "-c", "256", "-t", "2", "--no-display-prompt", "-no-cnv", "--no-warmup"]
+    proc = subprocess.run(cmd, capture_output=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")[-1500:]
+    assert proc.stdout.decode("utf-8", errors="replace").strip("\n") == ours.text.strip("\n")
+    assert ours.completion_tokens == 10
+
+
+@pytest.mark.parametrize("options", [{}, {"cpu_moe": True}, {"n_cpu_moe": 2}])
+def test_placed_on_the_rpc_device_as_planned(family_model, rpc, options):
+    name, path, cpu = family_model
+    with Model(path, n_ctx=256, n_threads=2, rpc=[rpc], **options) as m:
+        report = m.placement_report()
+        assert report.ok, str(report)
+        roles = {t.role for t in m.plan.tensors if t.device == "CPU"}
+        if options:
+            assert "routed_experts" in roles
+        assert m.generate(PROMPT, max_tokens=10, temperature=0).tokens == cpu.tokens
+
+
+def test_roles_and_chat_templates(family_model):
+    name, path, _ = family_model
+    with Model(path, n_ctx=256, n_threads=2) as m:
+        roles = {t.role for t in m.plan.tensors}
+        assert "routed_experts" in roles and "router" in roles
+        assert ("shared_experts" in roles) == (name == "qwen2moe")
+        prompt = m.apply_chat_template([{"role": "user", "content": "Hi"}])
+        if name.startswith("qwen"):     # Qwen2's own template from its vocabulary file: ChatML
+            assert prompt == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        assert m.chat([{"role": "user", "content": "Hi"}], max_tokens=3, temperature=0).completion_tokens >= 1
