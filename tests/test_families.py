@@ -53,3 +53,20 @@ def test_roles_and_chat_templates(family_model):
         if name.startswith("qwen"):     # Qwen2's own template from its vocabulary file: ChatML
             assert prompt == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         assert m.chat([{"role": "user", "content": "Hi"}], max_tokens=3, temperature=0).completion_tokens >= 1
+
+
+@pytest.mark.parametrize("name, params, active", [("qwen3-30b-a3b", 30.5, 3.4), ("mixtral-8x7b", 46.7, 12.9)])
+def test_real_shapes_typed_as_the_quantizer_types_them(tmp_path, rpc, name, params, active):
+    """Shape-only files at the real sizes, in llama-quantize's own Q4_K_M mix,
+    that llama.cpp's loader places as planned (no_alloc: nothing is read)."""
+    from shimmy_py import PlacementOptions, make_plan, simulate_placement
+    from shimmy_py.gguf_io import shapes
+    from shimmy_py.gguf_io.tensors import read_table
+    path = shapes.write_real(tmp_path / f"{name}.gguf", name)
+    table = read_table(path)
+    total = table.total()
+    assert round(total.n_params / 1e9, 1) == params and round(total.n_active / 1e9, 1) == active
+    assert {"Q4_K", "Q6_K"} <= {t.ggml_type for t in table.tensors}
+    plan = make_plan(path, PlacementOptions(cpu_moe=True, rpc=(rpc,)))
+    report = simulate_placement(path, plan)
+    assert report.ok, report.problems

@@ -40,6 +40,13 @@ class Shape:
     n_ff_shexp: int = 64
     n_expert: int = 8
     n_expert_used: int = 2
+    head_dim: int = 0            # 0: n_embd / n_head (Qwen3 sets 128 explicitly)
+    n_vocab: int = 0             # 0: the tokenizer's
+    n_ctx_train: int = 4096
+
+    @property
+    def d(self) -> int:
+        return self.head_dim or self.n_embd // self.n_head
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,7 @@ class Family:
 
 
 def _attention(s: Shape, b: str, biases: bool = False, qk_norm: bool = False) -> list:
-    d = s.n_embd // s.n_head
+    d = s.d
     out = [(b + "attn_norm.weight", (s.n_embd,)),
            (b + "attn_q.weight", (s.n_embd, s.n_head * d)),
            (b + "attn_k.weight", (s.n_embd, s.n_head_kv * d)),
@@ -96,7 +103,7 @@ FAMILIES = {
     "mixtral": Family("llama", "llama-spm",
                       lambda s, b: _attention(s, b) + _experts(s, b, s.n_ff_exp),
                       lambda s: [(LLM.FEED_FORWARD_LENGTH, s.n_ff_exp, U32), (ROPE.FREQ_BASE, 1000000.0, F32),
-                                 (ROPE.DIMENSION_COUNT, s.n_embd // s.n_head, U32)]),
+                                 (ROPE.DIMENSION_COUNT, s.d, U32)]),
 }
 
 
@@ -115,20 +122,26 @@ def tensors(family: Family, shape: Shape, n_vocab: int) -> list:
     return out + [("output_norm.weight", (shape.n_embd,)), ("output.weight", (shape.n_embd, n_vocab))]
 
 
-def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Shape()) -> Path:
-    """Writes a runnable synthetic model of `family` (F32, random weights)."""
+def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Shape(),
+          shape_only: bool = False, dtype: GGMLQuantizationType = GGMLQuantizationType.F32) -> Path:
+    """Writes a runnable synthetic model of `family` (F32, random weights), or
+    with `shape_only` a sparse file of its header and tensor table (matrices
+    typed `dtype`) for planning and llama-quantize --dry-run."""
     from .synth import _producer, _Weights
     if family not in FAMILIES:
         raise ShimmyError(f"unknown family {family!r}; choose one of {', '.join(sorted(FAMILIES))}")
     f = FAMILIES[family]
     vocab = read_header(vocabulary_path(f.vocabulary))
     tokens = vocab.metadata.get("tokenizer.ggml.tokens")
-    n_vocab = getattr(tokens, "count", None) or len(tokens)
+    n_vocab = shape.n_vocab or getattr(tokens, "count", None) or len(tokens)
     b = GGUFBuilder()
     b.add(GENERAL.ARCHITECTURE, f.arch, GGUFValueType.STRING)
     b.add(GENERAL.NAME, f"synthetic-{family} (random weights)", GGUFValueType.STRING)
-    b.add(GENERAL.FILE_TYPE, 0, U32)
-    common = [(LLM.CONTEXT_LENGTH, 4096, U32), (LLM.EMBEDDING_LENGTH, shape.n_embd, U32),
+    b.add(GENERAL.FILE_TYPE, {GGMLQuantizationType.F32: 0, GGMLQuantizationType.F16: 1,
+                              GGMLQuantizationType.BF16: 32}.get(dtype, 0), U32)
+    common = [(LLM.CONTEXT_LENGTH, shape.n_ctx_train, U32),
+              (ATTENTION.KEY_LENGTH, shape.d, U32), (ATTENTION.VALUE_LENGTH, shape.d, U32),
+              (LLM.EMBEDDING_LENGTH, shape.n_embd, U32),
               (LLM.BLOCK_COUNT, shape.n_layer, U32), (ATTENTION.HEAD_COUNT, shape.n_head, U32),
               (ATTENTION.HEAD_COUNT_KV, shape.n_head_kv, U32), (LLM.EXPERT_COUNT, shape.n_expert, U32),
               (LLM.EXPERT_USED_COUNT, shape.n_expert_used, U32), (LLM.VOCAB_SIZE, n_vocab, U32),
@@ -140,8 +153,12 @@ def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Sha
             b.add_raw(name, vocab.raw_kv(name))
     w = _Weights(seed)
     for name, tshape in tensors(f, shape, n_vocab):
-        b.add_tensor(name, tshape, GGMLQuantizationType.F32,
-                     _producer(w, name, tshape, GGMLQuantizationType.F32))
+        if shape_only:
+            vector = len(tshape) == 1 or "gate_inp" in name
+            b.add_tensor(name, tshape, GGMLQuantizationType.F32 if vector else dtype, None)
+        else:
+            b.add_tensor(name, tshape, GGMLQuantizationType.F32,
+                         _producer(w, name, tshape, GGMLQuantizationType.F32))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     b.write(out)

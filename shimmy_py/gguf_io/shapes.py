@@ -1,6 +1,10 @@
-"""Real tensor tables of models too large to write, built in memory for
-planning: names and shapes as llama.cpp's converter writes them, types as a
-stated quantization mix, no weights and no file.
+"""Real tensor tables of models too large to write, for planning: names and
+shapes as llama.cpp's converter writes them, no weights.
+
+  REAL presets (`shimmy-py synth OUT --preset NAME --shape-only`): a sparse
+  BF16 file of the family's layout at the real model's sizes, then the types
+  llama.cpp's quantizer gives each tensor (`llama-quantize --dry-run`,
+  quant_mix.py), as the files people download are typed.
 
   deepseek-v3   DeepSeek-V3 / R1 (671B), llama.cpp architecture deepseek2:
                 MLA attention (attn_q_a/q_b, attn_kv_a_mqa, attn_k_b/attn_v_b),
@@ -19,6 +23,40 @@ from gguf import GGMLQuantizationType as T
 
 from .format import n_elements, tensor_nbytes
 from .tensors import Hparams, Tensor, TensorTable, classify
+
+
+def _real():
+    from .families import Shape
+    return {
+        "qwen3-30b-a3b": ("qwen3moe", Shape(n_embd=2048, n_layer=48, n_head=32, n_head_kv=4, head_dim=128,
+                                            n_ff_exp=768, n_expert=128, n_expert_used=8, n_ctx_train=40960)),
+        "qwen3-235b-a22b": ("qwen3moe", Shape(n_embd=4096, n_layer=94, n_head=64, n_head_kv=4, head_dim=128,
+                                              n_ff_exp=1536, n_expert=128, n_expert_used=8, n_ctx_train=40960)),
+        "mixtral-8x7b": ("mixtral", Shape(n_embd=4096, n_layer=32, n_head=32, n_head_kv=8, n_ff_exp=14336,
+                                          n_expert=8, n_expert_used=2, n_ctx_train=32768)),
+    }
+
+
+REAL = ("qwen3-30b-a3b", "qwen3-235b-a22b", "mixtral-8x7b")
+
+
+def write_real(out, name: str, quant: str = "Q4_K_M"):
+    """A shape-only file of the real model `name`, typed as llama-quantize's
+    `quant` types it ("BF16": as converted, unquantized)."""
+    from pathlib import Path
+
+    from . import families, quant_mix
+    family, shape = _real()[name]
+    out = Path(out)
+    bf16 = out.with_name(out.name + ".bf16.tmp") if quant.upper() != "BF16" else out
+    families.write(bf16, family, shape=shape, shape_only=True, dtype=T.BF16)
+    if quant.upper() == "BF16":
+        return out
+    try:
+        return quant_mix.write_shape_only(bf16, out, quant.upper())
+    finally:
+        bf16.unlink(missing_ok=True)
+
 
 DEEPSEEK_V3 = dict(n_embd=7168, n_layer=61, n_dense=3, n_ff=18432, n_ff_exp=2048, n_expert=256, n_used=8,
                    n_shared=1, n_head=128, q_lora=1536, kv_lora=512, qk_nope=128, qk_rope=64, v_head=128,
