@@ -70,3 +70,27 @@ def test_real_shapes_typed_as_the_quantizer_types_them(tmp_path, rpc, name, para
     plan = make_plan(path, PlacementOptions(cpu_moe=True, rpc=(rpc,)))
     report = simulate_placement(path, plan)
     assert report.ok, report.problems
+
+
+FAMILY_FILES = ["deepseek", *sorted(families.FAMILIES)]
+
+
+@pytest.fixture(scope="module")
+def accounting_models(tmp_path_factory, tiny_path):
+    d = tmp_path_factory.mktemp("acct")
+    files = {name: families.write(d / f"{name}.gguf", name, seed=1) for name in families.FAMILIES}
+    return {"deepseek": tiny_path, **files}
+
+
+@pytest.mark.parametrize("family", FAMILY_FILES)
+@pytest.mark.parametrize("options", [{}, {"cpu_moe": True}, {"n_cpu_moe": 2}, {"fit": True, "vram_budget": "1GiB"}])
+def test_plans_match_llama_cpps_own_accounting(accounting_models, rpc, family, options):
+    """Weights exact (model buffers), KV cache within 1%, compute reserve
+    within 10% of what llama.cpp allocates on the device, for every strategy."""
+    with Model(accounting_models[family], n_ctx=4096, n_threads=2, rpc=[rpc], **options) as m:
+        report = m.placement_report()
+        assert report.ok, str(report)
+        acc = m.plan.device(m.plan.accelerator)
+        kv, compute = report.kv[acc.name], report.compute[acc.name]
+        assert abs(acc.kv_bytes - kv) <= 0.01 * kv, (acc.kv_bytes, kv)
+        assert abs(acc.reserve_bytes - compute) <= 0.10 * compute, (acc.reserve_bytes, compute)

@@ -47,6 +47,7 @@ class PlacementOptions:
     target_vram: int | str | None = None
     n_ctx: int = defaults.N_CTX
     device_capacity: tuple = ()      # "NAME=SIZE" strings or (name, size) pairs: plan a device for less
+    flash_attn: bool = True          # False when the context turns it off: the reserve holds attention scores
     def request(self) -> PlanRequest:
         chosen = [name for name, on in (("--cpu-moe", self.cpu_moe), ("--n-cpu-moe", self.n_cpu_moe is not None),
                                         ("--fit", self.fit)) if on]
@@ -60,7 +61,8 @@ class PlacementOptions:
         for item in self.overrides:
             pairs += parse_override_arg(item) if isinstance(item, str) else [tuple(item)]
         budget = parse_size(self.vram_budget) if self.vram_budget is not None else None
-        return PlanRequest(strategy, self.n_cpu_moe or 0, budget, tuple(pairs), self.n_ctx)
+        return PlanRequest(strategy, self.n_cpu_moe or 0, budget, tuple(pairs), self.n_ctx,
+                           flash_attn=self.flash_attn)
 
 
 def parse_capacities(items) -> dict:

@@ -30,6 +30,7 @@ class PlanRequest:
     overrides: tuple[tuple[str, str], ...] = ()  # user's (pattern, buffer type), first match wins
     n_ctx: int = defaults.N_CTX
     n_ubatch: int = defaults.N_UBATCH   # llama.cpp's default physical batch, sizes the reserve
+    flash_attn: bool = True             # llama.cpp's default ("auto") uses it: no full attention-score buffer
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ def device_of_buffer(buffer_name: str, buffer_devices: dict[str, str] | None = N
 
 
 _BUFFER_LINE = re.compile(r"load_tensors:\s+(\S+) model buffer size =\s+([0-9.]+) MiB")
-_ANY_BUFFER_LINE = re.compile(r"\s(\S+)\s+(?:model|KV|compute|output) buffer size =\s+([0-9.]+) MiB")
+_ANY_BUFFER_LINE = re.compile(r"\s(\S+)\s+(model|KV|compute|output) buffer size =\s+([0-9.]+) MiB")
 _OVERRIDE_LINE = re.compile(r"tensor (\S+) \(.*\) buffer type overridden to (\S+)")
 
 
@@ -30,6 +30,8 @@ class PlacementReport:
     buffers: dict[str, float]              # llama.cpp buffer name -> MiB as logged
     overridden: dict[str, str]             # tensor -> buffer type, as llama.cpp logged
     allocated: dict[str, int]              # device -> weights + KV + compute + output buffers
+    kv: dict[str, int] = field(default_factory=dict)        # device -> llama.cpp's KV cache buffers
+    compute: dict[str, int] = field(default_factory=dict)   # device -> llama.cpp's compute buffers
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -48,7 +50,7 @@ def build_report(plan_: Plan, log_lines: list[str], check_sizes: bool = True,
                  buffer_devices: dict[str, str] | None = None) -> PlacementReport:
     """Compares the Plan with the buffer sizes and overrides llama.cpp logged;
     `buffer_devices` names the device of each buffer type (ggml's own list)."""
-    buffers, overridden, allocated = {}, {}, {}
+    buffers, overridden, allocated, kinds = {}, {}, {}, {"KV": {}, "compute": {}}
     for line in log_lines:
         if m := _BUFFER_LINE.search(line):
             buffers[m.group(1)] = float(m.group(2))
@@ -56,7 +58,10 @@ def build_report(plan_: Plan, log_lines: list[str], check_sizes: bool = True,
             overridden[m.group(1)] = m.group(2)
         if m := _ANY_BUFFER_LINE.search(line):
             dev = device_of_buffer(m.group(1), buffer_devices)
-            allocated[dev] = allocated.get(dev, 0) + round(float(m.group(2)) * 2**20)
+            size = round(float(m.group(3)) * 2**20)
+            allocated[dev] = allocated.get(dev, 0) + size
+            if m.group(2) in kinds:
+                kinds[m.group(2)][dev] = kinds[m.group(2)].get(dev, 0) + size
     actual: dict[str, int] = {}
     mapped = set()  # a mapped buffer covers a file range, other devices' tensors included
     for name, mib in buffers.items():
@@ -78,4 +83,5 @@ def build_report(plan_: Plan, log_lines: list[str], check_sizes: bool = True,
         if moved != expected:
             problems.append(f"llama.cpp moved to the CPU {sorted(moved - expected)[:5]} unplanned, "
                             f"and missed {sorted(expected - moved)[:5]}")
-    return PlacementReport(planned, actual, buffers, overridden, allocated, problems)
+    return PlacementReport(planned, actual, buffers, overridden, allocated, kv=kinds["KV"],
+                           compute=kinds["compute"], problems=problems)
