@@ -52,8 +52,24 @@ def load_spec(plan_: Plan, load_mode: str | None = None, no_alloc: bool = False)
         return LoadSpec(no_alloc=no_alloc, load_mode=load_mode, n_gpu_layers=0)
     if load_mode is None and any(b == CPU for _, b in plan_.overrides):
         load_mode = "none"
+    if not no_alloc:
+        check_fits(plan_, mapped_host=load_mode not in ("none", "mlock"))
     return LoadSpec(no_alloc=no_alloc, load_mode=load_mode, n_gpu_layers=-1, devices=plan_.accelerators,
                     overrides=tuple(plan_.overrides), tensor_split=plan_.layer_split)
+
+
+def check_fits(plan_: Plan, mapped_host: bool) -> None:
+    """Refuses, with the figures and before anything loads, a plan that
+    overflows a device. Host RAM is exempt while the weights are memory-mapped
+    (the page cache pages them in and out); copied in (load mode "none") they
+    must fit."""
+    for d in plan_.devices:
+        if d.total_bytes > d.capacity_bytes > 0 and not (d.kind == "cpu" and mapped_host):
+            raise PlacementError(
+                f"{plan_.model} does not fit: {d.name} would hold {d.total_bytes / 2**30:.2f} GiB (weights "
+                f"{d.weights_bytes / 2**30:.2f}, KV cache {d.kv_bytes / 2**30:.2f}, reserve "
+                f"{d.reserve_bytes / 2**30:.2f}) of its {d.capacity_bytes / 2**30:.2f} GiB; try --cpu-moe, "
+                "--fit or a smaller --ctx")
 
 
 def simulate_placement(path: str | os.PathLike, plan_: Plan, rpc=()) -> PlacementReport:

@@ -292,6 +292,15 @@ def _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve,
         if devs[-1].total_bytes > acc.capacity_bytes:
             notices.append(f"{acc.name}: the plan needs {devs[-1].total_bytes / 2**30:.2f} GiB, "
                            f"more than its {acc.capacity_bytes / 2**30:.2f} GiB")
+    host = devs[0]
+    if cpu_spec.capacity_bytes and host.total_bytes > cpu_spec.capacity_bytes:
+        message = (f"CPU: the plan needs {host.total_bytes / 2**30:.2f} GiB of host RAM, more than the "
+                   f"{cpu_spec.capacity_bytes / 2**30:.2f} GiB available")
+        if request.strategy == "fit":   # fit counts VRAM and RAM together: nowhere left to put it
+            acc_left = ", ".join(f"{d.name} {d.total_bytes / 2**30:.2f} of {d.capacity_bytes / 2**30:.2f} GiB"
+                                 for d in devs[1:])
+            raise PlacementError(f"{table.path} does not fit: {message}; the accelerators hold {acc_left}")
+        notices.append(message)
     remote = {a.name for a in accs if a.name.startswith("RPC")}
     return Plan(table.path, request, tuple(a.name for a in accs), tuple(devs), placements, tuple(overrides),
                 tuple(notices), tuple(counts), network_bytes(table, placements, remote))

@@ -175,3 +175,21 @@ def test_deepseek_v3_table():
     assert {x.role for x in t.tensors if x.layer == 0} == {"attention", "norm", "dense_ffn"}
     assert {x.role for x in t.tensors if x.layer == 3} == {"attention", "norm", "router", "routed_experts",
                                                            "shared_experts"}
+
+
+def test_host_ram_is_counted(table):
+    small_host = DeviceSpec(CPU, "cpu", 8 * GiB, CPU)
+    gpu = DeviceSpec("GPU", "accelerator", 12 * GiB, "GPU")
+    p = plan(table, [small_host, gpu], PlanRequest("cpu-moe"))
+    assert any("host RAM" in n and "8.00 GiB available" in n for n in p.notices)
+    with pytest.raises(PlacementError, match="does not fit: CPU: the plan needs .* GiB of host RAM"):
+        plan(table, [small_host, gpu], PlanRequest("fit"))
+
+
+def test_a_plan_that_overflows_is_refused_before_loading(table):
+    from shimmy_py.placement.make import check_fits
+    small = DeviceSpec("GPU", "accelerator", 8 * GiB, "GPU")
+    p = plan(table, [CPU_SPEC, small], PlanRequest("gpu"))
+    with pytest.raises(PlacementError, match="GPU would hold .* of its 8.00 GiB; try --cpu-moe"):
+        check_fits(p, mapped_host=True)
+    check_fits(plan(table, [CPU_SPEC, small], PlanRequest("cpu-moe")), mapped_host=False)
