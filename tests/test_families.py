@@ -43,13 +43,24 @@ def test_placed_on_the_rpc_device_as_planned(family_model, rpc, options):
         assert m.generate(PROMPT, max_tokens=10, temperature=0).tokens == cpu.tokens
 
 
+def read_table_of(path):
+    from shimmy_py.gguf_io.tensors import read_table
+    return read_table(path)
+
+
 def test_roles_and_chat_templates(family_model):
     name, path, _ = family_model
     with Model(path, n_ctx=256, n_threads=2) as m:
         roles = {t.role for t in m.plan.tensors}
         assert "routed_experts" in roles and "router" in roles
         assert ("shared_experts" in roles) == (name == "qwen2moe")
+        if name == "gpt-oss":            # MXFP4 experts, as OpenAI ships them
+            assert {t.name.split(".")[-2]: None for t in m.plan.tensors if t.role == "routed_experts"}
+            types = {t.ggml_type for t in read_table_of(path).tensors if t.name.endswith("_exps.weight")}
+            assert types == {"MXFP4"}
         prompt = m.apply_chat_template([{"role": "user", "content": "Hi"}])
+        if name == "gpt-oss":            # sliding-window layers as llama.cpp's pattern 2 makes them
+            assert m.plan.request.n_ctx and read_table_of(path).hparams.swa_layers == {0, 2}
         if name.startswith("qwen"):     # Qwen2's own template from its vocabulary file: ChatML
             assert prompt == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         assert m.chat([{"role": "user", "content": "Hi"}], max_tokens=3, temperature=0).completion_tokens >= 1

@@ -10,6 +10,11 @@ llama.cpp source (its chat template too, where the vocabulary file has one).
              expert behind a sigmoid gate (ffn_gate_inp_shexp); Qwen2 tokenizer.
   mixtral    Mixtral-8x7B's (llama.cpp architecture `llama` with experts):
              8 routed experts, 2 active, no shared expert; Llama SPM tokenizer.
+  gpt-oss    gpt-oss-20b/120b's: attention sinks, biases everywhere, a post-
+             attention norm, sliding-window attention on every other layer,
+             routed experts in MXFP4 (as OpenAI ships them) with biases; the
+             Llama 3 BPE tokenizer (gpt-oss's o200k is not among the pinned
+             source's vocabulary files).
 
 What differs from the real models: the widths (64, 2 to 3 layers, 4 to 8
 experts), the random weights (gibberish text, real compute), and for Qwen3
@@ -55,6 +60,24 @@ class Family:
     vocabulary: str                                   # ggml-vocab-NAME.gguf in the pinned source
     layer: Callable[[Shape, str], list]               # (name, ggml shape) of one layer
     keys: Callable[[Shape], list]                     # (key template, value, type) beyond the common ones
+    expert_type: GGMLQuantizationType = GGMLQuantizationType.F32   # the routed experts' weights
+
+
+def _gpt_oss_layer(s: Shape, b: str) -> list:
+    d = s.d
+    return [(b + "attn_norm.weight", (s.n_embd,)), (b + "post_attention_norm.weight", (s.n_embd,)),
+            (b + "attn_q.weight", (s.n_embd, s.n_head * d)), (b + "attn_q.bias", (s.n_head * d,)),
+            (b + "attn_k.weight", (s.n_embd, s.n_head_kv * d)), (b + "attn_k.bias", (s.n_head_kv * d,)),
+            (b + "attn_v.weight", (s.n_embd, s.n_head_kv * d)), (b + "attn_v.bias", (s.n_head_kv * d,)),
+            (b + "attn_output.weight", (s.n_head * d, s.n_embd)), (b + "attn_output.bias", (s.n_embd,)),
+            (b + "attn_sinks.weight", (s.n_head,)),
+            (b + "ffn_gate_inp.weight", (s.n_embd, s.n_expert)), (b + "ffn_gate_inp.bias", (s.n_expert,)),
+            (b + "ffn_gate_exps.weight", (s.n_embd, s.n_ff_exp, s.n_expert)),
+            (b + "ffn_gate_exps.bias", (s.n_ff_exp, s.n_expert)),
+            (b + "ffn_up_exps.weight", (s.n_embd, s.n_ff_exp, s.n_expert)),
+            (b + "ffn_up_exps.bias", (s.n_ff_exp, s.n_expert)),
+            (b + "ffn_down_exps.weight", (s.n_ff_exp, s.n_embd, s.n_expert)),
+            (b + "ffn_down_exps.bias", (s.n_embd, s.n_expert))]
 
 
 def _attention(s: Shape, b: str, biases: bool = False, qk_norm: bool = False) -> list:
@@ -104,6 +127,12 @@ FAMILIES = {
                       lambda s, b: _attention(s, b) + _experts(s, b, s.n_ff_exp),
                       lambda s: [(LLM.FEED_FORWARD_LENGTH, s.n_ff_exp, U32), (ROPE.FREQ_BASE, 1000000.0, F32),
                                  (ROPE.DIMENSION_COUNT, s.d, U32)]),
+    "gpt-oss": Family("gpt-oss", "llama-bpe", _gpt_oss_layer,
+                      lambda s: [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
+                                 (LLM.FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
+                                 (ATTENTION.SLIDING_WINDOW, 128, U32), (ROPE.FREQ_BASE, 150000.0, F32),
+                                 (ROPE.DIMENSION_COUNT, s.d, U32)],
+                      GGMLQuantizationType.MXFP4),
 }
 
 
@@ -157,8 +186,8 @@ def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Sha
             vector = len(tshape) == 1 or "gate_inp" in name
             b.add_tensor(name, tshape, GGMLQuantizationType.F32 if vector else dtype, None)
         else:
-            b.add_tensor(name, tshape, GGMLQuantizationType.F32,
-                         _producer(w, name, tshape, GGMLQuantizationType.F32))
+            ttype = f.expert_type if name.endswith("_exps.weight") else GGMLQuantizationType.F32
+            b.add_tensor(name, tshape, ttype, _producer(w, name, tshape, ttype))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     b.write(out)

@@ -70,11 +70,26 @@ class Hparams:
     n_expert_used: int
     n_expert_shared: int
     n_layer_dense_lead: int
+    n_swa: int = 0                      # sliding window of the SWA layers (0: none)
+    swa_layers: frozenset = frozenset()  # layers with sliding-window attention
 
-    def kv_bytes(self, n_ctx: int, bytes_per_value: int = 2, layers: int | None = None) -> int:
-        """KV cache size for n_ctx tokens (F16 by default, as llama.cpp)."""
-        n = self.n_layer if layers is None else layers
-        return n_ctx * n * self.n_head_kv * (self.head_dim_k + self.head_dim_v) * bytes_per_value
+    def kv_cells(self, layer: int, n_ctx: int, n_ubatch: int = 512, n_seq: int = 1, swa_full: bool = True) -> int:
+        """Cells of `layer`'s KV cache, as llama.cpp sizes them: the context
+        padded to 256; for a sliding-window layer without swa_full (llama.cpp's
+        library default keeps it full, which prompt reuse needs) its window
+        (per sequence in a unified cache) plus a ubatch, padded to 256."""
+        base = -(-n_ctx // 256) * 256
+        if layer in self.swa_layers and self.n_swa and not swa_full:
+            return min(base, -(-min(base, self.n_swa * n_seq + n_ubatch) // 256) * 256)
+        return base
+
+    def kv_layer_bytes(self, layer: int, n_ctx: int, bytes_per_value: int = 2) -> int:
+        """One layer's KV cache for n_ctx tokens (F16 by default, as llama.cpp)."""
+        return self.kv_cells(layer, n_ctx) * self.n_head_kv * (self.head_dim_k + self.head_dim_v) * bytes_per_value
+
+    def kv_bytes(self, n_ctx: int, bytes_per_value: int = 2) -> int:
+        """The whole KV cache for n_ctx tokens."""
+        return sum(self.kv_layer_bytes(i, n_ctx, bytes_per_value) for i in range(self.n_layer))
 
 
 def _int(meta: Mapping, key: str, default: int = 0) -> int:
@@ -82,6 +97,19 @@ def _int(meta: Mapping, key: str, default: int = 0) -> int:
     if isinstance(value, list):  # per-layer arrays: the largest entry bounds memory
         value = max(value) if value else default
     return int(value)
+
+
+# llama.cpp's default sliding-window pattern per architecture (load_swa_pattern):
+# with pattern n, layer il slides unless il % n == n - 1
+SWA_PATTERN = {"gpt-oss": 2}
+
+
+def _swa_layers(meta: Mapping, arch: str, n_layer: int) -> frozenset:
+    pattern = meta.get(key(ATTENTION.SLIDING_WINDOW_PATTERN, arch), SWA_PATTERN.get(arch, 0))
+    if isinstance(pattern, list):                      # a flag per layer
+        return frozenset(i for i, on in enumerate(pattern) if on)
+    n = int(pattern)
+    return frozenset(i for i in range(n_layer) if n == 0 or i % n < n - 1)
 
 
 def read_hparams(h: GGUFHeader) -> Hparams:
@@ -98,8 +126,11 @@ def read_hparams(h: GGUFHeader) -> Hparams:
     head_dim = n_embd // n_head if n_head else 0
     embd = next((t for t in h.tensors if t.name == "token_embd.weight"), None)
     n_vocab = embd.shape[1] if embd is not None and len(embd.shape) > 1 else get(LLM.VOCAB_SIZE)
+    n_layer = get(LLM.BLOCK_COUNT)
+    n_swa = get(ATTENTION.SLIDING_WINDOW)
     return Hparams(
-        arch=arch, n_layer=get(LLM.BLOCK_COUNT), n_embd=n_embd, n_head=n_head, n_head_kv=n_head_kv,
+        n_swa=n_swa, swa_layers=_swa_layers(m, arch, n_layer) if n_swa else frozenset(),
+        arch=arch, n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_head_kv=n_head_kv,
         # deepseek2 (MLA) caches a compressed KV; its key_length/value_length still bound it
         head_dim_k=get(ATTENTION.KEY_LENGTH, head_dim), head_dim_v=get(ATTENTION.VALUE_LENGTH, head_dim),
         n_ctx_train=get(LLM.CONTEXT_LENGTH), n_vocab=n_vocab,

@@ -215,10 +215,10 @@ def plan(table: TensorTable, devices: list[DeviceSpec], request: PlanRequest = P
 
 def _kv_by_device(table: TensorTable, request: PlanRequest, slot_device: list[str]) -> dict[str, int]:
     """The KV cache of each layer lives with the layer."""
-    per_layer = table.hparams.kv_bytes(request.n_ctx, layers=1)
+    hp = table.hparams
     out: dict[str, int] = defaultdict(int)
-    for dev in slot_device[:table.hparams.n_layer]:
-        out[dev] += per_layer
+    for layer, dev in enumerate(slot_device[:hp.n_layer]):
+        out[dev] += hp.kv_layer_bytes(layer, request.n_ctx)
     return dict(out)
 
 
