@@ -10,6 +10,11 @@ llama.cpp source (its chat template too, where the vocabulary file has one).
              expert behind a sigmoid gate (ffn_gate_inp_shexp); Qwen2 tokenizer.
   mixtral    Mixtral-8x7B's (llama.cpp architecture `llama` with experts):
              8 routed experts, 2 active, no shared expert; Llama SPM tokenizer.
+  deepseek2  DeepSeek-V3/R1's (and Kimi K2's): multi-head latent attention
+             (attn_q_a/q_b, attn_kv_a_mqa, attn_k_b/attn_v_b; the cache holds
+             the compressed latent), a leading dense layer, routed experts with
+             a sigmoid router and exp_probs_b, one shared expert; DeepSeek LLM
+             tokenizer (V3's own is not in the pinned source).
   gpt-oss    gpt-oss-20b/120b's: attention sinks, biases everywhere, a post-
              attention norm, sliding-window attention on every other layer,
              routed experts in MXFP4 (as OpenAI ships them) with biases; the
@@ -61,6 +66,40 @@ class Family:
     layer: Callable[[Shape, str], list]               # (name, ggml shape) of one layer
     keys: Callable[[Shape], list]                     # (key template, value, type) beyond the common ones
     expert_type: GGMLQuantizationType = GGMLQuantizationType.F32   # the routed experts' weights
+
+
+MLA = dict(q_lora=32, kv_lora=32, qk_nope=16, qk_rope=8, v_head=16)
+
+
+def _deepseek2_layer(s: Shape, b: str) -> list:
+    m, e, h = MLA, s.n_embd, s.n_head
+    out = [(b + "attn_norm.weight", (e,)), (b + "attn_q_a_norm.weight", (m["q_lora"],)),
+           (b + "attn_kv_a_norm.weight", (m["kv_lora"],)),
+           (b + "attn_q_a.weight", (e, m["q_lora"])),
+           (b + "attn_q_b.weight", (m["q_lora"], h * (m["qk_nope"] + m["qk_rope"]))),
+           (b + "attn_kv_a_mqa.weight", (e, m["kv_lora"] + m["qk_rope"])),
+           (b + "attn_k_b.weight", (m["qk_nope"], m["kv_lora"], h)),
+           (b + "attn_v_b.weight", (m["kv_lora"], m["v_head"], h)),
+           (b + "attn_output.weight", (h * m["v_head"], e)), (b + "ffn_norm.weight", (e,))]
+    if b == "blk.0.":                       # the leading dense layer
+        return out + [(b + "ffn_gate.weight", (e, 4 * e)), (b + "ffn_up.weight", (e, 4 * e)),
+                      (b + "ffn_down.weight", (4 * e, e))]
+    return out + _experts(s, b, s.n_ff_exp) + [
+        (b + "exp_probs_b.bias", (s.n_expert,)),
+        (b + "ffn_gate_shexp.weight", (e, s.n_ff_exp)), (b + "ffn_up_shexp.weight", (e, s.n_ff_exp)),
+        (b + "ffn_down_shexp.weight", (s.n_ff_exp, e))]
+
+
+def _deepseek2_keys(s: Shape) -> list:
+    m = MLA
+    return [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32), (LLM.FEED_FORWARD_LENGTH, 4 * s.n_embd, U32),
+            (LLM.LEADING_DENSE_BLOCK_COUNT, 1, U32), (LLM.EXPERT_SHARED_COUNT, 1, U32),
+            (LLM.EXPERT_WEIGHTS_SCALE, 2.5, F32), (LLM.EXPERT_WEIGHTS_NORM, True, GGUFValueType.BOOL),
+            (LLM.EXPERT_GATING_FUNC, 2, U32),          # sigmoid
+            (ATTENTION.Q_LORA_RANK, m["q_lora"], U32), (ATTENTION.KV_LORA_RANK, m["kv_lora"], U32),
+            (ATTENTION.KEY_LENGTH_MLA, m["qk_nope"] + m["qk_rope"], U32),
+            (ATTENTION.VALUE_LENGTH_MLA, m["v_head"], U32), (ROPE.DIMENSION_COUNT, m["qk_rope"], U32),
+            (ROPE.FREQ_BASE, 10000.0, F32)]
 
 
 def _gpt_oss_layer(s: Shape, b: str) -> list:
@@ -127,6 +166,7 @@ FAMILIES = {
                       lambda s, b: _attention(s, b) + _experts(s, b, s.n_ff_exp),
                       lambda s: [(LLM.FEED_FORWARD_LENGTH, s.n_ff_exp, U32), (ROPE.FREQ_BASE, 1000000.0, F32),
                                  (ROPE.DIMENSION_COUNT, s.d, U32)]),
+    "deepseek2": Family("deepseek2", "deepseek-llm", _deepseek2_layer, _deepseek2_keys),
     "gpt-oss": Family("gpt-oss", "llama-bpe", _gpt_oss_layer,
                       lambda s: [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
                                  (LLM.FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
@@ -168,11 +208,14 @@ def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Sha
     b.add(GENERAL.NAME, f"synthetic-{family} (random weights)", GGUFValueType.STRING)
     b.add(GENERAL.FILE_TYPE, {GGMLQuantizationType.F32: 0, GGMLQuantizationType.F16: 1,
                               GGMLQuantizationType.BF16: 32}.get(dtype, 0), U32)
+    mla = f.arch == "deepseek2"    # the cache holds one latent per token: kv_lora + rope wide, values kv_lora
+    k_len, v_len = (MLA["kv_lora"] + MLA["qk_rope"], MLA["kv_lora"]) if mla else (shape.d, shape.d)
     common = [(LLM.CONTEXT_LENGTH, shape.n_ctx_train, U32),
-              (ATTENTION.KEY_LENGTH, shape.d, U32), (ATTENTION.VALUE_LENGTH, shape.d, U32),
+              (ATTENTION.KEY_LENGTH, k_len, U32), (ATTENTION.VALUE_LENGTH, v_len, U32),
               (LLM.EMBEDDING_LENGTH, shape.n_embd, U32),
               (LLM.BLOCK_COUNT, shape.n_layer, U32), (ATTENTION.HEAD_COUNT, shape.n_head, U32),
-              (ATTENTION.HEAD_COUNT_KV, shape.n_head_kv, U32), (LLM.EXPERT_COUNT, shape.n_expert, U32),
+              (ATTENTION.HEAD_COUNT_KV, 1 if mla else shape.n_head_kv, U32),
+              (LLM.EXPERT_COUNT, shape.n_expert, U32),
               (LLM.EXPERT_USED_COUNT, shape.n_expert_used, U32), (LLM.VOCAB_SIZE, n_vocab, U32),
               (ATTENTION.LAYERNORM_RMS_EPS, 1e-6, F32)]
     for template, value, vtype in common + f.keys(shape):

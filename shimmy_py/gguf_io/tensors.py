@@ -128,11 +128,14 @@ def read_hparams(h: GGUFHeader) -> Hparams:
     n_vocab = embd.shape[1] if embd is not None and len(embd.shape) > 1 else get(LLM.VOCAB_SIZE)
     n_layer = get(LLM.BLOCK_COUNT)
     n_swa = get(ATTENTION.SLIDING_WINDOW)
+    head_dim_k = get(ATTENTION.KEY_LENGTH, head_dim)
+    head_dim_v = get(ATTENTION.VALUE_LENGTH, head_dim)
+    if get(ATTENTION.KV_LORA_RANK) and get(ATTENTION.KEY_LENGTH_MLA):
+        head_dim_v = 0   # multi-head latent attention caches one latent (key_length wide): values are a view of it
     return Hparams(
         n_swa=n_swa, swa_layers=_swa_layers(m, arch, n_layer) if n_swa else frozenset(),
         arch=arch, n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_head_kv=n_head_kv,
-        # deepseek2 (MLA) caches a compressed KV; its key_length/value_length still bound it
-        head_dim_k=get(ATTENTION.KEY_LENGTH, head_dim), head_dim_v=get(ATTENTION.VALUE_LENGTH, head_dim),
+        head_dim_k=head_dim_k, head_dim_v=head_dim_v,
         n_ctx_train=get(LLM.CONTEXT_LENGTH), n_vocab=n_vocab,
         n_expert=get(LLM.EXPERT_COUNT), n_expert_used=get(LLM.EXPERT_USED_COUNT),
         n_expert_shared=get(LLM.EXPERT_SHARED_COUNT), n_layer_dense_lead=get(LLM.LEADING_DENSE_BLOCK_COUNT),
