@@ -53,7 +53,7 @@ def test_roles_and_chat_templates(family_model):
     with Model(path, n_ctx=256, n_threads=2) as m:
         roles = {t.role for t in m.plan.tensors}
         assert "routed_experts" in roles and "router" in roles
-        assert ("shared_experts" in roles) == (name in ("qwen2moe", "deepseek2"))
+        assert ("shared_experts" in roles) == (name in ("qwen2moe", "deepseek2", "glm4moe"))
         if name == "gpt-oss":            # MXFP4 experts, as OpenAI ships them
             assert {t.name.split(".")[-2]: None for t in m.plan.tensors if t.role == "routed_experts"}
             types = {t.ggml_type for t in read_table_of(path).tensors if t.name.endswith("_exps.weight")}

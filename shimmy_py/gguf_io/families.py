@@ -15,6 +15,11 @@ llama.cpp source (its chat template too, where the vocabulary file has one).
              the compressed latent), a leading dense layer, routed experts with
              a sigmoid router and exp_probs_b, one shared expert; DeepSeek LLM
              tokenizer (V3's own is not in the pinned source).
+  glm4moe    GLM-4.5 / 4.5-Air's: q/k/v biases, a post-attention norm instead
+             of an FFN norm, partial rotary embedding (half the head), a leading
+             dense layer, sigmoid router with exp_probs_b, one shared expert;
+             Qwen2 tokenizer (GLM's own is not in the pinned source); no
+             multi-token-prediction (NextN) layer.
   gpt-oss    gpt-oss-20b/120b's: attention sinks, biases everywhere, a post-
              attention norm, sliding-window attention on every other layer,
              routed experts in MXFP4 (as OpenAI ships them) with biases; the
@@ -102,6 +107,22 @@ def _deepseek2_keys(s: Shape) -> list:
             (ROPE.FREQ_BASE, 10000.0, F32)]
 
 
+def _glm4moe_layer(s: Shape, b: str) -> list:
+    d, e = s.d, s.n_embd
+    out = [(b + "attn_norm.weight", (e,)), (b + "post_attention_norm.weight", (e,)),
+           (b + "attn_q.weight", (e, s.n_head * d)), (b + "attn_q.bias", (s.n_head * d,)),
+           (b + "attn_k.weight", (e, s.n_head_kv * d)), (b + "attn_k.bias", (s.n_head_kv * d,)),
+           (b + "attn_v.weight", (e, s.n_head_kv * d)), (b + "attn_v.bias", (s.n_head_kv * d,)),
+           (b + "attn_output.weight", (s.n_head * d, e))]
+    if b == "blk.0.":                       # the leading dense layer
+        return out + [(b + "ffn_gate.weight", (e, 4 * e)), (b + "ffn_up.weight", (e, 4 * e)),
+                      (b + "ffn_down.weight", (4 * e, e))]
+    return out + _experts(s, b, s.n_ff_exp) + [
+        (b + "exp_probs_b.bias", (s.n_expert,)),
+        (b + "ffn_gate_shexp.weight", (e, s.n_ff_exp)), (b + "ffn_up_shexp.weight", (e, s.n_ff_exp)),
+        (b + "ffn_down_shexp.weight", (s.n_ff_exp, e))]
+
+
 def _gpt_oss_layer(s: Shape, b: str) -> list:
     d = s.d
     return [(b + "attn_norm.weight", (s.n_embd,)), (b + "post_attention_norm.weight", (s.n_embd,)),
@@ -167,6 +188,14 @@ FAMILIES = {
                       lambda s: [(LLM.FEED_FORWARD_LENGTH, s.n_ff_exp, U32), (ROPE.FREQ_BASE, 1000000.0, F32),
                                  (ROPE.DIMENSION_COUNT, s.d, U32)]),
     "deepseek2": Family("deepseek2", "deepseek-llm", _deepseek2_layer, _deepseek2_keys),
+    "glm4moe": Family("glm4moe", "qwen2", _glm4moe_layer,
+                      lambda s: [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
+                                 (LLM.FEED_FORWARD_LENGTH, 4 * s.n_embd, U32),
+                                 (LLM.LEADING_DENSE_BLOCK_COUNT, 1, U32), (LLM.EXPERT_SHARED_COUNT, 1, U32),
+                                 (LLM.EXPERT_WEIGHTS_SCALE, 1.0, F32),
+                                 (LLM.EXPERT_WEIGHTS_NORM, True, GGUFValueType.BOOL),
+                                 (LLM.EXPERT_GATING_FUNC, 2, U32), (ROPE.DIMENSION_COUNT, s.d // 2, U32),
+                                 (ROPE.FREQ_BASE, 1000000.0, F32)]),
     "gpt-oss": Family("gpt-oss", "llama-bpe", _gpt_oss_layer,
                       lambda s: [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
                                  (LLM.FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
