@@ -147,7 +147,11 @@ class Handler(JsonHandler):
             except OSError:           # deleted or unreadable since discovery: not listed
                 continue
             loaded = s.canonical(name) in resident
-            models.append({"name": name, "size_bytes": size, "model_type": "gguf", "parameter_count": None,
+            d = s.describe(path)
+            models.append({"name": name, "size_bytes": size, "model_type": "gguf",
+                           "parameter_count": d.params if d else None,
+                           "active_parameter_count": d.active_params if d else None,
+                           "architecture": d.architecture if d else None, "quantization": d.quantization if d else None,
                            "loaded": loaded, "source": "loaded" if loaded else "discovered"})
         self.send_json(200, {"models": models})
 

@@ -84,6 +84,7 @@ class State:
                               config.memory_budget)
         self.inflight = 0
         self.idle = threading.Condition()
+        self._descriptions: dict = {}
 
     def settings_for(self, name: str) -> ModelSettings:
         """--config's settings for the model `name` names (under any of its names)."""
@@ -104,6 +105,17 @@ class State:
         kwargs.update(own.placement)
         ctx, parallel = own.ctx or c.ctx, own.parallel or c.parallel
         return WorkerSpec(str(path), ctx * parallel, parallel, c.threads, c.queue, kwargs, c.cache_ram)
+
+    def describe(self, path: Path):
+        """What the file at `path` is, from its header (cached; None if unreadable)."""
+        cache = self._descriptions
+        if path not in cache:
+            from .discovery import Found, describe
+            try:
+                cache[path] = describe(Found(path.stem.lower(), path, "", 0))
+            except ShimmyError:
+                cache[path] = None
+        return cache[path]
 
     def _keep_alive(self, name: str) -> float:
         own = self.settings_for(name).keep_alive
