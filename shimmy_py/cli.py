@@ -53,6 +53,8 @@ def add_placement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-ot", "--override-tensor", action="append", default=[], metavar="PATTERN=BUFFER_TYPE",
                    help="llama.cpp tensor override, comma-separated, first match wins (repeatable)")
     p.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]", help="llama.cpp RPC servers to use")
+    p.add_argument("--host-ram", default="", metavar="HOST:PORT[,HOST:PORT]",
+                   help="RPC servers serving their host's RAM: routed experts spill there by capacity")
     p.add_argument("--device-capacity", action="append", default=[], metavar="NAME=SIZE",
                    help="plan device NAME (CPU, CUDA0, RPC1, ...) for SIZE instead of its free memory (repeatable)")
     p.add_argument("--ctx", type=_int_at_least(1), default=defaults.N_CTX, help="context length (default %(default)s)")

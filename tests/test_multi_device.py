@@ -138,3 +138,26 @@ def test_a_worker_comes_back_when_its_server_does(tiny_path):
             assert post_json(srv.url, "/health", None)[0] == 200
         finally:
             again.stop()
+
+
+def test_routed_experts_spill_across_hosts_by_capacity(tiny_path, servers, cpu_tokens):
+    """One server stands for a GPU, two for other hosts' RAM (host_ram): the
+    layers stay on the accelerator, the routed experts that leave it spread
+    over the local CPU and the hosts by capacity, and llama.cpp places and
+    computes them there, with the CPU run's tokens."""
+    gpu, *ram = servers
+    options = PlacementOptions(rpc=(gpu,), host_ram=tuple(ram), n_ctx=256, cpu_moe=True,
+                               device_capacity=(("CPU", 1),))      # no room at home: all of it goes out
+    plan = make_plan(tiny_path, options)
+    kinds = {d.name: d.kind for d in plan.devices}
+    assert sorted(kinds.values()) == ["accelerator", "cpu", "host", "host"]
+    assert plan.layer_split[1:] == (0, 0)                           # no layer on a host
+    experts = {t.device for t in plan.tensors if t.role == "routed_experts"}
+    hosts = {n for n, k in kinds.items() if k == "host"}
+    assert experts == hosts                                         # two MoE layers, one per host
+    assert plan.network_bytes_per_token > 0
+    with Model(tiny_path, n_ctx=256, n_threads=2, placement=plan, rpc=[gpu], host_ram=ram) as m:
+        report = m.placement_report()
+        assert report.ok, str(report)
+        assert {d for d in report.actual} >= hosts
+        assert m.generate(PROMPT, max_tokens=12, temperature=0).tokens == cpu_tokens

@@ -60,8 +60,9 @@ class Model:
     chat_template: a template (Jinja text or llama.cpp name) instead of the GGUF's.
     placement: a Plan (see shimmy_py.make_plan); or the shortcuts cpu_moe,
       n_cpu_moe, fit, vram_budget, overrides (-ot strings), rpc (HOST:PORT
-      servers: each one more device) and device_capacity ({"RPC1": "8GiB"}: plan
-      a device for less); without any, the layers are split between the
+      servers: each one more device), host_ram (HOST:PORT servers that serve
+      their host's RAM: experts spill there) and device_capacity ({"RPC1": "8GiB"}:
+      plan a device for less); without any, the layers are split between the
       accelerators in proportion to their capacity (all of them on one GPU).
     kv_unified: one KV cache shared by the sequences (default when n_seq_max > 1):
       any mix of sequences then decodes in one pass over the weights. With a
@@ -86,7 +87,7 @@ class Model:
                  cpu_moe: bool = False, n_cpu_moe: int | None = None, fit: bool = False,
                  vram_budget: int | str | None = None, overrides: Sequence = (), rpc: Sequence[str] = (),
                  load_mode: str | None = None, kv_unified: bool | None = None, kv_type: str = defaults.KV_TYPE,
-                 flash_attn: str = defaults.FLASH_ATTN, device_capacity: Sequence = ()):
+                 flash_attn: str = defaults.FLASH_ATTN, device_capacity: Sequence = (), host_ram: Sequence[str] = ()):
         if verbose:
             log.verbose()
         self.path = str(path)
@@ -106,10 +107,10 @@ class Model:
         self.context: Context | None = None
         spec = LoadSpec(vocab_only=True)
         if not vocab_only:
-            attach_rpc_servers(rpc)
+            attach_rpc_servers([*rpc, *host_ram])
             capacity = tuple(device_capacity.items()) if isinstance(device_capacity, dict) else tuple(device_capacity)
             options = PlacementOptions(cpu_moe, n_cpu_moe, fit, vram_budget, tuple(overrides), tuple(rpc),
-                                       None, n_ctx, capacity, flash_attn != "off")
+                                       None, n_ctx, capacity, flash_attn != "off", tuple(host_ram))
             self.plan = placement if placement is not None else make_plan(self.header, options)
             spec = load_spec(self.plan, load_mode)
         with log.capture() as self._load_log:  # llama.cpp's account of its buffers

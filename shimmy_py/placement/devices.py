@@ -86,11 +86,15 @@ def buffer_devices() -> dict[str, str]:
     return {d.buffer_type: d.name for d in list_devices() if d.buffer_type}
 
 
-def device_specs(rpc=(), target_vram=None, capacities: dict | None = None) -> list[DeviceSpec]:
+def device_specs(rpc=(), target_vram=None, capacities: dict | None = None, host_ram=()) -> list[DeviceSpec]:
     """The CPU (capacity: available RAM) and every accelerator ggml offers
     (local GPUs, then each RPC server's devices; capacity: the free memory
     it reports), or one hypothetical accelerator of `target_vram` bytes.
-    `capacities` ({device name: size}) plans a device for less than it reports."""
+    `capacities` ({device name: size}) plans a device for less than it reports.
+    `host_ram` names RPC servers that serve their host's RAM (ggml-rpc-server
+    on a CPU): ggml cannot tell them from GPUs, the planner must (routed
+    experts spill there; layers stay on the accelerators)."""
+    rpc = tuple(dict.fromkeys([*rpc, *host_ram]))
     attach_rpc_servers(rpc)
     capacities = {k: parse_size(v) for k, v in (capacities or {}).items()}
     available, _ = host_memory()
@@ -102,7 +106,8 @@ def device_specs(rpc=(), target_vram=None, capacities: dict | None = None) -> li
         # local accelerators, and the RPC servers this plan names (ggml keeps
         # every server registered in this process; others are not asked for)
         if d.kind == "accelerator" and d.reachable and (not d.name.startswith("RPC") or d.description in wanted):
-            specs.append(DeviceSpec(d.name, "accelerator", capacities.get(d.name, d.free_bytes), d.buffer_type))
+            kind = "host" if d.description in host_ram else "accelerator"
+            specs.append(DeviceSpec(d.name, kind, capacities.get(d.name, d.free_bytes), d.buffer_type))
     unknown = set(capacities) - {s.name for s in specs}
     if unknown:
         raise PlacementError(f"--device-capacity names no device here: {', '.join(sorted(unknown))} "

@@ -26,7 +26,8 @@ def make_plan(path, options: PlacementOptions = PlacementOptions()) -> Plan:
     accelerator of `target_vram` bytes."""
     request = options.request()
     check_patterns(request.overrides)
-    specs = device_specs(options.rpc, options.target_vram, parse_capacities(options.device_capacity))
+    specs = device_specs(options.rpc, options.target_vram, parse_capacities(options.device_capacity),
+                         options.host_ram)
     return plan(read_table(path), specs, request)
 
 

@@ -48,6 +48,7 @@ class PlacementOptions:
     n_ctx: int = defaults.N_CTX
     device_capacity: tuple = ()      # "NAME=SIZE" strings or (name, size) pairs: plan a device for less
     flash_attn: bool = True          # False when the context turns it off: the reserve holds attention scores
+    host_ram: tuple = ()             # "HOST:PORT" RPC servers serving their host's RAM: experts spill there
     def request(self) -> PlanRequest:
         chosen = [name for name, on in (("--cpu-moe", self.cpu_moe), ("--n-cpu-moe", self.n_cpu_moe is not None),
                                         ("--fit", self.fit)) if on]

@@ -172,13 +172,16 @@ def plan(table: TensorTable, devices: list[DeviceSpec], request: PlanRequest = P
     of accelerators (local GPUs, RPC servers), layers split between these in
     proportion to capacity; with none, everything falls back to the CPU."""
     accs = [d for d in devices if d.kind == "accelerator"]
+    hosts = [d for d in devices if d.kind == "host"]     # RAM on other hosts (RPC servers on their CPU)
+    if hosts and not accs:
+        accs, hosts = hosts, []                           # no GPU anywhere: the hosts take the layers
     _validate(table, request)
     cpu_spec = next((d for d in devices if d.kind == "cpu"), DeviceSpec(CPU, "cpu", 0, CPU))
     notices = []
     if not accs and request.strategy != "gpu":
         notices.append(f"no accelerator: strategy {request.strategy} falls back to the CPU")
     targets = {CPU: CPU, cpu_spec.name: CPU}
-    for d in accs:
+    for d in accs + hosts:
         targets[d.name] = d.name
         if d.buffer_type:
             targets[d.buffer_type] = d.name
@@ -206,11 +209,39 @@ def plan(table: TensorTable, devices: list[DeviceSpec], request: PlanRequest = P
         budgets = {a.name: _fit_budget(table, request, a, device_of, movable, kv[a.name] + reserve[a.name])
                    for a in accs if a.name in kv}
     strategy_cpu = _strategy_cpu(request, movable, budgets, device_of) if accs else set()
-    for name in strategy_cpu:
-        device_of[name] = CPU
-    overrides = list(request.overrides) + [(p, CPU) for p in anchored_patterns(strategy_cpu)]
-    return _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve, notices,
-                     [c for c in counts])
+    spill = _spill(table, strategy_cpu, [cpu_spec, *hosts], device_of)
+    overrides = list(request.overrides)
+    for dev in [cpu_spec, *hosts]:
+        names = {n for n, d in spill.items() if d == dev.name}
+        overrides += [(p, CPU if dev is cpu_spec else dev.buffer_type or dev.name) for p in anchored_patterns(names)]
+    for name, dev in spill.items():
+        device_of[name] = CPU if dev == cpu_spec.name else dev
+    for h in hosts:
+        reserve[h.name] = 4 * request.n_ubatch * 8 * table.hparams.n_embd if h.name in spill.values() else 0
+    return _assemble(table, request, accs + hosts, cpu_spec, device_of, overrides, kv, reserve, notices,
+                     [c for c in counts] + [0] * len(hosts))
+
+
+def _spill(table, names: set[str], ram: list[DeviceSpec], device_of: dict[str, str]) -> dict[str, str]:
+    """Routed experts leaving the accelerators, layer by layer, to the host-RAM
+    devices (the local CPU, other hosts) in proportion to their capacity: each
+    layer goes where the most of its share is still unfilled. With only the
+    local CPU, all of them go there."""
+    if len(ram) == 1:
+        return {n: ram[0].name for n in names}
+    by_layer: dict[int, list[Tensor]] = defaultdict(list)
+    for t in table.tensors:
+        if t.name in names:
+            by_layer[t.layer if t.layer is not None else -1].append(t)
+    total = sum(t.nbytes for group in by_layer.values() for t in group)
+    capacity = sum(max(d.capacity_bytes, 0) for d in ram) or 1
+    unfilled = {d.name: total * max(d.capacity_bytes, 0) / capacity for d in ram}
+    out = {}
+    for layer in sorted(by_layer):
+        dev = max(ram, key=lambda d: (unfilled[d.name], -ram.index(d))).name
+        unfilled[dev] -= sum(t.nbytes for t in by_layer[layer])
+        out.update({t.name: dev for t in by_layer[layer]})
+    return out
 
 
 def _kv_by_device(table: TensorTable, request: PlanRequest, slot_device: list[str]) -> dict[str, int]:
@@ -251,19 +282,19 @@ def _fit_budget(table, request, acc, device_of, movable, kv_and_reserve) -> int:
 def network_bytes(table: TensorTable, placements, remote: set[str]) -> int:
     """Activations (F32) that cross to or from a remote device per decoded
     token: the hidden state between consecutive layers on different devices
-    when one is remote, to the host and back for a remote layer whose routed
-    experts live in host RAM, and the logits home from a remote output head.
+    when one is remote, to a layer's routed experts and back when they live
+    elsewhere and either side is remote, and the logits home from a remote
+    output head.
     An estimate: what ggml's RPC protocol adds (commands, graph) is not counted."""
     width = 4 * table.hparams.n_embd
     head = next((p.device for p in placements if p.role == "output"), CPU)
     attn: dict[int, str] = {}
-    experts_cpu: set[int] = set()
+    experts: dict[int, str] = {}
     for p in placements:
         if p.layer is None:
             continue
         if p.role == "routed_experts":
-            if p.device == CPU:
-                experts_cpu.add(p.layer)
+            experts.setdefault(p.layer, p.device)
         else:
             attn.setdefault(p.layer, p.device)
     total, prev = 0, CPU            # the token embedding is on the CPU
@@ -271,8 +302,9 @@ def network_bytes(table: TensorTable, placements, remote: set[str]) -> int:
         dev = attn[layer]
         if dev != prev and (dev in remote or prev in remote):
             total += width
-        if dev in remote and layer in experts_cpu:
-            total += 2 * width
+        there = experts.get(layer, dev)
+        if there != dev and (dev in remote or there in remote):
+            total += 2 * width           # to the experts' device and back
         prev = dev
     if head in remote:
         total += 4 * table.hparams.n_vocab
@@ -287,7 +319,7 @@ def _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve,
     devs = [DevicePlan(CPU, "cpu", weights[CPU], 0 if accs else table.hparams.kv_bytes(request.n_ctx), 0,
                        cpu_spec.capacity_bytes)]
     for acc in accs:
-        devs.append(DevicePlan(acc.name, "accelerator", weights[acc.name], kv.get(acc.name, 0),
+        devs.append(DevicePlan(acc.name, acc.kind, weights[acc.name], kv.get(acc.name, 0),
                                reserve.get(acc.name, 0), acc.capacity_bytes))
         if devs[-1].total_bytes > acc.capacity_bytes:
             notices.append(f"{acc.name}: the plan needs {devs[-1].total_bytes / 2**30:.2f} GiB, "
