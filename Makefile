@@ -26,7 +26,7 @@ test: install
 
 # the tests that compare sequences decoded alone and batched, on the
 # --batch-invariant build, where they must agree bit for bit
-INVARIANT_TESTS = batch_invariance or concurrent or extending or reuse or greedy
+INVARIANT_TESTS = (batch_invariance or concurrent_greedy or extending or reuse_check or plain_greedy or greedy_equals_llama_completion) and not test_families
 test-invariant: install
 	SHIMMY_PY_LIB_DIR="$$(native/build.sh --batch-invariant)/lib" $(PYTHON) -m pytest -q tests -k "$(INVARIANT_TESTS)"
 	native/build.sh $(BUILD_FLAGS) >/dev/null
