@@ -55,7 +55,10 @@ def load(path: str | Path) -> dict[str, ModelSettings]:
         if path.suffix.lower() == ".json":
             raw = json.loads(text)
         else:
-            import tomllib
+            try:
+                import tomllib
+            except ImportError:   # Python 3.10
+                raise ShimmyError(f"--config {path}: TOML needs Python 3.11 or newer; give a .json file") from None
             raw = tomllib.loads(text)
     except OSError as e:
         raise ShimmyError(f"--config {path}: {e.strerror or e}") from None
