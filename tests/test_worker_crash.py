@@ -77,3 +77,24 @@ def test_requests_while_the_worker_restarts_get_503_with_retry_after(server):
     if status != 200:                     # unless the worker was already back
         assert status == 503 and headers["Retry-After"]
     wait_ready(server)
+
+
+def test_a_server_started_from_a_script_on_stdin(tmp_path):
+    """The worker is `python -m shimmy_py.serving.worker`, never a re-import
+    of the caller's __main__, so a script piped to `python -` can serve."""
+    import subprocess
+    import sys
+    path = synth.write(tmp_path / "tiny.gguf", "tiny", seed=1)
+    script = f"""
+from pathlib import Path
+from shimmy_py.serving.server import ServeConfig, Server
+import json, urllib.request
+with Server(ServeConfig(Path({str(path)!r}), port=0, ctx=256, parallel=1, threads=2)).start() as srv:
+    req = urllib.request.Request(srv.url + "/api/generate", method="POST", data=json.dumps(
+        {{"prompt": "Hello", "max_tokens": 3, "temperature": 0, "stream": False}}).encode())
+    print("ANSWER", json.load(urllib.request.urlopen(req, timeout=120))["done"])
+"""
+    out = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "ANSWER True" in out.stdout

@@ -11,20 +11,45 @@ from __future__ import annotations
 
 import itertools
 import logging
-import multiprocessing
+import os
 import queue
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Generator
 
 from ..errors import ShimmyError
 from ..generation.loop import Completion
-from . import worker
 from .api import ApiError, GenRequest
 
 logger = logging.getLogger("shimmy_py.server")
-_CTX = multiprocessing.get_context("spawn")   # a fresh interpreter: no threads or native state inherited
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _spawn(spec) -> tuple:
+    """A fresh interpreter running `python -m shimmy_py.serving.worker` (no
+    threads or native state inherited, and never the user's own script
+    re-imported, as multiprocessing's spawn would), joined by a socket pair."""
+    ours, theirs = socket.socketpair()
+    env = dict(os.environ)       # this very package importable, installed or only on sys.path
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen([sys.executable, "-m", "shimmy_py.serving.worker", str(theirs.fileno())],
+                            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, env=env)
+    theirs.close()
+    conn = Connection(ours.detach())
+    conn.send(spec)
+    return conn, proc
+
+
+def _wait(proc, timeout: float | None) -> None:
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 class WorkerDied(ShimmyError):
@@ -79,19 +104,13 @@ class Supervisor:
     # --- lifetime -----------------------------------------------------------------
     def start(self) -> None:
         """Starts the worker and waits until it is ready or failed to load."""
-        ours, theirs = _CTX.Pipe()
-        s = self.spec
-        proc = _CTX.Process(target=worker.main, name="shimmy-model-worker", daemon=True,
-                            args=(theirs, s.model_path, s.n_ctx, s.n_seq_max, s.threads, s.queue_limit,
-                                  s.model_kwargs, s.cache_bytes))
-        proc.start()
-        theirs.close()
+        ours, proc = _spawn(self.spec)
         with self._lock:
             self._conn, self._proc = ours, proc
         first = self._recv_from(ours)
         if first is None or first[0] != "ready":
-            self.load_error = first[1] if first else f"the model worker {describe_exit(proc.exitcode)} while loading"
-            proc.join(timeout=10)
+            _wait(proc, 10)
+            self.load_error = first[1] if first else f"the model worker {describe_exit(proc.returncode)} while loading"
             raise ShimmyError(self.load_error)
         self.info, self.load_error = first[1], None
         self.ready.set()
@@ -108,10 +127,10 @@ class Supervisor:
             conn.send(("stop",))
         except OSError:
             pass
-        proc.join(timeout)
-        if proc.is_alive():
+        _wait(proc, timeout)
+        if proc.poll() is None:
             proc.kill()
-            proc.join()
+            proc.wait()
 
     @property
     def pid(self) -> int | None:
@@ -128,11 +147,11 @@ class Supervisor:
                     q = self._requests.get(msg[1])
                 if q is not None:
                     q.put(msg)
-        proc.join(timeout=10)
+        _wait(proc, 10)
         if self._stopping:
             self._fail_all("the server is shutting down")
             return
-        self.last_crash = f"the model worker {describe_exit(proc.exitcode)}"
+        self.last_crash = f"the model worker {describe_exit(proc.returncode)}"
         logger.error("%s; failing %d requests in flight and restarting it", self.last_crash, len(self._requests))
         self.ready.clear()
         self._fail_all(f"{self.last_crash}; it is being restarted, retry shortly")

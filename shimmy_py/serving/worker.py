@@ -3,7 +3,9 @@ engine, so that whatever llama.cpp still aborts on (it asserts where Python
 cannot catch) ends this process, never the HTTP server (supervisor.py
 restarts it).
 
-It speaks to the server over one multiprocessing Connection, in tuples:
+Started as `python -m shimmy_py.serving.worker FD` (supervisor.py), it
+speaks to the server over one Connection on that socket, in tuples; the
+first message is its WorkerSpec:
   server -> worker   ("generate", rid, GenRequest), ("cancel", rid), ("stats",), ("stop",)
   worker -> server   ("ready", info) or ("load_error", message) once, then
                      ("piece", rid, text), ("done", rid, Completion),
@@ -119,3 +121,16 @@ def main(conn, model_path: str, n_ctx: int, n_seq_max: int, threads, queue_limit
     plan = model.plan
     conn.send(("ready", {"n_ctx": model.n_ctx, "devices": plan.weights_by_device() if plan else {}}))
     Worker(conn, model, queue_limit, cache_bytes).serve()
+
+
+def _entry() -> None:
+    """`python -m shimmy_py.serving.worker FD`: the spec, then main()."""
+    import sys
+    from multiprocessing.connection import Connection
+    conn = Connection(int(sys.argv[1]))
+    s = conn.recv()
+    main(conn, s.model_path, s.n_ctx, s.n_seq_max, s.threads, s.queue_limit, s.model_kwargs, s.cache_bytes)
+
+
+if __name__ == "__main__":
+    _entry()
