@@ -136,3 +136,19 @@ def test_per_model_settings_from_a_config_file(models, tmp_path):
     bad.write_text('{"models": {"alpha": {"cpu-moe": true}}}')
     with pytest.raises(ShimmyError, match="unknown setting 'cpu-moe'"):
         models_config.load(bad)
+
+
+def test_one_ggml_rpc_server_is_held_by_one_model_at_a_time(models, rpc):
+    """ggml-rpc-server serves one client at a time (its accept loop), so a
+    second model on it would wait for the first to leave: the idle holder is
+    unloaded to make room, a busy one gets a 503 naming the reason."""
+    cfg = ServeConfig(None, port=0, ctx=256, parallel=1, threads=2, known_paths=tuple(Path(m) for m in models),
+                      max_models=3, model_kwargs={"cpu_moe": True, "rpc": [rpc]})
+    with Server(cfg).start() as srv:
+        status, a = ask(srv, "alpha")
+        assert status == 200 and resident(srv) == ["alpha"]
+        status, b = ask(srv, "beta")
+        assert status == 200 and resident(srv) == ["beta"], b
+        assert metric(srv.url, "shimmy_model_unloads_total") == 1
+        status, a2 = ask(srv, "alpha")             # beta leaves the server in turn; alpha answers as before
+        assert status == 200 and a2["response"] == a["response"] and resident(srv) == ["alpha"]

@@ -42,6 +42,7 @@ class Resident:
     keep_alive: float                  # seconds after the last request; FOREVER; 0: after the request
     active: int = 0
     need: dict = field(default_factory=dict)   # bytes per device its plan holds (weights, KV cache, reserve)
+    rpc: frozenset = frozenset()       # the ggml-rpc-servers it holds: each serves one client at a time
 
     def expires_at(self) -> float | None:
         if self.active or self.keep_alive == FOREVER:
@@ -65,6 +66,7 @@ class ModelPool:
         self.spec_for, self.keep_alive_for, self.max_models = spec_for, keep_alive, max_models
         self.need_for, self.budget = need_for, budget or {}
         self._reserved: dict[str, dict] = {}   # what models being loaded will hold
+        self._reserved_rpc: dict[str, frozenset] = {}
         self.residents: dict[str, Resident] = {}
         self.stats = PoolStats()
         self._lock = threading.Condition()
@@ -95,15 +97,17 @@ class ModelPool:
                 resident = self.residents[name]
                 resident.active += 1
                 return resident
-            self._make_room(name, need)
+            rpc = frozenset(self.spec_for(name).model_kwargs.get("rpc", ()))
+            self._make_room(name, need, rpc)
             self._loading.add(name)
-            self._reserved[name] = need
+            self._reserved[name], self._reserved_rpc[name] = need, rpc
         try:
-            resident = self._load(name, keep_alive, need)
+            resident = self._load(name, keep_alive, need, rpc)
         finally:
             with self._lock:
                 self._loading.discard(name)
                 self._reserved.pop(name, None)
+                self._reserved_rpc.pop(name, None)
                 self._lock.notify_all()
         return resident
 
@@ -133,28 +137,42 @@ class ModelPool:
         return (f"it needs {need / 2**30:.2f} GiB on {device} beside the {self.held(device) / 2**30:.2f} GiB "
                 f"resident models hold, within a budget of {self.budget[device] / 2**30:.2f} GiB")
 
-    def _make_room(self, name: str, need: dict) -> None:
+    def _rpc_holders(self, rpc: frozenset) -> list[str]:
+        """Models holding one of `rpc`: ggml-rpc-server serves one client at a
+        time (its accept loop), so a second would wait for the first to leave."""
+        held = [(r.name, r.rpc) for r in self.residents.values()] + list(self._reserved_rpc.items())
+        return [n for n, endpoints in held if endpoints & rpc]
+
+    def _make_room(self, name: str, need: dict, rpc: frozenset = frozenset()) -> None:
         """Under the lock: unloads least recently used idle models while the
-        pool is full or `need` does not fit the budget; 503 when it cannot."""
+        pool is full, `need` does not fit the budget or a model holds one of
+        the ggml-rpc-servers in `rpc`; 503 when it cannot."""
+        loading = [n for n in self._rpc_holders(rpc) if n in self._reserved_rpc]
+        if loading:
+            raise ApiError(503, f"cannot load {name!r}: {loading[0]!r} is loading on the same ggml-rpc-server, "
+                           "which serves one client at a time", "server_error", {"Retry-After": "5"})
         for d, b in need.items():
             if d in self.budget and b > self.budget[d]:
                 raise ApiError(503, f"cannot load {name!r}: its plan needs {b / 2**30:.2f} GiB on {d}, more than "
                                f"the server's budget of {self.budget[d] / 2**30:.2f} GiB there", "server_error")
-        while len(self.residents) + len(self._loading) >= self.max_models or self._short(need):
-            idle = [r for r in self.residents.values() if r.active == 0]
-            short = self._short(need)
+        while len(self.residents) + len(self._loading) >= self.max_models or self._short(need) or \
+                self._rpc_holders(rpc):
+            short, holders = self._short(need), self._rpc_holders(rpc)
+            idle = [r for r in self.residents.values() if r.active == 0 and (r.name in holders or not holders)]
             if not idle:
                 why = "; ".join(self._shortage(d, need[d]) for d in short) if short else \
-                    f"{len(self.residents)} models are resident (--max-models {self.max_models})"
+                    f"{holders[0]!r} holds the same ggml-rpc-server, which serves one client at a time" \
+                    if holders else f"{len(self.residents)} models are resident (--max-models {self.max_models})"
                 raise ApiError(503, f"cannot load {name!r}: {why}, and every resident model is busy",
                                "server_error", {"Retry-After": "5"})
             victim = min(idle, key=lambda r: r.last_used)
             del self.residents[victim.name]
-            reason = f"memory on {', '.join(short)}" if short else f"--max-models {self.max_models}"
+            reason = f"memory on {', '.join(short)}" if short else \
+                "its ggml-rpc-server serves one client at a time" if holders else f"--max-models {self.max_models}"
             self._stop_later(victim, f"unloading {victim.name!r} (least recently used) to make room for {name!r}: "
                                      f"{reason}")
 
-    def _load(self, name: str, keep_alive: float | None, need: dict) -> Resident:
+    def _load(self, name: str, keep_alive: float | None, need: dict, rpc: frozenset) -> Resident:
         spec = self.spec_for(name)
         supervisor = Supervisor(spec)
         t0 = time.monotonic()
@@ -166,7 +184,8 @@ class ModelPool:
         now = time.monotonic()
         size = Path(spec.model_path).stat().st_size
         resident = Resident(name, supervisor, size, now, now,
-                            self.keep_alive_for(name) if keep_alive is None else keep_alive, active=1, need=need)
+                            self.keep_alive_for(name) if keep_alive is None else keep_alive, active=1, need=need,
+                            rpc=rpc)
         with self._lock:
             self.residents[name] = resident
             self.stats.loads += 1
