@@ -86,10 +86,17 @@ def _deepseek2_layer(s: Shape, b: str) -> list:
            (b + "attn_k_b.weight", (m["qk_nope"], m["kv_lora"], h)),
            (b + "attn_v_b.weight", (m["kv_lora"], m["v_head"], h)),
            (b + "attn_output.weight", (h * m["v_head"], e)), (b + "ffn_norm.weight", (e,))]
+    return out + _dense_first_then_moe(s, b)
+
+
+def _dense_first_then_moe(s: Shape, b: str) -> list:
+    """DeepSeek-V3's and GLM-4.5's feed-forward: layer 0 dense, the rest
+    routed experts with a selection bias and one shared expert."""
+    e = s.n_embd
     if b == "blk.0.":                       # the leading dense layer
-        return out + [(b + "ffn_gate.weight", (e, 4 * e)), (b + "ffn_up.weight", (e, 4 * e)),
-                      (b + "ffn_down.weight", (4 * e, e))]
-    return out + _experts(s, b, s.n_ff_exp) + [
+        return [(b + "ffn_gate.weight", (e, 4 * e)), (b + "ffn_up.weight", (e, 4 * e)),
+                (b + "ffn_down.weight", (4 * e, e))]
+    return _experts(s, b, s.n_ff_exp) + [
         (b + "exp_probs_b.bias", (s.n_expert,)),
         (b + "ffn_gate_shexp.weight", (e, s.n_ff_exp)), (b + "ffn_up_shexp.weight", (e, s.n_ff_exp)),
         (b + "ffn_down_shexp.weight", (s.n_ff_exp, e))]
@@ -114,13 +121,7 @@ def _glm4moe_layer(s: Shape, b: str) -> list:
            (b + "attn_k.weight", (e, s.n_head_kv * d)), (b + "attn_k.bias", (s.n_head_kv * d,)),
            (b + "attn_v.weight", (e, s.n_head_kv * d)), (b + "attn_v.bias", (s.n_head_kv * d,)),
            (b + "attn_output.weight", (s.n_head * d, e))]
-    if b == "blk.0.":                       # the leading dense layer
-        return out + [(b + "ffn_gate.weight", (e, 4 * e)), (b + "ffn_up.weight", (e, 4 * e)),
-                      (b + "ffn_down.weight", (4 * e, e))]
-    return out + _experts(s, b, s.n_ff_exp) + [
-        (b + "exp_probs_b.bias", (s.n_expert,)),
-        (b + "ffn_gate_shexp.weight", (e, s.n_ff_exp)), (b + "ffn_up_shexp.weight", (e, s.n_ff_exp)),
-        (b + "ffn_down_shexp.weight", (s.n_ff_exp, e))]
+    return out + _dense_first_then_moe(s, b)
 
 
 def _gpt_oss_layer(s: Shape, b: str) -> list:

@@ -138,16 +138,15 @@ class ModelPool:
                 f"resident models hold, within a budget of {self.budget[device] / 2**30:.2f} GiB")
 
     def _rpc_holders(self, rpc: frozenset) -> list[str]:
-        """Models holding one of `rpc`: ggml-rpc-server serves one client at a
+        """Resident models holding one of `rpc`: ggml-rpc-server serves one client at a
         time (its accept loop), so a second would wait for the first to leave."""
-        held = [(r.name, r.rpc) for r in self.residents.values()] + list(self._reserved_rpc.items())
-        return [n for n, endpoints in held if endpoints & rpc]
+        return [r.name for r in self.residents.values() if r.rpc & rpc]
 
     def _make_room(self, name: str, need: dict, rpc: frozenset = frozenset()) -> None:
         """Under the lock: unloads least recently used idle models while the
         pool is full, `need` does not fit the budget or a model holds one of
         the ggml-rpc-servers in `rpc`; 503 when it cannot."""
-        loading = [n for n in self._rpc_holders(rpc) if n in self._reserved_rpc]
+        loading = [n for n, endpoints in self._reserved_rpc.items() if endpoints & rpc]
         if loading:
             raise ApiError(503, f"cannot load {name!r}: {loading[0]!r} is loading on the same ggml-rpc-server, "
                            "which serves one client at a time", "server_error", {"Retry-After": "5"})
@@ -160,9 +159,12 @@ class ModelPool:
             short, holders = self._short(need), self._rpc_holders(rpc)
             idle = [r for r in self.residents.values() if r.active == 0 and (r.name in holders or not holders)]
             if not idle:
-                why = "; ".join(self._shortage(d, need[d]) for d in short) if short else \
-                    f"{holders[0]!r} holds the same ggml-rpc-server, which serves one client at a time" \
-                    if holders else f"{len(self.residents)} models are resident (--max-models {self.max_models})"
+                if short:
+                    why = "; ".join(self._shortage(d, need[d]) for d in short)
+                elif holders:
+                    why = f"{holders[0]!r} holds the same ggml-rpc-server, which serves one client at a time"
+                else:
+                    why = f"{len(self.residents)} models are resident (--max-models {self.max_models})"
                 raise ApiError(503, f"cannot load {name!r}: {why}, and every resident model is busy",
                                "server_error", {"Retry-After": "5"})
             victim = min(idle, key=lambda r: r.last_used)

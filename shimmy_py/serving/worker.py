@@ -16,7 +16,9 @@ closes its generation at the next piece, which frees its sequence.
 """
 from __future__ import annotations
 
+import sys
 import threading
+from multiprocessing.connection import Connection
 
 from ..errors import GenerationError, ShimmyError
 from ..generation.loop import drain, run
@@ -125,8 +127,6 @@ def main(conn, model_path: str, n_ctx: int, n_seq_max: int, threads, queue_limit
 
 def _entry() -> None:
     """`python -m shimmy_py.serving.worker FD`: the spec, then main()."""
-    import sys
-    from multiprocessing.connection import Connection
     conn = Connection(int(sys.argv[1]))
     s = conn.recv()
     main(conn, s.model_path, s.n_ctx, s.n_seq_max, s.threads, s.queue_limit, s.model_kwargs, s.cache_bytes)
