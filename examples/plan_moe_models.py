@@ -4,7 +4,8 @@ each strategy puts on the card (weights + KV cache + reserve) and in host RAM.
     python examples/plan_moe_models.py [WORKDIR]
 
 Writes shape-only files (sparse: nothing is stored) typed as llama.cpp's
-quantizer types Q4_K_M (`llama-quantize --dry-run`), DeepSeekMoE 16B in F16,
+quantizer types them (`llama-quantize --dry-run`; Q4_K_M, and gpt-oss as its
+MXFP4 downloads are), DeepSeekMoE 16B in F16,
 and takes DeepSeek-V3's table from memory; context 8192. Needs the native
 build (llama-quantize). "-" marks a strategy whose minimum does not fit.
 """
@@ -27,7 +28,8 @@ HOST = DeviceSpec(CPU, "cpu", 1024 * GiB, CPU)
 def tables(work: Path):
     yield "deepseek-moe-16b (F16)", read_table(synth.write(work / "ds16b.gguf", "deepseek-moe-16b", shape_only=True))
     for name in shapes.REAL:
-        yield f"{name} (Q4_K_M)", read_table(shapes.write_real(work / f"{name}.gguf", name))
+        quant = shapes.DEFAULT_QUANT.get(name, "Q4_K_M")
+        yield f"{name} ({quant})", read_table(shapes.write_real(work / f"{name}.gguf", name, quant))
     yield "deepseek-v3 (Q4_K mix)", shapes.deepseek_v3_table()
 
 

@@ -119,8 +119,9 @@ def _synth(args) -> int:
     elif args.preset in shapes.REAL:
         if not args.shape_only:
             raise ShimmyError(f"preset {args.preset} is a real model's size: only --shape-only (for planning)")
-        path = shapes.write_real(args.out, args.preset, args.quant)
-        what = f"preset {args.preset}, {args.quant} as llama-quantize types it"
+        quant = args.quant or shapes.DEFAULT_QUANT.get(args.preset, "Q4_K_M")
+        path = shapes.write_real(args.out, args.preset, quant)
+        what = f"preset {args.preset}, {quant} as llama-quantize types it"
     else:
         path = synth.write(args.out, args.preset, seed=args.seed, dtype=args.dtype, shape_only=args.shape_only,
                            vocab=args.vocab)
@@ -244,6 +245,7 @@ def _add_serve_and_list(sub) -> None:
 
 def _add_bench_and_synth(sub) -> None:
     from .gguf_io.families import FAMILIES
+    from .gguf_io.quant_mix import FTYPES
     from .gguf_io.shapes import REAL
     from .gguf_io.synth import DTYPES, PRESETS
     b = sub.add_parser("bench", help="load time, TTFT, prompt and decode speed per placement")
@@ -260,7 +262,9 @@ def _add_bench_and_synth(sub) -> None:
     s = sub.add_parser("synth", help="write a synthetic DeepSeekMoE GGUF (random weights)")
     s.add_argument("out", help="output .gguf path")
     s.add_argument("--preset", choices=sorted([*PRESETS, *REAL]), default="tiny")
-    s.add_argument("--quant", default="Q4_K_M", help="real-size presets: llama-quantize's type (default Q4_K_M; BF16)")
+    s.add_argument("--quant", default=None, choices=["BF16", *FTYPES],
+                   help="real-size presets: llama-quantize's type (default: as people download it, "
+                        "MXFP4_MOE for gpt-oss, else Q4_K_M)")
     s.add_argument("--arch", choices=sorted(FAMILIES), default=None,
                    help="another MoE family instead of DeepSeekMoE (small shapes, the family's tokenizer)")
     s.add_argument("--seed", type=int, default=0)

@@ -17,7 +17,7 @@ U32, F32 = GGUFValueType.UINT32, GGUFValueType.FLOAT32
 
 def rewrite(src, dst, changes: dict, drop=()) -> str:
     """A copy of `src` with metadata keys changed ({key: (value, type)}) and
-    the tensors named in `drop` left out."""
+    the tensors named in `drop` left out (a key not in `src` is added)."""
     h = read_header(src)
     b = GGUFBuilder(h.alignment)
     for name in h.metadata:
@@ -25,6 +25,8 @@ def rewrite(src, dst, changes: dict, drop=()) -> str:
             b.add(name, *changes[name])
         else:
             b.add_raw(name, h.raw_kv(name))
+    for name in set(changes) - set(h.metadata):
+        b.add(name, *changes[name])
     with open(src, "rb") as f:
         for t in h.tensors:
             if t.name in drop:
@@ -44,6 +46,7 @@ CASES = [
     ("deepseek.attention.layer_norm_rms_epsilon", math.nan, F32),
     ("deepseek.attention.head_count_kv", 3, U32),
     ("deepseek.embedding_length", 65, U32),
+    ("deepseek.nextn_predict_layers", 1000, U32),     # GGML_ASSERT(n_layer_nextn <= n_layer_all)
 ]
 
 

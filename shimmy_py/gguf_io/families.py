@@ -17,9 +17,10 @@ llama.cpp source (its chat template too, where the vocabulary file has one).
              tokenizer (V3's own is not in the pinned source).
   glm4moe    GLM-4.5 / 4.5-Air's: q/k/v biases, a post-attention norm instead
              of an FFN norm, partial rotary embedding (half the head), a leading
-             dense layer, sigmoid router with exp_probs_b, one shared expert;
-             Qwen2 tokenizer (GLM's own is not in the pinned source); no
-             multi-token-prediction (NextN) layer.
+             dense layer, sigmoid router with exp_probs_b, one shared expert,
+             and the multi-token-prediction (NextN) block its files carry as
+             the last layer (llama.cpp skips it by default); Qwen2 tokenizer
+             (GLM's own is not in the pinned source).
   gpt-oss    gpt-oss-20b/120b's: attention sinks, biases everywhere, a post-
              attention norm, sliding-window attention on every other layer,
              routed experts in MXFP4 (as OpenAI ships them) with biases; the
@@ -33,11 +34,12 @@ no YaRN context extension keys. `synth.write` keeps DeepSeekMoE's.
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from gguf import GGMLQuantizationType, GGUFValueType
+from gguf import GGMLQuantizationType, GGUFValueType, TokenType
 
 from ..errors import ShimmyError
 from .format import ATTENTION, GENERAL, LLM, ROPE, key
@@ -56,12 +58,17 @@ class Shape:
     n_expert: int = 8
     n_expert_used: int = 2
     head_dim: int = 0            # 0: n_embd / n_head (Qwen3 sets 128 explicitly)
-    n_vocab: int = 0             # 0: the tokenizer's
+    n_vocab: int = 0             # 0: the tokenizer's; more pads it with unused tokens
     n_ctx_train: int = 4096
+    n_ff: int = 0                # dense feed-forward width; 0: 4 * n_embd
 
     @property
     def d(self) -> int:
         return self.head_dim or self.n_embd // self.n_head
+
+    @property
+    def ff(self) -> int:
+        return self.n_ff or 4 * self.n_embd
 
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class Family:
     layer: Callable[[Shape, str], list]               # (name, ggml shape) of one layer
     keys: Callable[[Shape], list]                     # (key template, value, type) beyond the common ones
     expert_type: GGMLQuantizationType = GGMLQuantizationType.F32   # the routed experts' weights
+    nextn: int = 0                                    # NextN blocks after the trunk, as the real files carry
 
 
 MLA = dict(q_lora=32, kv_lora=32, qk_nope=16, qk_rope=8, v_head=16)
@@ -94,17 +102,26 @@ def _dense_first_then_moe(s: Shape, b: str) -> list:
     routed experts with a selection bias and one shared expert."""
     e = s.n_embd
     if b == "blk.0.":                       # the leading dense layer
-        return [(b + "ffn_gate.weight", (e, 4 * e)), (b + "ffn_up.weight", (e, 4 * e)),
-                (b + "ffn_down.weight", (4 * e, e))]
+        return [(b + "ffn_gate.weight", (e, s.ff)), (b + "ffn_up.weight", (e, s.ff)),
+                (b + "ffn_down.weight", (s.ff, e))]
     return _experts(s, b, s.n_ff_exp) + [
         (b + "exp_probs_b.bias", (s.n_expert,)),
         (b + "ffn_gate_shexp.weight", (e, s.n_ff_exp)), (b + "ffn_up_shexp.weight", (e, s.n_ff_exp)),
         (b + "ffn_down_shexp.weight", (s.n_ff_exp, e))]
 
 
+def _nextn_block(s: Shape, b: str) -> list:
+    """What a NextN block adds to a whole layer: the projection of [embedding;
+    hidden state] and its norms (the optional embed_tokens/shared_head_head
+    copies of the embedding and head are left out, as GLM-4.5-Air's files do)."""
+    e = s.n_embd
+    return [(b + "nextn.eh_proj.weight", (2 * e, e)), (b + "nextn.enorm.weight", (e,)),
+            (b + "nextn.hnorm.weight", (e,)), (b + "nextn.shared_head_norm.weight", (e,))]
+
+
 def _deepseek2_keys(s: Shape) -> list:
     m = MLA
-    return [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32), (LLM.FEED_FORWARD_LENGTH, 4 * s.n_embd, U32),
+    return [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32), (LLM.FEED_FORWARD_LENGTH, s.ff, U32),
             (LLM.LEADING_DENSE_BLOCK_COUNT, 1, U32), (LLM.EXPERT_SHARED_COUNT, 1, U32),
             (LLM.EXPERT_WEIGHTS_SCALE, 2.5, F32), (LLM.EXPERT_WEIGHTS_NORM, True, GGUFValueType.BOOL),
             (LLM.EXPERT_GATING_FUNC, 2, U32),          # sigmoid
@@ -176,13 +193,13 @@ FAMILIES = {
     "qwen3moe": Family("qwen3moe", "qwen2",
                        lambda s, b: _attention(s, b, qk_norm=True) + _experts(s, b, s.n_ff_exp),
                        lambda s: [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
-                                  (LLM.FEED_FORWARD_LENGTH, 4 * s.n_embd, U32),
+                                  (LLM.FEED_FORWARD_LENGTH, s.ff, U32),
                                   (ROPE.FREQ_BASE, 1000000.0, F32)]),
     "qwen2moe": Family("qwen2moe", "qwen2",
                        lambda s, b: _attention(s, b, biases=True) + _experts(s, b, s.n_ff_exp) + _shared(s, b),
                        lambda s: [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
                                   (LLM.EXPERT_SHARED_FEED_FORWARD_LENGTH, s.n_ff_shexp, U32),
-                                  (LLM.FEED_FORWARD_LENGTH, 4 * s.n_embd, U32),
+                                  (LLM.FEED_FORWARD_LENGTH, s.ff, U32),
                                   (ROPE.FREQ_BASE, 1000000.0, F32)]),
     "mixtral": Family("llama", "llama-spm",
                       lambda s, b: _attention(s, b) + _experts(s, b, s.n_ff_exp),
@@ -191,12 +208,13 @@ FAMILIES = {
     "deepseek2": Family("deepseek2", "deepseek-llm", _deepseek2_layer, _deepseek2_keys),
     "glm4moe": Family("glm4moe", "qwen2", _glm4moe_layer,
                       lambda s: [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
-                                 (LLM.FEED_FORWARD_LENGTH, 4 * s.n_embd, U32),
+                                 (LLM.FEED_FORWARD_LENGTH, s.ff, U32),
                                  (LLM.LEADING_DENSE_BLOCK_COUNT, 1, U32), (LLM.EXPERT_SHARED_COUNT, 1, U32),
                                  (LLM.EXPERT_WEIGHTS_SCALE, 1.0, F32),
                                  (LLM.EXPERT_WEIGHTS_NORM, True, GGUFValueType.BOOL),
                                  (LLM.EXPERT_GATING_FUNC, 2, U32), (ROPE.DIMENSION_COUNT, s.d // 2, U32),
-                                 (ROPE.FREQ_BASE, 1000000.0, F32)]),
+                                 (ROPE.FREQ_BASE, 1000000.0, F32), (LLM.NEXTN_PREDICT_LAYERS, 1, U32)],
+                      nextn=1),
     "gpt-oss": Family("gpt-oss", "llama-bpe", _gpt_oss_layer,
                       lambda s: [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
                                  (LLM.FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
@@ -216,8 +234,10 @@ def vocabulary_path(name: str) -> Path:
 
 def tensors(family: Family, shape: Shape, n_vocab: int) -> list:
     out = [("token_embd.weight", (shape.n_embd, n_vocab))]
-    for i in range(shape.n_layer):
+    for i in range(shape.n_layer + family.nextn):
         out += family.layer(shape, f"blk.{i}.")
+        if i >= shape.n_layer:
+            out += _nextn_block(shape, f"blk.{i}.")
     return out + [("output_norm.weight", (shape.n_embd,)), ("output.weight", (shape.n_embd, n_vocab))]
 
 
@@ -231,8 +251,9 @@ def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Sha
         raise ShimmyError(f"unknown family {family!r}; choose one of {', '.join(sorted(FAMILIES))}")
     f = FAMILIES[family]
     vocab = read_header(vocabulary_path(f.vocabulary))
-    tokens = vocab.metadata.get("tokenizer.ggml.tokens")
-    n_vocab = shape.n_vocab or getattr(tokens, "count", None) or len(tokens)
+    n_vocab = shape.n_vocab or _n_tokens(vocab)
+    if n_vocab < _n_tokens(vocab):
+        raise ShimmyError(f"n_vocab {n_vocab} is below the {f.vocabulary} tokenizer's {_n_tokens(vocab)} tokens")
     b = GGUFBuilder()
     b.add(GENERAL.ARCHITECTURE, f.arch, GGUFValueType.STRING)
     b.add(GENERAL.NAME, f"synthetic-{family} (random weights)", GGUFValueType.STRING)
@@ -243,20 +264,18 @@ def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Sha
     common = [(LLM.CONTEXT_LENGTH, shape.n_ctx_train, U32),
               (ATTENTION.KEY_LENGTH, k_len, U32), (ATTENTION.VALUE_LENGTH, v_len, U32),
               (LLM.EMBEDDING_LENGTH, shape.n_embd, U32),
-              (LLM.BLOCK_COUNT, shape.n_layer, U32), (ATTENTION.HEAD_COUNT, shape.n_head, U32),
+              (LLM.BLOCK_COUNT, shape.n_layer + f.nextn, U32), (ATTENTION.HEAD_COUNT, shape.n_head, U32),
               (ATTENTION.HEAD_COUNT_KV, 1 if mla else shape.n_head_kv, U32),
               (LLM.EXPERT_COUNT, shape.n_expert, U32),
               (LLM.EXPERT_USED_COUNT, shape.n_expert_used, U32), (LLM.VOCAB_SIZE, n_vocab, U32),
               (ATTENTION.LAYERNORM_RMS_EPS, 1e-6, F32)]
     for template, value, vtype in common + f.keys(shape):
         b.add(key(template, f.arch), value, vtype)
-    for name in vocab.metadata:     # the family's tokenizer (and chat template), byte for byte
-        if name.startswith("tokenizer."):
-            b.add_raw(name, vocab.raw_kv(name))
+    _add_tokenizer(b, vocab, n_vocab)
     w = _Weights(seed)
     for name, tshape in tensors(f, shape, n_vocab):
         if shape_only:
-            vector = len(tshape) == 1 or "gate_inp" in name
+            vector = len(tshape) == 1 or "gate_inp" in name or name.endswith(".bias")
             b.add_tensor(name, tshape, GGMLQuantizationType.F32 if vector else dtype, None)
         else:
             ttype = f.expert_type if name.endswith("_exps.weight") else GGMLQuantizationType.F32
@@ -265,3 +284,33 @@ def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Sha
     out.parent.mkdir(parents=True, exist_ok=True)
     b.write(out)
     return out
+
+
+def _n_tokens(vocab) -> int:
+    tokens = vocab.metadata.get("tokenizer.ggml.tokens")
+    return getattr(tokens, "count", None) or len(tokens)
+
+
+def _add_tokenizer(b: GGUFBuilder, vocab, n_vocab: int) -> None:
+    """The family's tokenizer (and chat template) byte for byte; padded with
+    unused tokens up to n_vocab where the real model's vocabulary is larger
+    (gpt-oss's o200k), so that the embedding and head have the real sizes."""
+    n_pad = n_vocab - _n_tokens(vocab)
+    for name in vocab.metadata:
+        if not name.startswith("tokenizer."):
+            continue
+        raw = vocab.raw_kv(name)
+        if n_pad and name in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.scores"):
+            at = 8 + len(name.encode()) + 4 + 4            # key, value type, element type, then the count
+            count = struct.unpack_from("<Q", raw, at)[0]
+            raw = raw[:at] + struct.pack("<Q", count + n_pad) + raw[at + 8:] + _padding(name, count, n_pad)
+        b.add_raw(name, raw)
+
+
+def _padding(name: str, first: int, n: int) -> bytes:
+    if name == "tokenizer.ggml.tokens":
+        texts = (f"<|unused_{first + i}|>".encode() for i in range(n))
+        return b"".join(struct.pack("<Q", len(t)) + t for t in texts)
+    if name == "tokenizer.ggml.token_type":
+        return struct.pack("<i", TokenType.UNUSED) * n
+    return b"\0\0\0\0" * n            # scores: 0.0

@@ -6,6 +6,14 @@ shapes as llama.cpp's converter writes them, no weights.
   llama.cpp's quantizer gives each tensor (`llama-quantize --dry-run`,
   quant_mix.py), as the files people download are typed.
 
+  qwen3-30b-a3b, qwen3-235b-a22b, mixtral-8x7b   Q4_K_M
+  gpt-oss-20b, gpt-oss-120b    MXFP4 experts, the rest Q8_0 (llama-quantize
+                MXFP4_MOE); the o200k vocabulary's 201,088 rows (the Llama 3
+                tokenizer padded with unused tokens), no YaRN keys
+  glm-4.5-air   Q4_K_M, 46 layers and the NextN block (not loaded); the
+                Qwen2 tokenizer's 151,936 rows where GLM's has 151,552 (3 MB
+                more in Q4_K_M)
+
   deepseek-v3   DeepSeek-V3 / R1 (671B), llama.cpp architecture deepseek2:
                 MLA attention (attn_q_a/q_b, attn_kv_a_mqa, attn_k_b/attn_v_b),
                 3 leading dense layers, then 256 routed experts (8 active) and
@@ -34,19 +42,35 @@ def _real():
                                               n_ff_exp=1536, n_expert=128, n_expert_used=8, n_ctx_train=40960)),
         "mixtral-8x7b": ("mixtral", Shape(n_embd=4096, n_layer=32, n_head=32, n_head_kv=8, n_ff_exp=14336,
                                           n_expert=8, n_expert_used=2, n_ctx_train=32768)),
+        "gpt-oss-20b": ("gpt-oss", _gpt_oss(24, 32)),
+        "gpt-oss-120b": ("gpt-oss", _gpt_oss(36, 128)),
+        "glm-4.5-air": ("glm4moe", Shape(n_embd=4096, n_layer=46, n_head=96, n_head_kv=8, head_dim=128,
+                                         n_ff=10944, n_ff_exp=1408, n_expert=128, n_expert_used=8,
+                                         n_ctx_train=131072)),
     }
 
 
-REAL = ("qwen3-30b-a3b", "qwen3-235b-a22b", "mixtral-8x7b")
+def _gpt_oss(n_layer: int, n_expert: int):
+    from .families import Shape
+    return Shape(n_embd=2880, n_layer=n_layer, n_head=64, n_head_kv=8, head_dim=64, n_ff_exp=2880,
+                 n_expert=n_expert, n_expert_used=4, n_vocab=201088, n_ctx_train=131072)
 
 
-def write_real(out, name: str, quant: str = "Q4_K_M"):
+REAL = ("qwen3-30b-a3b", "qwen3-235b-a22b", "mixtral-8x7b", "gpt-oss-20b", "gpt-oss-120b", "glm-4.5-air")
+# the mix people download: gpt-oss ships its experts in MXFP4 (llama-quantize's MXFP4_MOE: the
+# rest Q8_0, as ggml-org's gpt-oss GGUFs); the others most often as Q4_K_M
+DEFAULT_QUANT = {"gpt-oss-20b": "MXFP4_MOE", "gpt-oss-120b": "MXFP4_MOE"}
+
+
+def write_real(out, name: str, quant: str | None = None):
     """A shape-only file of the real model `name`, typed as llama-quantize's
-    `quant` types it ("BF16": as converted, unquantized)."""
+    `quant` types it (default: the mix people download, DEFAULT_QUANT or
+    Q4_K_M; "BF16": as converted, unquantized)."""
     from pathlib import Path
 
     from . import families, quant_mix
     family, shape = _real()[name]
+    quant = quant or DEFAULT_QUANT.get(name, "Q4_K_M")
     out = Path(out)
     bf16 = out.with_name(out.name + ".bf16.tmp") if quant.upper() != "BF16" else out
     families.write(bf16, family, shape=shape, shape_only=True, dtype=T.BF16)

@@ -2,7 +2,10 @@
 hyper-parameters that memory accounting needs. No weight data is read.
 
 Roles: routed_experts, shared_experts, router, attention, dense_ffn, norm,
-token_embd, output, other (an unknown name is kept, never dropped).
+token_embd, output, other (an unknown name is kept, never dropped), and mtp:
+every tensor of a multi-token-prediction (NextN) block, which GLM-4.5 files
+carry as their last layer and llama.cpp does not load unless asked to
+(llama_model_params.load_mtp, off by default): it takes no memory anywhere.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from .reader import GGUFHeader, read_header
 from .validate import check_model
 
 ROLES = ("token_embd", "attention", "norm", "dense_ffn", "router", "shared_experts",
-         "routed_experts", "output", "other")
+         "routed_experts", "output", "other", "mtp")
 
 _LAYER = re.compile(r"^blk\.(\d+)\.")
 _RULES = [  # first match wins; applied to the name without its "blk.N." prefix
@@ -72,6 +75,12 @@ class Hparams:
     n_layer_dense_lead: int
     n_swa: int = 0                      # sliding window of the SWA layers (0: none)
     swa_layers: frozenset = frozenset()  # layers with sliding-window attention
+    n_layer_nextn: int = 0              # trailing multi-token-prediction blocks (in n_layer; no KV cache)
+
+    @property
+    def n_layer_trunk(self) -> int:
+        """The layers a forward pass runs (and caches): all but the NextN blocks."""
+        return self.n_layer - self.n_layer_nextn
 
     def kv_cells(self, layer: int, n_ctx: int, n_ubatch: int = 512, n_seq: int = 1, swa_full: bool = True) -> int:
         """Cells of `layer`'s KV cache, as llama.cpp sizes them: the context
@@ -89,7 +98,7 @@ class Hparams:
 
     def kv_bytes(self, n_ctx: int, bytes_per_value: int = 2) -> int:
         """The whole KV cache for n_ctx tokens."""
-        return sum(self.kv_layer_bytes(i, n_ctx, bytes_per_value) for i in range(self.n_layer))
+        return sum(self.kv_layer_bytes(i, n_ctx, bytes_per_value) for i in range(self.n_layer_trunk))
 
 
 def _int(meta: Mapping, key: str, default: int = 0) -> int:
@@ -139,6 +148,7 @@ def read_hparams(h: GGUFHeader) -> Hparams:
         n_ctx_train=get(LLM.CONTEXT_LENGTH), n_vocab=n_vocab,
         n_expert=get(LLM.EXPERT_COUNT), n_expert_used=get(LLM.EXPERT_USED_COUNT),
         n_expert_shared=get(LLM.EXPERT_SHARED_COUNT), n_layer_dense_lead=get(LLM.LEADING_DENSE_BLOCK_COUNT),
+        n_layer_nextn=get(LLM.NEXTN_PREDICT_LAYERS),
     )
 
 
@@ -163,7 +173,7 @@ class TensorTable:
         hp = self.hparams
         if t.role == "routed_experts" and hp.n_expert:
             return hp.n_expert_used / hp.n_expert
-        return 1.0
+        return 0.0 if t.role == "mtp" else 1.0
 
     def _summarise(self, key) -> dict:
         acc: dict = defaultdict(lambda: [0, 0, 0.0])
@@ -192,9 +202,12 @@ def read_table(source: str | GGUFHeader) -> TensorTable:
     already read, so that a caller who validated the file parses it once)."""
     h = source if isinstance(source, GGUFHeader) else read_header(source)
     check_model(h)
+    hparams = read_hparams(h)
     tensors = []
     for info in h.tensors:
         layer, role = classify(info.name)
+        if layer is not None and layer >= hparams.n_layer_trunk:
+            role = "mtp"
         tensors.append(Tensor(info.name, layer, role, info.ggml_type.name, info.shape, info.nbytes,
                               info.n_elements))
-    return TensorTable(h.path, read_hparams(h), tuple(tensors))
+    return TensorTable(h.path, hparams, tuple(tensors))

@@ -58,6 +58,9 @@ def _check_layers(h, value, bad) -> None:
     lead = value(LLM.LEADING_DENSE_BLOCK_COUNT)
     if lead is not None and not 0 <= lead <= n_layer:
         raise bad(LLM.LEADING_DENSE_BLOCK_COUNT, f"more than the {n_layer} layers")
+    nextn = value(LLM.NEXTN_PREDICT_LAYERS)
+    if nextn is not None and (not isinstance(nextn, int) or not 0 <= nextn < n_layer):
+        raise bad(LLM.NEXTN_PREDICT_LAYERS, f"must be fewer than the {n_layer} layers")
 
 
 def _check_heads(h, value, bad) -> None:

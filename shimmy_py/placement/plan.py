@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from .. import defaults
 
 CPU = "CPU"
+NOT_LOADED = "not loaded"   # the device of a tensor llama.cpp skips (a NextN block): no memory anywhere
 STRATEGIES = ("gpu", "cpu-moe", "n-cpu-moe", "fit")
 
 
@@ -135,12 +136,14 @@ def layer_map(plan: Plan) -> list[str]:
     lines = []
     for layer in sorted(by_layer, key=lambda x: -1 if x is None else x):
         tensors = by_layer[layer]
-        on_acc = sum(t.bytes for t in tensors if t.device != CPU)
+        on_acc = sum(t.bytes for t in tensors if t.device not in (CPU, NOT_LOADED))
         on_cpu = [t for t in tensors if t.device == CPU]
         short = sorted(t.name.split(".")[-2] if layer is not None else t.name.rsplit(".", 1)[0] for t in on_cpu)
         label = "   -" if layer is None else f"{layer:4d}"
         where = f"on CPU: {', '.join(short)}" if short and plan.accelerator else ""
-        accs = sorted({t.device for t in tensors if t.device != CPU})
+        if all(t.device == NOT_LOADED for t in tensors):
+            where = "not loaded (multi-token prediction)"
+        accs = sorted({t.device for t in tensors if t.device not in (CPU, NOT_LOADED)})
         name = f" {','.join(accs)}" if len(plan.accelerators) > 1 and accs else ""
         lines.append(f"{label}  acc{name} {gib(on_acc)}  cpu {gib(sum(t.bytes for t in on_cpu))}  {where}".rstrip())
     return lines

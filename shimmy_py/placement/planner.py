@@ -24,7 +24,7 @@ from collections import defaultdict
 
 from ..errors import PlacementError
 from ..gguf_io.tensors import Tensor, TensorTable
-from .plan import CPU, STRATEGIES, DevicePlan, DeviceSpec, Placement, Plan, PlanRequest
+from .plan import CPU, NOT_LOADED, STRATEGIES, DevicePlan, DeviceSpec, Placement, Plan, PlanRequest
 
 
 def margin_for(capacity: int) -> int:
@@ -87,7 +87,9 @@ def _layer_devices(accs: list[DeviceSpec], counts: list[int], n_layer: int) -> l
 def _base_device(t: Tensor, slot_device: list[str]) -> str:
     """llama.cpp's placement with every layer offloaded: the token embedding
     on the CPU, a layer's tensors on its layer's device, the rest (output
-    head, final norm) with the output."""
+    head, final norm) with the output. A NextN block is not loaded at all."""
+    if t.role == "mtp":
+        return NOT_LOADED
     if not slot_device or t.role == "token_embd":
         return CPU
     if t.layer is not None and t.layer < len(slot_device) - 1:
@@ -194,7 +196,7 @@ def plan(table: TensorTable, devices: list[DeviceSpec], request: PlanRequest = P
     pinned = set()
     for t in table.tensors:
         device_of[t.name] = _base_device(t, slot_device)
-        for pattern, target in user:
+        for pattern, target in user if t.role != "mtp" else ():
             if pattern.search(t.name):
                 device_of[t.name] = target
                 pinned.add(t.name)
@@ -248,7 +250,7 @@ def _kv_by_device(table: TensorTable, request: PlanRequest, slot_device: list[st
     """The KV cache of each layer lives with the layer."""
     hp = table.hparams
     out: dict[str, int] = defaultdict(int)
-    for layer, dev in enumerate(slot_device[:hp.n_layer]):
+    for layer, dev in enumerate(slot_device[:hp.n_layer_trunk]):
         out[dev] += hp.kv_layer_bytes(layer, request.n_ctx)
     return dict(out)
 
