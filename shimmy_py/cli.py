@@ -219,7 +219,11 @@ def _add_serve_and_list(sub) -> None:
                     help="what resident models may hold on device NAME (default: its free memory at start, less "
                          "a margin)")
     sv.add_argument("--cache-ram", default=f"{defaults.CACHE_RAM >> 20}MiB", metavar="SIZE",
-                    help="host RAM per model for conversations saved from their slot (default %(default)s; 0: off)")
+                    help="host RAM per model for conversations saved from their slot (default %(default)s; 0: off); "
+                         "within the host budget, it yields to models")
+    sv.add_argument("--admission", choices=("unload", "offload"), default=defaults.ADMISSION,
+                    help="a model that does not fit beside the resident ones: unload idle models first (default), "
+                         "or re-plan it more offloaded (fit) first")
     sv.add_argument("--host", default=defaults.HOST, help="default %(default)s")
     sv.add_argument("--port", type=_port, default=defaults.PORT, help="default %(default)s; 0 takes a free port")
     sv.add_argument("--threads", type=_threads, default=None, help="default: the physical cores")

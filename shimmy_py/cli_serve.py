@@ -45,7 +45,7 @@ def serve(args) -> int:
                          cors_origin=args.cors_origin,
                          allowed_hosts=tuple(h for h in args.allowed_hosts.split(",") if h),
                          keep_alive=parse_duration(args.keep_alive, "--keep-alive"), max_models=args.max_models,
-                         cache_ram=parse_size(args.cache_ram),
+                         cache_ram=parse_size(args.cache_ram), admission=args.admission,
                          settings=models_config.load(args.config) if args.config else {},
                          memory_budget=memory_budget(args, opts))
     try:

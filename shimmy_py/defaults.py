@@ -56,6 +56,12 @@ CACHE_RAM = 8 << 30
 """Host RAM per model for conversations whose slot went to another request:
 llama-server's --cache-ram default (8192 MiB); only what is saved is used."""
 
+ADMISSION = "unload"
+"""When a model to load does not fit beside the resident ones: unload idle
+models first (Ollama's way; each model keeps the placement it was planned
+with, so its speed), re-planning the newcomer with fit only if that cannot
+make room. "offload" re-plans the newcomer first, keeping the residents."""
+
 MAX_MODELS = 3
 """Models resident at once (Ollama's default for a CPU machine); beyond it the
 least recently used idle one is unloaded."""

@@ -152,3 +152,89 @@ def test_one_ggml_rpc_server_is_held_by_one_model_at_a_time(models, rpc):
         assert metric(srv.url, "shimmy_model_unloads_total") == 1
         status, a2 = ask(srv, "alpha")             # beta leaves the server in turn; alpha answers as before
         assert status == 200 and a2["response"] == a["response"] and resident(srv) == ["alpha"]
+
+
+def _two_placements(models, rpc, **config):
+    """alpha on the CPU alone; beta on the RPC stand-in with --cpu-moe (its
+    experts in host RAM). Returns the config and the figures admission weighs."""
+    from shimmy_py.serving.models_config import ModelSettings
+    from shimmy_py.serving.state import State
+    settings = {"beta": ModelSettings(placement={"rpc": (rpc,), "cpu_moe": True})}
+    base = dict(ctx=256, parallel=1, threads=2, known_paths=tuple(Path(m) for m in models), settings=settings)
+    probe = State(ServeConfig(None, **base))
+    alpha, beta = probe._need("alpha"), probe._need("beta")
+    acc = next(d for d in beta if d != "CPU")
+    beta_fit, fit_plan = probe._replan("beta", {"CPU": 1 << 40, acc: 1 << 40})
+    probe.pool.close()
+    # host RAM holds alpha and beta's fit plan (experts on the accelerator), not its cpu-moe plan
+    host = alpha["CPU"] + (beta_fit["CPU"] + beta["CPU"]) // 2
+    return (ServeConfig(None, port=0, **base, memory_budget={"CPU": host, acc: 1 << 40}, **config), beta, beta_fit,
+            fit_plan.weights_by_device())
+
+
+@pytest.mark.parametrize("policy", ["offload", "unload"])
+def test_a_newcomer_is_replanned_into_what_is_left_or_the_idle_make_room(models, rpc, policy):
+    """Host RAM cannot hold alpha beside beta's cpu-moe plan. Policy offload:
+    beta is planned with fit into what is left (its experts to the
+    accelerator) and alpha stays; policy unload: alpha (idle) goes and beta
+    loads as configured. Either way alpha's conversation cache yields first."""
+    cfg, beta_own, beta_fit, fit_weights = _two_placements(models, rpc, admission=policy)
+    assert beta_fit["CPU"] < beta_own["CPU"]
+    with Server(cfg).start() as srv:
+        assert ask(srv, "alpha")[0] == 200
+        [alpha] = post_json(srv.url, "/api/ps", None)[1]["models"]
+        assert 0 < alpha["cache_ram_bytes"] < cfg.cache_ram        # what host RAM the model left, not 8 GiB
+        status, body = ask(srv, "beta")
+        assert status == 200, body
+        ps = {m["name"]: m for m in post_json(srv.url, "/api/ps", None)[1]["models"]}
+        reasons = srv.state.pool.stats.reasons
+        if policy == "offload":
+            assert set(ps) == {"alpha", "beta"}
+            assert ps["alpha"]["cache_ram_bytes"] < alpha["cache_ram_bytes"]        # cut for beta
+            assert ps["beta"]["planned_bytes"] == beta_fit
+            assert ps["beta"]["devices"] == fit_weights                      # the worker loaded that plan
+            assert any("re-planned 'beta' with fit" in r for r in reasons), reasons
+            held = sum(m["planned_bytes"].get("CPU", 0) + m["cache_ram_bytes"] for m in ps.values())
+            assert held <= cfg.memory_budget["CPU"]
+        else:
+            assert set(ps) == {"beta"} and ps["beta"]["planned_bytes"] == beta_own
+            assert any("unloading 'alpha'" in r and "memory on CPU" in r for r in reasons), reasons
+
+
+def test_a_newcomer_over_the_budget_alone_is_planned_with_fit(models, rpc):
+    """beta's own plan (everything on the accelerator) is over the
+    accelerator's budget: it loads planned with fit instead of a 503."""
+    from shimmy_py.gguf_io.tensors import read_table
+    from shimmy_py.serving.models_config import ModelSettings
+    from shimmy_py.serving.state import State
+    base = dict(ctx=256, parallel=1, threads=2, known_paths=(Path(models[1]),),
+                settings={"beta": ModelSettings(placement={"rpc": (rpc,)})})
+    probe = State(ServeConfig(None, **base))
+    own = probe._need("beta")
+    probe.pool.close()
+    acc = next(d for d in own if d != "CPU")
+    experts = read_table(models[1]).by_role()["routed_experts"].nbytes
+    cfg = ServeConfig(None, port=0, **base, memory_budget={acc: own[acc] - experts // 2})   # half of them fit
+    with Server(cfg).start() as srv:
+        status, body = ask(srv, "beta")
+        assert status == 200, body
+        [ps] = post_json(srv.url, "/api/ps", None)[1]["models"]
+        assert ps["planned_bytes"][acc] <= cfg.memory_budget[acc] < own[acc]
+        assert ps["devices"]["CPU"] > 0 and ps["devices"][acc] < own[acc]
+
+
+def test_with_the_resident_model_busy_the_newcomer_is_replanned_not_refused(models, rpc):
+    """Policy unload, but alpha is busy: beta is planned with fit into what is left."""
+    cfg, _, beta_fit, fit_weights = _two_placements(models, rpc, admission="unload")
+    with Server(cfg).start() as srv:
+        assert ask(srv, "alpha")[0] == 200
+        busy = threading.Thread(target=lambda: ask(srv, "alpha", max_tokens=400))
+        busy.start()
+        assert wait_for(lambda: post_json(srv.url, "/api/ps", None)[1]["models"][0]["active_requests"] == 1)
+        status, body = ask(srv, "beta")
+        busy.join()
+        assert status == 200, body
+        ps = {m["name"]: m for m in post_json(srv.url, "/api/ps", None)[1]["models"]}
+        assert set(ps) == {"alpha", "beta"} and ps["beta"]["devices"] == fit_weights
+        assert any("re-planned 'beta' with fit (the busy models leave too little)" in r
+                   for r in srv.state.pool.stats.reasons)

@@ -98,3 +98,24 @@ with Server(ServeConfig(Path({str(path)!r}), port=0, ctx=256, parallel=1, thread
                          timeout=300, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ANSWER True" in out.stdout
+
+
+def test_large_requests_at_once_reach_the_worker_whole(server):
+    """Several handler threads send ~1 MB prompts to the worker at once: each
+    message crosses the socket whole (before: interleaved writes, the worker
+    read garbage, exited and every request got 503)."""
+    wait_ready(server)
+    restarts = post_json(server.url, "/health", None)[1]["restarts"]
+    statuses = []
+
+    def ask(i):
+        prompt = (f"w{i} " * 150000)[:900000]                 # far over the context: a 400, after the pipe
+        statuses.append(post_json(server.url, "/v1/completions", {"prompt": prompt, "max_tokens": 2})[0])
+    for _ in range(4):
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert set(statuses) == {400}, statuses
+    assert post_json(server.url, "/health", None)[1]["restarts"] == restarts

@@ -46,6 +46,13 @@ class HostCache:
         self.saves += 1
         return True
 
+    def set_limit(self, limit_bytes: int) -> None:
+        """A new bound (the server gave host RAM to a model); older entries go until it holds."""
+        self.limit = max(0, limit_bytes)
+        while self._entries and self.bytes > self.limit:
+            _, old = self._entries.popitem(last=False)
+            self.bytes -= len(old.state)
+
     def best(self, prompt: Sequence[int]) -> tuple[Saved | None, int]:
         """The entry sharing the longest prefix with `prompt`, and that length."""
         found, shared = None, 0

@@ -32,6 +32,7 @@ class PlanRequest:
     n_ctx: int = defaults.N_CTX
     n_ubatch: int = defaults.N_UBATCH   # llama.cpp's default physical batch, sizes the reserve
     flash_attn: bool = True             # llama.cpp's default ("auto") uses it: no full attention-score buffer
+    fit_margin: bool = True             # fit leaves margin_for(capacity) free; False: capacities are budgets
 
 
 @dataclass(frozen=True)

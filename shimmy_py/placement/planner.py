@@ -268,8 +268,8 @@ def _reserve_by_device(table, request, accs, slot_device) -> dict[str, int]:
 def _fit_budget(table, request, acc, device_of, movable, kv_and_reserve) -> int:
     """Bytes left on `acc` for routed experts under the budget, or an error
     if even the rest of its layers does not fit."""
-    budget = request.vram_budget if request.vram_budget is not None else \
-        acc.capacity_bytes - margin_for(acc.capacity_bytes)
+    margin = margin_for(acc.capacity_bytes) if request.fit_margin else 0
+    budget = request.vram_budget if request.vram_budget is not None else acc.capacity_bytes - margin
     movable_names = {t.name for t in movable}
     fixed = sum(t.nbytes for t in table.tensors
                 if device_of[t.name] == acc.name and t.name not in movable_names) + kv_and_reserve

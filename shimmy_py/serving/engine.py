@@ -180,6 +180,11 @@ class Engine:
             self._cv.notify()
         return seq
 
+    def limit_cache(self, limit_bytes: int) -> None:
+        """Bounds the host-RAM conversation cache anew (the server needs the RAM)."""
+        with self._cv:
+            self.cache.set_limit(limit_bytes)
+
     def wake(self) -> None:
         with self._cv:
             self._cv.notify()

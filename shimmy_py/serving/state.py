@@ -43,6 +43,7 @@ class ServeConfig:
     memory_budget: dict | None = None              # device -> bytes resident models may hold; None: no check
     cache_ram: int = defaults.CACHE_RAM            # bytes of host RAM per model for conversations (0: off)
     max_models: int = defaults.MAX_MODELS
+    admission: str = defaults.ADMISSION            # "unload" idle models first, or "offload" the newcomer first
 
     def handler_threads(self) -> int:
         """Each running or queued request holds a handler thread; a few more
@@ -81,7 +82,7 @@ class State:
             self.path_names.setdefault(str(Path(path).resolve()), name)
             self.path_names.setdefault(str(path), name)
         self.pool = ModelPool(self._spec, self._keep_alive, config.max_models, self._need,
-                              config.memory_budget)
+                              config.memory_budget, self._replan, config.admission)
         self.inflight = 0
         self.idle = threading.Condition()
         self._descriptions: dict = {}
@@ -121,17 +122,43 @@ class State:
         own = self.settings_for(name).keep_alive
         return own if own is not None else self.config.keep_alive
 
+    def _options(self, spec: WorkerSpec, **changes):
+        """The placement options a worker of `spec` plans with (Model's arguments)."""
+        from dataclasses import replace
+
+        from ..placement.options import PlacementOptions
+        kw = spec.model_kwargs
+        capacity = kw.get("device_capacity", ())
+        options = PlacementOptions(
+            kw.get("cpu_moe", False), kw.get("n_cpu_moe"), kw.get("fit", False), kw.get("vram_budget"),
+            tuple(kw.get("overrides", ())), tuple(kw.get("rpc", ())), None, spec.n_ctx,
+            tuple(capacity.items()) if isinstance(capacity, dict) else tuple(capacity),
+            kw.get("flash_attn", defaults.FLASH_ATTN) != "off", tuple(kw.get("host_ram", ())))
+        return replace(options, **changes)
+
     def _need(self, name: str) -> dict:
         """Bytes per device the model's plan holds: what admission weighs."""
         from ..placement.make import make_plan
-        from ..placement.options import PlacementOptions
         spec = self._spec(name)
-        kw = spec.model_kwargs
-        plan = kw.get("placement") or make_plan(spec.model_path, PlacementOptions(
-            kw.get("cpu_moe", False), kw.get("n_cpu_moe"), kw.get("fit", False), kw.get("vram_budget"),
-            tuple(kw.get("overrides", ())), tuple(kw.get("rpc", ())), None, spec.n_ctx,
-            tuple(dict(kw.get("device_capacity", {})).items())))
+        plan = spec.model_kwargs.get("placement") or make_plan(spec.model_path, self._options(spec))
         return {d.name: d.total_bytes for d in plan.devices}
+
+    def _replan(self, name: str, room: dict):
+        """The model planned with fit into `room` (bytes per device; the budget's
+        margin is already taken), as (need, Plan), or None where even that does
+        not fit. The model's own -ot overrides stay."""
+        from ..errors import PlacementError
+        from ..placement.make import make_plan
+        spec = self._spec(name)
+        own = self._need(name)
+        capacity = tuple((d, b) for d, b in room.items() if d in own)
+        try:
+            plan = make_plan(spec.model_path, self._options(spec, cpu_moe=False, n_cpu_moe=None, fit=True,
+                                                            vram_budget=None, device_capacity=capacity,
+                                                            fit_margin=False))
+        except PlacementError:
+            return None
+        return {d.name: d.total_bytes for d in plan.devices}, plan
 
     def canonical(self, name: str) -> str:
         """The name a model is resident under: its file's own (longest) name."""

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Generator
 
@@ -94,6 +94,7 @@ class Supervisor:
         self.restarts = 0
         self.info: dict = {}
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()    # handler threads send at once; a pickled prompt can take many writes
         self._requests: dict[int, queue.SimpleQueue] = {}
         self._stats: queue.SimpleQueue = queue.SimpleQueue()
         self._ids = itertools.count()
@@ -184,12 +185,26 @@ class Supervisor:
             self._restarting = False
 
     # --- requests -------------------------------------------------------------------
+    def _send(self, msg: tuple) -> None:
+        """One message to the worker, whole: Connection.send is not safe from several threads."""
+        with self._send_lock:
+            self._conn.send(msg)
+
+    def limit_cache(self, limit_bytes: int) -> None:
+        """Bounds the worker's host-RAM conversation cache (a restart keeps the bound)."""
+        self.spec = replace(self.spec, cache_bytes=limit_bytes)
+        if self.ready.is_set():
+            try:
+                self._send(("cache_limit", limit_bytes))
+            except OSError:
+                pass                          # the worker is gone; its restart starts with the bound
+
     def stats(self, timeout: float = 5.0) -> dict | None:
         """The engine's counters, from the worker (None while it is down)."""
         if not self.ready.is_set():
             return None
         try:
-            self._conn.send(("stats",))
+            self._send(("stats",))
             return self._stats.get(timeout=timeout)
         except (OSError, queue.Empty):
             return None
@@ -207,7 +222,7 @@ class Supervisor:
         with self._lock:
             self._requests[rid] = q
         try:
-            self._conn.send(("generate", rid, req))
+            self._send(("generate", rid, req))
         except OSError:
             self._forget(rid)
             raise ApiError(503, "the model worker is restarting, retry shortly", "server_error",
@@ -234,7 +249,7 @@ class Supervisor:
         finally:
             if not finished:                      # closed early: the client went away
                 try:
-                    self._conn.send(("cancel", rid))
+                    self._send(("cancel", rid))
                 except OSError:
                     pass
             self._forget(rid)

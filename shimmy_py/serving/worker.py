@@ -6,7 +6,8 @@ restarts it).
 Started as `python -m shimmy_py.serving.worker FD` (supervisor.py), it
 speaks to the server over one Connection on that socket, in tuples; the
 first message is its WorkerSpec:
-  server -> worker   ("generate", rid, GenRequest), ("cancel", rid), ("stats",), ("stop",)
+  server -> worker   ("generate", rid, GenRequest), ("cancel", rid), ("stats",),
+                     ("cache_limit", bytes), ("stop",)
   worker -> server   ("ready", info) or ("load_error", message) once, then
                      ("piece", rid, text), ("done", rid, Completion),
                      ("error", rid, kind, message), ("stats", dict)
@@ -58,6 +59,8 @@ class Worker:
                 self._cancelled.add(msg[1])
             elif kind == "stats":
                 self.send("stats", self.stats())
+            elif kind == "cache_limit":
+                self.engine.limit_cache(msg[1])
             elif kind == "stop":
                 break
         self.engine.close()                   # open streams end ("cancelled")
