@@ -27,7 +27,7 @@ def serve(args) -> int:
     logging.getLogger("shimmy_py.server").setLevel(logging.INFO)   # requests, loads and unloads, with reasons
     dirs = model_dirs(args)
     found = discover(dirs)
-    opts = replace(placement_options(args), n_ctx=args.ctx * args.parallel)
+    opts = replace(placement_options(args), n_ctx=args.ctx * args.parallel, n_seq=args.parallel)
     if args.model is None:
         if not found:
             raise ShimmyError("no GGUF models found: give --model or --model-dirs (see `shimmy-py list`)")

@@ -1,7 +1,8 @@
-"""Other MoE families, for real: synthetic qwen3moe, qwen2moe and Mixtral-style
-llama models load and generate the greedy tokens llama.cpp's llama-completion
-generates, with every strategy on the RPC stand-in, and their chat templates
-apply (issue 12's first families)."""
+"""Other MoE families, for real: synthetic qwen3moe, qwen2moe, Mixtral-style
+llama, deepseek2 (MLA), glm4moe, gpt-oss and the qwen3next hybrid (recurrent
+layers) load and generate the greedy tokens llama.cpp's llama-completion
+generates, with every strategy on the RPC stand-in; their chat templates
+apply, and their plans match llama.cpp's own accounting (issue 12)."""
 import subprocess
 
 import pytest
@@ -53,7 +54,7 @@ def test_roles_and_chat_templates(family_model):
     with Model(path, n_ctx=256, n_threads=2) as m:
         roles = {t.role for t in m.plan.tensors}
         assert "routed_experts" in roles and "router" in roles
-        assert ("shared_experts" in roles) == (name in ("qwen2moe", "deepseek2", "glm4moe"))
+        assert ("shared_experts" in roles) == (name in ("qwen2moe", "deepseek2", "glm4moe", "qwen3next"))
         if name == "gpt-oss":            # MXFP4 experts, as OpenAI ships them
             assert {t.name.split(".")[-2]: None for t in m.plan.tensors if t.role == "routed_experts"}
             types = {t.ggml_type for t in read_table_of(path).tensors if t.name.endswith("_exps.weight")}
@@ -61,13 +62,20 @@ def test_roles_and_chat_templates(family_model):
         prompt = m.apply_chat_template([{"role": "user", "content": "Hi"}])
         if name == "gpt-oss":            # sliding-window layers as llama.cpp's pattern 2 makes them
             assert m.plan.request.n_ctx and read_table_of(path).hparams.swa_layers == {0, 2}
+        if name == "qwen3next":          # recurrent layers as llama.cpp's full_attention_interval makes them
+            hp = read_table_of(path).hparams
+            assert hp.recurrent_layers == {0, 2} and hp.kv_bytes(256) < hp.kv_bytes(256, n_seq=2)
         if name.startswith("qwen"):     # Qwen2's own template from its vocabulary file: ChatML
             assert prompt == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         assert m.chat([{"role": "user", "content": "Hi"}], max_tokens=3, temperature=0).completion_tokens >= 1
 
 
-@pytest.mark.parametrize("name, params, active", [("qwen3-30b-a3b", 30.5, 3.4), ("mixtral-8x7b", 46.7, 12.9)])
-def test_real_shapes_typed_as_the_quantizer_types_them(tmp_path, rpc, name, params, active):
+@pytest.mark.parametrize("name, params, active, types", [
+    ("qwen3-30b-a3b", 30.5, 3.4, {"Q4_K", "Q6_K"}), ("mixtral-8x7b", 46.7, 12.9, {"Q4_K", "Q6_K"}),
+    ("qwen3-next-80b-a3b", 79.7, 3.9, {"Q4_K", "Q6_K"}),     # recurrent layers: no KV cache there
+    ("gpt-oss-20b", 20.9, 4.2, {"MXFP4", "Q8_0"}),          # 3.6B active without the embedding, as OpenAI counts
+    ("glm-4.5-air", 109.2, 13.4, {"Q4_K", "Q6_K"})])        # its NextN block counted, not active
+def test_real_shapes_typed_as_the_quantizer_types_them(tmp_path, rpc, name, params, active, types):
     """Shape-only files at the real sizes, in llama-quantize's own Q4_K_M mix,
     that llama.cpp's loader places as planned (no_alloc: nothing is read)."""
     from shimmy_py import PlacementOptions, make_plan, simulate_placement
@@ -77,7 +85,7 @@ def test_real_shapes_typed_as_the_quantizer_types_them(tmp_path, rpc, name, para
     table = read_table(path)
     total = table.total()
     assert round(total.n_params / 1e9, 1) == params and round(total.n_active / 1e9, 1) == active
-    assert {"Q4_K", "Q6_K"} <= {t.ggml_type for t in table.tensors}
+    assert types <= {t.ggml_type for t in table.tensors}
     plan = make_plan(path, PlacementOptions(cpu_moe=True, rpc=(rpc,)))
     report = simulate_placement(path, plan)
     assert report.ok, report.problems
@@ -105,3 +113,40 @@ def test_plans_match_llama_cpps_own_accounting(accounting_models, rpc, family, o
         kv, compute = report.kv[acc.name], report.compute[acc.name]
         assert abs(acc.kv_bytes - kv) <= 0.01 * kv, (acc.kv_bytes, kv)
         assert abs(acc.reserve_bytes - compute) <= 0.10 * compute, (acc.reserve_bytes, compute)
+
+
+def test_a_hybrid_with_recurrent_state_serves_batched(tmp_path):
+    """qwen3next's recurrent state is per sequence (no positions to trim): two
+    sequences decoded together, and a prompt that continues a cached one,
+    give the tokens each gives alone."""
+    import threading
+    from pathlib import Path
+
+    from batch_noise import EXACT, assert_decisive
+    from test_server import post_json
+
+    from shimmy_py.serving.server import ServeConfig, Server
+    path = families.write(tmp_path / "qwen3next.gguf", "qwen3next", seed=1)
+    prompts = ["Explain the architecture of a mixture of experts", "Tell me a story about", "Hello"]
+    with Model(path, n_ctx=256, n_threads=2, **EXACT) as m:
+        alone = {p: m.generate(p, max_tokens=8, temperature=0) for p in prompts}
+        for p, r in alone.items():
+            assert_decisive(m, m.tokenize(p), r.tokens)
+    out = {}
+    cfg = ServeConfig(Path(path), port=0, ctx=256, parallel=2, threads=2, model_kwargs=dict(EXACT))
+    with Server(cfg).start() as srv:
+        def ask(p):
+            out[p] = post_json(srv.url, "/api/generate", {"prompt": p, "max_tokens": 8, "temperature": 0,
+                                                          "stream": False})[1]["response"]
+        for _ in range(2):                     # the second round meets the first's cached sequences
+            threads = [threading.Thread(target=ask, args=(p,)) for p in prompts]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert out == {p: r.text for p, r in alone.items()}
+        follow = prompts[0] + alone[prompts[0]].text            # continues a cached sequence exactly
+        status, body = post_json(srv.url, "/api/generate", {"prompt": follow, "max_tokens": 4, "temperature": 0,
+                                                            "stream": False})
+    with Model(path, n_ctx=256, n_threads=2, **EXACT) as m:
+        assert status == 200 and body["response"] == m.generate(follow, max_tokens=4, temperature=0).text

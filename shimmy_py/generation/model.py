@@ -110,7 +110,7 @@ class Model:
             attach_rpc_servers([*rpc, *host_ram])
             capacity = tuple(device_capacity.items()) if isinstance(device_capacity, dict) else tuple(device_capacity)
             options = PlacementOptions(cpu_moe, n_cpu_moe, fit, vram_budget, tuple(overrides), tuple(rpc),
-                                       None, n_ctx, capacity, flash_attn != "off", tuple(host_ram))
+                                       None, n_ctx, capacity, flash_attn != "off", tuple(host_ram), n_seq=n_seq_max)
             self.plan = placement if placement is not None else make_plan(self.header, options)
             spec = load_spec(self.plan, load_mode)
         with log.capture() as self._load_log:  # llama.cpp's account of its buffers

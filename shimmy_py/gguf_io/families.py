@@ -21,6 +21,12 @@ llama.cpp source (its chat template too, where the vocabulary file has one).
              and the multi-token-prediction (NextN) block its files carry as
              the last layer (llama.cpp skips it by default); Qwen2 tokenizer
              (GLM's own is not in the pinned source).
+  qwen3next  Qwen3-Next-80B-A3B's, a hybrid with recurrent state: gated delta-
+             net layers (attn_qkv, attn_gate, ssm_conv1d, ssm_a, ssm_ba,
+             ssm_dt, ssm_norm, ssm_out: a fixed-size state per sequence, no KV
+             cache) and gated full attention every attn_interval-th layer
+             (2 here, 4 in the real model), routed experts and a gated shared
+             expert; Qwen2 tokenizer; no multi-token-prediction block.
   gpt-oss    gpt-oss-20b/120b's: attention sinks, biases everywhere, a post-
              attention norm, sliding-window attention on every other layer,
              routed experts in MXFP4 (as OpenAI ships them) with biases; the
@@ -42,7 +48,7 @@ from typing import Callable
 from gguf import GGMLQuantizationType, GGUFValueType, TokenType
 
 from ..errors import ShimmyError
-from .format import ATTENTION, GENERAL, LLM, ROPE, key
+from .format import ATTENTION, GENERAL, LLM, ROPE, SSM, key
 from .reader import read_header
 from .writer import GGUFBuilder
 
@@ -61,6 +67,11 @@ class Shape:
     n_vocab: int = 0             # 0: the tokenizer's; more pads it with unused tokens
     n_ctx_train: int = 4096
     n_ff: int = 0                # dense feed-forward width; 0: 4 * n_embd
+    ssm_state: int = 16          # recurrent layers (qwen3next): head size of keys and values
+    ssm_groups: int = 2          # key heads
+    ssm_heads: int = 4           # value heads (a multiple of the key heads)
+    ssm_conv: int = 4            # convolution kernel
+    attn_interval: int = 2       # every Nth layer attends, the others are recurrent (Qwen3-Next: 4)
 
     @property
     def d(self) -> int:
@@ -117,6 +128,35 @@ def _nextn_block(s: Shape, b: str) -> list:
     e = s.n_embd
     return [(b + "nextn.eh_proj.weight", (2 * e, e)), (b + "nextn.enorm.weight", (e,)),
             (b + "nextn.hnorm.weight", (e,)), (b + "nextn.shared_head_norm.weight", (e,))]
+
+
+def _qwen3next_layer(s: Shape, b: str) -> list:
+    """Qwen3-Next: gated attention (q and its gate in one projection, per-head
+    norms) every attn_interval-th layer, gated delta-net recurrent layers
+    between; routed experts plus a gated shared expert in every layer."""
+    e, d = s.n_embd, s.d
+    out = [(b + "attn_norm.weight", (e,)), (b + "post_attention_norm.weight", (e,))]
+    if (int(b.split(".")[1]) + 1) % s.attn_interval == 0:
+        out += [(b + "attn_q.weight", (e, 2 * s.n_head * d)), (b + "attn_k.weight", (e, s.n_head_kv * d)),
+                (b + "attn_v.weight", (e, s.n_head_kv * d)), (b + "attn_output.weight", (s.n_head * d, e)),
+                (b + "attn_q_norm.weight", (d,)), (b + "attn_k_norm.weight", (d,))]
+    else:
+        keys, values = s.ssm_state * s.ssm_groups, s.ssm_state * s.ssm_heads
+        out += [(b + "attn_qkv.weight", (e, 2 * keys + values)), (b + "attn_gate.weight", (e, values)),
+                (b + "ssm_conv1d.weight", (s.ssm_conv, 2 * keys + values)), (b + "ssm_dt.bias", (s.ssm_heads,)),
+                (b + "ssm_a", (s.ssm_heads,)), (b + "ssm_ba.weight", (e, 2 * s.ssm_heads)),
+                (b + "ssm_norm.weight", (s.ssm_state,)), (b + "ssm_out.weight", (values, e))]
+    return out + _experts(s, b, s.n_ff_exp) + _shared(s, b)
+
+
+def _qwen3next_keys(s: Shape) -> list:
+    return [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
+            (LLM.EXPERT_SHARED_FEED_FORWARD_LENGTH, s.n_ff_shexp, U32),
+            (LLM.FEED_FORWARD_LENGTH, s.ff, U32), (LLM.FULL_ATTENTION_INTERVAL, s.attn_interval, U32),
+            (SSM.CONV_KERNEL, s.ssm_conv, U32), (SSM.STATE_SIZE, s.ssm_state, U32),
+            (SSM.GROUP_COUNT, s.ssm_groups, U32), (SSM.TIME_STEP_RANK, s.ssm_heads, U32),
+            (SSM.INNER_SIZE, s.ssm_state * s.ssm_heads, U32),
+            (ROPE.DIMENSION_COUNT, s.d // 4, U32), (ROPE.FREQ_BASE, 10000000.0, F32)]
 
 
 def _deepseek2_keys(s: Shape) -> list:
@@ -206,6 +246,7 @@ FAMILIES = {
                       lambda s: [(LLM.FEED_FORWARD_LENGTH, s.n_ff_exp, U32), (ROPE.FREQ_BASE, 1000000.0, F32),
                                  (ROPE.DIMENSION_COUNT, s.d, U32)]),
     "deepseek2": Family("deepseek2", "deepseek-llm", _deepseek2_layer, _deepseek2_keys),
+    "qwen3next": Family("qwen3next", "qwen2", _qwen3next_layer, _qwen3next_keys),
     "glm4moe": Family("glm4moe", "qwen2", _glm4moe_layer,
                       lambda s: [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
                                  (LLM.FEED_FORWARD_LENGTH, s.ff, U32),
@@ -275,7 +316,7 @@ def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Sha
     w = _Weights(seed)
     for name, tshape in tensors(f, shape, n_vocab):
         if shape_only:
-            vector = len(tshape) == 1 or "gate_inp" in name or name.endswith(".bias")
+            vector = len(tshape) == 1 or "gate_inp" in name or name.endswith(".bias") or "ssm_conv1d" in name
             b.add_tensor(name, tshape, GGMLQuantizationType.F32 if vector else dtype, None)
         else:
             ttype = f.expert_type if name.endswith("_exps.weight") else GGMLQuantizationType.F32

@@ -6,6 +6,8 @@ from __future__ import annotations
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, Keys
 
 LLM, ATTENTION, ROPE, GENERAL, TOKENIZER = Keys.LLM, Keys.Attention, Keys.Rope, Keys.General, Keys.Tokenizer
+SSM = Keys.SSM
+RECURRENT_LAYERS = "{arch}.attention.recurrent_layers"   # llama.cpp's LLM_KV_ATTENTION_RECURRENT_LAYERS; not in gguf
 
 
 def key(template: str, arch: str) -> str:

@@ -7,6 +7,8 @@ shapes as llama.cpp's converter writes them, no weights.
   quant_mix.py), as the files people download are typed.
 
   qwen3-30b-a3b, qwen3-235b-a22b, mixtral-8x7b   Q4_K_M
+  qwen3-next-80b-a3b   Q4_K_M; 36 gated delta-net layers with recurrent state
+                and 12 attention layers; no multi-token-prediction block
   gpt-oss-20b, gpt-oss-120b    MXFP4 experts, the rest Q8_0 (llama-quantize
                 MXFP4_MOE); the o200k vocabulary's 201,088 rows (the Llama 3
                 tokenizer padded with unused tokens), no YaRN keys
@@ -44,6 +46,10 @@ def _real():
                                           n_expert=8, n_expert_used=2, n_ctx_train=32768)),
         "gpt-oss-20b": ("gpt-oss", _gpt_oss(24, 32)),
         "gpt-oss-120b": ("gpt-oss", _gpt_oss(36, 128)),
+        "qwen3-next-80b-a3b": ("qwen3next", Shape(n_embd=2048, n_layer=48, n_head=16, n_head_kv=2, head_dim=256,
+                                                  n_ff_exp=512, n_ff_shexp=512, n_expert=512, n_expert_used=10,
+                                                  ssm_state=128, ssm_groups=16, ssm_heads=32, attn_interval=4,
+                                                  n_ctx_train=262144)),
         "glm-4.5-air": ("glm4moe", Shape(n_embd=4096, n_layer=46, n_head=96, n_head_kv=8, head_dim=128,
                                          n_ff=10944, n_ff_exp=1408, n_expert=128, n_expert_used=8,
                                          n_ctx_train=131072)),
@@ -56,7 +62,8 @@ def _gpt_oss(n_layer: int, n_expert: int):
                  n_expert=n_expert, n_expert_used=4, n_vocab=201088, n_ctx_train=131072)
 
 
-REAL = ("qwen3-30b-a3b", "qwen3-235b-a22b", "mixtral-8x7b", "gpt-oss-20b", "gpt-oss-120b", "glm-4.5-air")
+REAL = ("qwen3-30b-a3b", "qwen3-235b-a22b", "qwen3-next-80b-a3b", "mixtral-8x7b", "gpt-oss-20b", "gpt-oss-120b",
+        "glm-4.5-air")
 # the mix people download: gpt-oss ships its experts in MXFP4 (llama-quantize's MXFP4_MOE: the
 # rest Q8_0, as ggml-org's gpt-oss GGUFs); the others most often as Q4_K_M
 DEFAULT_QUANT = {"gpt-oss-20b": "MXFP4_MOE", "gpt-oss-120b": "MXFP4_MOE"}

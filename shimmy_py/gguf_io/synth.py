@@ -214,6 +214,8 @@ def _producer(w: _Weights, name: str, shape: tuple[int, ...],
         x = w.normal(n)
         if name.endswith("norm.weight"):
             x = 1.0 + 0.1 * x               # norms near 1
+        elif name.endswith(".ssm_a"):
+            x = -np.exp(0.5 * x)             # a recurrent decay rate: negative, as -exp(A_log)
         elif name != "token_embd.weight":
             x *= 1.0 / np.sqrt(shape[0])     # unit-variance outputs
         x = x.reshape(rows)

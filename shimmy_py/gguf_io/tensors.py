@@ -1,7 +1,8 @@
 """The tensor table of a GGUF model: each weight's layer, role and size, and the
 hyper-parameters that memory accounting needs. No weight data is read.
 
-Roles: routed_experts, shared_experts, router, attention, dense_ffn, norm,
+Roles: routed_experts, shared_experts, router, attention (or a recurrent
+layer's mixer, ssm_*), dense_ffn, norm,
 token_embd, output, other (an unknown name is kept, never dropped), and mtp:
 every tensor of a multi-token-prediction (NextN) block, which GLM-4.5 files
 carry as their last layer and llama.cpp does not load unless asked to
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from ..errors import GGUFError
-from .format import ATTENTION, LLM, key
+from .format import ATTENTION, LLM, RECURRENT_LAYERS, SSM, key
 from .reader import GGUFHeader, read_header
 from .validate import check_model
 
@@ -28,7 +29,7 @@ _RULES = [  # first match wins; applied to the name without its "blk.N." prefix
     ("shared_experts", re.compile(r"^ffn_(gate_inp_shexp|(gate|up|down|gate_up)_shexp)(\.|$)")),
     ("router", re.compile(r"^(ffn_gate_inp|exp_probs_b)(\.|$)")),
     ("norm", re.compile(r"norm(\.|$)")),
-    ("attention", re.compile(r"^attn_")),
+    ("attention", re.compile(r"^(attn_|ssm_)")),          # the recurrent mixer counts as attention
     ("dense_ffn", re.compile(r"^ffn_(gate|up|down|gate_up)(\.|$)")),
     ("token_embd", re.compile(r"^token_embd(\.|$)")),
     ("output", re.compile(r"^output(\.|$)")),
@@ -76,6 +77,8 @@ class Hparams:
     n_swa: int = 0                      # sliding window of the SWA layers (0: none)
     swa_layers: frozenset = frozenset()  # layers with sliding-window attention
     n_layer_nextn: int = 0              # trailing multi-token-prediction blocks (in n_layer; no KV cache)
+    recurrent_layers: frozenset = frozenset()  # layers with recurrent state instead of a KV cache
+    state_values: int = 0               # F32 values of recurrent state per sequence and layer (conv + ssm)
 
     @property
     def n_layer_trunk(self) -> int:
@@ -92,13 +95,17 @@ class Hparams:
             return min(base, -(-min(base, self.n_swa * n_seq + n_ubatch) // 256) * 256)
         return base
 
-    def kv_layer_bytes(self, layer: int, n_ctx: int, bytes_per_value: int = 2) -> int:
-        """One layer's KV cache for n_ctx tokens (F16 by default, as llama.cpp)."""
+    def kv_layer_bytes(self, layer: int, n_ctx: int, bytes_per_value: int = 2, n_seq: int = 1) -> int:
+        """One layer's KV cache for n_ctx tokens (F16 by default, as llama.cpp),
+        or for a recurrent layer its state: F32, one row per sequence whatever
+        the context (llama.cpp's llama_memory_recurrent)."""
+        if layer in self.recurrent_layers:
+            return 4 * self.state_values * max(1, n_seq)
         return self.kv_cells(layer, n_ctx) * self.n_head_kv * (self.head_dim_k + self.head_dim_v) * bytes_per_value
 
-    def kv_bytes(self, n_ctx: int, bytes_per_value: int = 2) -> int:
-        """The whole KV cache for n_ctx tokens."""
-        return sum(self.kv_layer_bytes(i, n_ctx, bytes_per_value) for i in range(self.n_layer_trunk))
+    def kv_bytes(self, n_ctx: int, bytes_per_value: int = 2, n_seq: int = 1) -> int:
+        """The whole KV cache (and recurrent state) for n_ctx tokens over n_seq sequences."""
+        return sum(self.kv_layer_bytes(i, n_ctx, bytes_per_value, n_seq) for i in range(self.n_layer_trunk))
 
 
 def _int(meta: Mapping, key: str, default: int = 0) -> int:
@@ -121,6 +128,28 @@ def _swa_layers(meta: Mapping, arch: str, n_layer: int) -> frozenset:
     return frozenset(i for i in range(n_layer) if n == 0 or i % n < n - 1)
 
 
+# hybrid architectures whose recurrent layers llama.cpp marks by an interval:
+# layer il attends (has a KV cache) when (il + 1) % interval == 0, else it is recurrent
+RECURRENT_INTERVAL = {"qwen3next": 4}
+
+
+def _recurrent(meta: Mapping, arch: str, n_trunk: int) -> tuple[frozenset, int]:
+    """The recurrent layers and their state per sequence, as llama.cpp's
+    hparams.is_recr / n_embd_r() + n_embd_s() (gated delta net, Mamba-2 style):
+    conv state (d_conv - 1) x (d_inner + 2 x groups x d_state), ssm state d_state x d_inner."""
+    if arch not in RECURRENT_INTERVAL:
+        return frozenset(), 0
+    flags = meta.get(key(RECURRENT_LAYERS, arch))
+    if isinstance(flags, list):
+        layers = frozenset(i for i, on in enumerate(flags) if on and i < n_trunk)
+    else:
+        n = _int(meta, key(LLM.FULL_ATTENTION_INTERVAL, arch), RECURRENT_INTERVAL[arch]) or 1
+        layers = frozenset(i for i in range(n_trunk) if (i + 1) % n)
+    d_conv, d_inner = _int(meta, key(SSM.CONV_KERNEL, arch)), _int(meta, key(SSM.INNER_SIZE, arch))
+    d_state, groups = _int(meta, key(SSM.STATE_SIZE, arch)), _int(meta, key(SSM.GROUP_COUNT, arch))
+    return layers, max(0, d_conv - 1) * (d_inner + 2 * groups * d_state) + d_state * d_inner
+
+
 def read_hparams(h: GGUFHeader) -> Hparams:
     arch = h.architecture
     if not arch:
@@ -141,14 +170,17 @@ def read_hparams(h: GGUFHeader) -> Hparams:
     head_dim_v = get(ATTENTION.VALUE_LENGTH, head_dim)
     if get(ATTENTION.KV_LORA_RANK) and get(ATTENTION.KEY_LENGTH_MLA):
         head_dim_v = 0   # multi-head latent attention caches one latent (key_length wide): values are a view of it
+    nextn = get(LLM.NEXTN_PREDICT_LAYERS)
+    recurrent, state = _recurrent(m, arch, n_layer - nextn)
     return Hparams(
+        recurrent_layers=recurrent, state_values=state,
         n_swa=n_swa, swa_layers=_swa_layers(m, arch, n_layer) if n_swa else frozenset(),
         arch=arch, n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_head_kv=n_head_kv,
         head_dim_k=head_dim_k, head_dim_v=head_dim_v,
         n_ctx_train=get(LLM.CONTEXT_LENGTH), n_vocab=n_vocab,
         n_expert=get(LLM.EXPERT_COUNT), n_expert_used=get(LLM.EXPERT_USED_COUNT),
         n_expert_shared=get(LLM.EXPERT_SHARED_COUNT), n_layer_dense_lead=get(LLM.LEADING_DENSE_BLOCK_COUNT),
-        n_layer_nextn=get(LLM.NEXTN_PREDICT_LAYERS),
+        n_layer_nextn=nextn,
     )
 
 

@@ -50,6 +50,7 @@ class PlacementOptions:
     flash_attn: bool = True          # False when the context turns it off: the reserve holds attention scores
     host_ram: tuple = ()             # "HOST:PORT" RPC servers serving their host's RAM: experts spill there
     fit_margin: bool = True          # False: the capacities are budgets already (the server's admission)
+    n_seq: int = 1                   # sequences decoded together (the server's --parallel)
 
     def request(self) -> PlanRequest:
         chosen = [name for name, on in (("--cpu-moe", self.cpu_moe), ("--n-cpu-moe", self.n_cpu_moe is not None),
@@ -65,7 +66,8 @@ class PlacementOptions:
             pairs += parse_override_arg(item) if isinstance(item, str) else [tuple(item)]
         budget = parse_size(self.vram_budget) if self.vram_budget is not None else None
         return PlanRequest(strategy, self.n_cpu_moe or 0, budget, tuple(pairs), self.n_ctx,
-                           flash_attn=self.flash_attn, fit_margin=self.fit_margin)
+                           flash_attn=self.flash_attn, fit_margin=self.fit_margin,
+                           n_seq=self.n_seq)
 
 
 def parse_capacities(items) -> dict:

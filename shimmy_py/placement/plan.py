@@ -33,6 +33,7 @@ class PlanRequest:
     n_ubatch: int = defaults.N_UBATCH   # llama.cpp's default physical batch, sizes the reserve
     flash_attn: bool = True             # llama.cpp's default ("auto") uses it: no full attention-score buffer
     fit_margin: bool = True             # fit leaves margin_for(capacity) free; False: capacities are budgets
+    n_seq: int = 1                      # sequences decoded together: recurrent state is per sequence
 
 
 @dataclass(frozen=True)

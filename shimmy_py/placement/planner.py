@@ -251,7 +251,7 @@ def _kv_by_device(table: TensorTable, request: PlanRequest, slot_device: list[st
     hp = table.hparams
     out: dict[str, int] = defaultdict(int)
     for layer, dev in enumerate(slot_device[:hp.n_layer_trunk]):
-        out[dev] += hp.kv_layer_bytes(layer, request.n_ctx)
+        out[dev] += hp.kv_layer_bytes(layer, request.n_ctx, n_seq=request.n_seq)
     return dict(out)
 
 
@@ -318,8 +318,8 @@ def _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve,
     weights: dict[str, int] = defaultdict(int)
     for p in placements:
         weights[p.device] += p.bytes
-    devs = [DevicePlan(CPU, "cpu", weights[CPU], 0 if accs else table.hparams.kv_bytes(request.n_ctx), 0,
-                       cpu_spec.capacity_bytes)]
+    cpu_kv = 0 if accs else table.hparams.kv_bytes(request.n_ctx, n_seq=request.n_seq)
+    devs = [DevicePlan(CPU, "cpu", weights[CPU], cpu_kv, 0, cpu_spec.capacity_bytes)]
     for acc in accs:
         devs.append(DevicePlan(acc.name, acc.kind, weights[acc.name], kv.get(acc.name, 0),
                                reserve.get(acc.name, 0), acc.capacity_bytes))

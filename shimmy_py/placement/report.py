@@ -18,7 +18,7 @@ def device_of_buffer(buffer_name: str, buffer_devices: dict[str, str] | None = N
 
 
 _BUFFER_LINE = re.compile(r"load_tensors:\s+(\S+) model buffer size =\s+([0-9.]+) MiB")
-_ANY_BUFFER_LINE = re.compile(r"\s(\S+)\s+(model|KV|compute|output) buffer size =\s+([0-9.]+) MiB")
+_ANY_BUFFER_LINE = re.compile(r"\s(\S+)\s+(model|KV|RS|compute|output) buffer size =\s+([0-9.]+) MiB")
 _OVERRIDE_LINE = re.compile(r"tensor (\S+) \(.*\) buffer type overridden to (\S+)")
 
 
@@ -30,7 +30,7 @@ class PlacementReport:
     buffers: dict[str, float]              # llama.cpp buffer name -> MiB as logged
     overridden: dict[str, str]             # tensor -> buffer type, as llama.cpp logged
     allocated: dict[str, int]              # device -> weights + KV + compute + output buffers
-    kv: dict[str, int] = field(default_factory=dict)        # device -> llama.cpp's KV cache buffers
+    kv: dict[str, int] = field(default_factory=dict)        # device -> llama.cpp's KV cache (and RS) buffers
     compute: dict[str, int] = field(default_factory=dict)   # device -> llama.cpp's compute buffers
     problems: list[str] = field(default_factory=list)
 
@@ -60,8 +60,9 @@ def build_report(plan_: Plan, log_lines: list[str], check_sizes: bool = True,
             dev = device_of_buffer(m.group(1), buffer_devices)
             size = round(float(m.group(3)) * 2**20)
             allocated[dev] = allocated.get(dev, 0) + size
-            if m.group(2) in kinds:
-                kinds[m.group(2)][dev] = kinds[m.group(2)].get(dev, 0) + size
+            kind = "KV" if m.group(2) == "RS" else m.group(2)     # recurrent state is the KV cache's share
+            if kind in kinds:
+                kinds[kind][dev] = kinds[kind].get(dev, 0) + size
     actual: dict[str, int] = {}
     mapped = set()  # a mapped buffer covers a file range, other devices' tensors included
     for name, mib in buffers.items():

@@ -133,7 +133,7 @@ class State:
             kw.get("cpu_moe", False), kw.get("n_cpu_moe"), kw.get("fit", False), kw.get("vram_budget"),
             tuple(kw.get("overrides", ())), tuple(kw.get("rpc", ())), None, spec.n_ctx,
             tuple(capacity.items()) if isinstance(capacity, dict) else tuple(capacity),
-            kw.get("flash_attn", defaults.FLASH_ATTN) != "off", tuple(kw.get("host_ram", ())))
+            kw.get("flash_attn", defaults.FLASH_ATTN) != "off", tuple(kw.get("host_ram", ())), n_seq=spec.n_seq_max)
         return replace(options, **changes)
 
     def _need(self, name: str) -> dict:

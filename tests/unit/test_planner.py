@@ -193,3 +193,28 @@ def test_a_plan_that_overflows_is_refused_before_loading(table):
     with pytest.raises(PlacementError, match="GPU would hold .* of its 8.00 GiB; try --cpu-moe"):
         check_fits(p, mapped_host=True)
     check_fits(plan(table, [CPU_SPEC, small], PlanRequest("cpu-moe")), mapped_host=False)
+
+
+def _with_nextn_and_state(table):
+    """The 16B table as if its last layer were a NextN block (GLM-4.5's files)
+    and layers 0 and 1 recurrent (a hybrid's), state of 1000 values each."""
+    from dataclasses import replace
+
+    from shimmy_py.gguf_io.tensors import TensorTable
+    hp = replace(table.hparams, n_layer_nextn=1, recurrent_layers=frozenset({0, 1}), state_values=1000)
+    last = hp.n_layer - 1
+    tensors = tuple(replace(t, role="mtp") if t.layer == last else t for t in table.tensors)
+    return TensorTable(table.path, hp, tensors)
+
+
+def test_a_nextn_block_is_nowhere_and_recurrent_state_is_per_sequence(table):
+    t = _with_nextn_and_state(table)
+    hp = t.hparams
+    skipped = sum(x.nbytes for x in t.tensors if x.role == "mtp")
+    p1 = plan(t, [CPU_SPEC, GPU], PlanRequest("gpu", n_ctx=4096))
+    p4 = plan(t, [CPU_SPEC, GPU], PlanRequest("gpu", n_ctx=4096, n_seq=4))
+    assert {x.device for x in p1.tensors if x.role == "mtp"} == {"not loaded"}
+    assert p1.device("GPU").weights_bytes + p1.device(CPU).weights_bytes == t.nbytes - skipped
+    attn_layer = hp.kv_layer_bytes(2, 4096)
+    assert p1.device("GPU").kv_bytes == (hp.n_layer - 3) * attn_layer + 2 * 4000   # no cache for the NextN block
+    assert p4.device("GPU").kv_bytes - p1.device("GPU").kv_bytes == 2 * 3 * 4000    # state per sequence
