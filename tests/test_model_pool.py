@@ -138,12 +138,15 @@ def test_per_model_settings_from_a_config_file(models, tmp_path):
         models_config.load(bad)
 
 
-def test_one_ggml_rpc_server_is_held_by_one_model_at_a_time(models, rpc):
+@pytest.mark.parametrize("budget", [None, {"CPU": 8 << 30}])
+def test_one_ggml_rpc_server_is_held_by_one_model_at_a_time(models, rpc, budget):
     """ggml-rpc-server serves one client at a time (its accept loop), so a
     second model on it would wait for the first to leave: the idle holder is
-    unloaded to make room, a busy one gets a 503 naming the reason."""
+    unloaded to make room, a busy one gets a 503 naming the reason. With a
+    memory budget (as `serve` always has) the server plans the newcomer on
+    the devices it found at start: asking the held server again timed out."""
     cfg = ServeConfig(None, port=0, ctx=256, parallel=1, threads=2, known_paths=tuple(Path(m) for m in models),
-                      max_models=3, model_kwargs={"cpu_moe": True, "rpc": [rpc]})
+                      max_models=3, model_kwargs={"cpu_moe": True, "rpc": [rpc]}, memory_budget=budget)
     with Server(cfg).start() as srv:
         status, a = ask(srv, "alpha")
         assert status == 200 and resident(srv) == ["alpha"]

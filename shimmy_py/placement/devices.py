@@ -96,23 +96,31 @@ def device_specs(rpc=(), target_vram=None, capacities: dict | None = None, host_
     experts spill there; layers stay on the accelerators)."""
     rpc = tuple(dict.fromkeys([*rpc, *host_ram]))
     attach_rpc_servers(rpc)
-    capacities = {k: parse_size(v) for k, v in (capacities or {}).items()}
     available, _ = host_memory()
-    specs = [DeviceSpec(CPU, "cpu", capacities.get(CPU, available), CPU)]
+    specs = [DeviceSpec(CPU, "cpu", available, CPU)]
     if target_vram is not None:
-        return specs + [DeviceSpec(HYPOTHETICAL, "accelerator", parse_size(target_vram), HYPOTHETICAL)]
+        specs.append(DeviceSpec(HYPOTHETICAL, "accelerator", parse_size(target_vram), HYPOTHETICAL))
+        return with_capacities(specs, capacities)
     wanted = set(rpc)
     for d in list_devices():
         # local accelerators, and the RPC servers this plan names (ggml keeps
         # every server registered in this process; others are not asked for)
         if d.kind == "accelerator" and d.reachable and (not d.name.startswith("RPC") or d.description in wanted):
             kind = "host" if d.description in host_ram else "accelerator"
-            specs.append(DeviceSpec(d.name, kind, capacities.get(d.name, d.free_bytes), d.buffer_type))
+            specs.append(DeviceSpec(d.name, kind, d.free_bytes, d.buffer_type))
+    return with_capacities(specs, capacities)
+
+
+def with_capacities(specs: list[DeviceSpec], capacities: dict | None) -> list[DeviceSpec]:
+    """`specs` with the capacities ({device name: size}) that plan a device for
+    less than it reports; a name that is no device here is an error."""
+    from dataclasses import replace
+    capacities = {k: parse_size(v) for k, v in (capacities or {}).items()}
     unknown = set(capacities) - {s.name for s in specs}
     if unknown:
         raise PlacementError(f"--device-capacity names no device here: {', '.join(sorted(unknown))} "
                              f"(present: {', '.join(s.name for s in specs)})")
-    return specs
+    return [replace(s, capacity_bytes=capacities[s.name]) if s.name in capacities else s for s in specs]
 
 
 def report(rpc=()) -> dict:

@@ -11,23 +11,28 @@ from ..gguf_io.reader import read_header
 from ..gguf_io.tensors import read_table
 from ..native import install, log
 from ..native.model_handle import LoadSpec, ModelHandle
-from .devices import HYPOTHETICAL, attach_rpc_servers, buffer_devices, device_specs
+from .devices import HYPOTHETICAL, attach_rpc_servers, buffer_devices, device_specs, with_capacities
 from .options import PlacementOptions, parse_capacities
-from .plan import CPU, Plan
+from .plan import CPU, DeviceSpec, Plan
 from .planner import plan
 from .report import PlacementReport, build_report
 
 logger = logging.getLogger("shimmy_py")
 
 
-def make_plan(path, options: PlacementOptions = PlacementOptions()) -> Plan:
+def make_plan(path, options: PlacementOptions = PlacementOptions(), devices: list[DeviceSpec] | None = None) -> Plan:
     """Plans the model at `path` (or its GGUFHeader) on this machine's devices
     (after attaching the options' RPC servers), or on a hypothetical
-    accelerator of `target_vram` bytes."""
+    accelerator of `target_vram` bytes. `devices`: the devices as found
+    before (the server's: a ggml-rpc-server held by a model's worker cannot
+    be asked again), the options' capacities still applied."""
     request = options.request()
     check_patterns(request.overrides)
-    specs = device_specs(options.rpc, options.target_vram, parse_capacities(options.device_capacity),
-                         options.host_ram)
+    capacities = parse_capacities(options.device_capacity)
+    if devices is not None:
+        specs = with_capacities(devices, capacities)
+    else:
+        specs = device_specs(options.rpc, options.target_vram, capacities, options.host_ram)
     return plan(read_table(path), specs, request)
 
 

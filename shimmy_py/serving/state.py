@@ -86,6 +86,21 @@ class State:
         self.inflight = 0
         self.idle = threading.Condition()
         self._descriptions: dict = {}
+        self._devices: dict[tuple, list] = {}
+        kw = config.model_kwargs
+        if kw.get("rpc") or kw.get("host_ram"):   # asked now, before any worker holds a ggml-rpc-server
+            self._devices_for(tuple(kw.get("rpc", ())), tuple(kw.get("host_ram", ())))
+
+    def _devices_for(self, rpc: tuple, host_ram: tuple) -> list:
+        """The devices a model on these RPC servers is planned on, found once: a
+        ggml-rpc-server serves one client at a time, so once a model's worker
+        holds it, a handshake from this process would wait for that model to
+        leave."""
+        from ..placement.devices import device_specs
+        found = (rpc, host_ram)
+        if found not in self._devices:
+            self._devices[found] = device_specs(rpc, host_ram=host_ram)
+        return self._devices[found]
 
     def settings_for(self, name: str) -> ModelSettings:
         """--config's settings for the model `name` names (under any of its names)."""
@@ -140,7 +155,9 @@ class State:
         """Bytes per device the model's plan holds: what admission weighs."""
         from ..placement.make import make_plan
         spec = self._spec(name)
-        plan = spec.model_kwargs.get("placement") or make_plan(spec.model_path, self._options(spec))
+        options = self._options(spec)
+        plan = spec.model_kwargs.get("placement") or \
+            make_plan(spec.model_path, options, self._devices_for(options.rpc, options.host_ram))
         return {d.name: d.total_bytes for d in plan.devices}
 
     def _replan(self, name: str, room: dict):
@@ -152,10 +169,10 @@ class State:
         spec = self._spec(name)
         own = self._need(name)
         capacity = tuple((d, b) for d, b in room.items() if d in own)
+        options = self._options(spec, cpu_moe=False, n_cpu_moe=None, fit=True, vram_budget=None,
+                                device_capacity=capacity, fit_margin=False)
         try:
-            plan = make_plan(spec.model_path, self._options(spec, cpu_moe=False, n_cpu_moe=None, fit=True,
-                                                            vram_budget=None, device_capacity=capacity,
-                                                            fit_margin=False))
+            plan = make_plan(spec.model_path, options, self._devices_for(options.rpc, options.host_ram))
         except PlacementError:
             return None
         return {d.name: d.total_bytes for d in plan.devices}, plan
