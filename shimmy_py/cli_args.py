@@ -19,4 +19,5 @@ def placement_options(args, target_vram=None):
     return PlacementOptions(args.cpu_moe, args.n_cpu_moe, args.fit, args.vram_budget,
                             tuple(args.override_tensor), rpc_list(args), target_vram, args.ctx,
                             tuple(args.device_capacity), getattr(args, "flash_attn", "auto") != "off",
-                            tuple(h for h in getattr(args, "host_ram", "").split(",") if h))
+                            tuple(h for h in getattr(args, "host_ram", "").split(",") if h),
+                            measure_reserve=getattr(args, "measure_reserve", None))

@@ -150,3 +150,20 @@ def test_a_hybrid_with_recurrent_state_serves_batched(tmp_path):
                                                             "stream": False})
     with Model(path, n_ctx=256, n_threads=2, **EXACT) as m:
         assert status == 200 and body["response"] == m.generate(follow, max_tokens=4, temperature=0).text
+
+
+@pytest.mark.parametrize("family", ["deepseek", "qwen3next"])
+def test_fit_measures_the_reserve_by_a_dry_run(accounting_models, rpc, family, monkeypatch):
+    """With the reserve measured (asked for, or by default for an architecture
+    whose estimate is unchecked) the plan's compute reserve is llama.cpp's own."""
+    from shimmy_py.placement import make
+    opts = dict(n_ctx=4096, n_threads=2, rpc=[rpc], fit=True, vram_budget="1GiB")
+    with Model(accounting_models[family], measure_reserve=True, **opts) as m:
+        acc = m.plan.device(m.plan.accelerator)
+        assert acc.reserve_bytes == m.placement_report().compute[acc.name]
+        assert any("measured by a dry run" in n for n in m.plan.notices)
+    with Model(accounting_models[family], **opts) as m:               # a checked estimate: no dry run
+        assert not any("measured by a dry run" in n for n in m.plan.notices)
+    monkeypatch.setattr(make, "RESERVE_CHECKED", frozenset())       # as for an architecture never checked
+    with Model(accounting_models[family], **opts) as m:
+        assert any("measured by a dry run" in n for n in m.plan.notices)

@@ -87,7 +87,8 @@ class Model:
                  cpu_moe: bool = False, n_cpu_moe: int | None = None, fit: bool = False,
                  vram_budget: int | str | None = None, overrides: Sequence = (), rpc: Sequence[str] = (),
                  load_mode: str | None = None, kv_unified: bool | None = None, kv_type: str = defaults.KV_TYPE,
-                 flash_attn: str = defaults.FLASH_ATTN, device_capacity: Sequence = (), host_ram: Sequence[str] = ()):
+                 flash_attn: str = defaults.FLASH_ATTN, device_capacity: Sequence = (), host_ram: Sequence[str] = (),
+                 measure_reserve: bool | None = None):
         if verbose:
             log.verbose()
         self.path = str(path)
@@ -110,7 +111,8 @@ class Model:
             attach_rpc_servers([*rpc, *host_ram])
             capacity = tuple(device_capacity.items()) if isinstance(device_capacity, dict) else tuple(device_capacity)
             options = PlacementOptions(cpu_moe, n_cpu_moe, fit, vram_budget, tuple(overrides), tuple(rpc),
-                                       None, n_ctx, capacity, flash_attn != "off", tuple(host_ram), n_seq=n_seq_max)
+                                       None, n_ctx, capacity, flash_attn != "off", tuple(host_ram), n_seq=n_seq_max,
+                                       measure_reserve=measure_reserve)
             self.plan = placement if placement is not None else make_plan(self.header, options)
             spec = load_spec(self.plan, load_mode)
         with log.capture() as self._load_log:  # llama.cpp's account of its buffers

@@ -14,7 +14,7 @@ from ..native.model_handle import LoadSpec, ModelHandle
 from .devices import HYPOTHETICAL, attach_rpc_servers, buffer_devices, device_specs, with_capacities
 from .options import PlacementOptions, parse_capacities
 from .plan import CPU, DeviceSpec, Plan
-from .planner import plan
+from .planner import RESERVE_CHECKED, plan
 from .report import PlacementReport, build_report
 
 logger = logging.getLogger("shimmy_py")
@@ -33,7 +33,32 @@ def make_plan(path, options: PlacementOptions = PlacementOptions(), devices: lis
         specs = with_capacities(devices, capacities)
     else:
         specs = device_specs(options.rpc, options.target_vram, capacities, options.host_ram)
-    return plan(read_table(path), specs, request)
+    table = read_table(path)
+    planned = plan(table, specs, request)
+    measure = options.measure_reserve
+    if measure is None:      # by default where the estimate is unchecked, and never with devices found before
+        measure = devices is None and table.hparams.arch not in RESERVE_CHECKED
+    if measure and request.strategy == "fit" and planned.accelerators and planned.accelerator != HYPOTHETICAL:
+        return _with_measured_reserve(table, specs, planned)
+    return planned
+
+
+def _with_measured_reserve(table, specs, planned: Plan) -> Plan:
+    """Plans again with the compute reserve llama.cpp's dry run reports for the
+    plan, until the figures no longer move the placement (at most twice)."""
+    from dataclasses import replace
+
+    from .dryrun import measure_compute
+    for _ in range(2):
+        measured = measure_compute(table.path, planned, load_spec(planned, load_mode="none", no_alloc=True))
+        again = plan(table, specs, replace(planned.request, measured_reserve=tuple(sorted(measured.items()))))
+        settled = [t.device for t in again.tensors] == [t.device for t in planned.tensors]
+        planned = again
+        if settled:
+            break
+    figures = ", ".join(f"{d} {b / 2**20:.0f} MiB" for d, b in planned.request.measured_reserve)
+    return replace(planned, notices=planned.notices + (f"compute reserve measured by a dry run of llama.cpp "
+                                                        f"(no_alloc), not estimated: {figures}",))
 
 
 def check_patterns(overrides) -> None:

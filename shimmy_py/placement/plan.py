@@ -34,6 +34,7 @@ class PlanRequest:
     flash_attn: bool = True             # llama.cpp's default ("auto") uses it: no full attention-score buffer
     fit_margin: bool = True             # fit leaves margin_for(capacity) free; False: capacities are budgets
     n_seq: int = 1                      # sequences decoded together: recurrent state is per sequence
+    measured_reserve: tuple[tuple[str, int], ...] = ()   # (device, bytes) from a dry run, instead of the estimate
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,12 @@ def margin_for(capacity: int) -> int:
     return min(capacity // 20, 1 << 30)
 
 
+# architectures whose reserve estimate tests/test_families.py checks against llama.cpp's
+# own buffers (within 10%); fit measures the others by a dry run (dryrun.py)
+RESERVE_CHECKED = frozenset({"deepseek", "deepseek2", "qwen3moe", "qwen2moe", "qwen3next", "llama", "gpt-oss",
+                             "glm4moe"})
+
+
 def reserve_bytes(table: TensorTable, n_ctx: int, n_ubatch: int, flash_attn: bool = True) -> int:
     """Estimate of llama.cpp's compute buffer on the accelerator: logits for a
     ubatch, a few activations of width n_embd, and, without flash attention
@@ -260,9 +266,10 @@ def _reserve_by_device(table, request, accs, slot_device) -> dict[str, int]:
     share only on the one with the output."""
     full = reserve_bytes(table, request.n_ctx, request.n_ubatch, request.flash_attn)
     logits = 4 * request.n_ubatch * table.hparams.n_vocab
-    used = set(slot_device)
-    return {a.name: (full if slot_device and a.name == slot_device[-1] else full - logits) if a.name in used else 0
-            for a in accs}
+    used, measured = set(slot_device), dict(request.measured_reserve)
+    out = {a.name: (full if slot_device and a.name == slot_device[-1] else full - logits) if a.name in used else 0
+           for a in accs}
+    return {d: measured.get(d, b) for d, b in out.items()}
 
 
 def _fit_budget(table, request, acc, device_of, movable, kv_and_reserve) -> int:
