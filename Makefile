@@ -4,7 +4,7 @@ PYTHON ?= python3
 MODELS ?= models
 BUILD_FLAGS ?=   # --batch-invariant: logits bit-identical alone or batched (README: "Three builds")
 
-.PHONY: all native install demo test test-fast test-invariant bench clean
+.PHONY: all native install demo test test-fast test-invariant bench bench-trace clean
 
 all: install
 
@@ -41,6 +41,12 @@ bench: install
 	native/build.sh --batch-invariant >/dev/null
 	native/build.sh $(BUILD_FLAGS) >/dev/null
 	$(PYTHON) benchmarks/side_by_side.py
+	$(PYTHON) benchmarks/trace_replay.py
+
+# many models: a replayed trace against llama-server's router mode (docs/TRACE.md)
+bench-trace: install
+	native/build.sh --stock >/dev/null
+	$(PYTHON) benchmarks/trace_replay.py
 
 clean:
 	rm -rf $(MODELS) build *.egg-info .pytest_cache

@@ -38,16 +38,22 @@ def prompt(i: int, n_words: int) -> str:
     return f"Request {i}: " + " ".join(rng.choice(WORDS) for _ in range(n_words))
 
 
-def one_request(url: str, text: str, n_gen: int) -> dict:
-    """Streams one completion; returns ttft_s, tokens, tokens_per_s, wall_s."""
+def one_request(url: str, text: str, n_gen: int, model: str | None = None) -> dict:
+    """Streams one completion (of `model`, where a server serves several);
+    returns ttft_s, tokens, tokens_per_s, wall_s and the text."""
     host, port = url.removeprefix("http://").split(":")
-    body = json.dumps({"prompt": text, "max_tokens": n_gen, "temperature": 0, "stream": True,
-                       "stream_options": {"include_usage": True}})
+    request = {"prompt": text, "max_tokens": n_gen, "temperature": 0, "stream": True,
+               "stream_options": {"include_usage": True}}
+    if model is not None:
+        request["model"] = model
+    body = json.dumps(request)
     conn = http.client.HTTPConnection(host, int(port), timeout=600)
     t0 = time.perf_counter()
     conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
     resp = conn.getresponse()
-    t_first, pieces, usage = None, 0, None
+    if resp.status != 200:
+        raise RuntimeError(f"{url}: HTTP {resp.status}: {resp.read()[:300]!r}")
+    t_first, pieces, usage, out = None, 0, None, []
     for raw in resp:
         line = raw.decode("utf-8", errors="replace").strip()
         if not line.startswith("data:") or line == "data: [DONE]":
@@ -56,6 +62,7 @@ def one_request(url: str, text: str, n_gen: int) -> dict:
         usage = chunk.get("usage") or usage
         choices = chunk.get("choices") or []
         if choices and choices[0].get("text"):
+            out.append(choices[0]["text"])
             pieces += 1
             t_first = t_first or time.perf_counter()
     t_end = time.perf_counter()
@@ -63,7 +70,7 @@ def one_request(url: str, text: str, n_gen: int) -> dict:
     tokens = (usage or {}).get("completion_tokens", pieces)
     decode_s = t_end - (t_first or t_end)
     return {"ttft_s": (t_first or t_end) - t0, "tokens": tokens, "wall_s": t_end - t0,
-            "tokens_per_s": (tokens - 1) / decode_s if tokens > 1 and decode_s > 0 else 0.0}
+            "tokens_per_s": (tokens - 1) / decode_s if tokens > 1 and decode_s > 0 else 0.0, "text": "".join(out)}
 
 
 def engine_seconds(url: str) -> tuple[float, float] | None:
