@@ -70,7 +70,9 @@ def one_request(url: str, text: str, n_gen: int, model: str | None = None) -> di
     tokens = (usage or {}).get("completion_tokens", pieces)
     decode_s = t_end - (t_first or t_end)
     return {"ttft_s": (t_first or t_end) - t0, "tokens": tokens, "wall_s": t_end - t0,
-            "tokens_per_s": (tokens - 1) / decode_s if tokens > 1 and decode_s > 0 else 0.0, "text": "".join(out)}
+            "tokens_per_s": (tokens - 1) / decode_s if tokens > 1 and decode_s > 0 else 0.0, "text": "".join(out),
+            "prompt_tokens": (usage or {}).get("prompt_tokens"),
+            "cached_tokens": ((usage or {}).get("prompt_tokens_details") or {}).get("cached_tokens")}
 
 
 def engine_seconds(url: str) -> tuple[float, float] | None:

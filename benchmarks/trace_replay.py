@@ -1,7 +1,7 @@
 """Many models, many conversations: one replayed trace against llama-server's
 router mode and `shimmy-py serve`, each serving every model of one folder.
 
-    python benchmarks/trace_replay.py [--rounds 3] [--threads N] [--quick] [--out docs/TRACE.md]
+    python benchmarks/trace_replay.py [--rounds 5] [--threads N] [--quick] [--out docs/TRACE.md]
 
 The trace: two models of different sizes (the `tiny` preset, 55 MB, and the
 `bench` preset, 1.5 GB: DeepSeekMoE layouts, random weights) and 8
@@ -86,7 +86,8 @@ def conversation(url: str, i: int, seed: int, results: list, lock: threading.Loc
         r = one_request(url, history, N_GEN, model)
         history += r["text"] + "\n"
         with lock:
-            results.append({"conversation": i, "turn": turn, "model": model, "ttft_s": r["ttft_s"]})
+            results.append({"conversation": i, "turn": turn, "model": model, "ttft_s": r["ttft_s"],
+                            "prompt": r["prompt_tokens"] or 0, "cached": r["cached_tokens"] or 0})
         time.sleep(rng.uniform(0.5, 2.5))
 
 
@@ -138,7 +139,8 @@ def replay(name: str, argv: list[str], port: int, seed: int) -> dict:
         raise RuntimeError(f"{name}: {len(results)} of {N_CONVERSATIONS * TURNS} requests answered")
     return {"ttft": [r["ttft_s"] * 1000 for r in results],
             "later": [r["ttft_s"] * 1000 for r in results if r["turn"] > 0],   # past the loads: returning prompts
-            "loads": len(monitor.model_pids), "peak_rss": monitor.peak_rss, "wall_s": wall}
+            "loads": len(monitor.model_pids), "peak_rss": monitor.peak_rss, "wall_s": wall,
+            "prompt": sum(r["prompt"] for r in results), "cached": sum(r["cached"] for r in results)}
 
 
 def p95(values: list[float]) -> float:
@@ -152,15 +154,17 @@ def report(runs: dict, rounds: int, threads: int) -> str:
              "", f"- {rounds} rounds (the servers alternate, each started fresh), threads {threads}, "
              f"{N_CONVERSATIONS} conversations x {TURNS} turns, {N_GEN} tokens per turn, {2 * SLOTS} slots in all",
              "", "| server | requests | TTFT p50 ms | TTFT p95 ms | turns 2-4: p50 ms | turns 2-4: p95 ms | "
-             "model loads per round | peak RSS GiB |", "|---|---|---|---|---|---|---|---|"]
+             "model loads per round | peak RSS GiB | prompt tokens reused |", "|---|---|---|---|---|---|---|---|---|"]
     for name, rs in runs.items():
         ttft, later = [t for r in rs for t in r["ttft"]], [t for r in rs for t in r["later"]]
         lines.append(f"| {name} | {len(ttft)} | {statistics.median(ttft):.1f} | {p95(ttft):.1f} | "
                      f"{statistics.median(later):.1f} | {p95(later):.1f} | "
-                     f"{'/'.join(str(r['loads']) for r in rs)} | {max(r['peak_rss'] for r in rs) / 2**30:.2f} |")
+                     f"{'/'.join(str(r['loads']) for r in rs)} | {max(r['peak_rss'] for r in rs) / 2**30:.2f} | "
+                     f"{100 * sum(r['cached'] for r in rs) / max(1, sum(r['prompt'] for r in rs)):.0f}% |")
     lines += ["", "The first turn of each conversation meets its model loading (both servers start empty and "
               "load on demand); turns 2-4 are conversations coming back to a server that may have given "
-              "their slot away."]
+              "their slot away. Prompt tokens reused: the share of all prompt tokens each server reported as "
+              "cached (`usage.prompt_tokens_details.cached_tokens`), not decoded again."]
     (theirs, t_runs), (ours, o_runs) = runs.items()
     t95, o95 = p95([t for r in t_runs for t in r["ttft"]]), p95([t for r in o_runs for t in r["ttft"]])
     t_loads, o_loads = max(r["loads"] for r in t_runs), max(r["loads"] for r in o_runs)
@@ -173,7 +177,7 @@ def report(runs: dict, rounds: int, threads: int) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=psutil.cpu_count(logical=False))
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="one round (a smoke run)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "TRACE.md")
     a = ap.parse_args()
