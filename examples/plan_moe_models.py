@@ -5,8 +5,7 @@ each strategy puts on the card (weights + KV cache + reserve) and in host RAM.
 
 Writes shape-only files (sparse: nothing is stored) typed as llama.cpp's
 quantizer types them (`llama-quantize --dry-run`; Q4_K_M, and gpt-oss as its
-MXFP4 downloads are), DeepSeekMoE 16B in F16,
-and takes DeepSeek-V3's table from memory; context 8192. Needs the native
+MXFP4 downloads are) and DeepSeekMoE 16B in F16; context 8192. Needs the native
 build (llama-quantize). "-" marks a strategy whose minimum does not fit.
 """
 from __future__ import annotations
@@ -30,7 +29,6 @@ def tables(work: Path):
     for name in shapes.REAL:
         quant = shapes.DEFAULT_QUANT.get(name, "Q4_K_M")
         yield f"{name} ({quant})", read_table(shapes.write_real(work / f"{name}.gguf", name, quant))
-    yield "deepseek-v3 (Q4_K mix)", shapes.deepseek_v3_table()
 
 
 def cell(table, strategy: str, card: int) -> str:

@@ -74,7 +74,8 @@ def test_roles_and_chat_templates(family_model):
     ("qwen3-30b-a3b", 30.5, 3.4, {"Q4_K", "Q6_K"}), ("mixtral-8x7b", 46.7, 12.9, {"Q4_K", "Q6_K"}),
     ("qwen3-next-80b-a3b", 79.7, 3.9, {"Q4_K", "Q6_K"}),     # recurrent layers: no KV cache there
     ("gpt-oss-20b", 20.9, 4.2, {"MXFP4", "Q8_0"}),          # 3.6B active without the embedding, as OpenAI counts
-    ("glm-4.5-air", 109.2, 13.4, {"Q4_K", "Q6_K"})])        # its NextN block counted, not active
+    ("glm-4.5-air", 109.2, 13.4, {"Q4_K", "Q6_K"}),         # its NextN block counted, not active
+    ("deepseek-v3", 671.0, 37.6, {"Q4_K", "Q6_K"})])
 def test_real_shapes_typed_as_the_quantizer_types_them(tmp_path, rpc, name, params, active, types):
     """Shape-only files at the real sizes, in llama-quantize's own Q4_K_M mix,
     that llama.cpp's loader places as planned (no_alloc: nothing is read)."""

@@ -72,6 +72,8 @@ class Shape:
     ssm_heads: int = 4           # value heads (a multiple of the key heads)
     ssm_conv: int = 4            # convolution kernel
     attn_interval: int = 2       # every Nth layer attends, the others are recurrent (Qwen3-Next: 4)
+    n_dense: int = 1             # leading dense layers (deepseek2, glm4moe; DeepSeek-V3: 3)
+    mla: tuple = (32, 32, 16, 8, 16)   # deepseek2: q_lora, kv_lora, qk_nope, qk_rope, v_head ranks
 
     @property
     def d(self) -> int:
@@ -92,11 +94,12 @@ class Family:
     nextn: int = 0                                    # NextN blocks after the trunk, as the real files carry
 
 
-MLA = dict(q_lora=32, kv_lora=32, qk_nope=16, qk_rope=8, v_head=16)
+def _mla(s: Shape) -> dict:
+    return dict(zip(("q_lora", "kv_lora", "qk_nope", "qk_rope", "v_head"), s.mla))
 
 
 def _deepseek2_layer(s: Shape, b: str) -> list:
-    m, e, h = MLA, s.n_embd, s.n_head
+    m, e, h = _mla(s), s.n_embd, s.n_head
     out = [(b + "attn_norm.weight", (e,)), (b + "attn_q_a_norm.weight", (m["q_lora"],)),
            (b + "attn_kv_a_norm.weight", (m["kv_lora"],)),
            (b + "attn_q_a.weight", (e, m["q_lora"])),
@@ -109,10 +112,10 @@ def _deepseek2_layer(s: Shape, b: str) -> list:
 
 
 def _dense_first_then_moe(s: Shape, b: str) -> list:
-    """DeepSeek-V3's and GLM-4.5's feed-forward: layer 0 dense, the rest
-    routed experts with a selection bias and one shared expert."""
+    """DeepSeek-V3's and GLM-4.5's feed-forward: the first n_dense layers
+    dense, the rest routed experts with a selection bias and one shared expert."""
     e = s.n_embd
-    if b == "blk.0.":                       # the leading dense layer
+    if int(b.split(".")[1]) < s.n_dense:    # the leading dense layers
         return [(b + "ffn_gate.weight", (e, s.ff)), (b + "ffn_up.weight", (e, s.ff)),
                 (b + "ffn_down.weight", (s.ff, e))]
     return _experts(s, b, s.n_ff_exp) + [
@@ -160,9 +163,9 @@ def _qwen3next_keys(s: Shape) -> list:
 
 
 def _deepseek2_keys(s: Shape) -> list:
-    m = MLA
+    m = _mla(s)
     return [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32), (LLM.FEED_FORWARD_LENGTH, s.ff, U32),
-            (LLM.LEADING_DENSE_BLOCK_COUNT, 1, U32), (LLM.EXPERT_SHARED_COUNT, 1, U32),
+            (LLM.LEADING_DENSE_BLOCK_COUNT, s.n_dense, U32), (LLM.EXPERT_SHARED_COUNT, 1, U32),
             (LLM.EXPERT_WEIGHTS_SCALE, 2.5, F32), (LLM.EXPERT_WEIGHTS_NORM, True, GGUFValueType.BOOL),
             (LLM.EXPERT_GATING_FUNC, 2, U32),          # sigmoid
             (ATTENTION.Q_LORA_RANK, m["q_lora"], U32), (ATTENTION.KV_LORA_RANK, m["kv_lora"], U32),
@@ -250,8 +253,8 @@ FAMILIES = {
     "glm4moe": Family("glm4moe", "qwen2", _glm4moe_layer,
                       lambda s: [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
                                  (LLM.FEED_FORWARD_LENGTH, s.ff, U32),
-                                 (LLM.LEADING_DENSE_BLOCK_COUNT, 1, U32), (LLM.EXPERT_SHARED_COUNT, 1, U32),
-                                 (LLM.EXPERT_WEIGHTS_SCALE, 1.0, F32),
+                                 (LLM.LEADING_DENSE_BLOCK_COUNT, s.n_dense, U32),
+                                 (LLM.EXPERT_SHARED_COUNT, 1, U32), (LLM.EXPERT_WEIGHTS_SCALE, 1.0, F32),
                                  (LLM.EXPERT_WEIGHTS_NORM, True, GGUFValueType.BOOL),
                                  (LLM.EXPERT_GATING_FUNC, 2, U32), (ROPE.DIMENSION_COUNT, s.d // 2, U32),
                                  (ROPE.FREQ_BASE, 1000000.0, F32), (LLM.NEXTN_PREDICT_LAYERS, 1, U32)],
@@ -301,7 +304,8 @@ def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Sha
     b.add(GENERAL.FILE_TYPE, {GGMLQuantizationType.F32: 0, GGMLQuantizationType.F16: 1,
                               GGMLQuantizationType.BF16: 32}.get(dtype, 0), U32)
     mla = f.arch == "deepseek2"    # the cache holds one latent per token: kv_lora + rope wide, values kv_lora
-    k_len, v_len = (MLA["kv_lora"] + MLA["qk_rope"], MLA["kv_lora"]) if mla else (shape.d, shape.d)
+    m = _mla(shape)
+    k_len, v_len = (m["kv_lora"] + m["qk_rope"], m["kv_lora"]) if mla else (shape.d, shape.d)
     common = [(LLM.CONTEXT_LENGTH, shape.n_ctx_train, U32),
               (ATTENTION.KEY_LENGTH, k_len, U32), (ATTENTION.VALUE_LENGTH, v_len, U32),
               (LLM.EMBEDDING_LENGTH, shape.n_embd, U32),

@@ -16,16 +16,18 @@ shapes as llama.cpp's converter writes them, no weights.
                 Qwen2 tokenizer's 151,936 rows where GLM's has 151,552 (3 MB
                 more in Q4_K_M)
 
-  deepseek-v3   DeepSeek-V3 / R1 (671B), llama.cpp architecture deepseek2:
-                MLA attention (attn_q_a/q_b, attn_kv_a_mqa, attn_k_b/attn_v_b),
-                3 leading dense layers, then 256 routed experts (8 active) and
-                1 shared expert per layer, sigmoid router with exp_probs_b.
+  deepseek-v3   DeepSeek-V3 / R1 (671B), llama.cpp architecture deepseek2,
+                Q4_K_M: MLA attention (attn_q_a/q_b, attn_kv_a_mqa,
+                attn_k_b/attn_v_b), 3 leading dense layers, then 256 routed
+                experts (8 active) and 1 shared expert per layer, sigmoid
+                router with exp_probs_b; the DeepSeek LLM tokenizer padded to
+                V3's 129,280 rows; no multi-token-prediction layer.
 
-The "q4_k" mix stores every matrix whose rows are whole K-quant blocks (256
-values) as Q4_K and the others as Q8_0, norms and router vectors as F32. It
-is not the exact per-tensor choice of llama.cpp's Q4_K_M (which keeps some
-tensors at Q6_K): DeepSeek-V3 comes to 378 GB, about 7% under the Q4_K_M
-files people download; the planner prices each tensor by its own type either way.
+`deepseek_v3_table()` builds DeepSeek-V3's table in memory, with no file and
+no build, in a "q4_k" mix: every matrix whose rows are whole K-quant blocks
+(256 values) as Q4_K, the others as Q8_0, norms and router vectors as F32;
+not llama.cpp's exact Q4_K_M (which keeps some tensors at Q6_K: the preset
+above is that). The multi-host example plans it.
 """
 from __future__ import annotations
 
@@ -50,6 +52,9 @@ def _real():
                                                   n_ff_exp=512, n_ff_shexp=512, n_expert=512, n_expert_used=10,
                                                   ssm_state=128, ssm_groups=16, ssm_heads=32, attn_interval=4,
                                                   n_ctx_train=262144)),
+        "deepseek-v3": ("deepseek2", Shape(n_embd=7168, n_layer=61, n_head=128, n_head_kv=128, n_ff=18432,
+                                           n_ff_exp=2048, n_expert=256, n_expert_used=8, n_vocab=129280,
+                                           n_ctx_train=163840, n_dense=3, mla=(1536, 512, 128, 64, 128))),
         "glm-4.5-air": ("glm4moe", Shape(n_embd=4096, n_layer=46, n_head=96, n_head_kv=8, head_dim=128,
                                          n_ff=10944, n_ff_exp=1408, n_expert=128, n_expert_used=8,
                                          n_ctx_train=131072)),
@@ -63,7 +68,7 @@ def _gpt_oss(n_layer: int, n_expert: int):
 
 
 REAL = ("qwen3-30b-a3b", "qwen3-235b-a22b", "qwen3-next-80b-a3b", "mixtral-8x7b", "gpt-oss-20b", "gpt-oss-120b",
-        "glm-4.5-air")
+        "glm-4.5-air", "deepseek-v3")
 # the mix people download: gpt-oss ships its experts in MXFP4 (llama-quantize's MXFP4_MOE: the
 # rest Q8_0, as ggml-org's gpt-oss GGUFs); the others most often as Q4_K_M
 DEFAULT_QUANT = {"gpt-oss-20b": "MXFP4_MOE", "gpt-oss-120b": "MXFP4_MOE"}
@@ -89,38 +94,10 @@ def write_real(out, name: str, quant: str | None = None):
         bf16.unlink(missing_ok=True)
 
 
-DEEPSEEK_V3 = dict(n_embd=7168, n_layer=61, n_dense=3, n_ff=18432, n_ff_exp=2048, n_expert=256, n_used=8,
-                   n_shared=1, n_head=128, q_lora=1536, kv_lora=512, qk_nope=128, qk_rope=64, v_head=128,
-                   n_vocab=129280, n_ctx_train=163840)
-
-
-def _deepseek_v3_shapes(p: dict) -> list[tuple[str, tuple[int, ...]]]:
-    e, h = p["n_embd"], p["n_head"]
-    out = [("token_embd.weight", (e, p["n_vocab"]))]
-    for i in range(p["n_layer"]):
-        b = f"blk.{i}."
-        out += [(b + "attn_norm.weight", (e,)),
-                (b + "attn_q_a.weight", (e, p["q_lora"])),
-                (b + "attn_q_a_norm.weight", (p["q_lora"],)),
-                (b + "attn_q_b.weight", (p["q_lora"], h * (p["qk_nope"] + p["qk_rope"]))),
-                (b + "attn_kv_a_mqa.weight", (e, p["kv_lora"] + p["qk_rope"])),
-                (b + "attn_kv_a_norm.weight", (p["kv_lora"],)),
-                (b + "attn_k_b.weight", (p["qk_nope"], p["kv_lora"], h)),
-                (b + "attn_v_b.weight", (p["kv_lora"], p["v_head"], h)),
-                (b + "attn_output.weight", (h * p["v_head"], e)),
-                (b + "ffn_norm.weight", (e,))]
-        if i < p["n_dense"]:
-            out += [(b + "ffn_gate.weight", (e, p["n_ff"])), (b + "ffn_up.weight", (e, p["n_ff"])),
-                    (b + "ffn_down.weight", (p["n_ff"], e))]
-        else:
-            x, n = p["n_ff_exp"], p["n_expert"]
-            out += [(b + "ffn_gate_inp.weight", (e, n)), (b + "exp_probs_b.bias", (n,)),
-                    (b + "ffn_gate_exps.weight", (e, x, n)), (b + "ffn_up_exps.weight", (e, x, n)),
-                    (b + "ffn_down_exps.weight", (x, e, n)),
-                    (b + "ffn_gate_shexp.weight", (e, x * p["n_shared"])),
-                    (b + "ffn_up_shexp.weight", (e, x * p["n_shared"])),
-                    (b + "ffn_down_shexp.weight", (x * p["n_shared"], e))]
-    return out + [("output_norm.weight", (e,)), ("output.weight", (e, p["n_vocab"]))]
+def _deepseek_v3_shapes() -> list[tuple[str, tuple[int, ...]]]:
+    from . import families
+    _, shape = _real()["deepseek-v3"]
+    return families.tensors(families.FAMILIES["deepseek2"], shape, shape.n_vocab)
 
 
 def _q4_k_type(name: str, shape: tuple[int, ...]) -> T:
@@ -130,16 +107,18 @@ def _q4_k_type(name: str, shape: tuple[int, ...]) -> T:
 
 
 def deepseek_v3_table() -> TensorTable:
-    """DeepSeek-V3's tensor table in the "q4_k" mix (path "<deepseek-v3>")."""
-    p = DEEPSEEK_V3
+    """DeepSeek-V3's tensor table in the "q4_k" mix (path "<deepseek-v3>"),
+    built in memory: no file and no build needed (the multi-host example)."""
+    _, s = _real()["deepseek-v3"]
+    q_lora, kv_lora, qk_nope, qk_rope, v_head = s.mla
     tensors = []
-    for name, shape in _deepseek_v3_shapes(p):
+    for name, shape in _deepseek_v3_shapes():
         layer, role = classify(name)
         ttype = _q4_k_type(name, shape)
         tensors.append(Tensor(name, layer, role, ttype.name, shape, tensor_nbytes(ttype, shape), n_elements(shape)))
     # MLA caches the compressed latent and the rope key: kv_lora + qk_rope values per token and layer
-    hp = Hparams(arch="deepseek2", n_layer=p["n_layer"], n_embd=p["n_embd"], n_head=p["n_head"], n_head_kv=1,
-                 head_dim_k=p["kv_lora"] + p["qk_rope"], head_dim_v=0, n_ctx_train=p["n_ctx_train"],
-                 n_vocab=p["n_vocab"], n_expert=p["n_expert"], n_expert_used=p["n_used"],
-                 n_expert_shared=p["n_shared"], n_layer_dense_lead=p["n_dense"])
+    hp = Hparams(arch="deepseek2", n_layer=s.n_layer, n_embd=s.n_embd, n_head=s.n_head, n_head_kv=1,
+                 head_dim_k=kv_lora + qk_rope, head_dim_v=0, n_ctx_train=s.n_ctx_train,
+                 n_vocab=s.n_vocab, n_expert=s.n_expert, n_expert_used=s.n_expert_used,
+                 n_expert_shared=1, n_layer_dense_lead=s.n_dense)
     return TensorTable("<deepseek-v3>", hp, tuple(tensors))
