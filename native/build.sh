@@ -202,13 +202,16 @@ link() {
     [[ $MODE == stock ]] || ln -sfn "$INSTALL" "$CACHE/current"
 }
 
-# The tokenizers of the synthetic models (shimmy_py/gguf_io/synth.py, families.py)
-# and llama.cpp's DeepSeek tokenizer test vectors.
+# The tokenizers and real chat templates of the synthetic models
+# (shimmy_py/gguf_io/synth.py, families.py) and llama.cpp's DeepSeek tokenizer test vectors.
 share_vocabularies() {
-    mkdir -p "$INSTALL/share"
+    mkdir -p "$INSTALL/share/templates"
     local v
     for v in deepseek-llm qwen2 llama-spm llama-bpe; do
         cp "$SRC/models/ggml-vocab-$v.gguf" "$INSTALL/share/"
+    done
+    for v in openai-gpt-oss-120b GLM-4.6 deepseek-ai-DeepSeek-V3.1 Qwen-Qwen3-0.6B; do
+        cp "$SRC/models/templates/$v.jinja" "$INSTALL/share/templates/"
     done
     cp "$SRC/models/ggml-vocab-deepseek-llm.gguf.inp" "$SRC/models/ggml-vocab-deepseek-llm.gguf.out" "$INSTALL/share/"
 }

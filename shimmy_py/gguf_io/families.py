@@ -1,7 +1,9 @@
 """Runnable synthetic models of other MoE families: small random-weight GGUFs
 with every hyper-parameter key and tensor llama.cpp's loader of that
-architecture requires, and the family's own tokenizer from the pinned
-llama.cpp source (its chat template too, where the vocabulary file has one).
+architecture requires, the family's own tokenizer from the pinned llama.cpp
+source, and the real model's chat template (the pinned source's
+models/templates: Qwen3's, GLM-4.6's, DeepSeek-V3.1's, gpt-oss's; Mixtral's
+from its tokenizer config; Qwen2-MoE keeps its vocabulary file's ChatML).
 
   qwen3moe   Qwen3-30B-A3B / 235B-A22B's layout: per-head RMS norms on q and k
              (attn_q_norm, attn_k_norm), grouped-query attention, routed
@@ -48,7 +50,7 @@ from typing import Callable
 from gguf import GGMLQuantizationType, GGUFValueType, TokenType
 
 from ..errors import ShimmyError
-from .format import ATTENTION, GENERAL, LLM, ROPE, SSM, key
+from .format import ATTENTION, GENERAL, LLM, ROPE, SSM, TOKENIZER, key
 from .reader import read_header
 from .writer import GGUFBuilder
 
@@ -92,6 +94,8 @@ class Family:
     keys: Callable[[Shape], list]                     # (key template, value, type) beyond the common ones
     expert_type: GGMLQuantizationType = GGMLQuantizationType.F32   # the routed experts' weights
     nextn: int = 0                                    # NextN blocks after the trunk, as the real files carry
+    template: str = ""   # the real model's chat template: a file of the pinned source's models/templates,
+    #                      or the text itself (Jinja, as the real GGUF carries it); "": the vocabulary's
 
 
 def _mla(s: Shape) -> dict:
@@ -232,12 +236,19 @@ def _shared(s: Shape, b: str) -> list:
 
 
 U32, F32 = GGUFValueType.UINT32, GGUFValueType.FLOAT32
+# Mixtral-8x7B-Instruct-v0.1's template (its tokenizer_config.json); not among the pinned source's templates
+MIXTRAL_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+    "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+    "{% if message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token}}"
+    "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}")
 FAMILIES = {
     "qwen3moe": Family("qwen3moe", "qwen2",
                        lambda s, b: _attention(s, b, qk_norm=True) + _experts(s, b, s.n_ff_exp),
                        lambda s: [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
                                   (LLM.FEED_FORWARD_LENGTH, s.ff, U32),
-                                  (ROPE.FREQ_BASE, 1000000.0, F32)]),
+                                  (ROPE.FREQ_BASE, 1000000.0, F32)], template="Qwen-Qwen3-0.6B.jinja"),
     "qwen2moe": Family("qwen2moe", "qwen2",
                        lambda s, b: _attention(s, b, biases=True) + _experts(s, b, s.n_ff_exp) + _shared(s, b),
                        lambda s: [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
@@ -247,9 +258,10 @@ FAMILIES = {
     "mixtral": Family("llama", "llama-spm",
                       lambda s, b: _attention(s, b) + _experts(s, b, s.n_ff_exp),
                       lambda s: [(LLM.FEED_FORWARD_LENGTH, s.n_ff_exp, U32), (ROPE.FREQ_BASE, 1000000.0, F32),
-                                 (ROPE.DIMENSION_COUNT, s.d, U32)]),
-    "deepseek2": Family("deepseek2", "deepseek-llm", _deepseek2_layer, _deepseek2_keys),
-    "qwen3next": Family("qwen3next", "qwen2", _qwen3next_layer, _qwen3next_keys),
+                                 (ROPE.DIMENSION_COUNT, s.d, U32)], template=MIXTRAL_TEMPLATE),
+    "deepseek2": Family("deepseek2", "deepseek-llm", _deepseek2_layer, _deepseek2_keys,
+                        template="deepseek-ai-DeepSeek-V3.1.jinja"),
+    "qwen3next": Family("qwen3next", "qwen2", _qwen3next_layer, _qwen3next_keys, template="Qwen-Qwen3-0.6B.jinja"),
     "glm4moe": Family("glm4moe", "qwen2", _glm4moe_layer,
                       lambda s: [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
                                  (LLM.FEED_FORWARD_LENGTH, s.ff, U32),
@@ -258,13 +270,13 @@ FAMILIES = {
                                  (LLM.EXPERT_WEIGHTS_NORM, True, GGUFValueType.BOOL),
                                  (LLM.EXPERT_GATING_FUNC, 2, U32), (ROPE.DIMENSION_COUNT, s.d // 2, U32),
                                  (ROPE.FREQ_BASE, 1000000.0, F32), (LLM.NEXTN_PREDICT_LAYERS, 1, U32)],
-                      nextn=1),
+                      nextn=1, template="GLM-4.6.jinja"),
     "gpt-oss": Family("gpt-oss", "llama-bpe", _gpt_oss_layer,
                       lambda s: [(LLM.EXPERT_FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
                                  (LLM.FEED_FORWARD_LENGTH, s.n_ff_exp, U32),
                                  (ATTENTION.SLIDING_WINDOW, 128, U32), (ROPE.FREQ_BASE, 150000.0, F32),
                                  (ROPE.DIMENSION_COUNT, s.d, U32)],
-                      GGMLQuantizationType.MXFP4),
+                      GGMLQuantizationType.MXFP4, template="openai-gpt-oss-120b.jinja"),
 }
 
 
@@ -316,7 +328,7 @@ def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Sha
               (ATTENTION.LAYERNORM_RMS_EPS, 1e-6, F32)]
     for template, value, vtype in common + f.keys(shape):
         b.add(key(template, f.arch), value, vtype)
-    _add_tokenizer(b, vocab, n_vocab)
+    _add_tokenizer(b, vocab, n_vocab, _template(f))
     w = _Weights(seed)
     for name, tshape in tensors(f, shape, n_vocab):
         if shape_only:
@@ -336,13 +348,28 @@ def _n_tokens(vocab) -> int:
     return getattr(tokens, "count", None) or len(tokens)
 
 
-def _add_tokenizer(b: GGUFBuilder, vocab, n_vocab: int) -> None:
+def _template(f: Family) -> str | None:
+    """The family's real chat template text (None: the vocabulary file's own)."""
+    if not f.template:
+        return None
+    if not f.template.endswith(".jinja"):
+        return f.template
+    path = vocabulary_path("qwen2").parent / "templates" / f.template
+    if not path.exists():
+        raise ShimmyError(f"{path} is missing; run `make native` (native/build.sh)")
+    return path.read_text(encoding="utf-8")
+
+
+def _add_tokenizer(b: GGUFBuilder, vocab, n_vocab: int, template: str | None = None) -> None:
     """The family's tokenizer (and chat template) byte for byte; padded with
     unused tokens up to n_vocab where the real model's vocabulary is larger
-    (gpt-oss's o200k), so that the embedding and head have the real sizes."""
+    (gpt-oss's o200k), so that the embedding and head have the real sizes.
+    `template`: the real model's chat template, instead of the vocabulary's."""
     n_pad = n_vocab - _n_tokens(vocab)
+    if template is not None:
+        b.add(TOKENIZER.CHAT_TEMPLATE, template, GGUFValueType.STRING)
     for name in vocab.metadata:
-        if not name.startswith("tokenizer."):
+        if not name.startswith("tokenizer.") or (template is not None and name == TOKENIZER.CHAT_TEMPLATE):
             continue
         raw = vocab.raw_kv(name)
         if n_pad and name in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.scores"):
