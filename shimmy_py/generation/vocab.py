@@ -8,6 +8,7 @@ from typing import Sequence
 from .. import defaults
 from ..errors import GenerationError, NativeError
 from ..native.model_handle import ModelHandle, apply_chat_template
+from .chat import SpecialTokens, is_jinja, render
 
 
 class Vocab:
@@ -53,13 +54,24 @@ class Vocab:
             eog = self._eog[token] = self._handle.is_eog(token)
         return eog
 
+    def special_tokens(self) -> SpecialTokens:
+        """BOS/EOS text as a chat template sees them, and whether tokenizing adds them."""
+        def text(token: int) -> str:
+            return self._handle.token_piece(token, special=True).decode("utf-8", errors="replace") if token >= 0 else ""
+        adds_bos, adds_eos = self._handle.adds_bos_eos
+        return SpecialTokens(text(self._handle.bos), text(self._handle.eos), adds_bos, adds_eos)
+
     def apply_chat_template(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
         """Formats role/content messages with the chat template given at load,
-        else the GGUF's own, else llama.cpp's built-in "chatml"."""
+        else the GGUF's own, else llama.cpp's built-in "chatml": Jinja text as
+        llama-server renders it (chat.py), a template name by llama.cpp."""
         for m in messages:
             if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
                 raise GenerationError(f"each message needs string 'role' and 'content', got {m!r}")
         template = self._chat_template or self._handle.chat_template() or defaults.FALLBACK_CHAT_TEMPLATE
+        if is_jinja(template):
+            return render(template, [{"role": m["role"], "content": m["content"]} for m in messages],
+                          self.special_tokens(), add_generation_prompt)
         try:
             return apply_chat_template(template, [(m["role"], m["content"]) for m in messages],
                                        add_generation_prompt)

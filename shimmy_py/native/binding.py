@@ -146,6 +146,12 @@ _LLAMA = {
     "llama_vocab_n_tokens": (c_int32, [c_void_p]),
     # llama_token llama_vocab_bos(const struct llama_vocab * vocab);
     "llama_vocab_bos": (llama_token, [c_void_p]),
+    # llama_token llama_vocab_eos(const struct llama_vocab * vocab);
+    "llama_vocab_eos": (llama_token, [c_void_p]),
+    # bool llama_vocab_get_add_bos(const struct llama_vocab * vocab);
+    "llama_vocab_get_add_bos": (c_bool, [c_void_p]),
+    # bool llama_vocab_get_add_eos(const struct llama_vocab * vocab);
+    "llama_vocab_get_add_eos": (c_bool, [c_void_p]),
     # bool llama_vocab_is_eog(const struct llama_vocab * vocab, llama_token token);
     "llama_vocab_is_eog": (c_bool, [c_void_p, llama_token]),
     # const char * llama_model_chat_template(const struct llama_model * model, const char * name);

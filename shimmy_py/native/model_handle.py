@@ -107,6 +107,17 @@ class ModelHandle(Owned):
         with self._vocab_in_use() as vocab:
             return lib().llama_vocab_bos(vocab)
 
+    @property
+    def eos(self) -> int:
+        with self._vocab_in_use() as vocab:
+            return lib().llama_vocab_eos(vocab)
+
+    @property
+    def adds_bos_eos(self) -> tuple[bool, bool]:
+        """Whether tokenizing with add_special adds BOS, and EOS."""
+        with self._vocab_in_use() as vocab:
+            return bool(lib().llama_vocab_get_add_bos(vocab)), bool(lib().llama_vocab_get_add_eos(vocab))
+
     def is_eog(self, token: int) -> bool:
         with self._vocab_in_use() as vocab:
             return bool(lib().llama_vocab_is_eog(vocab, token))
@@ -140,10 +151,10 @@ class ModelHandle(Owned):
                            char_buffer, 8 * len(ids) + 16, f"llama_detokenize ({self.path})")
         return buf.raw[:n]
 
-    def token_piece(self, token: int) -> bytes:
-        """The bytes of one token's text (special tokens render as nothing)."""
+    def token_piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token's text (special tokens render as nothing, unless `special`)."""
         with self._vocab_in_use() as vocab:
-            buf, n = grown(lambda b, cap: lib().llama_token_to_piece(vocab, token, b, cap, 0, False),
+            buf, n = grown(lambda b, cap: lib().llama_token_to_piece(vocab, token, b, cap, 0, special),
                            char_buffer, 64, f"llama_token_to_piece ({self.path})")
         return buf.raw[:n]
 
