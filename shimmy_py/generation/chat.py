@@ -66,8 +66,10 @@ def _render(template: str, messages: list[dict], special: SpecialTokens, add_gen
             messages=messages, bos_token=special.bos, eos_token=special.eos,
             add_generation_prompt=add_generation_prompt, enable_thinking=True,
             datetime=now.strftime("%b %d %Y"), date_string=now.strftime("%d %b %Y"))
-    except TemplateError as e:
-        raise GenerationError(f"the chat template failed: {e}") from None
+    except GenerationError:
+        raise
+    except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as e:   # a template's own fault
+        raise GenerationError(f"the chat template failed: {type(e).__name__}: {e}") from None
 
 
 @functools.lru_cache(maxsize=16)

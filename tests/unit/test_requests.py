@@ -65,3 +65,23 @@ def test_bad_fields_name_themselves(body, route, message):
     with pytest.raises(ApiError) as e:
         parse_request(body, route)
     assert e.value.status == 400 and message in e.value.message
+
+
+def test_a_jinja_chat_template_is_rendered_with_llama_cpps_workarounds():
+    """Pure: the renderer behind chat() (tests/test_chat_templates.py compares
+    real templates with llama-server's)."""
+    import pytest as _pytest
+
+    from shimmy_py.errors import GenerationError
+    from shimmy_py.generation.chat import SpecialTokens, is_jinja, render
+    special = SpecialTokens("<s>", "</s>", True, False)
+    no_system = ("{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}"
+                 "{{ raise_exception('no system') }}{% endif %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}[assistant]{% endif %}")
+    msgs = [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert render(no_system, msgs, special, True) == "[user] Be brief.\nHi\n[assistant]"   # merged, BOS cut
+    assert is_jinja(no_system) and not is_jinja("chatml")
+    with _pytest.raises(GenerationError, match="refused the messages: no system"):
+        render(no_system.replace("if m['role'] == 'system'", "if m['role'] == 'user'"), msgs, special, True)
+    with _pytest.raises(GenerationError, match="failed"):
+        render("{{ messages[5]['content'] }}", msgs, special, True)
