@@ -175,3 +175,14 @@ def test_fit_measures_the_reserve_by_a_dry_run(accounting_models, rpc, family, m
     monkeypatch.setattr(make, "RESERVE_CHECKED", frozenset())       # as for an architecture never checked
     with Model(accounting_models[family], **opts) as m:
         assert any("measured by a dry run" in n for n in m.plan.notices)
+
+
+def test_the_planned_nextn_block_is_no_warning(accounting_models, caplog):
+    """llama.cpp warns of every tensor it skips; for the NextN block the plan
+    expects that (debug level), for any other tensor it stays a warning."""
+    import logging
+    with caplog.at_level(logging.DEBUG, logger="shimmy_py.llama"):
+        with Model(accounting_models["glm4moe"], n_ctx=256, n_threads=2) as m:
+            skipped = m.plan.not_loaded()
+    unused = [r for r in caplog.records if "model has unused tensor" in r.getMessage()]
+    assert skipped and len(unused) == len(skipped) and all(r.levelno == logging.DEBUG for r in unused)

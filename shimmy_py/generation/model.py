@@ -115,7 +115,8 @@ class Model:
                                        measure_reserve=measure_reserve)
             self.plan = placement if placement is not None else make_plan(self.header, options)
             spec = load_spec(self.plan, load_mode)
-        with log.capture() as self._load_log:  # llama.cpp's account of its buffers
+        skipped = self.plan.not_loaded() if self.plan else set()
+        with log.capture() as self._load_log, log.expected_unused(skipped):  # llama.cpp's account of its buffers
             self._handle = self._load(spec)
             try:
                 if not vocab_only:

@@ -4,11 +4,14 @@ Logger "shimmy_py.llama"; quiet (warnings and errors only) unless `verbose()`
 is called. llama.cpp sends lines in pieces (level CONT continues the previous
 one), so pieces are joined until a newline. Observers (see `capture`) also see
 each whole line: the placement report reads llama.cpp's buffer sizes that way.
+llama.cpp's warning for a tensor it skips is shown at debug level for the
+tensors the plan expects it to skip (`expected_unused`: a NextN block).
 """
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 
 from .binding import ggml_log_callback
@@ -19,6 +22,7 @@ logger.setLevel(logging.WARNING)
 # enum ggml_log_level { NONE = 0, DEBUG = 1, INFO = 2, WARN = 3, ERROR = 4, CONT = 5 };
 _LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
 _CONT = 5
+_UNUSED = re.compile(r"model has unused tensor (\S+) ")
 
 
 class _Router:
@@ -27,6 +31,7 @@ class _Router:
         self.pending = ""
         self.level = logging.INFO
         self.observers: list[list[str]] = []
+        self.expected_unused: set[str] = set()
 
     def __call__(self, level: int, text: bytes, _user_data) -> None:
         try:
@@ -41,7 +46,8 @@ class _Router:
                 for sink in self.observers:
                     sink.extend(lines)
             for line in lines:
-                logger.log(self.level, line)
+                m = _UNUSED.search(line) if self.level == logging.WARNING else None
+                logger.log(logging.DEBUG if m and m.group(1) in self.expected_unused else self.level, line)
         except Exception:  # an exception must never cross into C
             pass
 
@@ -56,6 +62,19 @@ def verbose(on: bool = True) -> None:
     logger.setLevel(logging.DEBUG if on else logging.WARNING)
     if on and not logging.getLogger().handlers and not logger.handlers:
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+
+
+@contextlib.contextmanager
+def expected_unused(names):
+    """Inside the block, llama.cpp skipping one of `names` is not a warning."""
+    names = set(names)
+    with router.lock:
+        router.expected_unused |= names
+    try:
+        yield
+    finally:
+        with router.lock:
+            router.expected_unused -= names
 
 
 @contextlib.contextmanager

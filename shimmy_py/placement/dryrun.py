@@ -28,7 +28,7 @@ def measure_compute(path: str | os.PathLike, plan_: Plan, load: LoadSpec) -> dic
     r = plan_.request
     spec = ContextSpec(n_ctx=r.n_ctx, n_batch=max(defaults.N_BATCH, r.n_ubatch), n_seq_max=r.n_seq, n_threads=1,
                        kv_unified=r.n_seq > 1, flash_attn="auto" if r.flash_attn else "off")
-    with log.capture() as lines:
+    with log.capture() as lines, log.expected_unused(plan_.not_loaded()):
         with ModelHandle(str(path), load) as model:
             ContextHandle(model, spec).close()
     report = build_report(plan_, lines, check_sizes=False, buffer_devices=buffer_devices())

@@ -110,6 +110,6 @@ def simulate_placement(path: str | os.PathLike, plan_: Plan, rpc=()) -> Placemen
     read_header(path)
     attach_rpc_servers(rpc)
     spec = load_spec(plan_, load_mode="none", no_alloc=True)
-    with log.capture() as lines:
+    with log.capture() as lines, log.expected_unused(plan_.not_loaded()):
         ModelHandle(str(path), spec).close()
     return build_report(plan_, lines, check_sizes=False, buffer_devices=buffer_devices())

@@ -80,6 +80,10 @@ class Plan:
     def device(self, name: str) -> DevicePlan:
         return next(d for d in self.devices if d.name == name)
 
+    def not_loaded(self) -> set[str]:
+        """Tensors llama.cpp will skip as planned (a NextN block)."""
+        return {t.name for t in self.tensors if t.device == NOT_LOADED}
+
     def weights_by_device(self) -> dict[str, int]:
         return {d.name: d.weights_bytes for d in self.devices}
 
