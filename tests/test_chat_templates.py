@@ -26,14 +26,15 @@ CHATS = [
 ]
 
 
-def llama_server_prompts(path, chats) -> list[str]:
+def llama_server_prompts(path, chats, extra: dict | None = None) -> list[str]:
     port = free_port()
     argv = [str(install.tool("llama-server")), "-m", str(path), "-c", "256", "-t", "2", "--host", "127.0.0.1",
             "--port", str(port), "--no-webui"]
     out = []
     with ServerProcess(argv, port, timeout=120) as srv:
         for messages in chats:
-            req = urllib.request.Request(srv.url + "/apply-template", json.dumps({"messages": messages}).encode(),
+            body = {"messages": messages, **(extra or {})}
+            req = urllib.request.Request(srv.url + "/apply-template", json.dumps(body).encode(),
                                          {"Content-Type": "application/json"})
             with urllib.request.urlopen(req, timeout=60) as r:
                 out.append(json.loads(r.read())["prompt"])
@@ -47,3 +48,39 @@ def test_chat_prompts_equal_llama_servers(tmp_path, family):
     with Model(path, n_ctx=256, n_threads=2, vocab_only=True) as m:
         ours = [m.apply_chat_template(messages) for messages in CHATS]
     assert ours == theirs
+
+
+@pytest.mark.parametrize("family, extra, kwargs", [
+    ("qwen3moe", {"chat_template_kwargs": {"enable_thinking": False}}, {"enable_thinking": False}),
+    ("gpt-oss", {"reasoning_effort": "high"}, {"reasoning_effort": "high"}),
+    ("deepseek2", {"reasoning_effort": "none"}, {"enable_thinking": False}),
+])
+def test_template_variables_as_llama_server_takes_them(tmp_path, family, extra, kwargs):
+    """chat_template_kwargs and reasoning_effort, as the request fields
+    llama-server takes and as parse_request turns them into variables."""
+    from shimmy_py.serving.api import parse_request
+    path = families.write(tmp_path / f"{family}.gguf", family, seed=1)
+    [theirs] = llama_server_prompts(path, CHATS[:1], extra)
+    assert parse_request({"messages": CHATS[0], **extra}, "chat").template_kwargs == kwargs
+    with Model(path, n_ctx=256, n_threads=2, vocab_only=True) as m:
+        ours = m.apply_chat_template(CHATS[0], template_kwargs=kwargs)
+        assert ours == theirs and ours != m.apply_chat_template(CHATS[0])
+
+
+def test_template_variables_over_http(tmp_path):
+    """/v1/chat/completions takes chat_template_kwargs (Qwen3's thinking off
+    adds its empty think block to the prompt); a wrong type is a 400."""
+    from test_server import post_json
+
+    from shimmy_py.serving.server import ServeConfig, Server
+    path = families.write(tmp_path / "qwen3moe.gguf", "qwen3moe", seed=1)
+    body = {"messages": CHATS[0], "max_tokens": 2, "temperature": 0}
+    with Server(ServeConfig(Path(path), port=0, ctx=256, parallel=1, threads=2)).start() as srv:
+        status, plain = post_json(srv.url, "/v1/chat/completions", body)
+        assert status == 200
+        status, off = post_json(srv.url, "/v1/chat/completions",
+                                {**body, "chat_template_kwargs": {"enable_thinking": False}})
+        assert status == 200 and off["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"]
+        status, bad = post_json(srv.url, "/v1/chat/completions",
+                                {**body, "chat_template_kwargs": {"enable_thinking": "no"}})
+        assert status == 400 and "enable_thinking" in bad["error"]["message"]

@@ -2,7 +2,8 @@
 path, common/chat.cpp): the GGUF's Jinja text run by jinja2 in a sandbox with
 the variables llama.cpp gives it (messages, bos_token, eos_token,
 add_generation_prompt, enable_thinking, datetime, date_string, and the
-strftime_now and raise_exception functions), and llama.cpp's workarounds:
+strftime_now and raise_exception functions; a request's chat_template_kwargs
+and reasoning_effort over them), and llama.cpp's workarounds:
 a "developer" message becomes "system" (except for gpt-oss, whose template
 knows it); where the template ignores a system message, it is merged into the
 next message; a leading BOS (trailing EOS) the tokenizer adds anyway is cut.
@@ -58,14 +59,18 @@ def _compiled(template: str):
         raise GenerationError(f"the chat template does not parse as Jinja: {e}") from None
 
 
-def _render(template: str, messages: list[dict], special: SpecialTokens, add_generation_prompt: bool) -> str:
+def _render(template: str, messages: list[dict], special: SpecialTokens, add_generation_prompt: bool,
+            extra: dict | None = None) -> str:
     from jinja2 import TemplateError
     now = datetime.datetime.now()
+    variables = dict(messages=messages, bos_token=special.bos, eos_token=special.eos,
+                     add_generation_prompt=add_generation_prompt, enable_thinking=True,
+                     datetime=now.strftime("%b %d %Y"), date_string=now.strftime("%d %b %Y"))
+    variables.update(extra or {})
+    if "reasoning_effort" in variables:          # llama.cpp binds both names to the effort
+        variables["reasoning_strength"] = variables["reasoning_effort"]
     try:
-        return _compiled(template).render(
-            messages=messages, bos_token=special.bos, eos_token=special.eos,
-            add_generation_prompt=add_generation_prompt, enable_thinking=True,
-            datetime=now.strftime("%b %d %Y"), date_string=now.strftime("%d %b %Y"))
+        return _compiled(template).render(**variables)
     except GenerationError:
         raise
     except (TemplateError, ArithmeticError, LookupError, TypeError, ValueError) as e:   # a template's own fault
@@ -82,8 +87,10 @@ def supports_system_role(template: str, special: SpecialTokens) -> bool:
         return False
 
 
-def render(template: str, messages: Sequence[dict], special: SpecialTokens, add_generation_prompt: bool) -> str:
-    """The prompt text of `messages` under the Jinja `template`."""
+def render(template: str, messages: Sequence[dict], special: SpecialTokens, add_generation_prompt: bool,
+           extra: dict | None = None) -> str:
+    """The prompt text of `messages` under the Jinja `template`; `extra`: more
+    variables (llama-server's chat_template_kwargs), over the defaults."""
     msgs = [dict(m) for m in messages]
     if "<|channel|>" not in template:                  # llama.cpp maps developer to system, but for gpt-oss
         for m in msgs:
@@ -93,7 +100,7 @@ def render(template: str, messages: Sequence[dict], special: SpecialTokens, add_
         first = msgs.pop(0)
         if msgs:
             msgs[0]["content"] = first["content"] + "\n" + msgs[0]["content"]
-    text = _render(template, msgs, special, add_generation_prompt)
+    text = _render(template, msgs, special, add_generation_prompt, extra)
     if special.adds_bos and special.bos and text.startswith(special.bos):
         text = text[len(special.bos):]
     if special.adds_eos and special.eos and text.endswith(special.eos):

@@ -181,9 +181,11 @@ class Model:
         """Text of token ids; `special` renders special tokens such as BOS."""
         return self.vocab.detokenize(ids, special)
 
-    def apply_chat_template(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
-        """Formats messages with the GGUF's own chat template (see Vocab)."""
-        return self.vocab.apply_chat_template(messages, add_generation_prompt)
+    def apply_chat_template(self, messages: Sequence[dict], add_generation_prompt: bool = True,
+                            template_kwargs: dict | None = None) -> str:
+        """Formats messages with the GGUF's own chat template (see Vocab);
+        `template_kwargs`: variables for it, e.g. {"enable_thinking": False}."""
+        return self.vocab.apply_chat_template(messages, add_generation_prompt, template_kwargs)
 
     # --- generation -------------------------------------------------------------
     def _require_context(self) -> Context:
@@ -219,9 +221,10 @@ class Model:
         return drain(self.stream(prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
                                  top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop))
 
-    def chat_stream(self, messages: Sequence[dict], **kwargs):
-        """stream_tokens() on the chat-formatted `messages` (role/content dicts)."""
-        prompt = self.apply_chat_template(messages)
+    def chat_stream(self, messages: Sequence[dict], template_kwargs: dict | None = None, **kwargs):
+        """stream_tokens() on the chat-formatted `messages` (role/content dicts);
+        `template_kwargs`: variables for the chat template."""
+        prompt = self.apply_chat_template(messages, template_kwargs=template_kwargs)
         return self.stream_tokens(self.tokenize(prompt, add_special=True, parse_special=True), **kwargs)
 
     def chat(self, messages: Sequence[dict], **kwargs) -> Completion:

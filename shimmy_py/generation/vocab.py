@@ -61,17 +61,19 @@ class Vocab:
         adds_bos, adds_eos = self._handle.adds_bos_eos
         return SpecialTokens(text(self._handle.bos), text(self._handle.eos), adds_bos, adds_eos)
 
-    def apply_chat_template(self, messages: Sequence[dict], add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(self, messages: Sequence[dict], add_generation_prompt: bool = True,
+                            template_kwargs: dict | None = None) -> str:
         """Formats role/content messages with the chat template given at load,
         else the GGUF's own, else llama.cpp's built-in "chatml": Jinja text as
-        llama-server renders it (chat.py), a template name by llama.cpp."""
+        llama-server renders it (chat.py; `template_kwargs` are its variables),
+        a template name by llama.cpp (which takes no variables)."""
         for m in messages:
             if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
                 raise GenerationError(f"each message needs string 'role' and 'content', got {m!r}")
         template = self._chat_template or self._handle.chat_template() or defaults.FALLBACK_CHAT_TEMPLATE
         if is_jinja(template):
             return render(template, [{"role": m["role"], "content": m["content"]} for m in messages],
-                          self.special_tokens(), add_generation_prompt)
+                          self.special_tokens(), add_generation_prompt, template_kwargs)
         try:
             return apply_chat_template(template, [(m["role"], m["content"]) for m in messages],
                                        add_generation_prompt)

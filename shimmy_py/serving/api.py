@@ -57,6 +57,7 @@ class GenRequest:
     stop: tuple[str, ...] = ()
     stream: bool = False
     keep_alive: float | None = None  # seconds the model stays loaded after this request; None: the server's
+    template_kwargs: dict | None = None  # chat template variables (chat_template_kwargs, reasoning_effort)
 
 
 # Per-request lists are bounded: a flood of stop strings or messages would
@@ -65,6 +66,7 @@ MAX_STOPS = 16             # OpenAI allows 4
 MAX_STOP_CHARS = 1024
 MAX_MESSAGES = 4096
 MAX_LOGIT_BIAS = 4096
+MAX_TEMPLATE_KWARGS = 32
 
 
 def _text(value: str, where: str) -> str:
@@ -98,6 +100,25 @@ def _number(body, key, default, lo=None, hi=None, integer=False):
         bounds = f">= {lo}" if hi is None else f"between {lo} and {hi}"
         raise ApiError(400, f"'{key}' must be {bounds}, got {value}")
     return value
+
+
+def _template_kwargs(body: dict) -> dict | None:
+    """llama-server's chat_template_kwargs (variables for the chat template,
+    e.g. Qwen3's enable_thinking) and OpenAI's reasoning_effort ("none": no
+    thinking), merged as llama-server merges them."""
+    kwargs = dict(_get(body, "chat_template_kwargs", (dict,), {}))
+    if len(kwargs) > MAX_TEMPLATE_KWARGS or any(len(k) > 64 for k in kwargs):
+        raise ApiError(400, f"'chat_template_kwargs' takes at most {MAX_TEMPLATE_KWARGS} names of at most 64 "
+                       "characters")
+    if not isinstance(kwargs.get("enable_thinking", False), bool):
+        raise ApiError(400, "'chat_template_kwargs.enable_thinking' must be a boolean")
+    effort = _get(body, "reasoning_effort", (str,))
+    if effort == "none":
+        kwargs["enable_thinking"] = False
+        kwargs.pop("reasoning_effort", None)
+    elif effort:
+        kwargs["reasoning_effort"] = _text(effort, "'reasoning_effort'")
+    return kwargs or None
 
 
 def _messages(body: dict, system: str | None) -> list | None:
@@ -187,7 +208,7 @@ def parse_request(body: Any, route: str) -> GenRequest:
     stream = _get(body, "stream", (bool,), route == "generate")  # shimmy streams by default
     keep_alive = parse_duration(body["keep_alive"]) if body.get("keep_alive") is not None else None
     return GenRequest(_get(body, "model", (str,)), prompt, messages, sampling, max_tokens, stop, stream,
-                      keep_alive)
+                      keep_alive, _template_kwargs(body) if messages is not None else None)
 
 
 def usage(c: Completion) -> dict:

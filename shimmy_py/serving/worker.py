@@ -106,7 +106,8 @@ class Worker:
         """The request's generation: tokenized, submitted, wrapped in the loop."""
         model = self.model
         if req.messages is not None:
-            tokens = model.tokenize(model.apply_chat_template(req.messages), parse_special=True)
+            tokens = model.tokenize(model.apply_chat_template(req.messages, template_kwargs=req.template_kwargs),
+                                    parse_special=True)
         else:
             tokens = model.tokenize(req.prompt)
         max_tokens = req.max_tokens if req.max_tokens is not None else model.n_ctx
