@@ -42,16 +42,16 @@ no YaRN context extension keys. `synth.write` keeps DeepSeekMoE's.
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from gguf import GGMLQuantizationType, GGUFValueType, TokenType
+from gguf import GGMLQuantizationType, GGUFValueType
 
 from ..errors import ShimmyError
-from .format import ATTENTION, GENERAL, LLM, ROPE, SSM, TOKENIZER, key
+from .format import ATTENTION, GENERAL, LLM, ROPE, SSM, key
 from .reader import read_header
+from .vocabularies import add_tokenizer, n_tokens, template_text, vocabulary_path
 from .writer import GGUFBuilder
 
 
@@ -280,14 +280,6 @@ FAMILIES = {
 }
 
 
-def vocabulary_path(name: str) -> Path:
-    from ..native.install import find_install
-    path = find_install() / "share" / f"ggml-vocab-{name}.gguf"
-    if not path.exists():
-        raise ShimmyError(f"{path} is missing; run `make native` (native/build.sh)")
-    return path
-
-
 def tensors(family: Family, shape: Shape, n_vocab: int) -> list:
     out = [("token_embd.weight", (shape.n_embd, n_vocab))]
     for i in range(shape.n_layer + family.nextn):
@@ -307,9 +299,9 @@ def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Sha
         raise ShimmyError(f"unknown family {family!r}; choose one of {', '.join(sorted(FAMILIES))}")
     f = FAMILIES[family]
     vocab = read_header(vocabulary_path(f.vocabulary))
-    n_vocab = shape.n_vocab or _n_tokens(vocab)
-    if n_vocab < _n_tokens(vocab):
-        raise ShimmyError(f"n_vocab {n_vocab} is below the {f.vocabulary} tokenizer's {_n_tokens(vocab)} tokens")
+    n_vocab = shape.n_vocab or n_tokens(vocab)
+    if n_vocab < n_tokens(vocab):
+        raise ShimmyError(f"n_vocab {n_vocab} is below the {f.vocabulary} tokenizer's {n_tokens(vocab)} tokens")
     b = GGUFBuilder()
     b.add(GENERAL.ARCHITECTURE, f.arch, GGUFValueType.STRING)
     b.add(GENERAL.NAME, f"synthetic-{family} (random weights)", GGUFValueType.STRING)
@@ -328,7 +320,7 @@ def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Sha
               (ATTENTION.LAYERNORM_RMS_EPS, 1e-6, F32)]
     for template, value, vtype in common + f.keys(shape):
         b.add(key(template, f.arch), value, vtype)
-    _add_tokenizer(b, vocab, n_vocab, _template(f))
+    add_tokenizer(b, vocab, n_vocab, _template(f))
     w = _Weights(seed)
     for name, tshape in tensors(f, shape, n_vocab):
         if shape_only:
@@ -343,46 +335,10 @@ def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Sha
     return out
 
 
-def _n_tokens(vocab) -> int:
-    tokens = vocab.metadata.get("tokenizer.ggml.tokens")
-    return getattr(tokens, "count", None) or len(tokens)
-
-
 def _template(f: Family) -> str | None:
     """The family's real chat template text (None: the vocabulary file's own)."""
     if not f.template:
         return None
     if not f.template.endswith(".jinja"):
         return f.template
-    path = vocabulary_path("qwen2").parent / "templates" / f.template
-    if not path.exists():
-        raise ShimmyError(f"{path} is missing; run `make native` (native/build.sh)")
-    return path.read_text(encoding="utf-8")
-
-
-def _add_tokenizer(b: GGUFBuilder, vocab, n_vocab: int, template: str | None = None) -> None:
-    """The family's tokenizer (and chat template) byte for byte; padded with
-    unused tokens up to n_vocab where the real model's vocabulary is larger
-    (gpt-oss's o200k), so that the embedding and head have the real sizes.
-    `template`: the real model's chat template, instead of the vocabulary's."""
-    n_pad = n_vocab - _n_tokens(vocab)
-    if template is not None:
-        b.add(TOKENIZER.CHAT_TEMPLATE, template, GGUFValueType.STRING)
-    for name in vocab.metadata:
-        if not name.startswith("tokenizer.") or (template is not None and name == TOKENIZER.CHAT_TEMPLATE):
-            continue
-        raw = vocab.raw_kv(name)
-        if n_pad and name in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.scores"):
-            at = 8 + len(name.encode()) + 4 + 4            # key, value type, element type, then the count
-            count = struct.unpack_from("<Q", raw, at)[0]
-            raw = raw[:at] + struct.pack("<Q", count + n_pad) + raw[at + 8:] + _padding(name, count, n_pad)
-        b.add_raw(name, raw)
-
-
-def _padding(name: str, first: int, n: int) -> bytes:
-    if name == "tokenizer.ggml.tokens":
-        texts = (f"<|unused_{first + i}|>".encode() for i in range(n))
-        return b"".join(struct.pack("<Q", len(t)) + t for t in texts)
-    if name == "tokenizer.ggml.token_type":
-        return struct.pack("<i", TokenType.UNUSED) * n
-    return b"\0\0\0\0" * n            # scores: 0.0
+    return template_text(f.template)
