@@ -51,8 +51,8 @@ def add_placement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vram-budget", metavar="SIZE",
                    help="budget for --fit, e.g. 8GiB (default: free memory less a margin)")
     p.add_argument("--measure-reserve", action="store_const", const=True, default=None,
-                   help="--fit: measure the compute reserve by a dry run of llama.cpp (default: only for "
-                        "architectures whose estimate is unchecked)")
+                   help="measure the compute reserve by a dry run of llama.cpp instead of estimating it "
+                        "(default: under --fit, for architectures whose estimate is unchecked)")
     p.add_argument("-ot", "--override-tensor", action="append", default=[], metavar="PATTERN=BUFFER_TYPE",
                    help="llama.cpp tensor override, comma-separated, first match wins (repeatable)")
     p.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]", help="llama.cpp RPC servers to use")

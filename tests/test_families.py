@@ -186,3 +186,13 @@ def test_the_planned_nextn_block_is_no_warning(accounting_models, caplog):
             skipped = m.plan.not_loaded()
     unused = [r for r in caplog.records if "model has unused tensor" in r.getMessage()]
     assert skipped and len(unused) == len(skipped) and all(r.levelno == logging.DEBUG for r in unused)
+
+
+def test_the_reserve_measured_for_any_strategy_and_not_for_a_hypothetical_card(accounting_models, rpc):
+    from shimmy_py import PlacementError, PlacementOptions, make_plan
+    with Model(accounting_models["deepseek"], n_ctx=4096, n_threads=2, rpc=[rpc], cpu_moe=True,
+               measure_reserve=True) as m:
+        acc = m.plan.device(m.plan.accelerator)
+        assert acc.reserve_bytes == m.placement_report().compute[acc.name]
+    with pytest.raises(PlacementError, match="hypothetical"):
+        make_plan(accounting_models["deepseek"], PlacementOptions(target_vram="8GiB", measure_reserve=True))

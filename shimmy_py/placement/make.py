@@ -36,9 +36,12 @@ def make_plan(path, options: PlacementOptions = PlacementOptions(), devices: lis
     table = read_table(path)
     planned = plan(table, specs, request)
     measure = options.measure_reserve
-    if measure is None:      # by default where the estimate is unchecked, and never with devices found before
-        measure = devices is None and table.hparams.arch not in RESERVE_CHECKED
-    if measure and request.strategy == "fit" and planned.accelerators and planned.accelerator != HYPOTHETICAL:
+    if measure and options.target_vram is not None:
+        raise PlacementError("--measure-reserve runs llama.cpp on the devices themselves: it cannot measure a "
+                             "hypothetical one (--target-vram)")
+    if measure is None:      # fit, where the estimate is unchecked, and never with devices found before
+        measure = request.strategy == "fit" and devices is None and table.hparams.arch not in RESERVE_CHECKED
+    if measure and planned.accelerators:
         return _with_measured_reserve(table, specs, planned)
     return planned
 

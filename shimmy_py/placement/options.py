@@ -51,7 +51,7 @@ class PlacementOptions:
     host_ram: tuple = ()             # "HOST:PORT" RPC servers serving their host's RAM: experts spill there
     fit_margin: bool = True          # False: the capacities are budgets already (the server's admission)
     n_seq: int = 1                   # sequences decoded together (the server's --parallel)
-    measure_reserve: bool | None = None   # fit: measure the compute reserve by a dry run (None: where unchecked)
+    measure_reserve: bool | None = None   # measure the compute reserve by a dry run (None: fit, where unchecked)
 
     def request(self) -> PlanRequest:
         chosen = [name for name, on in (("--cpu-moe", self.cpu_moe), ("--n-cpu-moe", self.n_cpu_moe is not None),
