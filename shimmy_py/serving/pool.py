@@ -123,7 +123,7 @@ class ModelPool:
             self._reserved[name] = {**need, HOST: need.get(HOST, 0) + cache}
             self._reserved_rpc[name] = rpc
         try:
-            resident = self._load(name, keep_alive, need, rpc, plan, cache)
+            resident = self._load(name, spec, keep_alive, need, rpc, plan, cache)
         finally:
             with self._lock:
                 self._loading.discard(name)
@@ -150,8 +150,11 @@ class ModelPool:
         """Bytes the resident and loading models' plans (and, on the host, their
         conversation caches) hold on `device`."""
         cache = sum(r.cache for r in self.residents.values()) if device == HOST else 0
-        return sum(r.need.get(device, 0) for r in self.residents.values()) + cache + \
-            sum(n.get(device, 0) for n in self._reserved.values())
+        return self._planned(device, self.residents.values()) + cache
+
+    def _planned(self, device: str, residents) -> int:
+        """Bytes the plans of `residents` and of the models being loaded hold on `device`."""
+        return sum(r.need.get(device, 0) for r in residents) + sum(n.get(device, 0) for n in self._reserved.values())
 
     def _short(self, need: dict) -> list[str]:
         return [d for d, b in need.items() if d in self.budget and self.held(d) + b > self.budget[d]]
@@ -160,8 +163,7 @@ class ModelPool:
         """What the budget leaves on each device once the conversation caches
         yield and, unless `keep_idle`, the idle models are unloaded."""
         kept = [r for r in self.residents.values() if r.active or keep_idle]
-        return {d: max(0, b - sum(r.need.get(d, 0) for r in kept) - sum(n.get(d, 0) for n in self._reserved.values()))
-                for d, b in self.budget.items()}
+        return {d: max(0, b - self._planned(d, kept)) for d, b in self.budget.items()}
 
     def _shortage(self, device: str, need: int) -> str:
         return (f"it needs {need / 2**30:.2f} GiB on {device} beside the {self.held(device) / 2**30:.2f} GiB "
@@ -252,9 +254,8 @@ class ModelPool:
             return f"{holders[0]!r} holds the same ggml-rpc-server, which serves one client at a time"
         return f"{len(self.residents)} models are resident (--max-models {self.max_models})"
 
-    def _load(self, name: str, keep_alive: float | None, need: dict, rpc: frozenset, plan=None,
+    def _load(self, name: str, spec: WorkerSpec, keep_alive: float | None, need: dict, rpc: frozenset, plan=None,
               cache: int = 0) -> Resident:
-        spec = self.spec_for(name)
         if plan is not None:         # re-planned to fit: the worker loads this plan, not its own options
             spec = replace(spec, model_kwargs={**spec.model_kwargs, "placement": plan})
         supervisor = Supervisor(replace(spec, cache_bytes=cache))

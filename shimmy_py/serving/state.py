@@ -164,15 +164,17 @@ class State:
         """The model planned with fit into `room` (bytes per device; the budget's
         margin is already taken), as (need, Plan), or None where even that does
         not fit. The model's own -ot overrides stay."""
+        from dataclasses import replace
+
         from ..errors import PlacementError
         from ..placement.make import make_plan
         spec = self._spec(name)
-        own = self._need(name)
-        capacity = tuple((d, b) for d, b in room.items() if d in own)
-        options = self._options(spec, cpu_moe=False, n_cpu_moe=None, fit=True, vram_budget=None,
-                                device_capacity=capacity, fit_margin=False)
+        options = self._options(spec, cpu_moe=False, n_cpu_moe=None, fit=True, vram_budget=None, fit_margin=False)
+        devices = self._devices_for(options.rpc, options.host_ram)
+        names = {d.name for d in devices}
+        options = replace(options, device_capacity=tuple((d, b) for d, b in room.items() if d in names))
         try:
-            plan = make_plan(spec.model_path, options, self._devices_for(options.rpc, options.host_ram))
+            plan = make_plan(spec.model_path, options, devices)
         except PlacementError:
             return None
         return {d.name: d.total_bytes for d in plan.devices}, plan
