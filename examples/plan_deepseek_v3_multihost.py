@@ -13,9 +13,9 @@ that place the model the same way (the RPC devices stand for
 """
 from __future__ import annotations
 
-from shimmy_py.gguf_io.shapes import deepseek_v3_table
 from shimmy_py.placement.plan import CPU, DeviceSpec, PlanRequest, server_args
 from shimmy_py.placement.planner import plan
+from shimmy_py.synthetic.shapes import deepseek_v3_table
 
 GiB = 2**30
 def devices(remote_kind: str) -> list[DeviceSpec]:

@@ -15,10 +15,10 @@ import tempfile
 from pathlib import Path
 
 from shimmy_py import PlacementError, synth
-from shimmy_py.gguf_io import shapes
 from shimmy_py.gguf_io.tensors import read_table
 from shimmy_py.placement.plan import CPU, DeviceSpec, PlanRequest
 from shimmy_py.placement.planner import plan
+from shimmy_py.synthetic import shapes
 
 GiB = 2**30
 HOST = DeviceSpec(CPU, "cpu", 1024 * GiB, CPU)

@@ -10,10 +10,10 @@ the rest on the accelerator).
 from .errors import GenerationError, GGUFError, NativeError, PlacementError, ShimmyError
 from .generation.loop import Completion
 from .generation.model import Model
-from .gguf_io import synth
 from .placement.make import make_plan, simulate_placement
 from .placement.options import PlacementOptions
 from .placement.plan import Plan, PlanRequest
+from .synthetic import synth
 from .version import __version__
 
 __all__ = ["Model", "Completion", "synth", "make_plan", "simulate_placement", "Plan", "PlanRequest",

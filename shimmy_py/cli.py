@@ -115,7 +115,7 @@ def _generate(args) -> int:
 
 
 def _synth(args) -> int:
-    from .gguf_io import families, shapes, synth
+    from .synthetic import families, shapes, synth
     if args.arch:
         path = families.write(args.out, args.arch, seed=args.seed)
         what = f"family {args.arch}"
@@ -251,10 +251,10 @@ def _add_serve_and_list(sub) -> None:
 
 
 def _add_bench_and_synth(sub) -> None:
-    from .gguf_io.families import FAMILIES
-    from .gguf_io.quant_mix import FTYPES
-    from .gguf_io.shapes import REAL
-    from .gguf_io.synth import DTYPES, PRESETS
+    from .synthetic.families import FAMILIES
+    from .synthetic.quant_mix import FTYPES
+    from .synthetic.shapes import REAL
+    from .synthetic.synth import DTYPES, PRESETS
     b = sub.add_parser("bench", help="load time, TTFT, prompt and decode speed per placement")
     b.add_argument("model")
     b.add_argument("--placements", default="gpu", help="comma-separated: gpu,cpu-moe,n-cpu-moe=8,fit[=SIZE]")

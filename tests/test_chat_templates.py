@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from shimmy_py import Model
-from shimmy_py.gguf_io import families
 from shimmy_py.native import install
 from shimmy_py.procs import free_port
+from shimmy_py.synthetic import families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from http_client import ServerProcess  # noqa: E402

@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from shimmy_py import Model
-from shimmy_py.gguf_io import families
 from shimmy_py.native import install
+from shimmy_py.synthetic import families
 
 PROMPT = "Explain the architecture of a mixture of experts"
 
@@ -87,8 +87,8 @@ def test_real_shapes_typed_as_the_quantizer_types_them(tmp_path, rpc, name, para
     """Shape-only files at the real sizes, in llama-quantize's own Q4_K_M mix,
     that llama.cpp's loader places as planned (no_alloc: nothing is read)."""
     from shimmy_py import PlacementOptions, make_plan, simulate_placement
-    from shimmy_py.gguf_io import shapes
     from shimmy_py.gguf_io.tensors import read_table
+    from shimmy_py.synthetic import shapes
     path = shapes.write_real(tmp_path / f"{name}.gguf", name)
     table = read_table(path)
     total = table.total()

@@ -1,7 +1,7 @@
 """The tensor table read from a file: roles, layers, hyper-parameters and
 summaries of the 16B-shaped model, equal to the table the planner tests use."""
-from shimmy_py.gguf_io.synth import tensor_table
 from shimmy_py.gguf_io.tensors import read_table
+from shimmy_py.synthetic.synth import tensor_table
 
 
 def test_deepseek_moe_16b_table(ds16b_path):

@@ -1,2 +1,2 @@
-"""GGUF files: the header reader, the writer, the tensor table and the
-synthetic models written for tests, demos and benchmarks."""
+"""GGUF files: the header reader, the writer, the tensor table, format facts
+and the values llama.cpp would abort on (synthetic models live in ..synthetic)."""

@@ -98,9 +98,9 @@ def test_no_import_cycles():
 
 
 def test_layers_depend_downwards_only():
-    """native <- gguf_io <- placement <- generation <- serving: a layer imports
+    """native <- gguf_io <- synthetic <- placement <- generation <- serving: a layer imports
     only the layers below it (and the shared errors and defaults)."""
-    order = ["native", "gguf_io", "placement", "generation", "serving"]
+    order = ["native", "gguf_io", "synthetic", "placement", "generation", "serving"]
     shared = {"shimmy_py.errors", "shimmy_py.defaults"}
     problems = []
     for name, path in modules().items():

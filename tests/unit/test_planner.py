@@ -6,7 +6,6 @@ import re
 import pytest
 
 from shimmy_py import PlacementError
-from shimmy_py.gguf_io.synth import tensor_table
 from shimmy_py.placement.planner import (
     CPU,
     DeviceSpec,
@@ -14,6 +13,7 @@ from shimmy_py.placement.planner import (
     anchored_patterns,
     plan,
 )
+from shimmy_py.synthetic.synth import tensor_table
 
 GiB = 2**30
 CPU_SPEC = DeviceSpec(CPU, "cpu", 128 * GiB, CPU)
@@ -168,7 +168,7 @@ def test_a_multi_device_plan_places_each_layer_on_its_slot(table):
 
 
 def test_deepseek_v3_table():
-    from shimmy_py.gguf_io.shapes import deepseek_v3_table
+    from shimmy_py.synthetic.shapes import deepseek_v3_table
     t = deepseek_v3_table()
     total = t.total()
     assert round(total.n_params / 1e9) == 671 and round(total.n_active / 1e9) == 38   # 671B, 37.6B active

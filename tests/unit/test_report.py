@@ -1,8 +1,8 @@
 """The placement report: llama.cpp's log lines read back and compared with a Plan."""
-from shimmy_py.gguf_io.synth import tensor_table
 from shimmy_py.placement.plan import CPU, DeviceSpec, PlanRequest
 from shimmy_py.placement.planner import plan
 from shimmy_py.placement.report import build_report, device_of_buffer
+from shimmy_py.synthetic.synth import tensor_table
 
 MiB = 2**20
 

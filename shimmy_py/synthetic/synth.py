@@ -20,10 +20,10 @@ from gguf import GGMLQuantizationType, GGUFValueType
 from gguf.quants import quantize
 
 from ..errors import ShimmyError
-from .format import ATTENTION, GENERAL, LLM, ROPE, TOKENIZER, key, n_elements, tensor_nbytes
-from .reader import read_header
-from .tensors import Hparams, Tensor, TensorTable, classify
-from .writer import GGUFBuilder
+from ..gguf_io.format import ATTENTION, GENERAL, LLM, ROPE, TOKENIZER, key, n_elements, tensor_nbytes
+from ..gguf_io.reader import read_header
+from ..gguf_io.tensors import Hparams, Tensor, TensorTable, classify
+from ..gguf_io.writer import GGUFBuilder
 
 ARCH = "deepseek"
 

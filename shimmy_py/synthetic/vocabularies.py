@@ -10,8 +10,8 @@ from pathlib import Path
 from gguf import GGUFValueType, TokenType
 
 from ..errors import ShimmyError
-from .format import TOKENIZER
-from .writer import GGUFBuilder
+from ..gguf_io.format import TOKENIZER
+from ..gguf_io.writer import GGUFBuilder
 
 
 def vocabulary_path(name: str) -> Path:

@@ -13,8 +13,8 @@ from pathlib import Path
 from gguf import GGMLQuantizationType
 
 from ..errors import ShimmyError
-from .reader import read_header
-from .writer import GGUFBuilder
+from ..gguf_io.reader import read_header
+from ..gguf_io.writer import GGUFBuilder
 
 _ROW = re.compile(r"^\[\s*\d+/\s*\d+\]\s+(\S+)\s+- \[.*\], type =\s+(\w+),.*?(?:\((\w+)\))?\s*$")
 FTYPES = {"Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18, "Q8_0": 7, "Q4_K_S": 14, "MXFP4_MOE": 38}
@@ -41,7 +41,7 @@ def write_shape_only(src: str | os.PathLike, out: str | os.PathLike, ftype: str 
     """A shape-only copy of `src` with each tensor typed as the quantizer would type it."""
     from gguf import GGUFValueType
 
-    from .format import GENERAL
+    from ..gguf_io.format import GENERAL
     types = quantizer_types(src, ftype)
     h = read_header(src)
     b = GGUFBuilder(h.alignment)

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 from gguf import GGMLQuantizationType as T
 
-from .format import n_elements, tensor_nbytes
-from .tensors import Hparams, Tensor, TensorTable, classify
+from ..gguf_io.format import n_elements, tensor_nbytes
+from ..gguf_io.tensors import Hparams, Tensor, TensorTable, classify
 
 
 def _real():

@@ -49,10 +49,10 @@ from typing import Callable
 from gguf import GGMLQuantizationType, GGUFValueType
 
 from ..errors import ShimmyError
-from .format import ATTENTION, GENERAL, LLM, ROPE, SSM, key
-from .reader import read_header
+from ..gguf_io.format import ATTENTION, GENERAL, LLM, ROPE, SSM, key
+from ..gguf_io.reader import read_header
+from ..gguf_io.writer import GGUFBuilder
 from .vocabularies import add_tokenizer, n_tokens, template_text, vocabulary_path
-from .writer import GGUFBuilder
 
 
 @dataclass(frozen=True)
