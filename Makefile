@@ -4,7 +4,7 @@ PYTHON ?= python3
 MODELS ?= models
 BUILD_FLAGS ?=   # --batch-invariant: logits bit-identical alone or batched (README: "Three builds")
 
-.PHONY: all native install demo test test-fast test-invariant bench bench-trace clean
+.PHONY: all native install demo test test-fast test-mid test-invariant bench bench-trace clean
 
 all: install
 
@@ -31,9 +31,13 @@ test-invariant: install
 	SHIMMY_PY_LIB_DIR="$$(native/build.sh --batch-invariant)/lib" $(PYTHON) -m pytest -q tests -k "$(INVARIANT_TESTS)"
 	native/build.sh $(BUILD_FLAGS) >/dev/null
 
-# the pure tests (tests/unit): no native build needed, about a second
+# the pure tests (tests/unit): no native build needed, a few seconds
 test-fast:
 	$(PYTHON) -m pytest -q -m "not native" tests
+
+# the middle tier: everything but the heavy modules (tests/conftest.py names them)
+test-mid: install
+	$(PYTHON) -m pytest -q -m "not slow" tests
 
 # the peer is stock llama.cpp (native/build.sh --stock); --batch-invariant is measured beside it
 bench: install

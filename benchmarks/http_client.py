@@ -11,26 +11,10 @@ import time
 import urllib.request
 from contextlib import ExitStack
 
-from shimmy_py.procs import ChildServer
+from shimmy_py.procs import ServerProcess  # noqa: F401  (side_by_side.py and trace_replay.py import it from here)
 
 WORDS = ("expert router token layer memory shared gate attention value key cache batch model weight "
          "sparse dense shard device tensor stream").split()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-class ServerProcess(ChildServer):
-    """A server command on `port`, ready once GET /health answers 200."""
-
-    def __init__(self, argv: list[str], port: int, timeout: float = 600):
-        self.url = f"http://127.0.0.1:{port}"
-        super().__init__(argv, lambda: _healthy(self.url), timeout_s=timeout, grace_s=30)
 
 
 def prompt(i: int, n_words: int) -> str:

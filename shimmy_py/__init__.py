@@ -10,7 +10,7 @@ the rest on the accelerator).
 from .errors import GenerationError, GGUFError, NativeError, PlacementError, ShimmyError
 from .generation.loop import Completion
 from .generation.model import Model
-from .placement.make import make_plan, simulate_placement
+from .placement.machine import make_plan, simulate_placement
 from .placement.options import PlacementOptions
 from .placement.plan import Plan, PlanRequest
 from .synthetic import synth

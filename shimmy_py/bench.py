@@ -20,8 +20,9 @@ import psutil
 from .generation.loop import drain
 from .generation.model import Model
 from .placement.devices import process_vram_bytes
-from .placement.make import make_plan
+from .placement.machine import make_plan
 from .placement.options import parse_placement_spec
+from .sizes import gib
 
 
 @dataclass
@@ -115,11 +116,11 @@ def markdown(results: list[BenchResult]) -> str:
             "| VRAM | peak RSS |",
             "|---|---|---|---|---|---|---|---|"]
     for r in results:
-        devs = ", ".join(f"{d} {b / 2**30:.2f} GiB" for d, b in r.devices.items() if b)
-        vram = f"{r.vram_bytes / 2**30:.2f} GiB" if r.vram_bytes is not None else "n/a (no NVML)"
+        devs = ", ".join(f"{d} {gib(b)}" for d, b in r.devices.items() if b)
+        vram = f"{gib(r.vram_bytes)}" if r.vram_bytes is not None else "n/a (no NVML)"
         rows.append(f"| {r.placement} | {r.load_s:.2f} | {r.ttft_s * 1000:.0f} | {r.prefill_tps:.1f} | "
                     f"{r.decode_tps:.2f} ({r.decode_tps_min:.2f}-{r.decode_tps_max:.2f}) | {devs} | {vram} | "
-                    f"{r.peak_rss_bytes / 2**30:.2f} GiB |")
+                    f"{gib(r.peak_rss_bytes)} |")
     return "\n".join(rows)
 
 

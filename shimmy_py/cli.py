@@ -7,11 +7,9 @@ import sys
 from dataclasses import asdict
 
 from . import defaults
-from .cli_args import model_dirs, placement_options, rpc_list
 from .errors import ShimmyError
-from .generation.sampling import SamplingParams
-
-_S = SamplingParams  # its field defaults are the sampling defaults
+from .fields import add_flags, from_flags
+from .sizes import gib, mib
 
 
 def _int_at_least(lo: int):
@@ -27,62 +25,24 @@ def _int_at_least(lo: int):
     return parse
 
 
-def _threads(text: str) -> int:
-    value = _int_at_least(1)(text)
-    if value > defaults.MAX_THREADS:
-        raise argparse.ArgumentTypeError(f"at most {defaults.MAX_THREADS} (ggml's limit; this machine has "
-                                         f"{defaults.threads()} cores), got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _int_at_least(0)(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"a TCP port is 0..65535, got {value}")
-    return value
-
-
-def add_placement_args(p: argparse.ArgumentParser) -> None:
-    """The placement flags shared by plan, generate and serve."""
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--cpu-moe", action="store_true", help="all routed experts in CPU RAM")
-    g.add_argument("--n-cpu-moe", type=_int_at_least(0), metavar="N", help="routed experts of layers 0..N-1 in CPU RAM")
-    g.add_argument("--fit", action="store_true", help="keep as many experts on the accelerator as fit")
-    p.add_argument("--vram-budget", metavar="SIZE",
-                   help="budget for --fit, e.g. 8GiB (default: free memory less a margin)")
-    p.add_argument("--measure-reserve", action="store_const", const=True, default=None,
-                   help="measure the compute reserve by a dry run of llama.cpp instead of estimating it "
-                        "(default: under --fit, for architectures whose estimate is unchecked)")
-    p.add_argument("-ot", "--override-tensor", action="append", default=[], metavar="PATTERN=BUFFER_TYPE",
-                   help="llama.cpp tensor override, comma-separated, first match wins (repeatable)")
-    p.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]", help="llama.cpp RPC servers to use")
-    p.add_argument("--host-ram", default="", metavar="HOST:PORT[,HOST:PORT]",
-                   help="RPC servers serving their host's RAM: routed experts spill there by capacity")
-    p.add_argument("--device-capacity", action="append", default=[], metavar="NAME=SIZE",
-                   help="plan device NAME (CPU, CUDA0, RPC1, ...) for SIZE instead of its free memory (repeatable)")
-    p.add_argument("--ctx", type=_int_at_least(1), default=defaults.N_CTX, help="context length (default %(default)s)")
-
-
-def add_context_args(p: argparse.ArgumentParser) -> None:
-    """The context flags of generate and serve (llama.cpp's -ctk/-ctv and -fa)."""
-    from .native.context_handle import FLASH_ATTN, KV_TYPES
-    p.add_argument("--kv-type", choices=sorted(KV_TYPES), default=defaults.KV_TYPE,
-                   help="KV cache type (default %(default)s)")
-    p.add_argument("-fa", "--flash-attn", choices=sorted(FLASH_ATTN), default=defaults.FLASH_ATTN,
-                   help="flash attention (default %(default)s)")
+# the flags of each command that come from the options records (fields.py): the rest is the command's own
+PLAN_SKIPS = {"n_threads", "kv_type", "load_mode"}
+MODEL_SKIPS = {"target_vram"}
 
 
 def _plan(args) -> int:
-    from .placement.make import make_plan
+    from .generation.options import ModelOptions
+    from .placement.machine import make_plan
     from .placement.plan import to_json, to_text
-    plan = make_plan(args.model, placement_options(args, args.target_vram))
+    plan = make_plan(args.model, from_flags(ModelOptions, args).placement)
     print(json.dumps(to_json(plan), indent=1) if args.json else to_text(plan))
     return 0
 
 
 def _devices(args) -> int:
     from .placement.devices import format_report, report
-    r = report(rpc_list(args))
+    from .placement.options import PlacementOptions
+    r = report(from_flags(PlacementOptions, args).rpc)
     print(json.dumps(r, indent=1) if args.json else format_report(r))
     return 0
 
@@ -95,14 +55,11 @@ def _write_piece(piece: str) -> None:
 def _generate(args) -> int:
     from .generation.loop import drain
     from .generation.model import Model
-    from .placement.make import make_plan
-    opts = placement_options(args)
-    with Model(args.model, n_ctx=args.ctx, n_threads=args.threads, verbose=args.verbose,
-               placement=make_plan(args.model, opts), rpc=opts.rpc, kv_type=args.kv_type,
-               flash_attn=args.flash_attn) as model:
-        stream = model.stream(args.prompt, max_tokens=args.n, temperature=args.temperature,
-                              top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-                              repeat_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop)
+    from .generation.options import ModelOptions
+    from .generation.sampling import SamplingParams
+    with Model(args.model, from_flags(ModelOptions, args), verbose=args.verbose) as model:
+        stream = model.stream(args.prompt, max_tokens=args.n, stop=args.stop,
+                              sampling=from_flags(SamplingParams, args))
         result = drain(stream, None if args.json else _write_piece)
     if args.json:
         print(json.dumps(asdict(result), ensure_ascii=False))
@@ -130,7 +87,7 @@ def _synth(args) -> int:
                            vocab=args.vocab)
         what = f"preset {args.preset}"
     kind = "shape-only (sparse, not loadable)" if args.shape_only else "random weights: its text is gibberish"
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, {what}; {kind})")
+    print(f"wrote {path} ({mib(path.stat().st_size, 1)}, {what}; {kind})")
     return 0
 
 
@@ -143,7 +100,7 @@ def _list(args) -> int:
     from .serving.discovery import describe, discover
     from .serving.names import short_name
     rows = []
-    for found in discover(model_dirs(args)):
+    for found in discover(args.model_dirs):
         try:
             d = describe(found)
             what = {"architecture": d.architecture, "params": d.params, "active_params": d.active_params,
@@ -161,88 +118,63 @@ def _list(args) -> int:
     for r in rows:
         what = (f"{r['architecture']:<10} {r['params'] / 1e9:7.2f}B ({r['active_params'] / 1e9:.2f}B active) "
                 f"{r['quantization']:<6}") if "error" not in r else f"unreadable: {r['error']}"
-        print(f"{r['name']:<32} {r['source']:<18} {r['size_bytes'] / 2**30:8.2f} GiB  {what}")
+        print(f"{r['name']:<32} {r['source']:<18} {gib(r['size_bytes'], 8)}  {what}")
     return 0
 
 
 def _bench(args) -> int:
     from .bench import markdown, run_bench, to_json
+    from .generation.options import ModelOptions
+    options = from_flags(ModelOptions, args)
     results = run_bench(args.model, [p for p in args.placements.split(",") if p], args.p, args.n, args.r,
-                        args.threads, rpc_list(args))
+                        options.n_threads, options.placement.rpc)
     print(to_json(results) if args.json else markdown(results))
     return 0
 
 
 def _add_generate(sub) -> None:
+    from .generation.options import ModelOptions
+    from .generation.sampling import SamplingParams
     g = sub.add_parser("generate", help="generate text from a prompt")
     g.add_argument("model", help="path of a GGUF file")
     g.add_argument("-p", "--prompt", required=True)
     g.add_argument("-n", type=_int_at_least(1), default=defaults.MAX_TOKENS,
                    help="most tokens to generate (default %(default)s)")
-    g.add_argument("--temperature", "--temp", type=float, default=_S.temperature,
-                   help="0 is greedy (default %(default)s)")
-    g.add_argument("--top-k", type=int, default=_S.top_k, help="default %(default)s")
-    g.add_argument("--top-p", type=float, default=_S.top_p, help="default %(default)s")
-    g.add_argument("--min-p", type=float, default=_S.min_p, help="default %(default)s")
-    g.add_argument("--repeat-penalty", type=float, default=_S.repeat_penalty, help="default %(default)s")
-    g.add_argument("--seed", type=int, default=None)
     g.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
-    g.add_argument("--threads", type=_threads, default=None, help="default: the physical cores")
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")
-    add_placement_args(g)
-    add_context_args(g)
+    add_flags(g, SamplingParams)
+    add_flags(g, ModelOptions, skip=MODEL_SKIPS)
     g.set_defaults(func=_generate)
 
 
 def _add_plan_and_devices(sub) -> None:
+    from .generation.options import ModelOptions
+    from .placement.options import PlacementOptions
     pl = sub.add_parser("plan", help="show where every weight of a model would live")
     pl.add_argument("model", help="path of a GGUF file (a shape-only file is enough)")
-    add_placement_args(pl)
-    pl.add_argument("--target-vram", metavar="SIZE", help="plan for a hypothetical accelerator of SIZE")
+    add_flags(pl, ModelOptions, skip=PLAN_SKIPS)
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(func=_plan)
     d = sub.add_parser("devices", help="list ggml devices, NVIDIA memory and host RAM")
-    d.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]")
+    add_flags(d, PlacementOptions, only={"rpc"})
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=_devices)
 
 
 def _add_serve_and_list(sub) -> None:
-    sv = sub.add_parser("serve", help="serve shimmy's and OpenAI's HTTP API")
+    from .serving.config import ServeConfig
+    sv = sub.add_parser("serve", help="serve shimmy's, OpenAI's and Ollama's HTTP APIs")
     sv.add_argument("--model", "--model-path", dest="model", help="GGUF path, or a name found in --model-dirs")
     sv.add_argument("--model-dirs", default="", help='folders to discover GGUF files in, "DIR;DIR" (recursive)')
-    sv.add_argument("--keep-alive", default="5m",
-                    help="how long a model loaded on demand stays after its last request (default 5m; 0: unload "
-                         "after it; -1: keep)")
-    sv.add_argument("--max-models", type=_int_at_least(1), default=defaults.MAX_MODELS,
-                    help="models resident at once (default %(default)s)")
     sv.add_argument("--config", default=None, metavar="FILE",
                     help="per-model settings, TOML or JSON ([models.NAME]: cpu_moe, n_cpu_moe, fit, ctx, ...)")
     sv.add_argument("--memory-budget", action="append", default=[], metavar="NAME=SIZE",
                     help="what resident models may hold on device NAME (default: its free memory at start, less "
                          "a margin)")
-    sv.add_argument("--cache-ram", default=f"{defaults.CACHE_RAM >> 20}MiB", metavar="SIZE",
-                    help="host RAM per model for conversations saved from their slot (default %(default)s; 0: off); "
-                         "within the host budget, it yields to models")
-    sv.add_argument("--admission", choices=("unload", "offload"), default=defaults.ADMISSION,
-                    help="a model that does not fit beside the resident ones: unload idle models first (default), "
-                         "or re-plan it more offloaded (fit) first")
-    sv.add_argument("--host", default=defaults.HOST, help="default %(default)s")
-    sv.add_argument("--port", type=_port, default=defaults.PORT, help="default %(default)s; 0 takes a free port")
-    sv.add_argument("--threads", type=_threads, default=None, help="default: the physical cores")
-    sv.add_argument("--parallel", type=_int_at_least(1), default=defaults.PARALLEL,
-                    help="requests decoded together (default %(default)s)")
-    sv.add_argument("--queue", type=_int_at_least(0), default=defaults.QUEUE,
-                    help="requests waiting beyond those (default %(default)s)")
     sv.add_argument("--api-key", default=None,
                     help="require 'Authorization: Bearer KEY' (visible in ps: prefer SHIMMY_API_KEY or --api-key-file)")
     sv.add_argument("--api-key-file", default=None, metavar="FILE", help="read the API key from FILE's first line")
-    sv.add_argument("--cors-origin", default=None, metavar="ORIGIN",
-                    help="let browsers on ORIGIN (or *) read answers; default: no CORS headers")
-    sv.add_argument("--allowed-hosts", default="", metavar="NAME[,NAME]",
-                    help="Host header names accepted beyond the bound address and loopback's")
-    add_placement_args(sv)
-    add_context_args(sv)
+    add_flags(sv, ServeConfig, skip={"n_ctx", *MODEL_SKIPS})
     sv.set_defaults(func=serve_command)
     ls = sub.add_parser("list", help="list the GGUF models found (model folders, Hugging Face cache, Ollama)")
     ls.add_argument("--model-dirs", default="", help='folders searched first, recursively, "DIR;DIR"')
@@ -251,6 +183,7 @@ def _add_serve_and_list(sub) -> None:
 
 
 def _add_bench_and_synth(sub) -> None:
+    from .generation.options import ModelOptions
     from .synthetic.families import FAMILIES
     from .synthetic.quant_mix import FTYPES
     from .synthetic.shapes import REAL
@@ -262,8 +195,7 @@ def _add_bench_and_synth(sub) -> None:
     b.add_argument("-n", type=_int_at_least(1), default=128,
                    help="generated tokens (default %(default)s, as llama-bench)")
     b.add_argument("-r", type=_int_at_least(1), default=3, help="repetitions (default %(default)s)")
-    b.add_argument("--threads", type=_threads, default=None, help="default: the physical cores")
-    b.add_argument("--rpc", default="", metavar="HOST:PORT[,HOST:PORT]")
+    add_flags(b, ModelOptions, only={"n_threads", "rpc"})
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_bench)
     s = sub.add_parser("synth", help="write a synthetic DeepSeekMoE GGUF (random weights)")

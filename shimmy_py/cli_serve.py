@@ -1,11 +1,10 @@
 """`shimmy-py serve`: from the command line's flags to a running server
-(discovery, the --model's plan, per-model settings, memory budget, API key),
-until Ctrl-C or SIGTERM."""
+(discovery, the ServeConfig read back from its flags, the --model's plan,
+per-model settings, memory budget, API key), until Ctrl-C or SIGTERM."""
 from __future__ import annotations
 
 import sys
 
-from .cli_args import model_dirs, placement_options
 from .errors import ShimmyError
 
 
@@ -13,59 +12,43 @@ def serve(args) -> int:
     import logging
     import signal
     import threading
-    from dataclasses import replace
 
-    from .placement.make import make_plan
-    from .placement.options import parse_size
+    from .fields import from_flags
+    from .placement.machine import make_plan
     from .placement.plan import to_text
     from .serving import models_config
-    from .serving.api import ApiError, parse_duration
+    from .serving.config import ServeConfig
     from .serving.discovery import discover
     from .serving.names import resolve_model
-    from .serving.server import ServeConfig, Server
+    from .serving.server import Server
     logging.basicConfig(format="shimmy-py: %(message)s")
     logging.getLogger("shimmy_py.server").setLevel(logging.INFO)   # requests, loads and unloads, with reasons
-    dirs = model_dirs(args)
-    found = discover(dirs)
-    opts = replace(placement_options(args), n_ctx=args.ctx * args.parallel, n_seq=args.parallel)
-    if args.model is None:
-        if not found:
-            raise ShimmyError("no GGUF models found: give --model or --model-dirs (see `shimmy-py list`)")
-        path = plan = None                    # every discovered model, loaded on demand
-    else:
-        path = resolve_model(args.model, dirs)
-        plan = make_plan(path, opts)
-    kwargs = {"rpc": opts.rpc, "kv_type": args.kv_type, "flash_attn": args.flash_attn, "cpu_moe": opts.cpu_moe,
-              "n_cpu_moe": opts.n_cpu_moe, "fit": opts.fit, "vram_budget": opts.vram_budget,
-              "overrides": opts.overrides}
-    if plan is not None:
-        kwargs = {"placement": plan, "rpc": opts.rpc, "kv_type": args.kv_type, "flash_attn": args.flash_attn}
-    config = ServeConfig(path, args.host, args.port, args.ctx, args.threads, args.parallel, args.queue,
-                         api_key(args), model_kwargs=kwargs, known_paths=tuple(f.path for f in found),
-                         cors_origin=args.cors_origin,
-                         allowed_hosts=tuple(h for h in args.allowed_hosts.split(",") if h),
-                         keep_alive=parse_duration(args.keep_alive, "--keep-alive"), max_models=args.max_models,
-                         cache_ram=parse_size(args.cache_ram), admission=args.admission,
-                         settings=models_config.load(args.config) if args.config else {},
-                         memory_budget=memory_budget(args, opts))
-    try:
-        server = Server(config)
-    except ApiError as e:
-        raise ShimmyError(e.message) from None
+    found = discover(args.model_dirs)
+    if args.model is None and not found:
+        raise ShimmyError("no GGUF models found: give --model or --model-dirs (see `shimmy-py list`)")
+    path = resolve_model(args.model, args.model_dirs) if args.model is not None else None
+    config = from_flags(ServeConfig, args, model_path=path, api_key=api_key(args),
+                        known_paths=tuple(f.path for f in found))
+    if path is not None:                      # the --model's plan, printed now; others plan in their worker
+        config.main_plan = make_plan(path, config.sized(config.model).placement)
+    config.memory_budget = memory_budget(args, config)
+    if args.config:
+        config.settings = models_config.load(args.config, config.model)
+    server = Server(config)
     if not config.loopback and not config.api_key:
         print(f"shimmy-py: warning: listening on {config.host} without an API key: anyone who can reach "
               "this port can use the model (set SHIMMY_API_KEY or --api-key-file)", file=sys.stderr, flush=True)
-    if plan is not None:
+    if config.main_plan is not None:
         print(f"shimmy-py: serving {path} as {', '.join(server.state.names)} on {server.url}", flush=True)
-        print(to_text(plan).split("per layer")[0].rstrip(), flush=True)
+        print(to_text(config.main_plan).split("per layer")[0].rstrip(), flush=True)
     else:
         print(f"shimmy-py: serving {len(set(server.state.catalog.values()))} discovered models on demand "
-              f"(at most {args.max_models} resident) on {server.url}", flush=True)
+              f"(at most {config.max_models} resident) on {server.url}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     server.start()
-    print(f"shimmy-py: ready on {server.url} (parallel {args.parallel}, context {args.ctx} per request)",
+    print(f"shimmy-py: ready on {server.url} (parallel {config.parallel}, context {config.ctx} per request)",
           flush=True)
     try:
         stop.wait()
@@ -75,13 +58,15 @@ def serve(args) -> int:
     return 0
 
 
-def memory_budget(args, opts) -> dict:
+def memory_budget(args, config) -> dict:
     """What resident models may hold per device: the free memory at start, less
     a margin (as fit leaves), unless --memory-budget NAME=SIZE says otherwise."""
     from .placement.devices import device_specs
     from .placement.options import parse_capacities
     from .placement.planner import margin_for
-    budget = {d.name: d.capacity_bytes - margin_for(d.capacity_bytes) for d in device_specs(opts.rpc)}
+    placement = config.model.placement
+    budget = {d.name: d.capacity_bytes - margin_for(d.capacity_bytes)
+              for d in device_specs(placement.rpc)}
     budget.update(parse_capacities(args.memory_budget))
     return budget
 

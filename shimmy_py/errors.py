@@ -19,3 +19,17 @@ class GenerationError(ShimmyError, ValueError):
 
 class PlacementError(ShimmyError, ValueError):
     """A placement request is invalid or cannot fit."""
+
+
+class NotFound(ShimmyError, LookupError):
+    """A model (or another named thing) that does not exist."""
+
+
+class Unavailable(ShimmyError):
+    """Cannot be done now, but may be later: every model is busy, there is no
+    room to load another, the model is loading or restarting. `retry_after`:
+    seconds worth waiting (None: waiting alone will not help)."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after

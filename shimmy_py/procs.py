@@ -1,10 +1,12 @@
 """Child processes on loopback (llama.cpp's servers, `shimmy-py serve`): a free
-port to give them, and a context manager that always stops them."""
+port to give them, a context manager that always stops them, and an HTTP
+server process that is ready once its /health answers 200."""
 from __future__ import annotations
 
 import socket
 import subprocess
 import time
+import urllib.request
 from typing import Callable
 
 
@@ -55,3 +57,21 @@ class ChildServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def healthy(url: str) -> bool:
+    """Whether GET url/health answers 200."""
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+class ServerProcess(ChildServer):
+    """An HTTP server command (llama-server, `shimmy-py serve`) on `port`,
+    ready once GET /health answers 200."""
+
+    def __init__(self, argv: list[str], port: int, timeout: float = 600):
+        self.url = f"http://127.0.0.1:{port}"
+        super().__init__(argv, lambda: healthy(self.url), timeout_s=timeout, grace_s=30)

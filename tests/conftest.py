@@ -1,11 +1,18 @@
-"""Shared fixtures: the tiny synthetic model, written once per test session.
+"""Shared fixtures: the tiny synthetic model, written once per test session
+(and under other names, hard-linked), the model loaded from it, and
+llama.cpp's ggml-rpc-server as a second device.
 
 Tests under tests/unit need no native build (pure Python: planner, tensor
 table, request parsing, names, KV bookkeeping, ...); every other test is
-marked `native` here, so `pytest -m "not native"` runs the pure ones alone.
+marked `native` here, so `pytest -m "not native"` runs the pure ones alone
+(`make test-fast`). The heavy modules (every family against llama.cpp's
+tools, chat templates against llama-server, several models in one server,
+killed workers, hostile clients, several devices) are also marked `slow`:
+`pytest -m "not slow"` is the middle tier (`make test-mid`).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,12 +20,16 @@ import pytest
 from shimmy_py import Model, synth
 
 UNIT = Path(__file__).parent / "unit"
+SLOW = {"test_families", "test_chat_templates", "test_model_pool", "test_worker_crash", "test_server_hardening",
+        "test_multi_device", "test_quantized"}
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
         if UNIT not in Path(item.fspath).parents:
             item.add_marker(pytest.mark.native)
+        if Path(item.fspath).stem in SLOW:
+            item.add_marker(pytest.mark.slow)
 
 
 
@@ -28,8 +39,19 @@ def tiny_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_named(tmp_path_factory, tiny_path):
+    """The tiny model under another file name (a hard link: no second write),
+    e.g. tiny_named("deepseek-moe-16b-f16.gguf") for the model card's name."""
+    def link(name: str) -> Path:
+        path = tmp_path_factory.mktemp("named") / name
+        os.link(tiny_path, path)
+        return path
+    return link
+
+
+@pytest.fixture(scope="session")
 def model(tiny_path):
-    from batch_noise import EXACT
+    from support.batch_noise import EXACT
     with Model(tiny_path, n_ctx=512, n_threads=2, **EXACT) as m:
         yield m
 
@@ -42,7 +64,7 @@ def vocab_model():
 
 @pytest.fixture(scope="session")
 def rpc():
-    from rpc_server import RPCServer
+    from support.rpc import RPCServer
     with RPCServer() as server:
         yield server.endpoint
 

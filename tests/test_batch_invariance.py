@@ -2,7 +2,7 @@
 `--batch-invariant` build; on the default build (llama.cpp's own kernels) a
 rounding-level spread, measured here and used by the tests that compare
 sequences decoded alone and batched (tests/batch_noise.py)."""
-from batch_noise import spread
+from support.batch_noise import spread
 
 from shimmy_py.native import install
 

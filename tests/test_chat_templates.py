@@ -4,19 +4,14 @@
 messages: multi-turn, with a system message (merged into the user turn where
 the template has no system role, as llama.cpp does), and a developer message."""
 import json
-import sys
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from shimmy_py import Model
 from shimmy_py.native import install
-from shimmy_py.procs import free_port
+from shimmy_py.procs import ServerProcess, free_port
 from shimmy_py.synthetic import families
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from http_client import ServerProcess  # noqa: E402
 
 CHATS = [
     [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
@@ -70,12 +65,13 @@ def test_template_variables_as_llama_server_takes_them(tmp_path, family, extra, 
 def test_template_variables_over_http(tmp_path):
     """/v1/chat/completions takes chat_template_kwargs (Qwen3's thinking off
     adds its empty think block to the prompt); a wrong type is a 400."""
-    from test_server import post_json
+    from support.http import post_json
+    from support.servers import config
 
-    from shimmy_py.serving.server import ServeConfig, Server
+    from shimmy_py.serving.server import Server
     path = families.write(tmp_path / "qwen3moe.gguf", "qwen3moe", seed=1)
     body = {"messages": CHATS[0], "max_tokens": 2, "temperature": 0}
-    with Server(ServeConfig(Path(path), port=0, ctx=256, parallel=1, threads=2)).start() as srv:
+    with Server(config(path, ctx=256, parallel=1)).start() as srv:
         status, plain = post_json(srv.url, "/v1/chat/completions", body)
         assert status == 200
         status, off = post_json(srv.url, "/v1/chat/completions",

@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from batch_noise import EXACT_CLI_ARGS
+from support.batch_noise import EXACT_CLI_ARGS
 
 
 def cli(*args, timeout=300):

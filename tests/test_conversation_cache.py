@@ -1,21 +1,20 @@
 """Conversations kept in host RAM: a conversation whose only slot went to
 another request is saved and, when it continues, restored instead of being
 decoded again; the tokens equal a fresh prefill's."""
-from pathlib import Path
 
 import pytest
-from batch_noise import EXACT, assert_decisive
-from test_server import metric, post_json
+from support.batch_noise import assert_decisive
+from support.http import metric, post_json
+from support.servers import config
 
-from shimmy_py import synth
-from shimmy_py.serving.server import ServeConfig, Server
+from shimmy_py.serving.server import Server
 
 FIRST = "Tell me the whole story of the experts, the routers and the shared layers, " * 3
 
 
 @pytest.fixture(scope="module")
-def card_model(tmp_path_factory):
-    return synth.write(tmp_path_factory.mktemp("cram") / "tiny.gguf", "tiny", seed=1)
+def card_model(tiny_named):
+    return tiny_named("tiny.gguf")
 
 
 def converse(srv):
@@ -29,7 +28,7 @@ def converse(srv):
 
 
 def test_a_conversation_comes_back_from_host_ram(card_model, model):
-    cfg = ServeConfig(Path(card_model), port=0, ctx=512, parallel=1, threads=2, model_kwargs=EXACT,
+    cfg = config(card_model, ctx=512, parallel=1, exact=True,
                       cache_ram=64 << 20)
     with Server(cfg).start() as srv:
         second, a2 = converse(srv)
@@ -44,7 +43,7 @@ def test_a_conversation_comes_back_from_host_ram(card_model, model):
 
 
 def test_without_cache_ram_the_conversation_is_decoded_again(card_model, model):
-    cfg = ServeConfig(Path(card_model), port=0, ctx=512, parallel=1, threads=2, model_kwargs=EXACT, cache_ram=0)
+    cfg = config(card_model, ctx=512, parallel=1, exact=True, cache_ram=0)
     with Server(cfg).start() as srv:
         _, a2 = converse(srv)
         assert a2["usage"]["prompt_tokens_details"]["cached_tokens"] < 8    # only what B's prompt shared

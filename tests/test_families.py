@@ -1,4 +1,4 @@
-"""Other MoE families, for real: synthetic qwen3moe, qwen2moe, Mixtral-style
+"""Every MoE family, for real: synthetic DeepSeekMoE, qwen3moe, qwen2moe, Mixtral-style
 llama, deepseek2 (MLA), glm4moe, gpt-oss and the qwen3next hybrid (recurrent
 layers) load and generate the greedy tokens llama.cpp's llama-completion
 generates, with every strategy on the RPC stand-in; their chat templates
@@ -51,7 +51,8 @@ def read_table_of(path):
 
 # what each family's real chat template puts in a prompt (test_chat_templates.py checks
 # the whole text against llama-server's)
-CHAT_MARKERS = {"qwen3moe": "<|im_start|>user\nHi<|im_end|>", "qwen2moe": "<|im_start|>user\nHi<|im_end|>",
+CHAT_MARKERS = {"deepseek": "User: Hi\n\nAssistant:", "qwen3moe": "<|im_start|>user\nHi<|im_end|>",
+                "qwen2moe": "<|im_start|>user\nHi<|im_end|>",
                 "qwen3next": "<|im_start|>user\nHi<|im_end|>", "mixtral": "[INST] Hi [/INST]",
                 "deepseek2": "<｜User｜>Hi<｜Assistant｜>", "glm4moe": "[gMASK]<sop><|user|>\nHi<|assistant|>",
                 "gpt-oss": "<|start|>user<|message|>Hi<|end|><|start|>assistant"}
@@ -62,7 +63,7 @@ def test_roles_and_chat_templates(family_model):
     with Model(path, n_ctx=256, n_threads=2) as m:
         roles = {t.role for t in m.plan.tensors}
         assert "routed_experts" in roles and "router" in roles
-        assert ("shared_experts" in roles) == (name in ("qwen2moe", "deepseek2", "glm4moe", "qwen3next"))
+        assert ("shared_experts" in roles) == (name in ("deepseek", "qwen2moe", "deepseek2", "glm4moe", "qwen3next"))
         if name == "gpt-oss":            # MXFP4 experts, as OpenAI ships them
             assert {t.name.split(".")[-2]: None for t in m.plan.tensors if t.role == "routed_experts"}
             types = {t.ggml_type for t in read_table_of(path).tensors if t.name.endswith("_exps.weight")}
@@ -99,14 +100,14 @@ def test_real_shapes_typed_as_the_quantizer_types_them(tmp_path, rpc, name, para
     assert report.ok, report.problems
 
 
-FAMILY_FILES = ["deepseek", *sorted(families.FAMILIES)]
+FAMILY_FILES = sorted(families.FAMILIES)
 
 
 @pytest.fixture(scope="module")
 def accounting_models(tmp_path_factory, tiny_path):
     d = tmp_path_factory.mktemp("acct")
     files = {name: families.write(d / f"{name}.gguf", name, seed=1) for name in families.FAMILIES}
-    return {"deepseek": tiny_path, **files}
+    return {**files, "deepseek": tiny_path}      # the DeepSeekMoE preset the project was born from
 
 
 @pytest.mark.parametrize("family", FAMILY_FILES)
@@ -128,12 +129,12 @@ def test_a_hybrid_with_recurrent_state_serves_batched(tmp_path):
     sequences decoded together, and a prompt that continues a cached one,
     give the tokens each gives alone."""
     import threading
-    from pathlib import Path
 
-    from batch_noise import EXACT, assert_decisive
-    from test_server import post_json
+    from support.batch_noise import EXACT, assert_decisive
+    from support.http import post_json
+    from support.servers import config
 
-    from shimmy_py.serving.server import ServeConfig, Server
+    from shimmy_py.serving.server import Server
     path = families.write(tmp_path / "qwen3next.gguf", "qwen3next", seed=1)
     prompts = ["Explain the architecture of a mixture of experts", "Tell me a story about", "Hello"]
     with Model(path, n_ctx=256, n_threads=2, **EXACT) as m:
@@ -141,7 +142,7 @@ def test_a_hybrid_with_recurrent_state_serves_batched(tmp_path):
         for p, r in alone.items():
             assert_decisive(m, m.tokenize(p), r.tokens)
     out = {}
-    cfg = ServeConfig(Path(path), port=0, ctx=256, parallel=2, threads=2, model_kwargs=dict(EXACT))
+    cfg = config(path, ctx=256, parallel=2, exact=True)
     with Server(cfg).start() as srv:
         def ask(p):
             out[p] = post_json(srv.url, "/api/generate", {"prompt": p, "max_tokens": 8, "temperature": 0,
@@ -164,7 +165,9 @@ def test_a_hybrid_with_recurrent_state_serves_batched(tmp_path):
 def test_fit_measures_the_reserve_by_a_dry_run(accounting_models, rpc, family, monkeypatch):
     """With the reserve measured (asked for, or by default for an architecture
     whose estimate is unchecked) the plan's compute reserve is llama.cpp's own."""
-    from shimmy_py.placement import make
+    from dataclasses import replace
+
+    from shimmy_py.gguf_io import arch
     opts = dict(n_ctx=4096, n_threads=2, rpc=[rpc], fit=True, vram_budget="1GiB")
     with Model(accounting_models[family], measure_reserve=True, **opts) as m:
         acc = m.plan.device(m.plan.accelerator)
@@ -172,7 +175,8 @@ def test_fit_measures_the_reserve_by_a_dry_run(accounting_models, rpc, family, m
         assert any("measured by a dry run" in n for n in m.plan.notices)
     with Model(accounting_models[family], **opts) as m:               # a checked estimate: no dry run
         assert not any("measured by a dry run" in n for n in m.plan.notices)
-    monkeypatch.setattr(make, "RESERVE_CHECKED", frozenset())       # as for an architecture never checked
+    checked = arch.facts(families.FAMILIES[family].arch)
+    monkeypatch.setitem(arch.ARCHES, checked.name, replace(checked, reserve_checked=False))   # as if never checked
     with Model(accounting_models[family], **opts) as m:
         assert any("measured by a dry run" in n for n in m.plan.notices)
 

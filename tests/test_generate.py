@@ -2,7 +2,7 @@
 import subprocess
 
 import pytest
-from batch_noise import EXACT_LLAMA_ARGS, assert_decisive
+from support.batch_noise import EXACT_LLAMA_ARGS, assert_decisive
 
 from shimmy_py import GenerationError, Model
 from shimmy_py.generation.loop import drain

@@ -6,10 +6,11 @@ import time
 from pathlib import Path
 
 import pytest
-from test_server import metric, post_json
+from support.http import metric, post_json
+from support.servers import config, options
 
 from shimmy_py import Model, synth
-from shimmy_py.serving.server import ServeConfig, Server
+from shimmy_py.serving.server import Server
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def wait_for(condition, timeout=30):
 
 
 def test_models_load_on_demand_and_make_room(models):
-    cfg = ServeConfig(None, port=0, ctx=256, parallel=1, threads=2, known_paths=tuple(Path(m) for m in models),
+    cfg = config(None, ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models),
                       max_models=1)
     with Server(cfg).start() as srv:
         assert resident(srv) == [] and post_json(srv.url, "/health", None)[0] == 200
@@ -58,7 +59,7 @@ def test_models_load_on_demand_and_make_room(models):
 
 
 def test_keep_alive_per_request(models):
-    cfg = ServeConfig(None, port=0, ctx=256, parallel=1, threads=2, known_paths=tuple(Path(m) for m in models),
+    cfg = config(None, ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models),
                       max_models=2)
     with Server(cfg).start() as srv:
         assert ask(srv, "alpha", keep_alive=0)[0] == 200
@@ -75,7 +76,7 @@ def test_keep_alive_per_request(models):
 
 
 def test_a_model_loading_does_not_block_another(models):
-    cfg = ServeConfig(Path(models[0]), port=0, ctx=256, parallel=1, threads=2, known_paths=(Path(models[1]),),
+    cfg = config(models[0], ctx=256, parallel=1, known_paths=(Path(models[1]),),
                       max_models=2)
     with Server(cfg).start() as srv:
         assert resident(srv) == ["alpha"]                       # --model: loaded at start, kept
@@ -91,10 +92,10 @@ def test_a_model_loading_does_not_block_another(models):
 
 def test_admission_by_memory_unloads_or_refuses_with_the_figures(models):
     from shimmy_py.serving.state import State
-    probe = State(ServeConfig(None, ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models)))
+    probe = State(config(None, ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models)))
     need = probe._need("alpha")["CPU"]             # weights and KV cache of one tiny model on the CPU
     probe.pool.close()
-    cfg = ServeConfig(None, port=0, ctx=256, parallel=1, threads=2, known_paths=tuple(Path(m) for m in models),
+    cfg = config(None, ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models),
                       max_models=3, memory_budget={"CPU": int(need * 1.5)})
     with Server(cfg).start() as srv:
         assert ask(srv, "alpha")[0] == 200
@@ -107,7 +108,7 @@ def test_admission_by_memory_unloads_or_refuses_with_the_figures(models):
         status, body = ask(srv, "alpha")                                 # beta is busy: nothing to unload
         busy.join()
         assert status == 503 and "GiB on CPU" in body["error"] and "budget" in body["error"]
-    small = ServeConfig(None, port=0, ctx=256, parallel=1, threads=2, known_paths=(Path(models[0]),),
+    small = config(None, ctx=256, parallel=1, known_paths=(Path(models[0]),),
                         memory_budget={"CPU": need // 2})
     with Server(small).start() as srv:
         status, body = ask(srv, "alpha")
@@ -119,7 +120,7 @@ def test_per_model_settings_from_a_config_file(models, tmp_path):
     from shimmy_py.serving import models_config
     conf = tmp_path / "models.toml"
     conf.write_text('[models.alpha]\nctx = 512\n\n[models."beta"]\nkeep_alive = "0"\n')
-    cfg = ServeConfig(None, port=0, ctx=256, parallel=1, threads=2, known_paths=tuple(Path(m) for m in models),
+    cfg = config(None, ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models),
                       settings=models_config.load(conf))
     long_prompt = "word " * 300                                   # more than 256 tokens, less than 512
     with Server(cfg).start() as srv:
@@ -145,8 +146,8 @@ def test_one_ggml_rpc_server_is_held_by_one_model_at_a_time(models, rpc, budget)
     unloaded to make room, a busy one gets a 503 naming the reason. With a
     memory budget (as `serve` always has) the server plans the newcomer on
     the devices it found at start: asking the held server again timed out."""
-    cfg = ServeConfig(None, port=0, ctx=256, parallel=1, threads=2, known_paths=tuple(Path(m) for m in models),
-                      max_models=3, model_kwargs={"cpu_moe": True, "rpc": [rpc]}, memory_budget=budget)
+    cfg = config(None, ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models),
+                      max_models=3, model=options(cpu_moe=True, rpc=[rpc]), memory_budget=budget)
     with Server(cfg).start() as srv:
         status, a = ask(srv, "alpha")
         assert status == 200 and resident(srv) == ["alpha"]
@@ -157,21 +158,21 @@ def test_one_ggml_rpc_server_is_held_by_one_model_at_a_time(models, rpc, budget)
         assert status == 200 and a2["response"] == a["response"] and resident(srv) == ["alpha"]
 
 
-def _two_placements(models, rpc, **config):
+def _two_placements(models, rpc, **extra):
     """alpha on the CPU alone; beta on the RPC stand-in with --cpu-moe (its
     experts in host RAM). Returns the config and the figures admission weighs."""
     from shimmy_py.serving.models_config import ModelSettings
     from shimmy_py.serving.state import State
-    settings = {"beta": ModelSettings(placement={"rpc": (rpc,), "cpu_moe": True})}
-    base = dict(ctx=256, parallel=1, threads=2, known_paths=tuple(Path(m) for m in models), settings=settings)
-    probe = State(ServeConfig(None, **base))
+    settings = {"beta": ModelSettings(options(rpc=(rpc,), cpu_moe=True))}
+    base = dict(ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models), settings=settings)
+    probe = State(config(None, **base))
     alpha, beta = probe._need("alpha"), probe._need("beta")
     acc = next(d for d in beta if d != "CPU")
     beta_fit, fit_plan = probe._replan("beta", {"CPU": 1 << 40, acc: 1 << 40})
     probe.pool.close()
     # host RAM holds alpha and beta's fit plan (experts on the accelerator), not its cpu-moe plan
     host = alpha["CPU"] + (beta_fit["CPU"] + beta["CPU"]) // 2
-    return (ServeConfig(None, port=0, **base, memory_budget={"CPU": host, acc: 1 << 40}, **config), beta, beta_fit,
+    return (config(None, **base, memory_budget={"CPU": host, acc: 1 << 40}, **extra), beta, beta_fit,
             fit_plan.weights_by_device())
 
 
@@ -210,14 +211,14 @@ def test_a_newcomer_over_the_budget_alone_is_planned_with_fit(models, rpc):
     from shimmy_py.gguf_io.tensors import read_table
     from shimmy_py.serving.models_config import ModelSettings
     from shimmy_py.serving.state import State
-    base = dict(ctx=256, parallel=1, threads=2, known_paths=(Path(models[1]),),
-                settings={"beta": ModelSettings(placement={"rpc": (rpc,)})})
-    probe = State(ServeConfig(None, **base))
+    base = dict(ctx=256, parallel=1, known_paths=(Path(models[1]),),
+                settings={"beta": ModelSettings(options(rpc=(rpc,)))})
+    probe = State(config(None, **base))
     own = probe._need("beta")
     probe.pool.close()
     acc = next(d for d in own if d != "CPU")
     experts = read_table(models[1]).by_role()["routed_experts"].nbytes
-    cfg = ServeConfig(None, port=0, **base, memory_budget={acc: own[acc] - experts // 2})   # half of them fit
+    cfg = config(None, **base, memory_budget={acc: own[acc] - experts // 2})   # half of them fit
     with Server(cfg).start() as srv:
         status, body = ask(srv, "beta")
         assert status == 200, body

@@ -3,7 +3,7 @@ on loopback (one planned for less with device_capacity) beside the local CPU.
 The layers split as planned, llama.cpp's buffers per device match the plan,
 and the greedy tokens equal an all-CPU run."""
 import pytest
-from rpc_server import RPCServer
+from support.rpc import RPCServer
 
 from shimmy_py import Model, PlacementOptions, make_plan
 from shimmy_py.placement.plan import server_args
@@ -90,14 +90,14 @@ def test_a_server_lost_while_serving_fails_clearly_and_the_server_lives(tiny_pat
     is the model worker; the request fails with the signal, the restart fails
     naming the host, and the HTTP server answers throughout."""
     import time
-    from pathlib import Path
 
-    from test_server import post_json
+    from support.http import post_json
+    from support.servers import config, options
 
-    from shimmy_py.serving.server import ServeConfig, Server
+    from shimmy_py.serving.server import Server
     rpc = RPCServer()
-    cfg = ServeConfig(Path(tiny_path), port=0, ctx=256, parallel=1, threads=2,
-                      model_kwargs={"cpu_moe": True, "rpc": (rpc.endpoint,)})
+    cfg = config(tiny_path, ctx=256, parallel=1,
+                      model=options(cpu_moe=True, rpc=(rpc.endpoint,)))
     with Server(cfg).start() as srv:
         assert post_json(srv.url, "/api/generate", {"prompt": "Hi", "max_tokens": 2, "stream": False})[0] == 200
         rpc.stop()
@@ -117,14 +117,14 @@ def test_a_worker_comes_back_when_its_server_does(tiny_path):
     """Recoverable: once the lost RPC server answers again (here: a new one
     on the same port), the next request restarts the worker and is served."""
     import time
-    from pathlib import Path
 
-    from test_server import post_json
+    from support.http import post_json
+    from support.servers import config, options
 
-    from shimmy_py.serving.server import ServeConfig, Server
+    from shimmy_py.serving.server import Server
     rpc = RPCServer()
-    cfg = ServeConfig(Path(tiny_path), port=0, ctx=256, parallel=1, threads=2,
-                      model_kwargs={"cpu_moe": True, "rpc": (rpc.endpoint,)})
+    cfg = config(tiny_path, ctx=256, parallel=1,
+                      model=options(cpu_moe=True, rpc=(rpc.endpoint,)))
     with Server(cfg).start() as srv:
         rpc.stop()
         post_json(srv.url, "/api/generate", {"prompt": "Hi", "max_tokens": 50, "stream": False})

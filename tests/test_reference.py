@@ -7,7 +7,7 @@ and computes in F32; the largest difference measured was 4e-3.
 """
 import numpy as np
 import pytest
-from deepseek_ref import Reference
+from support.reference import Reference
 
 TOL = 1e-2
 

@@ -4,60 +4,33 @@ import json
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
 import pytest
-from batch_noise import EXACT, assert_decisive
+from support.batch_noise import assert_decisive
+from support.http import metric, post_json, read_until, request, sse_events
+from support.servers import config
 
-from shimmy_py import synth
-from shimmy_py.serving.server import ServeConfig, Server
+from shimmy_py.serving.server import Server
 
 CARD_REQUEST = {"model": "deepseek-moe-16b", "prompt": "Explain the architecture of DeepSeek MoE",
                 "max_tokens": 256, "stream": False}
 
 
 @pytest.fixture(scope="module")
-def card_model(tmp_path_factory):
-    return synth.write(tmp_path_factory.mktemp("srv") / "deepseek-moe-16b-f16.gguf", "tiny", seed=1)
+def card_model(tiny_named):
+    return tiny_named("deepseek-moe-16b-f16.gguf")
 
 
 @pytest.fixture(scope="module")
 def server(card_model):
-    with Server(ServeConfig(Path(card_model), port=0, ctx=512, parallel=4, threads=2,
-                            model_kwargs=EXACT)).start() as srv:
+    with Server(config(card_model, ctx=512, parallel=4, exact=True)).start() as srv:
         yield srv
 
 
-def request(url, path, body=None, method=None, headers=None, raw: bytes | None = None):
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(url + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, dict(r.headers), r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read().decode()
 
 
-def post_json(url, path, body, **kw):
-    status, headers, text = request(url, path, body, **kw)
-    return status, json.loads(text)
 
 
-def sse_events(text: str) -> list[str]:
-    """Parses an SSE body per the spec: data lines joined with newlines."""
-    events, data = [], None
-    for line in text.split("\n"):
-        if line == "":
-            if data is not None:
-                events.append("\n".join(data))
-            data = None
-        elif line.startswith("data:"):
-            value = line[5:]
-            data = (data or []) + [value[1:] if value.startswith(" ") else value]
-    return events
 
 
 def test_health_and_model_lists(server):
@@ -144,7 +117,7 @@ def test_every_sequence_can_fill_its_context_in_the_shared_kv_cache(card_model):
     """The sequences share one KV cache and keep what they decoded for reuse;
     each holds at most its share (--ctx), so all of them filling their context
     at once, after earlier requests left full caches behind, still fits."""
-    cfg = ServeConfig(Path(card_model), port=0, ctx=128, parallel=2, threads=2)
+    cfg = config(card_model, ctx=128, parallel=2)
     with Server(cfg).start() as srv:
         for words in ("word", "other"):
             results = [None, None]
@@ -203,19 +176,8 @@ def test_a_prompt_extending_an_earlier_one_reuses_its_cache(server, model):
     assert c2["choices"][0]["text"] == fresh.text
 
 
-def read_until(sock, marker: bytes, limit: int = 1 << 16) -> bytes:
-    got = b""
-    while marker not in got and len(got) < limit:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        got += chunk
-    return got
 
 
-def metric(url, name):
-    _, _, text = request(url, "/metrics")
-    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
 
 
 def test_disconnect_mid_stream_frees_the_sequence(server):
@@ -288,7 +250,7 @@ def test_a_post_answered_without_its_body_closes_the_connection_cleanly(server):
 
 
 def test_api_key_and_busy_queue(card_model):
-    cfg = ServeConfig(Path(card_model), port=0, ctx=512, parallel=1, queue=0, api_key="sekret", threads=2)
+    cfg = config(card_model, ctx=512, parallel=1, queue=0, api_key="sekret")
     with Server(cfg).start() as srv:
         assert post_json(srv.url, "/v1/models", None)[0] == 401
         status, body = post_json(srv.url, "/v1/models", None, headers={"Authorization": "Bearer wrong"})
@@ -309,11 +271,11 @@ def test_api_key_and_busy_queue(card_model):
 def test_busy_port_is_a_clear_error(server, card_model):
     from shimmy_py.errors import ShimmyError
     with pytest.raises(ShimmyError, match="in use"):
-        Server(ServeConfig(Path(card_model), port=server.port))
+        Server(config(card_model, port=server.port))
 
 
 def test_health_is_503_while_loading_and_generate_waits_for_the_model(card_model):
-    srv = Server(ServeConfig(Path(card_model), port=0, ctx=512, parallel=1, threads=2)).start(load=False)
+    srv = Server(config(card_model, ctx=512, parallel=1)).start(load=False)
     try:
         status, body = post_json(srv.url, "/health", None)
         assert status == 503 and body["status"] == "loading"

@@ -2,15 +2,14 @@
 sends to the generation routes, the answer is a 2xx or a 4xx in JSON, never
 a 5xx, and the server stays up. Hypothesis draws the bodies."""
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_server import post_json, request
+from support.http import post_json, request
+from support.servers import config
 
-from shimmy_py import synth
-from shimmy_py.serving.server import ServeConfig, Server
+from shimmy_py.serving.server import Server
 
 ROUTES = ["/api/generate", "/v1/completions", "/v1/chat/completions"]
 KEYS = ["prompt", "messages", "system", "max_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "stop",
@@ -24,9 +23,9 @@ bodies = st.dictionaries(st.sampled_from(KEYS), values, max_size=6)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    path = synth.write(tmp_path_factory.mktemp("fuzz") / "tiny.gguf", "tiny", seed=1)
-    with Server(ServeConfig(Path(path), port=0, ctx=128, parallel=2, threads=2)).start() as srv:
+def server(tiny_named):
+    path = tiny_named("tiny.gguf")
+    with Server(config(path, ctx=128, parallel=2)).start() as srv:
         yield srv
 
 

@@ -6,51 +6,31 @@ import logging
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from test_server import metric, post_json, request
+from support.http import metric, post_json, raw, request, status_and_json
+from support.servers import config
 
-from shimmy_py import synth
-from shimmy_py.serving.server import ServeConfig, Server
+from shimmy_py.serving.server import Server
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory):
-    return synth.write(tmp_path_factory.mktemp("hard") / "tiny-f32.gguf", "tiny", seed=1)
+def model_file(tiny_named):
+    return tiny_named("tiny-f32.gguf")
 
 
 @pytest.fixture(scope="module")
 def server(model_file):
-    with Server(ServeConfig(Path(model_file), port=0, ctx=512, parallel=2, threads=2)).start() as srv:
+    with Server(config(model_file, ctx=512, parallel=2)).start() as srv:
         yield srv
 
 
-def raw(srv, data: bytes, timeout: float = 30) -> bytes:
-    """Sends raw bytes on a new connection; returns all the server answers until it closes."""
-    host, port = srv.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as s:
-        s.sendall(data)
-        got = b""
-        while chunk := s.recv(65536):
-            got += chunk
-            if b"\r\n\r\n" in got and b"Connection: close" not in got and len(got) > 64:
-                head, _, body = got.partition(b"\r\n\r\n")
-                length = [ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length:")]
-                if length and len(body) >= int(length[0].split(b":")[1]):
-                    break
-        return got
 
 
-def status_and_json(answer: bytes):
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    assert b"application/json" in head, head
-    return status, json.loads(body)
 
 
 def test_idle_connections_beyond_the_cap_get_503_and_health_stays_reachable(model_file):
-    cfg = ServeConfig(Path(model_file), port=0, ctx=256, parallel=1, queue=0, threads=2, max_pending=4,
+    cfg = config(model_file, ctx=256, parallel=1, queue=0, max_pending=4,
                       header_timeout=5.0)
     with Server(cfg).start() as srv:
         host, port = srv.url.removeprefix("http://").split(":")
@@ -180,7 +160,7 @@ def test_no_cors_by_default_and_the_origin_given(model_file, server):
     _, headers, _ = request(server.url, "/health")
     assert "Access-Control-Allow-Origin" not in headers
     assert raw(server, b"OPTIONS /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").startswith(b"HTTP/1.1 405")
-    cfg = ServeConfig(Path(model_file), port=0, ctx=256, parallel=1, threads=2, cors_origin="https://app.example")
+    cfg = config(model_file, ctx=256, parallel=1, cors_origin="https://app.example")
     with Server(cfg).start(load=False) as srv:
         _, headers, _ = request(srv.url, "/health")
         assert headers["Access-Control-Allow-Origin"] == "https://app.example"
@@ -190,7 +170,7 @@ def test_host_names_that_pass(model_file, server):
     for host in (b"127.0.0.1", b"localhost", b"LOCALHOST:11435"):
         answer = raw(server, b"GET /health HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
         assert status_and_json(answer)[0] == 200
-    cfg = ServeConfig(Path(model_file), port=0, ctx=256, parallel=1, threads=2, allowed_hosts=("box.lan",))
+    cfg = config(model_file, ctx=256, parallel=1, allowed_hosts=("box.lan",))
     with Server(cfg).start(load=False) as srv:
         answer = raw(srv, b"GET /v1/models HTTP/1.1\r\nHost: box.lan:80\r\nConnection: close\r\n\r\n")
         assert status_and_json(answer)[0] == 200
@@ -199,7 +179,7 @@ def test_host_names_that_pass(model_file, server):
 def test_errors_never_show_server_paths(model_file, tmp_path):
     other = tmp_path / "gone-model-q8_0.gguf"
     other.write_bytes(b"x")
-    cfg = ServeConfig(Path(model_file), port=0, ctx=256, parallel=1, threads=2, known_paths=(other,))
+    cfg = config(model_file, ctx=256, parallel=1, known_paths=(other,))
     with Server(cfg).start(load=False) as srv:
         other.unlink()                                     # deleted after discovery
         status, body = post_json(srv.url, "/api/models", None)

@@ -9,19 +9,19 @@ import signal
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
-from test_server import metric, post_json, read_until
+from support.http import metric, post_json, read_until
+from support.servers import config
 
 from shimmy_py import synth
-from shimmy_py.serving.server import ServeConfig, Server
+from shimmy_py.serving.server import Server
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    path = synth.write(tmp_path_factory.mktemp("crash") / "tiny.gguf", "tiny", seed=1)
-    with Server(ServeConfig(Path(path), port=0, ctx=512, parallel=2, threads=2)).start() as srv:
+def server(tiny_named):
+    path = tiny_named("tiny.gguf")
+    with Server(config(path, ctx=512, parallel=2)).start() as srv:
         yield srv
 
 
@@ -72,7 +72,7 @@ def test_requests_while_the_worker_restarts_get_503_with_retry_after(server):
     deadline = time.monotonic() + 10
     while server.state.ready.is_set() and time.monotonic() < deadline:
         time.sleep(0.01)
-    from test_server import request
+    from support.http import request
     status, headers, text = request(server.url, "/api/generate", {"prompt": "x", "stream": False})
     if status != 200:                     # unless the worker was already back
         assert status == 503 and headers["Retry-After"]
@@ -87,9 +87,11 @@ def test_a_server_started_from_a_script_on_stdin(tmp_path):
     path = synth.write(tmp_path / "tiny.gguf", "tiny", seed=1)
     script = f"""
 from pathlib import Path
+from shimmy_py.generation.options import ModelOptions
 from shimmy_py.serving.server import ServeConfig, Server
 import json, urllib.request
-with Server(ServeConfig(Path({str(path)!r}), port=0, ctx=256, parallel=1, threads=2)).start() as srv:
+config = ServeConfig(Path({str(path)!r}), port=0, ctx=256, parallel=1, model=ModelOptions(n_threads=2))
+with Server(config).start() as srv:
     req = urllib.request.Request(srv.url + "/api/generate", method="POST", data=json.dumps(
         {{"prompt": "Hello", "max_tokens": 3, "temperature": 0, "stream": False}}).encode())
     print("ANSWER", json.load(urllib.request.urlopen(req, timeout=120))["done"])

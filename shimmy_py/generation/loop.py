@@ -54,7 +54,8 @@ class TokenSource(Protocol):
     def close(self) -> None: ...
 
 
-class Vocab(Protocol):
+class TokenTexts(Protocol):
+    """What the loop needs of a vocabulary (generation/vocab.py's Vocab has it)."""
     def is_eog(self, token: int) -> bool: ...
 
     def token_bytes(self, token: int) -> bytes: ...
@@ -82,7 +83,7 @@ def check_stops(stop) -> list[str]:
     return stops
 
 
-def run(source: TokenSource, vocab: Vocab, max_tokens: int,
+def run(source: TokenSource, vocab: TokenTexts, max_tokens: int,
         stop: Sequence[str] = ()) -> Generator[str, None, Completion]:
     """Text pieces of the tokens `source` samples, until a stop condition."""
     out = Completion(prompt_tokens=source.prompt_tokens)

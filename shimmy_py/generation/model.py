@@ -16,24 +16,23 @@ from typing import Sequence
 import numpy as np
 
 from .. import defaults
-from ..errors import GenerationError, NativeError, PlacementError, ShimmyError
+from ..errors import GenerationError, NativeError, PlacementError
 from ..gguf_io.reader import read_header
 from ..gguf_io.validate import check_model
 from ..native import log
 from ..native.context_handle import ContextSpec
 from ..native.model_handle import LoadSpec, ModelHandle
 from ..placement.devices import attach_rpc_servers, buffer_devices
-from ..placement.make import load_spec, make_plan
+from ..placement.machine import load_spec, make_plan
 from ..placement.options import PlacementOptions
 from ..placement.plan import Plan
 from ..placement.report import PlacementReport, build_report
 from .context import Context
 from .inline import InlineSequence
 from .loop import Completion, check_request, check_stops, drain, run
+from .options import ModelOptions
 from .sampling import SamplingParams
 from .vocab import Vocab
-
-_S = SamplingParams   # its field defaults are the sampling defaults, each with its reason
 
 
 def load_failure(log_lines: list[str]) -> str:
@@ -48,85 +47,62 @@ def load_failure(log_lines: list[str]) -> str:
 
 
 class Model:
-    """A loaded model with one context.
+    """A loaded model with one context, loaded as its ModelOptions say.
 
-    n_ctx: context length in tokens (KV cache size), shared by n_seq_max sequences.
-    n_seq_max: sequences decoded together (the server's --parallel); each
-      holds up to n_ctx / n_seq_max tokens, in one KV cache they share.
-    n_threads: CPU threads for decoding; default the physical core count.
-    n_batch: most prompt tokens sent to llama_decode at once (llama.cpp's default).
+    `options` (ModelOptions) or its keywords: n_ctx (context length, the KV
+    cache, shared by n_seq_max sequences), n_threads, n_batch, n_seq_max,
+    kv_type, flash_attn, kv_unified, load_mode, chat_template (see
+    ModelOptions), and the placement: `placement` (a Plan to load as it is,
+    see shimmy_py.make_plan, or PlacementOptions), or PlacementOptions'
+    fields and shortcuts: cpu_moe, n_cpu_moe, fit, vram_budget, overrides
+    (-ot strings), rpc (HOST:PORT servers: each one more device), host_ram
+    (HOST:PORT servers that serve their host's RAM: experts spill there),
+    device_capacity ({"RPC1": "8GiB"}: plan a device for less) and
+    measure_reserve; without any, the layers are split between the
+    accelerators in proportion to their capacity (all of them on one GPU).
+
     vocab_only: load only the tokenizer (no weights, no context).
     verbose: show llama.cpp's own log.
-    chat_template: a template (Jinja text or llama.cpp name) instead of the GGUF's.
-    placement: a Plan (see shimmy_py.make_plan); or the shortcuts cpu_moe,
-      n_cpu_moe, fit, vram_budget, overrides (-ot strings), rpc (HOST:PORT
-      servers: each one more device), host_ram (HOST:PORT servers that serve
-      their host's RAM: experts spill there) and device_capacity ({"RPC1": "8GiB"}:
-      plan a device for less); without any, the layers are split between the
-      accelerators in proportion to their capacity (all of them on one GPU).
-    kv_unified: one KV cache shared by the sequences (default when n_seq_max > 1):
-      any mix of sequences then decodes in one pass over the weights. With a
-      cache per sequence (False), llama.cpp splits a batch into ubatches of
-      consecutive sequence ids with equal token counts: several passes when the
-      busy sequences are not 0, 1, 2, ... in order, or when a prompt chunk rides
-      beside decoding sequences (benchmarks/batch_order.py measures it).
-    kv_type: the KV cache's type, "f16" (llama.cpp's default), "f32", "bf16",
-      "q8_0", ... (llama.cpp's -ctk/-ctv; the planner counts 2 bytes per value).
-    flash_attn: "auto" (llama.cpp's default), "on" or "off" (its -fa). On the CPU,
-      flash attention rounds through F16 and a sequence's logits then move by
-      ~1e-3 between batched and single-token decoding; with "off" and an F32 KV
-      cache only float32 reassociation remains (~1e-6), what the tests compare under.
-    load_mode: llama.cpp's "auto", "none", "mmap", "mlock" or "mmap+mlock". Default:
-      "none" when the plan moves tensors to the CPU (llama.cpp's advice: mapped
-      files and CPU overrides mix badly), else llama.cpp's own default.
+
+    With several sequences (n_seq_max > 1) one KV cache is shared by default
+    (kv_unified), so any mix of sequences decodes in one pass over the
+    weights; with a cache per sequence, llama.cpp splits a batch into ubatches
+    of consecutive sequence ids with equal token counts
+    (benchmarks/batch_order.py measures it). On the CPU, flash attention
+    rounds through F16 and a sequence's logits then move by ~1e-3 between
+    batched and single-token decoding; with flash_attn="off" and an F32 KV
+    cache only float32 reassociation remains (~1e-6), what the tests compare under.
     """
 
-    def __init__(self, path: str | os.PathLike, n_ctx: int = defaults.N_CTX, n_threads: int | None = None,
-                 vocab_only: bool = False, n_batch: int = defaults.N_BATCH, n_seq_max: int = 1,
-                 verbose: bool = False, chat_template: str | None = None, placement: Plan | None = None,
-                 cpu_moe: bool = False, n_cpu_moe: int | None = None, fit: bool = False,
-                 vram_budget: int | str | None = None, overrides: Sequence = (), rpc: Sequence[str] = (),
-                 load_mode: str | None = None, kv_unified: bool | None = None, kv_type: str = defaults.KV_TYPE,
-                 flash_attn: str = defaults.FLASH_ATTN, device_capacity: Sequence = (), host_ram: Sequence[str] = (),
-                 measure_reserve: bool | None = None):
+    def __init__(self, path: str | os.PathLike, options: ModelOptions | None = None, *, vocab_only: bool = False,
+                 verbose: bool = False, placement: Plan | PlacementOptions | None = None, **kwargs):
         if verbose:
             log.verbose()
+        self.options = o = ModelOptions.build(options, placement, **kwargs)
         self.path = str(path)
         self.header = read_header(self.path)  # validates the file first
         if not vocab_only:
             check_model(self.header)           # and the values llama.cpp would abort on
-        if n_ctx < 1 or n_batch < 1:
-            raise ShimmyError(f"n_ctx and n_batch must be >= 1, got {n_ctx} and {n_batch}")
-        if not 1 <= n_seq_max <= n_ctx:
-            raise ShimmyError(f"n_seq_max must be in 1..n_ctx, got {n_seq_max}")
-        self.n_threads = n_threads or defaults.threads()
-        if isinstance(self.n_threads, bool) or not isinstance(self.n_threads, int) \
-                or not 1 <= self.n_threads <= defaults.MAX_THREADS:
-            raise ShimmyError(f"n_threads must be 1 to {defaults.MAX_THREADS} (ggml's limit; this machine has "
-                              f"{defaults.threads()} cores), got {n_threads!r}")
+        self.n_threads = o.threads
         self.plan: Plan | None = None
         self.context: Context | None = None
         spec = LoadSpec(vocab_only=True)
         if not vocab_only:
-            attach_rpc_servers([*rpc, *host_ram])
-            capacity = tuple(device_capacity.items()) if isinstance(device_capacity, dict) else tuple(device_capacity)
-            options = PlacementOptions(cpu_moe, n_cpu_moe, fit, vram_budget, tuple(overrides), tuple(rpc),
-                                       None, n_ctx, capacity, flash_attn != "off", tuple(host_ram), n_seq=n_seq_max,
-                                       measure_reserve=measure_reserve)
-            self.plan = placement if placement is not None else make_plan(self.header, options)
-            spec = load_spec(self.plan, load_mode)
+            attach_rpc_servers([*o.placement.rpc, *o.placement.host_ram])
+            self.plan = make_plan(self.header, o.placement)
+            spec = load_spec(self.plan, o.load_mode)
         skipped = self.plan.not_loaded() if self.plan else set()
         with log.capture() as self._load_log, log.expected_unused(skipped):  # llama.cpp's account of its buffers
             self._handle = self._load(spec)
             try:
                 if not vocab_only:
-                    unified = n_seq_max > 1 if kv_unified is None else kv_unified
-                    spec = ContextSpec(n_ctx, n_batch, n_seq_max, self.n_threads, unified, kv_type, flash_attn)
+                    spec = ContextSpec(o.n_ctx, o.n_batch, o.n_seq_max, self.n_threads, o.unified, o.kv_type,
+                                       o.flash_attn)
                     self.context = Context(self._handle, spec)
             except BaseException:
                 self.close()  # the model is freed now, not whenever GC runs
                 raise
-        self.vocab = Vocab(self._handle, chat_template)
+        self.vocab = Vocab(self._handle, o.chat_template)
 
     def _load(self, spec: LoadSpec) -> ModelHandle:
         try:
@@ -194,15 +170,16 @@ class Model:
         return self.context
 
     def stream_tokens(self, tokens: Sequence[int], max_tokens: int = defaults.MAX_TOKENS,
-                      temperature: float = _S.temperature, top_k: int = _S.top_k, top_p: float = _S.top_p,
-                      min_p: float = _S.min_p, repeat_penalty: float = _S.repeat_penalty,
-                      seed: int | None = None, stop: str | Sequence[str] | None = None):
+                      stop: str | Sequence[str] | None = None, sampling: SamplingParams | None = None, **params):
         """Generates after the prompt `tokens`: yields text pieces as they decode
-        (whole UTF-8 characters only); the generator returns the Completion."""
+        (whole UTF-8 characters only); the generator returns the Completion.
+        `sampling` (SamplingParams), or its fields as keywords over it:
+        temperature (0 is greedy), top_k, top_p, min_p, repeat_penalty,
+        repeat_last_n, seed (repeats a sampled run), logit_bias ({id: bias})."""
         context = self._require_context()
         self.vocab.check_ids(tokens)
         check_request(tokens, max_tokens, context.n_ctx)
-        sampling = SamplingParams(temperature, top_k, top_p, min_p, repeat_penalty, seed=seed)
+        sampling = SamplingParams.build(sampling, **params)
         sampling.validate(self.n_vocab)
         stops = check_stops(stop)
         return run(InlineSequence(context, list(tokens), sampling), self.vocab, max_tokens, stops)
@@ -213,13 +190,10 @@ class Model:
             raise GenerationError(f"empty prompt: give some text to complete, got {prompt!r}")
         return self.stream_tokens(self.tokenize(prompt), **kwargs)
 
-    def generate(self, prompt: str, max_tokens: int = defaults.MAX_TOKENS, temperature: float = _S.temperature,
-                 top_k: int = _S.top_k, top_p: float = _S.top_p, min_p: float = _S.min_p,
-                 repeat_penalty: float = _S.repeat_penalty, seed: int | None = None,
-                 stop: str | Sequence[str] | None = None) -> Completion:
-        """Completes `prompt`; temperature 0 is greedy, a seed repeats a sampled run."""
-        return drain(self.stream(prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
-                                 top_p=top_p, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop))
+    def generate(self, prompt: str, max_tokens: int = defaults.MAX_TOKENS, **kwargs) -> Completion:
+        """Completes `prompt`; keywords as for stream_tokens() (stop, sampling
+        or its fields: temperature 0 is greedy, a seed repeats a sampled run)."""
+        return drain(self.stream(prompt, max_tokens=max_tokens, **kwargs))
 
     def chat_stream(self, messages: Sequence[dict], template_kwargs: dict | None = None, **kwargs):
         """stream_tokens() on the chat-formatted `messages` (role/content dicts);

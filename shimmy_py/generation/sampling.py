@@ -9,23 +9,55 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Optional, Sequence, Union
 
 from ..errors import GenerationError
+from ..fields import opt
 from ..native.sampler_chain import SamplerChain
+
+
+def _number(integer: bool = False):
+    """Text from the command line (or a value) as the field's number; validate() bounds it."""
+    def parse(value):
+        try:
+            return int(value) if integer else float(value)
+        except (TypeError, ValueError):
+            raise GenerationError(f"expected {'an integer' if integer else 'a number'}, got {value!r}") from None
+    return parse
 
 
 @dataclass(frozen=True)
 class SamplingParams:
-    temperature: float = 0.8     # llama.cpp's default; 0 means greedy
-    top_k: int = 40              # llama.cpp's default; 0 disables
-    top_p: float = 0.95          # llama.cpp's default; 1.0 disables
-    min_p: float = 0.05          # llama.cpp's default; 0 disables
-    repeat_penalty: float = 1.0  # 1.0 disables, as llama.cpp's default
-    repeat_last_n: int = 64      # window the penalty looks back over (llama.cpp's default)
-    seed: Optional[int] = None   # None draws a fresh seed; a number repeats the run
-    logit_bias: tuple[tuple[int, float], ...] = ()  # (token, bias) added to the logits first
+    """How each token is drawn, as one record from the request (or the CLI, or
+    the Python API) to llama.cpp's sampler chain. Each field's default is
+    llama.cpp's, with its reason; each describes its command-line flag."""
+    temperature: float = opt(0.8, flags=("--temperature", "--temp"), parse=_number(),
+                             help="0 is greedy")               # llama.cpp's default; 0 means greedy
+    top_k: int = opt(40, flags=("--top-k",), parse=_number(True), help="0 disables")   # llama.cpp's default
+    top_p: float = opt(0.95, flags=("--top-p",), parse=_number(), help="1.0 disables")  # llama.cpp's default
+    min_p: float = opt(0.05, flags=("--min-p",), parse=_number(), help="0 disables")    # llama.cpp's default
+    repeat_penalty: float = opt(1.0, flags=("--repeat-penalty",), parse=_number(),
+                                help="1.0 disables")          # as llama.cpp's default
+    repeat_last_n: int = opt(64, flags=("--repeat-last-n",), parse=_number(True),
+                             help="tokens the penalty looks back over")   # llama.cpp's default
+    seed: Optional[int] = opt(None, flags=("--seed",), parse=_number(True),
+                              help="repeat a sampled run (default: a fresh seed)")
+    logit_bias: tuple[tuple[int, float], ...] = ()   # (token, bias) added to the logits first
+
+    def __post_init__(self):
+        if isinstance(self.logit_bias, dict):      # {token id: bias}, as OpenAI's field
+            object.__setattr__(self, "logit_bias", tuple((int(k), float(v)) for k, v in self.logit_bias.items()))
+
+    @classmethod
+    def build(cls, base: "SamplingParams | None" = None, **changes) -> "SamplingParams":
+        """`base` (default: llama.cpp's defaults) with the named fields changed;
+        an unknown name is a TypeError, as for any keyword."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise TypeError(f"unexpected sampling parameter {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        return replace(base or cls(), **changes)
 
     def validate(self, n_vocab: int | None = None) -> None:
         """Raises GenerationError naming the first bad setting."""

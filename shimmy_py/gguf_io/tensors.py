@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from ..errors import GGUFError
+from .arch import facts
 from .format import ATTENTION, LLM, RECURRENT_LAYERS, SSM, key
 from .reader import GGUFHeader, read_header
 from .validate import check_model
@@ -115,35 +116,26 @@ def _int(meta: Mapping, key: str, default: int = 0) -> int:
     return int(value)
 
 
-# llama.cpp's default sliding-window pattern per architecture (load_swa_pattern):
-# with pattern n, layer il slides unless il % n == n - 1
-SWA_PATTERN = {"gpt-oss": 2}
-
-
 def _swa_layers(meta: Mapping, arch: str, n_layer: int) -> frozenset:
-    pattern = meta.get(key(ATTENTION.SLIDING_WINDOW_PATTERN, arch), SWA_PATTERN.get(arch, 0))
+    pattern = meta.get(key(ATTENTION.SLIDING_WINDOW_PATTERN, arch), facts(arch).swa_pattern)
     if isinstance(pattern, list):                      # a flag per layer
         return frozenset(i for i, on in enumerate(pattern) if on)
     n = int(pattern)
     return frozenset(i for i in range(n_layer) if n == 0 or i % n < n - 1)
 
 
-# hybrid architectures whose recurrent layers llama.cpp marks by an interval:
-# layer il attends (has a KV cache) when (il + 1) % interval == 0, else it is recurrent
-RECURRENT_INTERVAL = {"qwen3next": 4}
-
-
 def _recurrent(meta: Mapping, arch: str, n_trunk: int) -> tuple[frozenset, int]:
     """The recurrent layers and their state per sequence, as llama.cpp's
     hparams.is_recr / n_embd_r() + n_embd_s() (gated delta net, Mamba-2 style):
     conv state (d_conv - 1) x (d_inner + 2 x groups x d_state), ssm state d_state x d_inner."""
-    if arch not in RECURRENT_INTERVAL:
+    interval = facts(arch).recurrent_interval
+    if not interval:
         return frozenset(), 0
     flags = meta.get(key(RECURRENT_LAYERS, arch))
     if isinstance(flags, list):
         layers = frozenset(i for i, on in enumerate(flags) if on and i < n_trunk)
     else:
-        n = _int(meta, key(LLM.FULL_ATTENTION_INTERVAL, arch), RECURRENT_INTERVAL[arch]) or 1
+        n = _int(meta, key(LLM.FULL_ATTENTION_INTERVAL, arch), interval) or 1
         layers = frozenset(i for i in range(n_trunk) if (i + 1) % n)
     d_conv, d_inner = _int(meta, key(SSM.CONV_KERNEL, arch)), _int(meta, key(SSM.INNER_SIZE, arch))
     d_state, groups = _int(meta, key(SSM.STATE_SIZE, arch)), _int(meta, key(SSM.GROUP_COUNT, arch))

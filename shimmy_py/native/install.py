@@ -42,13 +42,17 @@ def tool(name: str) -> Path:
     return path
 
 
-def build_info() -> dict[str, str]:
-    """The key=value lines native/build.sh wrote to VERSION (source, options)."""
-    path = lib_dir() / "VERSION"
+def _version_file(path: Path) -> dict[str, str]:
+    """The key=value lines native/build.sh wrote to a build's VERSION file ({} if none)."""
     if not path.exists():
         return {}
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
     return {k: v for k, v in pairs}
+
+
+def build_info() -> dict[str, str]:
+    """The VERSION lines of the libraries in use (source, options)."""
+    return _version_file(lib_dir() / "VERSION")
 
 
 def batch_invariant() -> bool:
@@ -73,11 +77,7 @@ def mode_tool(mode: str, name: str) -> Path:
 
 def mode_info(mode: str) -> dict[str, str]:
     """The VERSION lines of the last build of `mode` ({} if none)."""
-    path = cache_dir() / mode / "lib" / "VERSION"
-    if not path.exists():
-        return {}
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {k: v for k, v in pairs}
+    return _version_file(cache_dir() / mode / "lib" / "VERSION")
 
 
 def std_regex_errors(patterns: list[str]) -> dict[str, str]:

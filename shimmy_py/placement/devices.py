@@ -11,7 +11,7 @@ import psutil
 
 from ..errors import PlacementError
 from ..native.backend import Device, add_rpc_servers, list_devices
-from .options import parse_size
+from ..sizes import gib, parse_size
 from .plan import CPU, DeviceSpec
 
 HYPOTHETICAL = "GPU"   # the accelerator of a plan for --target-vram
@@ -130,10 +130,6 @@ def report(rpc=()) -> dict:
     return {"devices": [asdict(d) for d in devices(rpc)],
             "nvml": [asdict(g) for g in gpus], "nvml_notice": notice,
             "host": {"available_bytes": avail, "total_bytes": total}}
-
-
-def gib(n: int | float) -> str:
-    return f"{n / 2**30:.2f} GiB"
 
 
 def format_report(r: dict) -> str:

@@ -2,7 +2,7 @@
 model as planned without allocating anything (no_alloc) and creates a
 context, whose scheduler reserves the graphs it will run and logs the compute
 buffer each device needs. `fit` on an architecture whose estimate the tests
-have not checked (planner.RESERVE_CHECKED) plans again with these figures.
+have not checked (gguf_io/arch.py: reserve_checked) plans again with these figures.
 
 Nothing is read from the file and nothing is allocated; the RPC servers of
 the plan are asked, so this runs where the model will run (the CLI, Model, a

@@ -1,31 +1,27 @@
-"""The placement flags of `plan`, `generate`, `serve` and `bench` as one
-record, and the parsing of what users type: sizes ("8GiB"), llama.cpp's `-ot`
-syntax, and bench's placement specs ("n-cpu-moe=8", "fit=8GiB")."""
+"""The placement options as one record (`PlacementOptions`) and its strategy
+(`Strategy`: gpu, cpu-moe, n-cpu-moe N, fit with an optional budget, or an
+explicit Plan), with the parsing of what users type: sizes ("8GiB"),
+llama.cpp's `-ot` syntax, strategy specs ("n-cpu-moe=8", "fit=8GiB"), RPC
+endpoints and device capacities. Each field describes its flag and its
+`--config` key (fields.py), so the CLI, config files, the Python API and the
+server's worker all build and carry this one record; every value is checked
+when the record is made."""
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, replace
+from typing import Any
 
 from .. import defaults
 from ..errors import PlacementError
-from .plan import PlanRequest
-
-_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6, "mib": 2**20,
-          "g": 1e9, "gb": 1e9, "gib": 2**30, "t": 1e12, "tb": 1e12, "tib": 2**40}
-
-
-def parse_size(value: int | str) -> int:
-    """Bytes from 8589934592, "8GiB", "8 GB", "512MiB"."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
-    if not m or m.group(2).lower() not in _UNITS:
-        raise PlacementError(f"cannot read size {value!r}: use e.g. 8GiB, 24GB or 512MiB")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+from ..fields import Shortcut, opt
+from ..sizes import parse_size
+from .plan import STRATEGIES, Plan, PlanRequest
 
 
 def parse_override_arg(text: str) -> list[tuple[str, str]]:
     """llama.cpp's `-ot` syntax: PATTERN=BUFFER_TYPE[,PATTERN=BUFFER_TYPE...]."""
+    if not isinstance(text, str):
+        raise PlacementError(f"-ot {text!r}: expected PATTERN=BUFFER_TYPE text")
     out = []
     for item in text.split(","):
         pattern, sep, target = item.rpartition("=")
@@ -35,67 +31,221 @@ def parse_override_arg(text: str) -> list[tuple[str, str]]:
     return out
 
 
-@dataclass(frozen=True)
-class PlacementOptions:
-    """The placement flags, as one record."""
-    cpu_moe: bool = False
-    n_cpu_moe: int | None = None
-    fit: bool = False
-    vram_budget: int | str | None = None
-    overrides: tuple = ()            # "PAT=BUF[,PAT=BUF]" strings or (pattern, buffer type) pairs
-    rpc: tuple = ()                  # "HOST:PORT" strings
-    target_vram: int | str | None = None
-    n_ctx: int = defaults.N_CTX
-    device_capacity: tuple = ()      # "NAME=SIZE" strings or (name, size) pairs: plan a device for less
-    flash_attn: bool = True          # False when the context turns it off: the reserve holds attention scores
-    host_ram: tuple = ()             # "HOST:PORT" RPC servers serving their host's RAM: experts spill there
-    fit_margin: bool = True          # False: the capacities are budgets already (the server's admission)
-    n_seq: int = 1                   # sequences decoded together (the server's --parallel)
-    measure_reserve: bool | None = None   # measure the compute reserve by a dry run (None: fit, where unchecked)
+def _override_pairs(items) -> tuple[tuple[str, str], ...]:
+    """-ot values as (pattern, buffer type) pairs: strings in llama.cpp's
+    syntax, pairs, or lists of either."""
+    out: list[tuple[str, str]] = []
+    for item in items:
+        if isinstance(item, str):
+            out += parse_override_arg(item)
+        elif isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item):
+            out.append((item[0], item[1]))
+        elif isinstance(item, (tuple, list)):
+            out += _override_pairs(item)
+        else:
+            raise PlacementError(f"-ot {item!r}: expected PATTERN=BUFFER_TYPE text")
+    return tuple(out)
 
-    def request(self) -> PlanRequest:
-        chosen = [name for name, on in (("--cpu-moe", self.cpu_moe), ("--n-cpu-moe", self.n_cpu_moe is not None),
-                                        ("--fit", self.fit)) if on]
-        if len(chosen) > 1:
-            raise PlacementError(f"choose one strategy, not {' and '.join(chosen)}")
-        if self.vram_budget is not None and not self.fit:
-            raise PlacementError("--vram-budget is a budget for --fit; add --fit")
-        strategy = "cpu-moe" if self.cpu_moe else "n-cpu-moe" if self.n_cpu_moe is not None \
-            else "fit" if self.fit else "gpu"
-        pairs = []
-        for item in self.overrides:
-            pairs += parse_override_arg(item) if isinstance(item, str) else [tuple(item)]
-        budget = parse_size(self.vram_budget) if self.vram_budget is not None else None
-        return PlanRequest(strategy, self.n_cpu_moe or 0, budget, tuple(pairs), self.n_ctx,
-                           flash_attn=self.flash_attn, fit_margin=self.fit_margin,
-                           n_seq=self.n_seq)
+
+def parse_endpoints(value) -> tuple[str, ...]:
+    """RPC servers: "HOST:PORT[,HOST:PORT]" or a list of HOST:PORT."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
+        raise PlacementError(f"expected HOST:PORT[,HOST:PORT], got {value!r}")
+    out = tuple(x.strip() for x in items if x.strip())
+    for endpoint in out:
+        host, sep, port = endpoint.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise PlacementError(f"RPC server {endpoint!r}: expected HOST:PORT")
+    return out
+
+
+def parse_capacity_arg(value) -> tuple[tuple[str, int], ...]:
+    """--device-capacity NAME=SIZE[,NAME=SIZE], a (name, size) pair, or a
+    {name: size} table, as (name, bytes) pairs."""
+    if isinstance(value, dict):
+        return tuple((str(k), parse_size(v)) for k, v in value.items())
+    if _is_pair(value):
+        return ((value[0], parse_size(value[1])),)
+    if isinstance(value, (tuple, list)):
+        return tuple(pair for item in value for pair in parse_capacity_arg(item))
+    if not isinstance(value, str):
+        raise PlacementError(f"--device-capacity {value!r}: expected NAME=SIZE, e.g. RPC0=24GiB")
+    out = []
+    for item in (x for x in value.split(",") if x):
+        name, sep, size = item.rpartition("=")
+        if not sep or not name:
+            raise PlacementError(f"--device-capacity {item!r}: expected NAME=SIZE, e.g. RPC0=24GiB")
+        out.append((name, parse_size(size)))
+    return tuple(out)
+
+
+def _is_pair(value) -> bool:
+    """("RPC0", "8GiB") or ("RPC0", 8589934592), not two "NAME=SIZE" strings."""
+    return isinstance(value, (tuple, list)) and len(value) == 2 and isinstance(value[0], str) \
+        and "=" not in value[0] and (isinstance(value[1], int) or isinstance(value[1], str) and "=" not in value[1])
 
 
 def parse_capacities(items) -> dict:
     """--device-capacity NAME=SIZE (repeatable, or comma-separated) as {name: bytes}."""
-    out = {}
-    for item in items:
-        pairs = [tuple(item)] if not isinstance(item, str) else \
-            [tuple(x.rsplit("=", 1)) for x in item.split(",") if x]
-        for pair in pairs:
-            if len(pair) != 2 or not pair[0]:
-                raise PlacementError(f"--device-capacity {item!r}: expected NAME=SIZE, e.g. RPC0=24GiB")
-            out[pair[0]] = parse_size(pair[1])
-    return out
+    return dict(parse_capacity_arg(items if isinstance(items, dict) else tuple(items)))
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """Where routed experts go: "gpu" (nowhere else), "cpu-moe" (all in host
+    RAM), "n-cpu-moe" (those of layers 0..n_cpu_moe-1), "fit" (as many stay on
+    each accelerator as its budget holds; vram_budget, or its free memory less
+    a margin), or "plan" (an explicit Plan, loaded as planned)."""
+    name: str = "gpu"
+    n_cpu_moe: int = 0
+    vram_budget: int | None = None
+    plan: Plan | None = None
+
+    def __post_init__(self):
+        if self.name not in (*STRATEGIES, "plan"):
+            raise PlacementError(f"unknown strategy {self.name!r}: use gpu, cpu-moe, n-cpu-moe=N, fit or fit=SIZE")
+        if isinstance(self.n_cpu_moe, bool) or not isinstance(self.n_cpu_moe, int) or self.n_cpu_moe < 0:
+            raise PlacementError(f"--n-cpu-moe must be a layer count >= 0, got {self.n_cpu_moe!r}")
+        if self.vram_budget is not None:
+            if self.name != "fit":
+                raise PlacementError("--vram-budget is a budget for --fit; add --fit")
+            object.__setattr__(self, "vram_budget", parse_size(self.vram_budget))
+            if self.vram_budget <= 0:
+                raise PlacementError(f"--vram-budget must be positive, got {self.vram_budget}")
+        if (self.plan is not None) != (self.name == "plan"):
+            raise PlacementError("strategy 'plan' is an explicit Plan: give one (Strategy.explicit(plan))")
+
+    @classmethod
+    def parse(cls, spec: Any) -> Strategy:
+        """"gpu", "cpu-moe", "n-cpu-moe=8", "fit" or "fit=8GiB" (or a Strategy, or a Plan)."""
+        if isinstance(spec, Strategy):
+            return spec
+        if isinstance(spec, Plan):
+            return cls.explicit(spec)
+        if not isinstance(spec, str):
+            raise PlacementError(f"strategy {spec!r}: use gpu, cpu-moe, n-cpu-moe=N, fit or fit=SIZE")
+        name, _, arg = spec.strip().partition("=")
+        if name == "n-cpu-moe" and arg.isascii() and arg.isdigit():
+            return cls(name, n_cpu_moe=int(arg))
+        if name == "fit":
+            return cls(name, vram_budget=parse_size(arg) if arg else None)
+        if name in ("gpu", "cpu-moe") and not arg:
+            return cls(name)
+        raise PlacementError(f"unknown placement {spec!r}: use gpu, cpu-moe, n-cpu-moe=N, fit or fit=SIZE")
+
+    @classmethod
+    def explicit(cls, plan: Plan) -> Strategy:
+        return cls("plan", plan=plan)
+
+    def __str__(self) -> str:
+        if self.name == "n-cpu-moe":
+            return f"n-cpu-moe={self.n_cpu_moe}"
+        if self.name == "fit" and self.vram_budget is not None:
+            return f"fit={self.vram_budget}"
+        return self.name
+
+
+def _flag_bool(value, flag: str) -> bool:
+    if not isinstance(value, bool):
+        raise PlacementError(f"{flag} is true or false, got {value!r}")
+    return value
+
+
+def _count(value, flag: str) -> int:
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PlacementError(f"{flag} must be a layer count >= 0, got {value!r}")
+    return value
+
+
+SHORTCUTS = {   # llama.cpp's flags for the strategy (and --config keys of the same names)
+    "cpu_moe": Shortcut("--cpu-moe", "all routed experts in CPU RAM"),
+    "n_cpu_moe": Shortcut("--n-cpu-moe", "routed experts of layers 0..N-1 in CPU RAM", "N"),
+    "fit": Shortcut("--fit", "keep as many experts on the accelerator as fit"),
+    "vram_budget": Shortcut("--vram-budget", "budget for --fit, e.g. 8GiB (default: free memory less a margin)",
+                            "SIZE"),
+}
+
+
+def fold_shortcuts(current: Strategy, given: dict) -> Strategy:
+    """The strategy that --cpu-moe, --n-cpu-moe N, --fit and --vram-budget
+    SIZE (or their keys) make of `current` (set by --strategy, or the
+    default); two strategies at once are refused."""
+    chosen = [(f"--strategy {current}", current)] if current != Strategy() else []
+    if "cpu_moe" in given and _flag_bool(given["cpu_moe"], "--cpu-moe"):
+        chosen.append(("--cpu-moe", Strategy("cpu-moe")))
+    if given.get("n_cpu_moe") is not None:
+        chosen.append(("--n-cpu-moe", Strategy("n-cpu-moe", _count(given["n_cpu_moe"], "--n-cpu-moe"))))
+    if "fit" in given and _flag_bool(given["fit"], "--fit") and current.name != "fit":
+        chosen.append(("--fit", Strategy("fit")))
+    names = [n for n, _ in chosen]
+    if len(chosen) > 1:
+        raise PlacementError(f"choose one strategy, not {' and '.join(names)}")
+    strategy = chosen[0][1] if chosen else Strategy()
+    if given.get("vram_budget") is not None:
+        if strategy.name != "fit":
+            raise PlacementError("--vram-budget is a budget for --fit; add --fit")
+        strategy = replace(strategy, vram_budget=parse_size(given["vram_budget"]))
+    return strategy
+
+
+@dataclass(frozen=True)
+class PlacementOptions:
+    """Where a model's weights go, as one record. cpu_moe, n_cpu_moe, fit and
+    vram_budget are accepted as shortcuts that build the strategy."""
+    strategy: Strategy = opt(Strategy(), flags=("--strategy",), parse=Strategy.parse, metavar="SPEC",
+                             help="gpu, cpu-moe, n-cpu-moe=N, fit or fit=SIZE (llama.cpp's flags below say the same)",
+                             shortcuts=SHORTCUTS, fold=fold_shortcuts)
+    overrides: tuple = opt((), flags=("-ot", "--override-tensor"), repeat=True, parse=parse_override_arg,
+                           metavar="PATTERN=BUFFER_TYPE",
+                           help="llama.cpp tensor override, comma-separated, first match wins (repeatable)")
+    rpc: tuple = opt((), flags=("--rpc",), parse=parse_endpoints, metavar="HOST:PORT[,HOST:PORT]",
+                     help="llama.cpp RPC servers to use")
+    host_ram: tuple = opt((), flags=("--host-ram",), parse=parse_endpoints, metavar="HOST:PORT[,HOST:PORT]",
+                          help="RPC servers serving their host's RAM: routed experts spill there by capacity")
+    device_capacity: tuple = opt((), flags=("--device-capacity",), repeat=True, parse=parse_capacity_arg,
+                                 metavar="NAME=SIZE",
+                                 help="plan device NAME (CPU, CUDA0, RPC1, ...) for SIZE instead of its free memory "
+                                      "(repeatable)")
+    measure_reserve: bool | None = opt(None, flags=("--measure-reserve",), switch=True,
+                                       help="measure the compute reserve by a dry run of llama.cpp instead of "
+                                            "estimating it (default: under --fit, for architectures whose estimate "
+                                            "is unchecked)")
+    target_vram: int | None = opt(None, flags=("--target-vram",), parse=parse_size, metavar="SIZE", key="",
+                                  help="plan for a hypothetical accelerator of SIZE")
+    n_ctx: int = defaults.N_CTX        # the context planned for: the KV cache (Model and serve set it)
+    n_seq: int = 1                     # sequences decoded together (the server's --parallel)
+    flash_attn: bool = True            # False when the context turns it off: the reserve holds attention scores
+    fit_margin: bool = True            # False: the capacities are budgets already (the server's admission)
+    cpu_moe: InitVar[bool] = False
+    n_cpu_moe: InitVar[int | None] = None
+    fit: InitVar[bool] = False
+    vram_budget: InitVar[int | str | None] = None
+
+    def __post_init__(self, cpu_moe, n_cpu_moe, fit, vram_budget):
+        given = {k: v for k, v in (("cpu_moe", cpu_moe), ("n_cpu_moe", n_cpu_moe), ("fit", fit),
+                                   ("vram_budget", vram_budget)) if v is not None and v is not False}
+        strategy = Strategy.parse(self.strategy)
+        normal = {"strategy": fold_shortcuts(strategy, given) if given else strategy,
+                  "overrides": _override_pairs(self.overrides), "rpc": parse_endpoints(self.rpc),
+                  "host_ram": parse_endpoints(self.host_ram),
+                  "device_capacity": parse_capacity_arg(self.device_capacity),
+                  "target_vram": None if self.target_vram is None else parse_size(self.target_vram)}
+        for name, value in normal.items():
+            object.__setattr__(self, name, value)
+        if isinstance(self.n_ctx, bool) or not isinstance(self.n_ctx, int) or self.n_ctx < 1:
+            raise PlacementError(f"context length must be >= 1, got {self.n_ctx!r}")
+
+    def request(self) -> PlanRequest:
+        s = self.strategy
+        if s.name == "plan":
+            return s.plan.request
+        return PlanRequest(s.name, s.n_cpu_moe, s.vram_budget, self.overrides, self.n_ctx,
+                           flash_attn=self.flash_attn, fit_margin=self.fit_margin, n_seq=self.n_seq)
 
 
 def parse_placement_spec(spec: str, rpc=(), n_ctx: int = defaults.N_CTX) -> PlacementOptions:
     """bench's "gpu", "cpu-moe", "n-cpu-moe=8", "fit" or "fit=8GiB" -> options."""
-    name, _, arg = spec.partition("=")
-    base = {"rpc": tuple(rpc), "n_ctx": n_ctx}
-    if name == "gpu" and not arg:
-        return PlacementOptions(**base)
-    if name == "cpu-moe" and not arg:
-        return PlacementOptions(cpu_moe=True, **base)
-    if name == "n-cpu-moe" and arg.isdigit():
-        return PlacementOptions(n_cpu_moe=int(arg), **base)
-    if name == "fit":
-        if arg:
-            parse_size(arg)
-        return PlacementOptions(fit=True, vram_budget=arg or None, **base)
-    raise PlacementError(f"unknown placement {spec!r}: use gpu, cpu-moe, n-cpu-moe=N, fit or fit=SIZE")
+    return PlacementOptions(Strategy.parse(spec), rpc=tuple(rpc), n_ctx=n_ctx)

@@ -8,8 +8,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from .. import defaults
+from ..sizes import gib
 
-CPU = "CPU"
+CPU = "CPU"                 # llama.cpp's name for host RAM's device, in plans and budgets
+HOST_RAM = CPU
 NOT_LOADED = "not loaded"   # the device of a tensor llama.cpp skips (a NextN block): no memory anywhere
 STRATEGIES = ("gpu", "cpu-moe", "n-cpu-moe", "fit")
 
@@ -91,12 +93,8 @@ class Plan:
         return to_text(self)
 
     def __repr__(self) -> str:
-        weights = ", ".join(f"{d.name} {d.weights_bytes / 2**30:.2f} GiB" for d in self.devices)
+        weights = ", ".join(f"{d.name} {gib(d.weights_bytes)}" for d in self.devices)
         return f"<Plan {self.request.strategy} of {self.model}: {weights}; print() it for the table>"
-
-
-def gib(n: int) -> str:
-    return f"{n / 2**30:8.2f} GiB"
 
 
 def to_json(plan: Plan) -> dict:
@@ -152,7 +150,8 @@ def layer_map(plan: Plan) -> list[str]:
             where = "not loaded (multi-token prediction)"
         accs = sorted({t.device for t in tensors if t.device not in (CPU, NOT_LOADED)})
         name = f" {','.join(accs)}" if len(plan.accelerators) > 1 and accs else ""
-        lines.append(f"{label}  acc{name} {gib(on_acc)}  cpu {gib(sum(t.bytes for t in on_cpu))}  {where}".rstrip())
+        on_cpu_bytes = sum(t.bytes for t in on_cpu)
+        lines.append(f"{label}  acc{name} {gib(on_acc, 8)}  cpu {gib(on_cpu_bytes, 8)}  {where}".rstrip())
     return lines
 
 
@@ -160,8 +159,8 @@ def to_text(plan: Plan) -> str:
     lines = [f"plan {plan.request.strategy} for {plan.model} (context {plan.request.n_ctx})",
              f"{'device':<12} {'weights':>12} {'KV cache':>12} {'reserve':>12} {'total':>12} {'capacity':>12}"]
     for d in plan.devices:
-        lines.append(f"{d.name:<12} {gib(d.weights_bytes):>12} {gib(d.kv_bytes):>12} "
-                     f"{gib(d.reserve_bytes):>12} {gib(d.total_bytes):>12} {gib(d.capacity_bytes):>12}")
+        lines.append(f"{d.name:<12} {gib(d.weights_bytes, 8):>12} {gib(d.kv_bytes, 8):>12} "
+                     f"{gib(d.reserve_bytes, 8):>12} {gib(d.total_bytes, 8):>12} {gib(d.capacity_bytes, 8):>12}")
     lines.append("per layer (layer  accelerator  CPU  tensors on the CPU):")
     lines += layer_map(plan)
     if plan.network_bytes_per_token:

@@ -24,18 +24,13 @@ from collections import defaultdict
 
 from ..errors import PlacementError
 from ..gguf_io.tensors import Tensor, TensorTable
+from ..sizes import gib
 from .plan import CPU, NOT_LOADED, STRATEGIES, DevicePlan, DeviceSpec, Placement, Plan, PlanRequest
 
 
 def margin_for(capacity: int) -> int:
     """Memory left free under `fit` without an explicit budget: 5%, at most 1 GiB."""
     return min(capacity // 20, 1 << 30)
-
-
-# architectures whose reserve estimate tests/test_families.py checks against llama.cpp's
-# own buffers (within 10%); fit measures the others by a dry run (dryrun.py)
-RESERVE_CHECKED = frozenset({"deepseek", "deepseek2", "qwen3moe", "qwen2moe", "qwen3next", "llama", "gpt-oss",
-                             "glm4moe"})
 
 
 def reserve_bytes(table: TensorTable, n_ctx: int, n_ubatch: int, flash_attn: bool = True) -> int:
@@ -282,8 +277,8 @@ def _fit_budget(table, request, acc, device_of, movable, kv_and_reserve) -> int:
                 if device_of[t.name] == acc.name and t.name not in movable_names) + kv_and_reserve
     if fixed > budget:
         raise PlacementError(
-            f"budget {budget / 2**30:.2f} GiB on {acc.name} is below the minimum that fits: "
-            f"{fixed / 2**30:.2f} GiB (all weights but the routed experts of its layers, their KV cache for "
+            f"budget {gib(budget)} on {acc.name} is below the minimum that fits: "
+            f"{gib(fixed)} (all weights but the routed experts of its layers, their KV cache for "
             f"{request.n_ctx} tokens and the compute reserve)")
     return budget - fixed
 
@@ -331,14 +326,14 @@ def _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve,
         devs.append(DevicePlan(acc.name, acc.kind, weights[acc.name], kv.get(acc.name, 0),
                                reserve.get(acc.name, 0), acc.capacity_bytes))
         if devs[-1].total_bytes > acc.capacity_bytes:
-            notices.append(f"{acc.name}: the plan needs {devs[-1].total_bytes / 2**30:.2f} GiB, "
-                           f"more than its {acc.capacity_bytes / 2**30:.2f} GiB")
+            notices.append(f"{acc.name}: the plan needs {gib(devs[-1].total_bytes)}, "
+                           f"more than its {gib(acc.capacity_bytes)}")
     host = devs[0]
     if cpu_spec.capacity_bytes and host.total_bytes > cpu_spec.capacity_bytes:
-        message = (f"CPU: the plan needs {host.total_bytes / 2**30:.2f} GiB of host RAM, more than the "
-                   f"{cpu_spec.capacity_bytes / 2**30:.2f} GiB available")
+        message = (f"CPU: the plan needs {gib(host.total_bytes)} of host RAM, more than the "
+                   f"{gib(cpu_spec.capacity_bytes)} available")
         if request.strategy == "fit":   # fit counts VRAM and RAM together: nowhere left to put it
-            acc_left = ", ".join(f"{d.name} {d.total_bytes / 2**30:.2f} of {d.capacity_bytes / 2**30:.2f} GiB"
+            acc_left = ", ".join(f"{d.name} {d.total_bytes / 2**30:.2f} of {gib(d.capacity_bytes)}"
                                  for d in devs[1:])
             raise PlacementError(f"{table.path} does not fit: {message}; the accelerators hold {acc_left}")
         notices.append(message)

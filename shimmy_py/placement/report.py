@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..sizes import MiB
 from .plan import CPU, Plan
 
 
@@ -41,7 +42,7 @@ class PlacementReport:
     def __str__(self) -> str:
         lines = [f"{'device':<10} {'planned MiB':>12} {'llama.cpp MiB':>14}"]
         for dev in sorted(set(self.planned) | set(self.actual)):
-            lines.append(f"{dev:<10} {self.planned.get(dev, 0) / 2**20:12.2f} {self.actual.get(dev, 0) / 2**20:14.2f}")
+            lines.append(f"{dev:<10} {self.planned.get(dev, 0) / MiB:12.2f} {self.actual.get(dev, 0) / MiB:14.2f}")
         lines += [f"problem: {p}" for p in self.problems] or ["llama.cpp placed the weights as planned"]
         return "\n".join(lines)
 
@@ -58,7 +59,7 @@ def build_report(plan_: Plan, log_lines: list[str], check_sizes: bool = True,
             overridden[m.group(1)] = m.group(2)
         if m := _ANY_BUFFER_LINE.search(line):
             dev = device_of_buffer(m.group(1), buffer_devices)
-            size = round(float(m.group(3)) * 2**20)
+            size = round(float(m.group(3)) * MiB)
             allocated[dev] = allocated.get(dev, 0) + size
             kind = "KV" if m.group(2) == "RS" else m.group(2)     # recurrent state is the KV cache's share
             if kind in kinds:
@@ -67,14 +68,14 @@ def build_report(plan_: Plan, log_lines: list[str], check_sizes: bool = True,
     mapped = set()  # a mapped buffer covers a file range, other devices' tensors included
     for name, mib in buffers.items():
         dev = device_of_buffer(name, buffer_devices)
-        actual[dev] = actual.get(dev, 0) + round(mib * 2**20)
+        actual[dev] = actual.get(dev, 0) + round(mib * MiB)
         if "Mapped" in name:
             mapped.add(dev)
     planned = {d: b for d, b in plan_.weights_by_device().items() if b}
     problems = []
     for dev in sorted(set(planned) | set(actual)) if check_sizes else ():
         n_tensors = sum(1 for t in plan_.tensors if t.device == dev)
-        slack = 0.01 * 2**20 * len(buffers) + 512 * n_tensors  # log rounding + alignment padding
+        slack = 0.01 * MiB * len(buffers) + 512 * n_tensors  # log rounding + alignment padding
         short = planned.get(dev, 0) - actual.get(dev, 0)
         if short > slack or (dev not in mapped and -short > slack):
             problems.append(f"{dev}: planned {planned.get(dev, 0)} bytes, llama.cpp holds {actual.get(dev, 0)}")

@@ -7,7 +7,6 @@ are ignored, as OpenAI clients expect.
 from __future__ import annotations
 
 import math
-import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any
 from .. import defaults
 from ..generation.loop import Completion
 from ..generation.sampling import SamplingParams
+from .durations import BadDuration, parse_duration
 
 
 class ApiError(Exception):
@@ -25,26 +25,6 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.message, self.kind = status, message, kind
         self.headers = headers or {}
-
-
-def parse_duration(value, what: str = "keep_alive") -> float:
-    """Ollama's durations: seconds as a number, or "300", "5m", "1h30m", "10s";
-    negative keeps forever (math.inf), 0 means at once."""
-    if isinstance(value, bool):
-        raise ApiError(400, f"'{what}' must be a duration such as \"5m\" or seconds, got a boolean")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str) and re.fullmatch(r"\s*-?\d+(\.\d+)?\s*", value):
-        seconds = float(value)
-    elif isinstance(value, str) and re.fullmatch(r"(-)?((\d+(\.\d+)?)(h|m|s|ms))+", value.strip()):
-        sign = -1 if value.strip().startswith("-") else 1
-        units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
-        seconds = sign * sum(float(n) * units[u] for n, _, u in re.findall(r"(\d+(\.\d+)?)(h|ms|m|s)", value))
-    else:
-        raise ApiError(400, f"'{what}' must be a duration such as \"5m\", \"1h\" or seconds, got {value!r}")
-    if not math.isfinite(seconds) and seconds > 0:
-        raise ApiError(400, f"'{what}' must be finite or negative (forever)")
-    return math.inf if seconds < 0 else seconds
 
 
 @dataclass(frozen=True)
@@ -206,7 +186,10 @@ def parse_request(body: Any, route: str) -> GenRequest:
     if prompt is not None and messages is None and not prompt:
         raise ApiError(400, "'prompt' is empty")
     stream = _get(body, "stream", (bool,), route == "generate")  # shimmy streams by default
-    keep_alive = parse_duration(body["keep_alive"]) if body.get("keep_alive") is not None else None
+    try:
+        keep_alive = parse_duration(body["keep_alive"]) if body.get("keep_alive") is not None else None
+    except BadDuration as e:
+        raise ApiError(400, str(e)) from None
     return GenRequest(_get(body, "model", (str,)), prompt, messages, sampling, max_tokens, stop, stream,
                       keep_alive, _template_kwargs(body) if messages is not None else None)
 

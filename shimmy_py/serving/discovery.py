@@ -110,7 +110,10 @@ def _ollama(store: Path) -> Iterator[Found]:
 
 def discover(model_dirs=(), env: Mapping[str, str] | None = None, cwd: Path | None = None,
              home: Path | None = None) -> list[Found]:
-    """Every model the sources hold, first source first, each file once."""
+    """Every model the sources hold, first source first, each file once.
+    `model_dirs`: folders, or --model-dirs' "DIR;DIR" text."""
+    if isinstance(model_dirs, str):
+        model_dirs = [d for d in model_dirs.split(";") if d]
     env = os.environ if env is None else env
     cwd, home = cwd or Path.cwd(), home or Path.home()
     sources: list[Iterator[Found]] = [

@@ -1,13 +1,14 @@
-"""HTTP mechanics of the server, apart from its routes.
+"""HTTP mechanics of the server, apart from its routes: the transport.
 
 `PooledHTTPServer` listens with a backlog of 512 and hands connections to a
 fixed pool of handler threads through a bounded queue; beyond it a
 connection gets an immediate 503 and is closed, so a flood of idle sockets
-costs a queue slot each, never a thread each. `JsonHandler` is the handler
-base: every answer is JSON (http.server's own errors too), bodies are read by
-Content-Length or chunked, idle connections time out, the Host header and the
-CORS origin are checked against the policy, and it can tell that a client
-went away.
+costs a queue slot each, never a thread each. `JsonHandler` reads each
+request into an app.Request (bodies by Content-Length or chunked, when the
+application asks), hands it to the App, and writes its Response: JSON or
+text whole, a stream chunk by chunk (flushed; closed when the client
+leaves). http.server's own errors are JSON too, idle connections time out,
+CORS headers follow the policy.
 """
 from __future__ import annotations
 
@@ -21,13 +22,30 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 
-from .api import ApiError, openai_error
+from .api import ApiError
+from .app import ClientGone, Request, Response
 
 logger = logging.getLogger("shimmy_py.server")
 
 
-class ClientGone(Exception):
-    """The client closed its connection while its answer was being computed."""
+def host_allowed(host: str | None, allowed: frozenset | None) -> bool:
+    """DNS rebinding: a page on evil.example whose name resolves to
+    127.0.0.1 sends Host: evil.example; only the names allowed pass (None: any)."""
+    if allowed is None:
+        return True
+    host = (host or "").strip().lower()
+    if host.startswith("["):                      # [::1]:port
+        host = host[:host.find("]") + 1]
+    else:
+        host = host.rsplit(":", 1)[0]
+    return host in allowed
+
+
+def origin_allowed(origin: str, cors_origin: str | None) -> bool:
+    """A browser page may POST here only from the origin serve --cors-origin
+    names (or any, with "*"): a cross-site page cannot make it run a model,
+    whatever content type it sends (text/plain needs no preflight)."""
+    return cors_origin is not None and (cors_origin == "*" or origin.rstrip("/") == cors_origin.rstrip("/"))
 
 
 @dataclass(frozen=True)
@@ -125,20 +143,7 @@ class JsonHandler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args) -> None:
         logger.info("%s %s", self.address_string(), fmt % args)
 
-    # --- checks ---------------------------------------------------------------
-    def host_allowed(self) -> bool:
-        """DNS rebinding: a page on evil.example whose name resolves to
-        127.0.0.1 sends Host: evil.example; only the names the policy allows pass."""
-        allowed = self.policy.allowed_hosts
-        if allowed is None:
-            return True
-        host = (self.headers.get("Host") or "").strip().lower()
-        if host.startswith("["):                      # [::1]:port
-            host = host[:host.find("]") + 1]
-        else:
-            host = host.rsplit(":", 1)[0]
-        return host in allowed
-
+    # --- the client ---------------------------------------------------------------
     def client_gone(self) -> bool:
         """Whether the client closed its side (a non-streaming answer is being computed)."""
         try:
@@ -232,22 +237,58 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def send_api_error(self, e: ApiError) -> None:
+        """An error of the transport itself (a body it could not read)."""
         if self._status:  # headers already sent (a stream): nothing more can be said
             return
-        body = openai_error(e) if self.path.startswith("/v1/") else {"error": e.message}
         try:
-            self.send_json(e.status, body, e.headers)
+            self.send_json(e.status, {"error": e.message}, e.headers)
         except OSError:   # the client went away before its error: nothing to say it to
             self.close_connection = True
 
-    def start_sse(self) -> None:
-        self._status = 200
-        self.send_response(200)
-        self._headers({"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "close"})
-        self.close_connection = True
+    # --- the application --------------------------------------------------------
+    def do_GET(self) -> None:
+        path, _, query = self.path.partition("?")
+        self._status, self._body_unread = 0, self.command not in ("GET", "HEAD")
+        self.connection.settimeout(self.policy.body_timeout)
+        request = Request(self.command, path, self.headers, self.read_body, self.client_gone, query)
+        try:
+            self.write(self.app.handle(request))
+        except (ClientGone, OSError):
+            self.close_connection = True          # the client went away: nobody to answer
+        finally:
+            if self._body_unread:
+                self.drop_body()
+            self.metrics.request(self.app.label(path), self._status or 499)
+            self.connection.settimeout(self.policy.header_timeout)
 
-    def send_event(self, data: str) -> None:
-        """One SSE event; each line of `data` becomes its own data: line."""
-        lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-        self.wfile.write(("".join(f"data: {line}\n" for line in lines) + "\n").encode())
-        self.wfile.flush()
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+
+    def write(self, resp: Response) -> None:
+        """A Response: whole, or streamed chunk by chunk (a stream closes the
+        connection after it; its iterator is closed whatever happens)."""
+        if resp.stream is None:
+            self._status = resp.status
+            self.send_response(resp.status)
+            length = {"Content-Length": str(len(resp.body))}
+            ctype = {"Content-Type": resp.content_type} if resp.status != 204 else {}
+            self._headers({**ctype, **length, **resp.headers})
+            if self.command != "HEAD":
+                self.wfile.write(resp.body)
+            return
+        try:
+            self._status = resp.status
+            self.send_response(resp.status)
+            self._headers({"Content-Type": resp.content_type, **resp.headers, "Connection": "close"})
+            self.close_connection = True
+            for chunk in resp.stream:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        finally:
+            close = getattr(resp.stream, "close", None)
+            if close is not None:
+                close()
+
+
+def bound_handler(app, metrics) -> type:
+    """The handler class of one server: its App, metrics and HTTP policy."""
+    return type("BoundHandler", (JsonHandler,), {"app": app, "metrics": metrics, "policy": app.policy})

@@ -1,5 +1,5 @@
 """Per-model settings for `serve --config FILE` (TOML or JSON): the MoE
-placement knobs people ask for per model, and the context.
+placement knobs people ask for per model, the context and keep_alive.
 
     [models."qwen3-30b-a3b"]
     n_cpu_moe = 20
@@ -9,46 +9,40 @@ placement knobs people ask for per model, and the context.
     cpu_moe = true
     keep_alive = "30m"
 
-A model is named as the server answers to it (any of its names). Every key is
-checked when the file is read: a wrong one is an error naming model and key.
+A model is named as the server answers to it (any of its names). The keys
+are the ModelOptions' (and PlacementOptions') --config keys (fields.py:
+strategy or llama.cpp's cpu_moe / n_cpu_moe / fit / vram_budget, overrides,
+rpc, host_ram, device_capacity, kv_type, flash_attn, load_mode, threads,
+measure_reserve) plus ctx, parallel and keep_alive. Each key given replaces
+the server's value of that setting (the strategy keys together replace its
+strategy); every value is parsed when the file is read, into the very
+records a worker loads with, so a wrong one is an error naming model and key.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ShimmyError
-from .api import ApiError, parse_duration
+from ..fields import config_keys, from_mapping
+from ..generation.options import ModelOptions, positive_int
+from .durations import parse_duration
 
-PLACEMENT_KEYS = {"cpu_moe": bool, "n_cpu_moe": int, "fit": bool, "vram_budget": (str, int), "overrides": list,
-                  "kv_type": str, "flash_attn": str, "device_capacity": dict}
-OTHER_KEYS = {"ctx": int, "parallel": int, "keep_alive": (str, int, float)}
+SERVE_KEYS = {"ctx": lambda v: positive_int(v, "ctx"), "parallel": lambda v: positive_int(v, "parallel"),
+              "keep_alive": parse_duration}
 
 
 @dataclass(frozen=True)
 class ModelSettings:
-    placement: dict = field(default_factory=dict)   # Model keyword arguments
+    model: ModelOptions | None = None   # None: the server's own options (and its --model's plan)
     ctx: int | None = None
     parallel: int | None = None
     keep_alive: float | None = None
 
 
-def _check(model: str, key: str, value) -> None:
-    kinds = {**PLACEMENT_KEYS, **OTHER_KEYS}.get(key)
-    if kinds is None:
-        raise ShimmyError(f"--config: model {model!r}: unknown setting {key!r}; known: "
-                          f"{', '.join(sorted({**PLACEMENT_KEYS, **OTHER_KEYS}))}")
-    if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
-        raise ShimmyError(f"--config: model {model!r}: {key} must not be a boolean")
-    if not isinstance(value, kinds):
-        raise ShimmyError(f"--config: model {model!r}: {key} = {value!r} has the wrong type")
-    if key in ("ctx", "parallel") and value < 1:
-        raise ShimmyError(f"--config: model {model!r}: {key} must be >= 1, got {value}")
-
-
-def load(path: str | Path) -> dict[str, ModelSettings]:
-    """Settings per model name (lowercased), from a .toml or .json file."""
+def read(path: str | Path) -> dict:
+    """The file's [models] table, parsed as TOML or JSON."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -67,16 +61,29 @@ def load(path: str | Path) -> dict[str, ModelSettings]:
     models = raw.get("models") if isinstance(raw, dict) else None
     if not isinstance(models, dict):
         raise ShimmyError(f"--config {path}: expected a [models] table of model names")
+    return models
+
+
+def load(path: str | Path, base: ModelOptions = ModelOptions()) -> dict[str, ModelSettings]:
+    """Settings per model name (lowercased), over the server's options `base`."""
+    path = Path(path)
+    known = sorted({*SERVE_KEYS, *config_keys(ModelOptions)})
     out = {}
-    for name, settings in models.items():
-        if not isinstance(settings, dict):
+    for name, table in read(path).items():
+        where = f"--config: model {name!r}"
+        if not isinstance(table, dict):
             raise ShimmyError(f"--config {path}: models.{name} must be a table of settings")
-        for key, value in settings.items():
-            _check(name, key, value)
-        try:
-            keep = parse_duration(settings["keep_alive"]) if "keep_alive" in settings else None
-        except ApiError as e:
-            raise ShimmyError(f"--config: model {name!r}: {e.message}") from None
-        placement = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings.items() if k in PLACEMENT_KEYS}
-        out[name.lower()] = ModelSettings(placement, settings.get("ctx"), settings.get("parallel"), keep)
+        unknown = sorted(k for k in table if k not in known)
+        if unknown:
+            raise ShimmyError(f"{where}: unknown setting {unknown[0]!r}; known: {', '.join(known)}")
+        own = {}
+        for key, parse in SERVE_KEYS.items():
+            if key in table:
+                try:
+                    own[key] = parse(table[key])
+                except (ShimmyError, ValueError) as e:
+                    raise ShimmyError(f"{where}: {key} = {table[key]!r}: {e}") from None
+        options = {k: v for k, v in table.items() if k not in SERVE_KEYS}
+        model = from_mapping(ModelOptions, options, where, base=base) if options else None
+        out[name.lower()] = ModelSettings(model, **own)
     return out

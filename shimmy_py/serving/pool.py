@@ -5,24 +5,13 @@ A request naming a model that is not resident loads it (requests for that
 model wait; requests for others go on). A model stays resident for its
 keep-alive after its last request: Ollama's `keep_alive` (per request, or
 the server's --keep-alive, default 5 minutes; 0 unloads after the request, a
-negative value keeps it). Beyond --max-models the least recently used idle
-model is unloaded to make room; when every resident model is busy the
-request gets 503. With a memory budget per device, a model is admitted only
-where its plan fits beside what the resident models hold. To make room, per
-the admission policy:
-  unload   (default, as Ollama) idle models are unloaded, least recently used
-           first; only when that cannot make room is the newcomer re-planned
-           more offloaded (`fit` within what is left on each device);
-  offload  the newcomer is re-planned into what is left first, so that the
-           resident models stay; idle ones are unloaded only if even that fails.
-A model that cannot fit either way is refused with the figures, before
-anything is loaded. Unloading ends the worker process, which returns all of
-its memory to the system.
-
-Host RAM is shared with the conversation caches (--cache-ram, per model): a
-newcomer's cache gets what is left of the host budget after the models, up to
---cache-ram, and the residents' caches shrink (their oldest conversations go)
-before any model is unloaded for host RAM: a model is worth more than a cache.
+negative value keeps it). Whether a newcomer fits, and what leaves to make
+room, is admission.py's pure decision (--max-models, the memory budget per
+device, the policy unload/offload, ggml-rpc-servers held, conversation
+caches); this module applies it: it unloads the models it names, cuts the
+caches it names and starts the newcomer's worker through `worker_factory`
+(the Supervisor; tests give a fake one). Unloading ends the worker process,
+which returns all of its memory to the system.
 """
 from __future__ import annotations
 
@@ -35,13 +24,16 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ShimmyError
-from ..placement.plan import CPU as HOST  # host RAM's device name in plans and budgets
-from .api import ApiError
+from ..placement.plan import HOST_RAM
+from .admission import POLICIES, Decision, Holder, Limits, Loading, Newcomer, Replan, admit
 from .supervisor import Supervisor, WorkerSpec
 
 logger = logging.getLogger("shimmy_py.server")
 FOREVER = math.inf
-POLICIES = ("unload", "offload")
+
+
+class LoadFailed(ShimmyError):
+    """A model's worker could not load it (llama.cpp's reason in the message)."""
 
 
 @dataclass
@@ -77,20 +69,28 @@ class ModelPool:
 
     def __init__(self, spec_for: Callable[[str], WorkerSpec], keep_alive: Callable[[str], float], max_models: int,
                  need_for: Callable[[str], dict] | None = None, budget: dict | None = None,
-                 replan_for: Callable[[str, dict], tuple | None] | None = None, policy: str = "unload"):
+                 replan_for: Replan | None = None, policy: str = "unload",
+                 worker_factory: Callable[[WorkerSpec], Supervisor] = Supervisor):
         if policy not in POLICIES:
             raise ShimmyError(f"unknown admission policy {policy!r}; choose one of {', '.join(POLICIES)}")
-        self.spec_for, self.keep_alive_for, self.max_models = spec_for, keep_alive, max_models
-        self.need_for, self.budget = need_for, budget or {}
-        self.replan_for, self.policy = replan_for, policy   # (name, room per device) -> (need, Plan) or None
-        self._reserved: dict[str, dict] = {}   # what models being loaded will hold (their cache on "CPU")
-        self._reserved_rpc: dict[str, frozenset] = {}
+        self.spec_for, self.keep_alive_for = spec_for, keep_alive
+        self.need_for, self.replan_for = need_for, replan_for   # (name, room per device) -> (need, Plan) or None
+        self.limits = Limits(budget or {}, max_models, policy)
+        self.worker_factory = worker_factory
+        self._loading: dict[str, Loading] = {}   # what models being loaded will hold (their cache on the host)
         self.residents: dict[str, Resident] = {}
         self.stats = PoolStats()
         self._lock = threading.Condition()
-        self._loading: set[str] = set()
         self._stopping = False
         threading.Thread(target=self._reap, name="shimmy-keep-alive", daemon=True).start()
+
+    @property
+    def budget(self) -> dict:
+        return dict(self.limits.budget)
+
+    @property
+    def max_models(self) -> int:
+        return self.limits.max_models
 
     def _log(self, message: str) -> None:
         logger.info(message)               # `serve` shows these: decisions an operator wants to see
@@ -107,7 +107,7 @@ class ModelPool:
                 resident.active += 1
                 self._set_keep_alive(resident, keep_alive)
                 return resident
-        need = self.need_for(name) if self.need_for and self.budget else {}
+        need = self.need_for(name) if self.need_for and self.limits.budget else {}
         with self._lock:
             while name in self._loading:
                 self._lock.wait()
@@ -116,21 +116,31 @@ class ModelPool:
                 resident.active += 1
                 return resident
             spec = self.spec_for(name)
-            rpc = frozenset(spec.model_kwargs.get("rpc", ()))
-            need, plan = self._make_room(name, need, rpc)
-            cache = self._cache_for(need, spec.cache_bytes)
-            self._loading.add(name)
-            self._reserved[name] = {**need, HOST: need.get(HOST, 0) + cache}
-            self._reserved_rpc[name] = rpc
+            rpc = frozenset(spec.options.placement.rpc + spec.options.placement.host_ram)   # each held by one client
+            decision = self._admit(Newcomer(name, need, rpc, spec.cache_bytes))
+            with_cache = {**decision.need, HOST_RAM: decision.need.get(HOST_RAM, 0) + decision.cache}
+            self._loading[name] = Loading(name, with_cache, rpc)
         try:
-            resident = self._load(name, spec, keep_alive, need, rpc, plan, cache)
+            resident = self._load(name, spec, keep_alive, decision, rpc)
         finally:
             with self._lock:
-                self._loading.discard(name)
-                self._reserved.pop(name, None)
-                self._reserved_rpc.pop(name, None)
+                self._loading.pop(name, None)
                 self._lock.notify_all()
         return resident
+
+    def _admit(self, new: Newcomer) -> Decision:
+        """Under the lock: admission's decision, applied (unloads, cache cuts, the log)."""
+        holders = [Holder(r.name, r.need, r.active, r.last_used, r.rpc, r.cache) for r in self.residents.values()]
+        decision = admit(holders, list(self._loading.values()), new, self.limits, self.replan_for)
+        for message in decision.log:
+            self._log(message)
+        for name, cache in decision.cache_cuts:
+            r = self.residents[name]
+            r.cache = cache
+            r.supervisor.limit_cache(cache)
+        for name, reason in decision.unload:
+            self._stop_later(self.residents.pop(name), reason)
+        return decision
 
     def release(self, resident: Resident, keep_alive: float | None = None) -> None:
         with self._lock:
@@ -149,127 +159,25 @@ class ModelPool:
     def held(self, device: str) -> int:
         """Bytes the resident and loading models' plans (and, on the host, their
         conversation caches) hold on `device`."""
-        cache = sum(r.cache for r in self.residents.values()) if device == HOST else 0
-        return self._planned(device, self.residents.values()) + cache
+        cache = sum(r.cache for r in self.residents.values()) if device == HOST_RAM else 0
+        return sum(r.need.get(device, 0) for r in [*self.residents.values(), *self._loading.values()]) + cache
 
-    def _planned(self, device: str, residents) -> int:
-        """Bytes the plans of `residents` and of the models being loaded hold on `device`."""
-        return sum(r.need.get(device, 0) for r in residents) + sum(n.get(device, 0) for n in self._reserved.values())
-
-    def _short(self, need: dict) -> list[str]:
-        return [d for d, b in need.items() if d in self.budget and self.held(d) + b > self.budget[d]]
-
-    def _room(self, keep_idle: bool) -> dict:
-        """What the budget leaves on each device once the conversation caches
-        yield and, unless `keep_idle`, the idle models are unloaded."""
-        kept = [r for r in self.residents.values() if r.active or keep_idle]
-        return {d: max(0, b - self._planned(d, kept)) for d, b in self.budget.items()}
-
-    def _shortage(self, device: str, need: int) -> str:
-        return (f"it needs {need / 2**30:.2f} GiB on {device} beside the {self.held(device) / 2**30:.2f} GiB "
-                f"resident models hold, within a budget of {self.budget[device] / 2**30:.2f} GiB")
-
-    def _rpc_holders(self, rpc: frozenset) -> list[str]:
-        """Resident models holding one of `rpc`: ggml-rpc-server serves one client at a
-        time (its accept loop), so a second would wait for the first to leave."""
-        return [r.name for r in self.residents.values() if r.rpc & rpc]
-
-    def _cache_for(self, need: dict, wanted: int) -> int:
-        """The newcomer's conversation cache: --cache-ram, or what is left of the host budget."""
-        if HOST not in self.budget:
-            return wanted
-        return max(0, min(wanted, self.budget[HOST] - self.held(HOST) - need.get(HOST, 0)))
-
-    def _shrink_caches(self, need: dict) -> None:
-        """Under the lock: residents' conversation caches give host RAM back (the
-        largest first) until `need` fits there, or they are empty."""
-        if HOST not in self.budget:
-            return
-        for r in sorted(self.residents.values(), key=lambda r: -r.cache):
-            over = self.held(HOST) + need.get(HOST, 0) - self.budget[HOST]
-            if over <= 0 or not r.cache:
-                return
-            r.cache = max(0, r.cache - over)
-            r.supervisor.limit_cache(r.cache)
-            self._log(f"conversation cache of {r.name!r} cut to {r.cache / 2**20:.0f} MiB: host RAM for models")
-
-    def _replan(self, name: str, need: dict, room: dict, why: str) -> tuple[dict, object] | None:
-        """The newcomer planned with fit into `room`, if that fits; logged."""
-        found = self.replan_for(name, room) if self.replan_for else None
-        if found is None or any(b > room.get(d, b) for d, b in found[0].items()):
-            return None
-        moved = ", ".join(f"{d} {need.get(d, 0) / 2**30:.2f} -> {b / 2**30:.2f} GiB" for d, b in found[0].items())
-        self._log(f"re-planned {name!r} with fit ({why}): {moved}")
-        return found
-
-    def _make_room(self, name: str, need: dict, rpc: frozenset = frozenset()) -> tuple[dict, object]:
-        """Under the lock: what the newcomer will hold and its re-plan (None: its
-        own plan), after unloading what the policy unloads; 503 when it cannot fit."""
-        loading = [n for n, endpoints in self._reserved_rpc.items() if endpoints & rpc]
-        if loading:
-            raise ApiError(503, f"cannot load {name!r}: {loading[0]!r} is loading on the same ggml-rpc-server, "
-                           "which serves one client at a time", "server_error", {"Retry-After": "5"})
-        plan = None
-        if self.policy == "offload" and self._short(need) and \
-                (found := self._replan(name, need, self._room(keep_idle=True), "policy offload: residents stay")):
-            need, plan = found
-        over = {d: b for d, b in need.items() if d in self.budget and b > self.budget[d]}
-        if over:
-            found = self._replan(name, need, dict(self.budget), "its own plan is over the budget")
-            if found is None:
-                d, b = next(iter(over.items()))
-                raise ApiError(503, f"cannot load {name!r}: its plan needs {b / 2**30:.2f} GiB on {d}, more than "
-                               f"the server's budget of {self.budget[d] / 2**30:.2f} GiB there, even with fit",
-                               "server_error")
-            need, plan = found
-        room = self._room(keep_idle=False)
-        if any(b > room.get(d, b) for d, b in need.items()):     # unloading every idle model would not do
-            found = self._replan(name, need, room, "the busy models leave too little")
-            if found is None:
-                raise ApiError(503, f"cannot load {name!r}: {self._why_full(name, need, self._short(need), [])}, "
-                               "and every resident model that could make room is busy", "server_error",
-                               {"Retry-After": "5"})
-            need, plan = found
-        self._shrink_caches(need)
-        while len(self.residents) + len(self._loading) >= self.max_models or self._short(need) or \
-                self._rpc_holders(rpc):
-            short, holders = self._short(need), self._rpc_holders(rpc)
-            idle = [r for r in self.residents.values() if r.active == 0 and (r.name in holders or not holders)]
-            if not idle:
-                raise ApiError(503, f"cannot load {name!r}: {self._why_full(name, need, short, holders)}, and "
-                               "every resident model is busy", "server_error", {"Retry-After": "5"})
-            victim = min(idle, key=lambda r: r.last_used)
-            del self.residents[victim.name]
-            reason = f"memory on {', '.join(short)}" if short else \
-                "its ggml-rpc-server serves one client at a time" if holders else f"--max-models {self.max_models}"
-            self._stop_later(victim, f"unloading {victim.name!r} (least recently used) to make room for {name!r}: "
-                                     f"{reason}")
-        return need, plan
-
-    def _why_full(self, name: str, need: dict, short: list, holders: list) -> str:
-        if short:
-            return "; ".join(self._shortage(d, need[d]) for d in short) + \
-                (" (a plan with fit does not fit either)" if self.replan_for else "")
-        if holders:
-            return f"{holders[0]!r} holds the same ggml-rpc-server, which serves one client at a time"
-        return f"{len(self.residents)} models are resident (--max-models {self.max_models})"
-
-    def _load(self, name: str, spec: WorkerSpec, keep_alive: float | None, need: dict, rpc: frozenset, plan=None,
-              cache: int = 0) -> Resident:
-        if plan is not None:         # re-planned to fit: the worker loads this plan, not its own options
-            spec = replace(spec, model_kwargs={**spec.model_kwargs, "placement": plan})
-        supervisor = Supervisor(replace(spec, cache_bytes=cache))
+    def _load(self, name: str, spec: WorkerSpec, keep_alive: float | None, decision: Decision,
+              rpc: frozenset) -> Resident:
+        if decision.plan is not None:  # re-planned to fit: the worker loads this plan, not its own options
+            spec = replace(spec, options=spec.options.with_plan(decision.plan))
+        supervisor = self.worker_factory(replace(spec, cache_bytes=decision.cache))
         t0 = time.monotonic()
         self._log(f"loading {name!r}")
         try:
             supervisor.start()
         except ShimmyError as e:
-            raise ApiError(500, f"model {name!r} failed to load: {e}", "server_error") from None
+            raise LoadFailed(f"model {name!r} failed to load: {e}") from None
         now = time.monotonic()
         size = Path(spec.model_path).stat().st_size
         resident = Resident(name, supervisor, size, now, now,
-                            self.keep_alive_for(name) if keep_alive is None else keep_alive, active=1, need=need,
-                            rpc=rpc, cache=cache)
+                            self.keep_alive_for(name) if keep_alive is None else keep_alive, active=1,
+                            need=decision.need, rpc=rpc, cache=decision.cache)
         with self._lock:
             self.residents[name] = resident
             self.stats.loads += 1

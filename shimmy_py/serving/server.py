@@ -1,265 +1,117 @@
-"""`shimmy-py serve`: shimmy's HTTP API and OpenAI's on one resident model.
+"""`shimmy-py serve`: shimmy's HTTP API and OpenAI's over the models a
+server holds.
 
-A bounded pool of handler threads (http.py) answers the routes here. The
-model lives in a worker process (worker.py, supervised by supervisor.py)
-whose batching engine decodes every request's sequence in shared
-llama_decode calls: a native crash there fails the requests in flight and
-the worker restarts, while this process keeps answering. Handlers consume
-the worker's pieces as a generator; a client that goes away closes it,
-which frees its sequence.
-Secure by default: loopback, no CORS headers, the Host header checked
-against the bound address (DNS rebinding), the API key compared in constant
-time, and errors that never show the server's paths.
+`App` is the application: the route table (routes.py), the Host check, the
+API key, and every error as JSON in its route's dialect (app.py). The
+transport (http.py) reads requests, hands them to `App.handle` and writes
+what it answers. Each model lives in a worker process (worker.py,
+supervised by supervisor.py) whose batching engine decodes every request's
+sequence in shared llama_decode calls: a native crash there fails the
+requests in flight and the worker restarts, while this process keeps
+answering. Secure by default: loopback, no CORS headers, the Host header
+checked against the bound address (DNS rebinding), the API key compared in
+constant time, and errors that never show the server's paths.
 """
 from __future__ import annotations
 
-import hmac
-import json
 import logging
-import re
 import threading
-from pathlib import Path
-from types import SimpleNamespace
 
 from ..errors import ShimmyError
-from ..generation.loop import drain
-from .api import (
-    ApiError,
-    OpenAIShapes,
-    generate_response,
-    parse_request,
-    timing,
-)
-from .http import ClientGone, JsonHandler, PooledHTTPServer
-from .state import ServeConfig, State
-from .supervisor import WorkerDied
+from .api import ApiError
+from .app import ClientGone, Request, Response, as_api_error, authorized, error_body, scrub
+from .config import ServeConfig
+from .http import HttpPolicy, PooledHTTPServer, bound_handler, host_allowed, origin_allowed
+from .routes import ROUTES, Route
+from .state import State
 
 logger = logging.getLogger("shimmy_py.server")
-CLIENT_CHECK_EVERY = 8          # pieces between checks that a non-streaming client is still there
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)+[\w.+-]+")
+METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+__all__ = ["App", "ServeConfig", "Server"]
 
 
-class Handler(JsonHandler):
-    """The routes; HTTP mechanics are JsonHandler's (http.py)."""
-    state: State  # set on the subclass made per server
+class App:
+    """Routes a Request to its handler; answers every error in JSON."""
 
-    GET = {"/health": "health", "/v1/models": "v1_models", "/api/models": "api_models", "/metrics": "metrics",
-           "/api/ps": "api_ps"}
-    POST = {"/api/generate": "generate", "/v1/chat/completions": "chat", "/v1/completions": "completions"}
+    def __init__(self, state: State, policy: HttpPolicy, routes: tuple[Route, ...] = ROUTES):
+        self.state, self.policy = state, policy
+        self.routes = {(r.method, r.path): r for r in routes}
+        self.methods: dict[str, set[str]] = {}
+        for r in routes:
+            self.methods.setdefault(r.path, set()).add(r.method)
 
-    def do_GET(self) -> None:
-        self._dispatch()
+    def scrub(self, message: str) -> str:
+        return scrub(message, self.state.path_names)
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET
+    def label(self, path: str) -> str:
+        """The route's name in /metrics (unknown paths share one)."""
+        return path if path in self.methods else "other"
 
-    def do_OPTIONS(self) -> None:
-        if self.policy.cors_origin is None:
-            self._dispatch()                      # no CORS: a preflight is a 405 like any other method
-            return
-        self._status = 204
-        self.send_response(204)
-        self._headers({"Content-Length": "0"})
+    def route(self, req: Request) -> Route | None:
+        return self.routes.get((req.method, req.path))
 
-    def _dispatch(self) -> None:
-        path = self.path.split("?", 1)[0]
-        known = path in self.GET or path in self.POST
-        self._route, self._status = path if known else "other", 0
-        self._body_unread = self.command not in ("GET", "HEAD")
-        self.connection.settimeout(self.policy.body_timeout)
+    def check(self, req: Request) -> Response | None:
+        """What can be answered from the head alone, before the body is read:
+        a CORS preflight, a refused Host, Origin, route, method or key. None:
+        the request goes on to its handler."""
         try:
-            self._route_request(path)
+            if req.method not in METHODS:
+                raise ApiError(501, f"method {req.method!r} is not supported", "invalid_request_error")
+            if req.method == "OPTIONS" and self.policy.cors_origin is not None:
+                return Response(204)          # a CORS preflight; the transport adds the headers
+            if not host_allowed(req.headers.get("Host"), self.policy.allowed_hosts):
+                raise ApiError(403, f"Host {req.headers.get('Host')!r} is not allowed (DNS rebinding protection; "
+                               "serve --allowed-hosts adds names)", "permission_error")
+            route = self.route(req)
+            if route is None:
+                if req.path in self.methods:
+                    allow = ", ".join(sorted(self.methods[req.path]))
+                    raise ApiError(405, f"{req.method} {req.path}: use {allow}", "invalid_request_error",
+                                   {"Allow": allow})
+                raise ApiError(404, f"no route {req.method} {req.path}", "not_found_error")
+            if not route.public and not authorized(req, self.state.config.api_key):
+                raise ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')",
+                               "authentication_error")
+            origin = req.headers.get("Origin")
+            if req.method == "POST" and origin is not None and not origin_allowed(origin, self.policy.cors_origin):
+                raise ApiError(403, f"a cross-site request from {origin!r} is refused: a web page cannot use this "
+                               "server unless serve --cors-origin names its origin", "permission_error")
         except ApiError as e:
-            self.send_api_error(self._scrubbed(e))
-        except (ClientGone, OSError):
-            self.close_connection = True          # the client went away: nobody to answer
+            return self.error(e, req)
+        return None
+
+    def run(self, req: Request) -> Response:
+        """The route's handler (after check()); every error answered in JSON."""
+        try:
+            return self.route(req).handler(self, req)
+        except ClientGone:
+            raise
         except Exception as e:  # never let a request take the server down
-            logger.exception("internal error on %s", path)
-            self.send_api_error(ApiError(500, f"internal error ({type(e).__name__}); see the server log",
-                                         "server_error"))
-        finally:
-            if self._body_unread:
-                self.drop_body()
-            self.state.metrics.request(self._route, self._status)
-            self.connection.settimeout(self.policy.header_timeout)
+            return self.error(e, req)
 
-    def _route_request(self, path: str) -> None:
-        if not self.host_allowed():
-            raise ApiError(403, f"Host {self.headers.get('Host')!r} is not allowed (DNS rebinding protection; "
-                           "serve --allowed-hosts adds names)", "permission_error")
-        routes = self.GET if self.command == "GET" else self.POST if self.command == "POST" else {}
-        if path not in routes:
-            if path in self.GET or path in self.POST:
-                allow = "GET" if path in self.GET else "POST"
-                raise ApiError(405, f"{self.command} {path}: use {allow}", "invalid_request_error",
-                               {"Allow": allow})
-            raise ApiError(404, f"no route {self.command} {path}", "not_found_error")
-        if path != "/health" and not self._authorized():
-            raise ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')",
-                           "authentication_error")
-        name = routes[path]
-        if self.command == "POST":
-            self.generate(name)
-        else:
-            getattr(self, name)()
+    def handle(self, req: Request) -> Response:
+        """check(), then run(): the whole application for one request."""
+        return self.check(req) or self.run(req)
 
-    def _authorized(self) -> bool:
-        key = self.state.config.api_key
-        if not key:
-            return True
-        given = self.headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {key}".encode())
-
-    def _scrubbed(self, e: ApiError) -> ApiError:
-        """Errors name models, never the server's filesystem paths."""
-        message = e.message
-        for path, name in self.state.path_names.items():
-            message = message.replace(path, name)
-        message = _ABSOLUTE_PATH.sub(lambda m: Path(m.group(0)).name, message)
-        if message == e.message:
-            return e
-        return ApiError(e.status, message, e.kind, e.headers)
-
-    # --- GET routes -----------------------------------------------------------
-    def health(self) -> None:
-        s, main = self.state, self.state.main
-        w = main.supervisor if main is not None else None
-        crash = {"restarts": w.restarts if w else 0, "last_crash": w.last_crash if w else None}
-        if s.name is None:                    # models on demand: the server itself is what is healthy
-            self.send_json(200, {"status": "ok", "ready": True, "loaded": sorted(s.pool.residents)})
-        elif w is not None and w.ready.is_set():
-            self.send_json(200, {"status": "ok", "model": s.name, "ready": True, **crash})
-        else:
-            error = s.load_error or (w.load_error if w else None)
-            error = self._scrubbed(ApiError(503, error)).message if error else None
-            self.send_json(503, {"status": "error" if error else "loading", "ready": False, "error": error, **crash})
-
-    def v1_models(self) -> None:
-        data = [{"id": n, "object": "model", "created": 0, "owned_by": "shimmy-py"} for n in sorted(self.state.catalog)]
-        self.send_json(200, {"object": "list", "data": data})
-
-    def api_models(self) -> None:
-        s = self.state
-        resident = set(s.pool.residents)
-        models = []
-        for name, path in sorted(s.catalog.items()):
-            try:
-                size = path.stat().st_size
-            except OSError:           # deleted or unreadable since discovery: not listed
-                continue
-            loaded = s.canonical(name) in resident
-            d = s.describe(path)
-            models.append({"name": name, "size_bytes": size, "model_type": "gguf",
-                           "parameter_count": d.params if d else None,
-                           "active_parameter_count": d.active_params if d else None,
-                           "architecture": d.architecture if d else None, "quantization": d.quantization if d else None,
-                           "loaded": loaded, "source": "loaded" if loaded else "discovered"})
-        self.send_json(200, {"models": models})
-
-    def api_ps(self) -> None:
-        self.send_json(200, {"models": self.state.pool.snapshot()})
-
-    def metrics(self) -> None:
-        pool = self.state.pool
-        residents = list(pool.residents.values())
-        devices: dict[str, int] = {}
-        totals: dict[str, float] = {}
-        for r in residents:
-            for d, b in r.supervisor.info.get("devices", {}).items():
-                devices[d] = devices.get(d, 0) + b
-            for k, v in (r.supervisor.stats() or {}).items():
-                totals[k] = totals.get(k, 0) + v
-        engine = SimpleNamespace(**totals) if totals else None
-        text = self.state.metrics.render(devices, engine, sum(r.supervisor.restarts for r in residents), pool)
-        self.send_text(200, text, "text/plain; version=0.0.4")
-
-    # --- POST routes ----------------------------------------------------------
-    def read_json(self):
-        raw = self.read_body()
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise ApiError(400, f"invalid JSON: {e}") from None
-        except RecursionError:
-            raise ApiError(400, "invalid JSON: nested too deeply") from None
-
-    def generate(self, route: str) -> None:
-        body = self.read_json()
-        req = parse_request(body, route)
-        s = self.state
-        name = s.resolve(req.model)
-        if s.name is not None and name == s.canonical(s.name) and s.main is None:
-            raise ApiError(503, "the model is still loading" if not s.load_error else s.load_error,
-                           "server_error", {"Retry-After": "5"})
-        s.enter()
-        try:
-            resident = s.pool.acquire(name, req.keep_alive)    # loads it if it is not resident
-            try:
-                gen = resident.supervisor.generate(req)        # the worker tokenizes and queues it
-                if route == "generate":
-                    self._shimmy_answer(gen, name, req.stream)
-                else:
-                    self._openai_answer(gen, name, route == "chat", req.stream)
-            finally:
-                s.pool.release(resident, req.keep_alive)
-        finally:
-            s.leave()
-
-    def _drain(self, gen, on_piece=None):
-        """Runs `gen` (see generation.loop.drain) and counts its Completion. A
-        non-streaming answer checks every few pieces that its client is still
-        there; one that left ends the generation (its sequence is freed). If
-        the model worker dies meanwhile, a stream ends with an error event
-        (its status was sent) and None is returned."""
-        try:
-            c = drain(gen, on_piece if on_piece is not None else self._still_there)
-        except WorkerDied as e:
-            if not self._status:
-                raise ApiError(503, str(e), "server_error", {"Retry-After": "5"}) from None
-            self.send_event(json.dumps({"error": {"message": str(e), "type": "server_error", "code": 503}}))
-            self.send_event("[DONE]")
-            return None
-        self.state.metrics.completion(c)
-        return c
-
-    def _still_there(self, _piece: str) -> None:
-        self._pieces = getattr(self, "_pieces", 0) + 1
-        if self._pieces % CLIENT_CHECK_EVERY == 0 and self.client_gone():
-            raise ClientGone()
-
-    def _shimmy_answer(self, gen, name: str, stream: bool) -> None:
-        if not stream:
-            self.send_json(200, generate_response(name, self._drain(gen)))
-            return
-        self.start_sse()
-        if self._drain(gen, self.send_event) is not None:
-            self.send_event("[DONE]")
-
-    def _openai_answer(self, gen, name: str, chat: bool, stream: bool) -> None:
-        shapes = OpenAIShapes(name, chat)
-        if not stream:
-            c = self._drain(gen)
-            self.send_json(200, {**shapes.final(c), "timings": timing(c)})
-            return
-        self.start_sse()
-        if chat:
-            self.send_event(json.dumps(shapes.chunk(None, first=True), ensure_ascii=False))
-        c = self._drain(gen, lambda p: self.send_event(json.dumps(shapes.chunk(p), ensure_ascii=False)))
-        if c is None:
-            return
-        self.send_event(json.dumps(shapes.chunk(None, c.finish_reason, c=c), ensure_ascii=False))
-        self.send_event("[DONE]")
+    def error(self, e: BaseException, req: Request) -> Response:
+        """An error as JSON in the dialect of the request's route, with no server paths."""
+        route = self.route(req)
+        dialect = route.dialect if route else "openai" if req.path.startswith("/v1/") else "shimmy"
+        err = as_api_error(e)
+        err = ApiError(err.status, self.scrub(err.message), err.kind, err.headers)
+        return Response.json(err.status, error_body(err, dialect), err.headers)
 
 
 class Server:
-    """The HTTP server and its resident model; `start()` binds, then loads."""
+    """The HTTP server and its models; `start()` binds, then loads the --model."""
 
     def __init__(self, config: ServeConfig):
         self.config = config
         self.state = State(config)
-        handler = type("BoundHandler", (Handler,), {"state": self.state, "policy": config.policy()})
+        self.app = App(self.state, config.policy())
         try:
-            self.httpd = PooledHTTPServer((config.host, config.port), handler, config.handler_threads(),
-                                          config.max_pending)
+            self.httpd = PooledHTTPServer((config.host, config.port), bound_handler(self.app, self.state.metrics),
+                                          config.handler_threads(), config.max_pending)
         except OSError as e:
             raise ShimmyError(f"cannot listen on {config.host}:{config.port}: {e.strerror or e}"
                               + (" (the port is in use; pick another or --port 0)" if e.errno == 98 else "")) from None
@@ -290,3 +142,4 @@ class Server:
 
     def __exit__(self, *exc):
         self.stop()
+

@@ -1,68 +1,20 @@
-"""What `serve` runs with (ServeConfig) and what its handlers share (State):
-the models' names, the pool of resident models, metrics, requests in flight."""
+"""What the server's handlers share (State): the models' names, the options
+each loads with, the pool of resident models, metrics, requests in flight."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
-from .. import defaults
-from ..errors import ShimmyError
-from .api import ApiError
-from .http import HttpPolicy
+from ..errors import GenerationError, NotFound, PlacementError, ShimmyError, Unavailable
+from ..generation.options import ModelOptions
+from ..placement.options import Strategy
+from .config import ServeConfig
 from .metrics import Metrics
 from .models_config import ModelSettings
 from .names import name_table
 from .pool import ModelPool
 from .supervisor import WorkerSpec
-
-CONTROL_THREADS = 8             # handler threads beyond the requests a server holds (health, metrics, models)
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
-
-
-@dataclass
-class ServeConfig:
-    """What `serve` runs with; each default's reason is in defaults.py."""
-    model_path: Path | None            # the model loaded at start; None: every discovered model, on demand
-    host: str = defaults.HOST
-    port: int = defaults.PORT
-    ctx: int = defaults.N_CTX          # context of each request (the KV cache holds ctx x parallel)
-    threads: int | None = None         # None: defaults.threads()
-    parallel: int = defaults.PARALLEL
-    queue: int = defaults.QUEUE
-    api_key: str | None = None
-    max_body: int = defaults.MAX_BODY
-    model_kwargs: dict = field(default_factory=dict)  # placement options for Model
-    known_paths: tuple = ()        # other discovered files, listed by /api/models
-    cors_origin: str | None = None     # None: no CORS headers; "*" or an origin to allow browsers
-    allowed_hosts: tuple = ()          # Host names beyond the bound address and loopback's
-    max_pending: int = defaults.MAX_PENDING_CONNECTIONS
-    header_timeout: float = defaults.HEADER_TIMEOUT
-    keep_alive: float = defaults.KEEP_ALIVE_S      # seconds an on-demand model stays after its last request
-    settings: dict = field(default_factory=dict)   # per model name: models_config.ModelSettings (--config)
-    memory_budget: dict | None = None              # device -> bytes resident models may hold; None: no check
-    cache_ram: int = defaults.CACHE_RAM            # bytes of host RAM per model for conversations (0: off)
-    max_models: int = defaults.MAX_MODELS
-    admission: str = defaults.ADMISSION            # "unload" idle models first, or "offload" the newcomer first
-
-    def handler_threads(self) -> int:
-        """Each running or queued request holds a handler thread; a few more
-        answer health, metrics and model lists meanwhile."""
-        return self.parallel + self.queue + CONTROL_THREADS
-
-    def policy(self) -> HttpPolicy:
-        """Host check: on loopback, the Host header must name loopback (or an
-        allowed host); bound to all interfaces, any name unless some are given."""
-        wildcard = self.host in ("0.0.0.0", "::", "")
-        if wildcard and not self.allowed_hosts:
-            hosts = None
-        else:
-            hosts = frozenset({self.host.lower(), *LOOPBACK_NAMES, *(h.lower() for h in self.allowed_hosts)})
-        return HttpPolicy(self.max_body, self.cors_origin, hosts, self.header_timeout)
-
-    @property
-    def loopback(self) -> bool:
-        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
 
 
 class State:
@@ -87,9 +39,9 @@ class State:
         self.idle = threading.Condition()
         self._descriptions: dict = {}
         self._devices: dict[tuple, list] = {}
-        kw = config.model_kwargs
-        if kw.get("rpc") or kw.get("host_ram"):   # asked now, before any worker holds a ggml-rpc-server
-            self._devices_for(tuple(kw.get("rpc", ())), tuple(kw.get("host_ram", ())))
+        placed = config.model.placement
+        if placed.rpc or placed.host_ram:   # asked now, before any worker holds a ggml-rpc-server
+            self._devices_for(placed.rpc, placed.host_ram)
 
     def _devices_for(self, rpc: tuple, host_ram: tuple) -> list:
         """The devices a model on these RPC servers is planned on, found once: a
@@ -110,17 +62,20 @@ class State:
                 return self.config.settings[n]
         return ModelSettings()
 
-    def _spec(self, name: str) -> WorkerSpec:
+    def options_for(self, name: str) -> ModelOptions:
+        """What the model `name` loads with: its --config table's options or the
+        server's (with the --model's plan for the --model), sized for the
+        server's context and parallel sequences (or its own)."""
         c, own = self.config, self.settings_for(name)
-        path = self.catalog[name]
-        kwargs = dict(c.model_kwargs)
-        if c.model_path is None or Path(path) != Path(c.model_path) or own.placement:
-            kwargs.pop("placement", None)    # the --model's plan; others are planned by their worker
-        for key in ("cpu_moe", "n_cpu_moe", "fit", "vram_budget", "overrides") if own.placement else ():
-            kwargs.pop(key, None)            # the model's own settings replace the server's flags
-        kwargs.update(own.placement)
-        ctx, parallel = own.ctx or c.ctx, own.parallel or c.parallel
-        return WorkerSpec(str(path), ctx * parallel, parallel, c.threads, c.queue, kwargs, c.cache_ram)
+        options = own.model if own.model is not None else c.model
+        if own.model is None and c.main_plan is not None and c.model_path is not None \
+                and Path(self.catalog[name]) == Path(c.model_path):
+            options = options.with_plan(c.main_plan)
+        return c.sized(options, own.ctx, own.parallel)
+
+    def _spec(self, name: str) -> WorkerSpec:
+        c = self.config
+        return WorkerSpec(str(self.catalog[name]), self.options_for(name), c.queue, c.cache_ram)
 
     def describe(self, path: Path):
         """What the file at `path` is, from its header (cached; None if unreadable)."""
@@ -137,44 +92,25 @@ class State:
         own = self.settings_for(name).keep_alive
         return own if own is not None else self.config.keep_alive
 
-    def _options(self, spec: WorkerSpec, **changes):
-        """The placement options a worker of `spec` plans with (Model's arguments)."""
-        from dataclasses import replace
-
-        from ..placement.options import PlacementOptions
-        kw = spec.model_kwargs
-        capacity = kw.get("device_capacity", ())
-        options = PlacementOptions(
-            kw.get("cpu_moe", False), kw.get("n_cpu_moe"), kw.get("fit", False), kw.get("vram_budget"),
-            tuple(kw.get("overrides", ())), tuple(kw.get("rpc", ())), None, spec.n_ctx,
-            tuple(capacity.items()) if isinstance(capacity, dict) else tuple(capacity),
-            kw.get("flash_attn", defaults.FLASH_ATTN) != "off", tuple(kw.get("host_ram", ())), n_seq=spec.n_seq_max)
-        return replace(options, **changes)
-
     def _need(self, name: str) -> dict:
         """Bytes per device the model's plan holds: what admission weighs."""
-        from ..placement.make import make_plan
-        spec = self._spec(name)
-        options = self._options(spec)
-        plan = spec.model_kwargs.get("placement") or \
-            make_plan(spec.model_path, options, self._devices_for(options.rpc, options.host_ram))
+        from ..placement.machine import make_plan
+        placement = self.options_for(name).placement
+        plan = make_plan(self.catalog[name], placement, self._devices_for(placement.rpc, placement.host_ram))
         return {d.name: d.total_bytes for d in plan.devices}
 
     def _replan(self, name: str, room: dict):
         """The model planned with fit into `room` (bytes per device; the budget's
         margin is already taken), as (need, Plan), or None where even that does
         not fit. The model's own -ot overrides stay."""
-        from dataclasses import replace
-
-        from ..errors import PlacementError
-        from ..placement.make import make_plan
-        spec = self._spec(name)
-        options = self._options(spec, cpu_moe=False, n_cpu_moe=None, fit=True, vram_budget=None, fit_margin=False)
-        devices = self._devices_for(options.rpc, options.host_ram)
-        names = {d.name for d in devices}
-        options = replace(options, device_capacity=tuple((d, b) for d, b in room.items() if d in names))
+        from ..placement.machine import make_plan
+        placement = self.options_for(name).placement
+        devices = self._devices_for(placement.rpc, placement.host_ram)
+        known = {d.name for d in devices}
+        placement = replace(placement, strategy=Strategy("fit"), fit_margin=False,
+                            device_capacity=tuple((d, b) for d, b in room.items() if d in known))
         try:
-            plan = make_plan(spec.model_path, options, devices)
+            plan = make_plan(self.catalog[name], placement, devices)
         except PlacementError:
             return None
         return {d.name: d.total_bytes for d in plan.devices}, plan
@@ -214,24 +150,63 @@ class State:
         try:
             self.pool.preload(self.canonical(self.name))
             self.load_error = None
-        except ApiError as e:
-            self.load_error = e.message
-            raise ShimmyError(e.message) from None
+        except ShimmyError as e:
+            self.load_error = str(e)
+            raise ShimmyError(self.load_error) from None
 
     def resolve(self, requested: str | None) -> str:
+        """The resident name of the model a request names (the --model's, or the
+        only model's, when it names none)."""
         if requested is None:
             files = set(self.catalog.values())
             if self.name is None and len(files) != 1:
-                raise ApiError(400, f"'model' is required: this server serves {len(files)} models "
-                               "(GET /api/models lists them)")
+                raise GenerationError(f"'model' is required: this server serves {len(files)} models "
+                                      "(GET /api/models lists them)")
             return self.canonical(self.name or next(iter(self.catalog)))
         if requested.lower() in self.catalog:
             return self.canonical(requested.lower())
-        raise ApiError(404, f"model {requested!r} not found; this server serves "
-                       f"{', '.join(repr(n) for n in sorted(self.catalog))}", "not_found_error")
+        raise NotFound(f"model {requested!r} not found; this server serves "
+                       f"{', '.join(repr(n) for n in sorted(self.catalog))}")
+
+    def lease(self, requested: str | None, keep_alive: float | None = None) -> "Lease":
+        """A request's hold on the model it names, loaded if need be."""
+        name = self.resolve(requested)
+        if self.name is not None and name == self.canonical(self.name) and self.main is None:
+            raise Unavailable(self.load_error or "the model is still loading", 5)
+        self.enter()
+        try:
+            resident = self.pool.acquire(name, keep_alive)    # loads it if it is not resident
+        except BaseException:
+            self.leave()
+            raise
+        return Lease(self, name, resident, keep_alive)
 
     def close(self) -> None:
         """Ends open streams and stops every worker (their exit frees all native memory)."""
         self.pool.close()
 
 
+
+
+class Lease:
+    """A request's hold on a resident model: it stays loaded (and the server's
+    shutdown waits for it) until the lease is closed, once."""
+
+    def __init__(self, state: State, name: str, resident, keep_alive: float | None):
+        self.state, self.name, self.resident, self.keep_alive = state, name, resident, keep_alive
+        self._closed = False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.state.pool.release(self.resident, self.keep_alive)
+        finally:
+            self.state.leave()
+
+    def __enter__(self) -> "Lease":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

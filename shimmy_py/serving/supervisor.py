@@ -5,7 +5,10 @@ message naming the signal, counts the restart, and starts it again.
 
 `generate()` gives a handler the same thing generation.loop.run() gives the
 Python API: a generator of text pieces that returns the Completion; closing
-it early cancels the request in the worker.
+it early cancels the request in the worker. `call()` sends any `Call`
+message (messages.py) and returns the worker's answer. Failures are domain
+errors: Unavailable (busy, loading, restarting, died), GenerationError (the
+request), ShimmyError (inside the worker); the HTTP layer maps them.
 """
 from __future__ import annotations
 
@@ -22,9 +25,11 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Generator
 
-from ..errors import ShimmyError
+from ..errors import GenerationError, ShimmyError, Unavailable
 from ..generation.loop import Completion
-from .api import ApiError, GenRequest
+from ..generation.options import ModelOptions
+from . import messages as m
+from .api import GenRequest
 
 logger = logging.getLogger("shimmy_py.server")
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -52,24 +57,21 @@ def _wait(proc, timeout: float | None) -> None:
         pass
 
 
-class WorkerDied(ShimmyError):
+class WorkerDied(Unavailable):
     """The model worker process ended while requests were in flight."""
 
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """How to start the worker: Model's arguments and the engine's queue."""
+    """How to start the worker: the model, the options it loads with, the engine's queue."""
     model_path: str
-    n_ctx: int
-    n_seq_max: int
-    threads: int | None
+    options: ModelOptions
     queue_limit: int
-    model_kwargs: dict
     cache_bytes: int = 0             # host RAM for conversations whose slot went to another request
 
 
-_ERRORS = {"busy": (503, "server_error", {"Retry-After": "1"}), "unavailable": (503, "server_error", {}),
-           "invalid": (400, "invalid_request_error", {}), "internal": (500, "server_error", {})}
+class WorkerError(ShimmyError):
+    """Something failed inside the model worker (its message says what)."""
 
 
 def describe_exit(code: int | None) -> str:
@@ -109,11 +111,12 @@ class Supervisor:
         with self._lock:
             self._conn, self._proc = ours, proc
         first = self._recv_from(ours)
-        if first is None or first[0] != "ready":
+        if not isinstance(first, m.Ready):
             _wait(proc, 10)
-            self.load_error = first[1] if first else f"the model worker {describe_exit(proc.returncode)} while loading"
+            self.load_error = first.message if isinstance(first, m.LoadFailed) else \
+                f"the model worker {describe_exit(proc.returncode)} while loading"
             raise ShimmyError(self.load_error)
-        self.info, self.load_error = first[1], None
+        self.info, self.load_error = first.info, None
         self.ready.set()
         threading.Thread(target=self._read, args=(ours, proc), name="shimmy-worker-reader", daemon=True).start()
 
@@ -125,7 +128,7 @@ class Supervisor:
         if conn is None:
             return
         try:
-            conn.send(("stop",))
+            conn.send(m.Stop())
         except OSError:
             pass
         _wait(proc, timeout)
@@ -140,14 +143,13 @@ class Supervisor:
     def _read(self, conn, proc) -> None:
         """Relays the worker's messages; on its death fails what was in flight."""
         while (msg := self._recv_from(conn)) is not None:
-            kind = msg[0]
-            if kind == "stats":
-                self._stats.put(msg[1])
-            elif kind in ("piece", "done", "error"):
-                with self._lock:
-                    q = self._requests.get(msg[1])
-                if q is not None:
-                    q.put(msg)
+            if isinstance(msg, m.Stats):
+                self._stats.put(msg.values)
+                continue
+            with self._lock:
+                q = self._requests.get(getattr(msg, "rid", None))
+            if q is not None:
+                q.put(msg)
         _wait(proc, 10)
         if self._stopping:
             self._fail_all("the server is shutting down")
@@ -170,7 +172,7 @@ class Supervisor:
         with self._lock:
             pending = list(self._requests.values())
         for q in pending:
-            q.put(("died", message))
+            q.put(WorkerDied(message, 5))
 
     def _restart(self) -> None:
         with self._lock:
@@ -185,7 +187,7 @@ class Supervisor:
             self._restarting = False
 
     # --- requests -------------------------------------------------------------------
-    def _send(self, msg: tuple) -> None:
+    def _send(self, msg) -> None:
         """One message to the worker, whole: Connection.send is not safe from several threads."""
         with self._send_lock:
             self._conn.send(msg)
@@ -195,7 +197,7 @@ class Supervisor:
         self.spec = replace(self.spec, cache_bytes=limit_bytes)
         if self.ready.is_set():
             try:
-                self._send(("cache_limit", limit_bytes))
+                self._send(m.CacheLimit(limit_bytes))
             except OSError:
                 pass                          # the worker is gone; its restart starts with the bound
 
@@ -204,52 +206,66 @@ class Supervisor:
         if not self.ready.is_set():
             return None
         try:
-            self._send(("stats",))
+            self._send(m.StatsQuery())
             return self._stats.get(timeout=timeout)
         except (OSError, queue.Empty):
             return None
 
-    def generate(self, req: GenRequest) -> Generator[str, None, Completion]:
-        """Submits `req` now (errors raise ApiError here) and returns its pieces.
-        A worker whose restart failed (say, an RPC server was down) is tried
-        again by the next request."""
+    def _submit(self, msg):
+        """Sends `msg` (Generate or a Call) with a request id of its own; returns
+        (rid, the queue its replies arrive on). A worker whose restart failed
+        (say, an RPC server was down) is tried again by the next request."""
         if not self.ready.is_set() and self.restarts and not self._restarting and not self._stopping:
             self._restart()
         if not self.ready.is_set():
-            raise ApiError(503, self.load_error or self.last_crash or "the model is loading", "server_error",
-                           {"Retry-After": "5"})
+            raise Unavailable(self.load_error or self.last_crash or "the model is loading", 5)
         rid, q = next(self._ids), queue.SimpleQueue()
         with self._lock:
             self._requests[rid] = q
         try:
-            self._send(("generate", rid, req))
+            self._send(replace(msg, rid=rid))
         except OSError:
             self._forget(rid)
-            raise ApiError(503, "the model worker is restarting, retry shortly", "server_error",
-                           {"Retry-After": "5"}) from None
-        first = q.get()
-        if first[0] in ("error", "died"):
+            raise Unavailable("the model worker is restarting, retry shortly", 5) from None
+        return rid, q
+
+    def call(self, msg: m.Call):
+        """The worker's answer to `msg` (a Call: tokenize, embed, ...)."""
+        rid, q = self._submit(msg)
+        try:
+            reply = q.get()
+        finally:
             self._forget(rid)
-            raise self._api_error(first)
+        if isinstance(reply, m.Result):
+            return reply.value
+        raise self._error(reply)
+
+    def generate(self, req: GenRequest) -> Generator[str, None, Completion]:
+        """Submits `req` now (errors raise here) and returns its pieces."""
+        rid, q = self._submit(m.Generate(req))
+        first = q.get()
+        if not isinstance(first, (m.Piece, m.Done)):
+            self._forget(rid)
+            raise self._error(first)
         return self._pieces(rid, q, first)
 
     def _pieces(self, rid: int, q, first) -> Generator[str, None, Completion]:
         msg, finished = first, False
         try:
             while True:
-                if msg[0] == "piece":
-                    yield msg[2]
-                elif msg[0] == "done":
+                if isinstance(msg, m.Piece):
+                    yield msg.text
+                elif isinstance(msg, m.Done):
                     finished = True
-                    return msg[2]
+                    return msg.completion
                 else:
                     finished = True
-                    raise WorkerDied(msg[-1]) if msg[0] == "died" else self._api_error(msg)
+                    raise self._error(msg)
                 msg = q.get()
         finally:
             if not finished:                      # closed early: the client went away
                 try:
-                    self._send(("cancel", rid))
+                    self._send(m.Cancel(rid))
                 except OSError:
                     pass
             self._forget(rid)
@@ -259,9 +275,14 @@ class Supervisor:
             self._requests.pop(rid, None)
 
     @staticmethod
-    def _api_error(msg) -> ApiError:
-        if msg[0] == "died":
-            return ApiError(503, msg[1], "server_error", {"Retry-After": "5"})
-        status, kind, headers = _ERRORS.get(msg[2], _ERRORS["internal"])
-        text = f"server busy: {msg[3]}" if msg[2] == "busy" else msg[3]
-        return ApiError(status, text, kind, headers)
+    def _error(msg) -> ShimmyError:
+        """The domain error of a failure reply (or of the worker's death)."""
+        if isinstance(msg, BaseException):
+            return msg
+        if msg.kind == m.BUSY:
+            return Unavailable(f"server busy: {msg.message}", 1)
+        if msg.kind == m.UNAVAILABLE:
+            return Unavailable(msg.message)
+        if msg.kind == m.INVALID:
+            return GenerationError(msg.message)
+        return WorkerError(msg.message)

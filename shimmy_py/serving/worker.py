@@ -4,25 +4,24 @@ cannot catch) ends this process, never the HTTP server (supervisor.py
 restarts it).
 
 Started as `python -m shimmy_py.serving.worker FD` (supervisor.py), it
-speaks to the server over one Connection on that socket, in tuples; the
-first message is its WorkerSpec:
-  server -> worker   ("generate", rid, GenRequest), ("cancel", rid), ("stats",),
-                     ("cache_limit", bytes), ("stop",)
-  worker -> server   ("ready", info) or ("load_error", message) once, then
-                     ("piece", rid, text), ("done", rid, Completion),
-                     ("error", rid, kind, message), ("stats", dict)
-Each request runs on a thread of its own that tokenizes, submits to the
-engine and drains the generation loop; a cancel (the client went away)
-closes its generation at the next piece, which frees its sequence.
+speaks to the server over one Connection on that socket in the typed
+messages of messages.py; the first message is its WorkerSpec. Messages are
+dispatched by type (`Worker.HANDLERS`); a `Call` is answered by the method
+CALLS names for its type, on a thread of its own. Each generation runs on a
+thread of its own that tokenizes, submits to the engine and drains the
+generation loop; a Cancel (the client went away) closes its generation at
+the next piece, which frees its sequence.
 """
 from __future__ import annotations
 
 import sys
 import threading
 from multiprocessing.connection import Connection
+from typing import Callable
 
 from ..errors import GenerationError, ShimmyError
 from ..generation.loop import drain, run
+from . import messages as m
 from .api import GenRequest
 from .engine import Engine, EngineFailed, QueueFull
 
@@ -31,8 +30,18 @@ class _Cancelled(Exception):
     """The server asked to stop this request (its client went away)."""
 
 
+def failure(rid: int, e: BaseException) -> m.Failed:
+    """The reply for a request that raised `e`."""
+    kind = m.BUSY if isinstance(e, QueueFull) else m.UNAVAILABLE if isinstance(e, EngineFailed) else \
+        m.INVALID if isinstance(e, GenerationError) else m.INTERNAL
+    return m.Failed(rid, kind, str(e))
+
+
 class Worker:
     """The worker process's state: the model, the engine, the requests in flight."""
+
+    # a Call's type -> the method that answers it (self, message) -> value
+    CALLS: dict[type, Callable] = {}
 
     def __init__(self, conn, model, queue_limit: int, cache_bytes: int = 0):
         self.conn, self.model = conn, model
@@ -40,8 +49,11 @@ class Worker:
         self._send_lock = threading.Lock()
         self._cancelled: set[int] = set()
         self._threads: dict[int, threading.Thread] = {}
+        self.HANDLERS = {m.Generate: self._start, m.Cancel: lambda msg: self._cancelled.add(msg.rid),
+                         m.StatsQuery: lambda msg: self.send(m.Stats(self.stats())),
+                         m.CacheLimit: lambda msg: self.engine.limit_cache(msg.bytes)}
 
-    def send(self, *msg) -> None:
+    def send(self, msg) -> None:
         with self._send_lock:
             self.conn.send(msg)
 
@@ -52,17 +64,13 @@ class Worker:
                 msg = self.conn.recv()
             except (EOFError, OSError):       # the server is gone: nothing to serve
                 break
-            kind = msg[0]
-            if kind == "generate":
-                self._start(msg[1], msg[2])
-            elif kind == "cancel":
-                self._cancelled.add(msg[1])
-            elif kind == "stats":
-                self.send("stats", self.stats())
-            elif kind == "cache_limit":
-                self.engine.limit_cache(msg[1])
-            elif kind == "stop":
+            if isinstance(msg, m.Stop):
                 break
+            handler = self.HANDLERS.get(type(msg))
+            if handler is not None:
+                handler(msg)
+            elif isinstance(msg, m.Call):
+                self._spawn(msg.rid, self._call, msg)
         self.engine.close()                   # open streams end ("cancelled")
         for t in list(self._threads.values()):
             t.join(timeout=30)
@@ -74,33 +82,45 @@ class Worker:
                 "batch_tokens": s.batch_tokens, "step_s": s.step_s, "decode_s": s.decode_s,
                 "cache_ram_bytes": c.bytes, "cache_ram_hits": c.hits, "cache_ram_saves": c.saves}
 
-    def _start(self, rid: int, req: GenRequest) -> None:
-        t = threading.Thread(target=self._generate, args=(rid, req), name=f"shimmy-request-{rid}", daemon=True)
+    def _spawn(self, rid: int, target, msg) -> None:
+        t = threading.Thread(target=self._run, args=(rid, target, msg), name=f"shimmy-request-{rid}", daemon=True)
         self._threads[rid] = t
         t.start()
 
-    def _generate(self, rid: int, req: GenRequest) -> None:
+    def _run(self, rid: int, target, msg) -> None:
         try:
-            gen = self._open(req)
-
-            def forward(piece: str) -> None:
-                if rid in self._cancelled:
-                    raise _Cancelled()
-                self.send("piece", rid, piece)
-            self.send("done", rid, drain(gen, forward))
+            target(msg)
         except _Cancelled:
-            self.send("done", rid, None)
-        except QueueFull as e:
-            self.send("error", rid, "busy", str(e))
-        except EngineFailed as e:
-            self.send("error", rid, "unavailable", str(e))
-        except GenerationError as e:
-            self.send("error", rid, "invalid", str(e))
+            self.send(m.Done(rid, None))
         except ShimmyError as e:
-            self.send("error", rid, "internal", str(e))
+            self.send(failure(rid, e))
+        except Exception as e:   # a bug must still answer the request, not leave it waiting
+            import traceback
+            traceback.print_exc()
+            self.send(m.Failed(rid, m.INTERNAL, f"{type(e).__name__}: {e}"))
         finally:
             self._cancelled.discard(rid)
             self._threads.pop(rid, None)
+
+    def _call(self, msg: m.Call) -> None:
+        method = self.CALLS.get(type(msg))
+        if method is None:
+            raise ShimmyError(f"this worker does not answer {type(msg).__name__}")
+        self.send(m.Result(msg.rid, method(self, msg)))
+
+    # --- generations ------------------------------------------------------------------
+    def _start(self, msg: m.Generate) -> None:
+        self._spawn(msg.rid, self._generate, msg)
+
+    def _generate(self, msg: m.Generate) -> None:
+        rid = msg.rid
+        gen = self._open(msg.request)
+
+        def forward(piece: str) -> None:
+            if rid in self._cancelled:
+                raise _Cancelled()
+            self.send(m.Piece(rid, piece))
+        self.send(m.Done(rid, drain(gen, forward)))
 
     def _open(self, req: GenRequest):
         """The request's generation: tokenized, submitted, wrapped in the loop."""
@@ -115,25 +135,23 @@ class Worker:
         return run(source, model.vocab, max_tokens, req.stop)
 
 
-def main(conn, model_path: str, n_ctx: int, n_seq_max: int, threads, queue_limit: int, model_kwargs: dict,
-         cache_bytes: int = 0) -> None:
+def main(conn, spec) -> None:
     """The worker process: load, say ready (or why not), serve."""
     from ..generation.model import Model
     try:
-        model = Model(model_path, n_ctx=n_ctx, n_seq_max=n_seq_max, n_threads=threads, **model_kwargs)
+        model = Model(spec.model_path, spec.options)
     except ShimmyError as e:
-        conn.send(("load_error", str(e)))
+        conn.send(m.LoadFailed(str(e)))
         return
     plan = model.plan
-    conn.send(("ready", {"n_ctx": model.n_ctx, "devices": plan.weights_by_device() if plan else {}}))
-    Worker(conn, model, queue_limit, cache_bytes).serve()
+    conn.send(m.Ready({"n_ctx": model.n_ctx, "devices": plan.weights_by_device() if plan else {}}))
+    Worker(conn, model, spec.queue_limit, spec.cache_bytes).serve()
 
 
 def _entry() -> None:
     """`python -m shimmy_py.serving.worker FD`: the spec, then main()."""
     conn = Connection(int(sys.argv[1]))
-    s = conn.recv()
-    main(conn, s.model_path, s.n_ctx, s.n_seq_max, s.threads, s.queue_limit, s.model_kwargs, s.cache_bytes)
+    main(conn, conn.recv())
 
 
 if __name__ == "__main__":

@@ -33,12 +33,11 @@ from __future__ import annotations
 
 from gguf import GGMLQuantizationType as T
 
-from ..gguf_io.format import n_elements, tensor_nbytes
-from ..gguf_io.tensors import Hparams, Tensor, TensorTable, classify
+from ..gguf_io.tensors import TensorTable
 
 
 def _real():
-    from .families import Shape
+    from .layouts import Shape
     return {
         "qwen3-30b-a3b": ("qwen3moe", Shape(n_embd=2048, n_layer=48, n_head=32, n_head_kv=4, head_dim=128,
                                             n_ff_exp=768, n_expert=128, n_expert_used=8, n_ctx_train=40960)),
@@ -62,7 +61,7 @@ def _real():
 
 
 def _gpt_oss(n_layer: int, n_expert: int):
-    from .families import Shape
+    from .layouts import Shape
     return Shape(n_embd=2880, n_layer=n_layer, n_head=64, n_head_kv=8, head_dim=64, n_ff_exp=2880,
                  n_expert=n_expert, n_expert_used=4, n_vocab=201088, n_ctx_train=131072)
 
@@ -94,12 +93,6 @@ def write_real(out, name: str, quant: str | None = None):
         bf16.unlink(missing_ok=True)
 
 
-def _deepseek_v3_shapes() -> list[tuple[str, tuple[int, ...]]]:
-    from . import families
-    _, shape = _real()["deepseek-v3"]
-    return families.tensors(families.FAMILIES["deepseek2"], shape, shape.n_vocab)
-
-
 def _q4_k_type(name: str, shape: tuple[int, ...]) -> T:
     if len(shape) == 1 or "norm" in name or "ffn_gate_inp" in name or name.endswith(".bias"):
         return T.F32
@@ -108,17 +101,8 @@ def _q4_k_type(name: str, shape: tuple[int, ...]) -> T:
 
 def deepseek_v3_table() -> TensorTable:
     """DeepSeek-V3's tensor table in the "q4_k" mix (path "<deepseek-v3>"),
-    built in memory: no file and no build needed (the multi-host example)."""
-    _, s = _real()["deepseek-v3"]
-    q_lora, kv_lora, qk_nope, qk_rope, v_head = s.mla
-    tensors = []
-    for name, shape in _deepseek_v3_shapes():
-        layer, role = classify(name)
-        ttype = _q4_k_type(name, shape)
-        tensors.append(Tensor(name, layer, role, ttype.name, shape, tensor_nbytes(ttype, shape), n_elements(shape)))
-    # MLA caches the compressed latent and the rope key: kv_lora + qk_rope values per token and layer
-    hp = Hparams(arch="deepseek2", n_layer=s.n_layer, n_embd=s.n_embd, n_head=s.n_head, n_head_kv=1,
-                 head_dim_k=kv_lora + qk_rope, head_dim_v=0, n_ctx_train=s.n_ctx_train,
-                 n_vocab=s.n_vocab, n_expert=s.n_expert, n_expert_used=s.n_expert_used,
-                 n_expert_shared=1, n_layer_dense_lead=s.n_dense)
-    return TensorTable("<deepseek-v3>", hp, tuple(tensors))
+    built in memory through the reader: no file and no build needed (the
+    multi-host example)."""
+    from . import families
+    family, shape = _real()["deepseek-v3"]
+    return families.table(family, shape, path="<deepseek-v3>", type_of=_q4_k_type)

@@ -34,7 +34,7 @@ def template_text(name: str) -> str:
 def n_tokens(vocab) -> int:
     """Tokens in a vocabulary file's header."""
     tokens = vocab.metadata.get("tokenizer.ggml.tokens")
-    return getattr(tokens, "count", None) or len(tokens)
+    return len(tokens) if isinstance(tokens, list) else tokens.count   # a large array stays undecoded
 
 
 def add_tokenizer(b: GGUFBuilder, vocab, n_vocab: int, template: str | None = None) -> None:

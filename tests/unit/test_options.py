@@ -45,3 +45,83 @@ def test_bench_specs(spec, strategy):
 def test_bad_bench_specs_are_placement_errors(spec):
     with pytest.raises(PlacementError):
         parse_placement_spec(spec)
+
+
+# --- one record per concept: the flags and the config keys come from the fields ------------------
+def _parse(cls, argv, **add):
+    import argparse
+
+    from shimmy_py.fields import add_flags, from_flags
+    p = argparse.ArgumentParser(exit_on_error=False)
+    add_flags(p, cls, **add)
+    return from_flags(cls, p.parse_args(argv))
+
+
+def test_strategy_specs_round_trip():
+    from shimmy_py.placement.options import Strategy
+    for spec in ("gpu", "cpu-moe", "n-cpu-moe=8", "fit", "fit=1073741824"):
+        assert str(Strategy.parse(spec)) == spec
+    assert Strategy.parse("fit=1GiB").vram_budget == 2**30
+
+
+def test_model_options_from_flags_carry_the_placement_whole():
+    from shimmy_py.generation.options import ModelOptions
+    o = _parse(ModelOptions, ["--ctx", "512", "--n-cpu-moe", "3", "-ot", "a=CPU,b=CPU", "-ot", "c=CPU",
+                              "--rpc", "h:1,h:2", "--device-capacity", "RPC0=1GiB", "-fa", "off", "--threads", "2"])
+    p = o.placement
+    assert (str(p.strategy), p.overrides, p.rpc) == ("n-cpu-moe=3", (("a", "CPU"), ("b", "CPU"), ("c", "CPU")),
+                                                     ("h:1", "h:2"))
+    assert p.device_capacity == (("RPC0", 2**30),) and o.n_threads == 2
+    assert (p.n_ctx, p.flash_attn) == (512, False)            # the plan is for the model's context
+    assert _parse(ModelOptions, ["--strategy", "fit=2GiB"]).placement.strategy.vram_budget == 2 * 2**30
+    assert _parse(ModelOptions, ["--fit", "--vram-budget", "2GiB"]).placement.strategy.vram_budget == 2 * 2**30
+    assert _parse(ModelOptions, []) == ModelOptions()
+
+
+@pytest.mark.parametrize("argv, message", [(["--cpu-moe", "--fit"], "choose one strategy, not --cpu-moe and --fit"),
+                                           (["--strategy", "gpu", "--cpu-moe"], None),
+                                           (["--vram-budget", "1GiB"], "budget for --fit"),
+                                           (["--n-cpu-moe", "-1"], "layer count")])
+def test_contradicting_strategy_flags_are_one_clear_error(argv, message):
+    from shimmy_py.generation.options import ModelOptions
+    if message is None:                       # the default strategy named explicitly: the shortcut decides
+        assert str(_parse(ModelOptions, argv).placement.strategy) == "cpu-moe"
+        return
+    with pytest.raises(PlacementError, match=message):
+        _parse(ModelOptions, argv)
+
+
+def test_model_keywords_build_the_same_record():
+    from shimmy_py.generation.options import ModelOptions
+    o = ModelOptions.build(n_ctx=256, cpu_moe=True, rpc=["h:1"], device_capacity={"RPC0": "1GiB"}, kv_type="f32")
+    assert str(o.placement.strategy) == "cpu-moe" and o.placement.device_capacity == (("RPC0", 2**30),)
+    assert o.kv_type == "f32" and o.placement.n_ctx == 256
+    with pytest.raises(TypeError, match="unexpected keyword argument 'cpu_mo'"):
+        ModelOptions.build(cpu_mo=True)
+
+
+def test_config_keys_are_the_flags_fields_and_a_table_replaces_the_strategy():
+    from shimmy_py.errors import ShimmyError
+    from shimmy_py.fields import from_mapping
+    from shimmy_py.generation.options import ModelOptions
+    base = ModelOptions.build(cpu_moe=True, rpc=["h:1"], kv_type="f32")
+    o = from_mapping(ModelOptions, {"n_cpu_moe": 20, "overrides": ["a=CPU"], "flash_attn": "off"}, "m", base)
+    assert str(o.placement.strategy) == "n-cpu-moe=20" and o.placement.overrides == (("a", "CPU"),)
+    assert o.placement.rpc == ("h:1",) and o.kv_type == "f32" and o.flash_attn == "off"   # the rest is the server's
+    assert str(from_mapping(ModelOptions, {"strategy": "fit=8GiB"}, "m", base).placement.strategy) == "fit=8589934592"
+    for table, message in [({"n_cpu_moe": "lots"}, "m: n_cpu_moe = 'lots'"), ({"cpu-moe": True}, "unknown setting"),
+                           ({"kv_type": "f7"}, "kv_type = 'f7'"), ({"vram_budget": "1e400GiB"}, "vram_budget"),
+                           ({"device_capacity": {"RPC0": "lots"}}, "device_capacity"),
+                           ({"cpu_moe": True, "fit": True}, "choose one strategy"), ({"overrides": [5]}, "overrides")]:
+        with pytest.raises(ShimmyError, match=message):
+            from_mapping(ModelOptions, table, "m", base)
+
+
+def test_sampling_flags_come_from_the_record():
+    from shimmy_py.generation.sampling import SamplingParams
+    s = _parse(SamplingParams, ["--temp", "0", "--top-k", "5", "--seed", "7", "--repeat-last-n", "32"])
+    assert (s.temperature, s.top_k, s.seed, s.repeat_last_n) == (0.0, 5, 7, 32)
+    assert _parse(SamplingParams, []) == SamplingParams()
+    assert SamplingParams.build(temperature=0, logit_bias={"12": -1}).logit_bias == ((12, -1.0),)
+    with pytest.raises(TypeError, match="unexpected sampling parameter 'temprature'"):
+        SamplingParams.build(temprature=0)

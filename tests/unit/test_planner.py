@@ -187,7 +187,7 @@ def test_host_ram_is_counted(table):
 
 
 def test_a_plan_that_overflows_is_refused_before_loading(table):
-    from shimmy_py.placement.make import check_fits
+    from shimmy_py.placement.machine import check_fits
     small = DeviceSpec("GPU", "accelerator", 8 * GiB, "GPU")
     p = plan(table, [CPU_SPEC, small], PlanRequest("gpu"))
     with pytest.raises(PlacementError, match="GPU would hold .* of its 8.00 GiB; try --cpu-moe"):

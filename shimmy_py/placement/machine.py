@@ -7,14 +7,16 @@ import logging
 import os
 
 from ..errors import PlacementError
+from ..gguf_io.arch import facts
 from ..gguf_io.reader import read_header
 from ..gguf_io.tensors import read_table
 from ..native import install, log
 from ..native.model_handle import LoadSpec, ModelHandle
+from ..sizes import gib, mib
 from .devices import HYPOTHETICAL, attach_rpc_servers, buffer_devices, device_specs, with_capacities
-from .options import PlacementOptions, parse_capacities
+from .options import PlacementOptions
 from .plan import CPU, DeviceSpec, Plan
-from .planner import RESERVE_CHECKED, plan
+from .planner import plan
 from .report import PlacementReport, build_report
 
 logger = logging.getLogger("shimmy_py")
@@ -25,10 +27,13 @@ def make_plan(path, options: PlacementOptions = PlacementOptions(), devices: lis
     (after attaching the options' RPC servers), or on a hypothetical
     accelerator of `target_vram` bytes. `devices`: the devices as found
     before (the server's: a ggml-rpc-server held by a model's worker cannot
-    be asked again), the options' capacities still applied."""
+    be asked again), the options' capacities still applied. An explicit
+    plan (strategy "plan") is returned as it is."""
+    if options.strategy.name == "plan":
+        return options.strategy.plan
     request = options.request()
     check_patterns(request.overrides)
-    capacities = parse_capacities(options.device_capacity)
+    capacities = dict(options.device_capacity)
     if devices is not None:
         specs = with_capacities(devices, capacities)
     else:
@@ -40,7 +45,7 @@ def make_plan(path, options: PlacementOptions = PlacementOptions(), devices: lis
         raise PlacementError("--measure-reserve runs llama.cpp on the devices themselves: it cannot measure a "
                              "hypothetical one (--target-vram)")
     if measure is None:      # fit, where the estimate is unchecked, and never with devices found before
-        measure = request.strategy == "fit" and devices is None and table.hparams.arch not in RESERVE_CHECKED
+        measure = request.strategy == "fit" and devices is None and not facts(table.hparams.arch).reserve_checked
     if measure and planned.accelerators:
         return _with_measured_reserve(table, specs, planned)
     return planned
@@ -59,7 +64,7 @@ def _with_measured_reserve(table, specs, planned: Plan) -> Plan:
         planned = again
         if settled:
             break
-    figures = ", ".join(f"{d} {b / 2**20:.0f} MiB" for d, b in planned.request.measured_reserve)
+    figures = ", ".join(f"{d} {mib(b)}" for d, b in planned.request.measured_reserve)
     return replace(planned, notices=planned.notices + (f"compute reserve measured by a dry run of llama.cpp "
                                                         f"(no_alloc), not estimated: {figures}",))
 
@@ -100,9 +105,9 @@ def check_fits(plan_: Plan, mapped_host: bool) -> None:
     for d in plan_.devices:
         if d.total_bytes > d.capacity_bytes > 0 and not (d.kind == "cpu" and mapped_host):
             raise PlacementError(
-                f"{plan_.model} does not fit: {d.name} would hold {d.total_bytes / 2**30:.2f} GiB (weights "
+                f"{plan_.model} does not fit: {d.name} would hold {gib(d.total_bytes)} (weights "
                 f"{d.weights_bytes / 2**30:.2f}, KV cache {d.kv_bytes / 2**30:.2f}, reserve "
-                f"{d.reserve_bytes / 2**30:.2f}) of its {d.capacity_bytes / 2**30:.2f} GiB; try --cpu-moe, "
+                f"{d.reserve_bytes / 2**30:.2f}) of its {gib(d.capacity_bytes)}; try --cpu-moe, "
                 "--fit or a smaller --ctx")
 
 

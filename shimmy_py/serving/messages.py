@@ -1,0 +1,97 @@
+"""The messages between the server and a model worker (supervisor.py <->
+worker.py), as small frozen records dispatched by type: llama.cpp's server
+has `server_task_type` and `struct server_task` for the same purpose.
+
+Server -> worker: `Generate` (a streamed generation), any `Call` (a request
+answered by one value: tokenize, embed, ...), `Cancel`, `StatsQuery`,
+`CacheLimit`, `Stop`. Worker -> server: `Ready` or `LoadFailed` once, then
+`Piece`s and `Done` for a generation, `Result` for a call, `Failed` for
+either, and `Stats`.
+
+A model-backed endpoint is a route (routes.py), a `Call` subclass here, and
+the worker method that answers it (worker.py's CALLS).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..generation.loop import Completion
+from .api import GenRequest
+
+
+# --- server -> worker ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Generate:
+    request: GenRequest
+    rid: int = 0                      # set by the supervisor: the replies carry it
+
+
+@dataclass(frozen=True)
+class Call:
+    """A request answered by one value (Result) or an error (Failed)."""
+    rid: int = field(default=0, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Cancel:
+    rid: int                          # the client went away: stop at the next piece
+
+
+@dataclass(frozen=True)
+class StatsQuery:
+    """The engine's counters, answered by Stats."""
+
+
+@dataclass(frozen=True)
+class CacheLimit:
+    bytes: int                        # the host-RAM conversation cache's new bound
+
+
+@dataclass(frozen=True)
+class Stop:
+    """End the open streams and exit."""
+
+
+# --- worker -> server ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Ready:
+    info: dict                        # n_ctx, the weights per device
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    message: str
+
+
+@dataclass(frozen=True)
+class Piece:
+    rid: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    rid: int
+    completion: Completion | None     # None: cancelled
+
+
+@dataclass(frozen=True)
+class Result:
+    rid: int
+    value: Any
+
+
+BUSY, UNAVAILABLE, INVALID, INTERNAL = "busy", "unavailable", "invalid", "internal"
+
+
+@dataclass(frozen=True)
+class Failed:
+    rid: int
+    kind: str                         # BUSY (queue full), UNAVAILABLE, INVALID (the request), INTERNAL
+    message: str
+
+
+@dataclass(frozen=True)
+class Stats:
+    values: dict

@@ -1,0 +1,38 @@
+"""parse_request under a fuzz pass, in milliseconds and without a server:
+whatever JSON value a client sends to a generation route, it is either a
+request or an ApiError with a 4xx status naming what is wrong, never another
+exception (which the server would answer with a 500). Hypothesis draws the
+bodies; tests/test_server_fuzz.py sends such bodies over HTTP."""
+import json
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shimmy_py.serving.api import ApiError, GenRequest, parse_request
+
+ROUTES = ["generate", "completions", "chat"]
+KEYS = ["prompt", "messages", "system", "max_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "stop",
+        "stream", "logit_bias", "n", "model", "repeat_penalty", "keep_alive", "chat_template_kwargs",
+        "reasoning_effort"]
+scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | st.text(max_size=20)
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) |
+                      st.dictionaries(st.sampled_from(["role", "content", "type", "text", "5", "x", "enable_thinking"]),
+                                      inner, max_size=4), max_leaves=12)
+bodies = st.dictionaries(st.sampled_from(KEYS), values, max_size=7) | values
+
+
+@settings(max_examples=150, deadline=None)
+@given(route=st.sampled_from(ROUTES), body=bodies)
+def test_any_body_is_a_request_or_a_4xx(route, body):
+    body = json.loads(json.dumps(body, allow_nan=True))     # as the server reads it: JSON, NaN allowed
+    try:
+        req = parse_request(body, route)
+    except ApiError as e:
+        assert 400 <= e.status < 500 and e.message
+        return
+    assert isinstance(req, GenRequest)
+    s = req.sampling
+    assert math.isfinite(s.temperature) and s.temperature >= 0 and 0 < s.top_p <= 1
+    assert req.max_tokens is None or req.max_tokens >= 1
+    assert (req.prompt is None) != (req.messages is None) or route == "generate"
