@@ -16,7 +16,7 @@ setup(
     description="Run Mixture-of-Experts GGUF models from Python with planned tensor placement",
     packages=find_packages(include=["shimmy_py", "shimmy_py.*"]),
     python_requires=">=3.10",
-    install_requires=["numpy", "gguf>=0.17", "psutil", "nvidia-ml-py", "jinja2"],
+    install_requires=["numpy", "gguf>=0.17", "psutil", "nvidia-ml-py", "jinja2", "h11>=0.16"],
     extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={"console_scripts": ["shimmy-py = shimmy_py.cli:main"]},
 )

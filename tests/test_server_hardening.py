@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from support.http import metric, post_json, raw, request, status_and_json
+from support.http import address, metric, post_json, raw, request, status_and_json
 from support.servers import config
 
 from shimmy_py.serving.server import Server
@@ -29,33 +29,42 @@ def server(model_file):
 
 
 
-def test_idle_connections_beyond_the_cap_get_503_and_health_stays_reachable(model_file):
-    cfg = config(model_file, ctx=256, parallel=1, queue=0, max_pending=4,
-                      header_timeout=5.0)
+def test_idle_and_slow_connections_cost_no_thread_and_deny_no_service(model_file):
+    """1,500 idle connections and 100 slowloris ones (a header byte a second)
+    stay open while /health and a completion are answered: each costs the
+    event loop a coroutine, not a handler thread. The slow ones are cut when
+    their head is not whole within the header timeout (408)."""
+    cfg = config(model_file, ctx=256, parallel=1, queue=0, header_timeout=3.0)
     with Server(cfg).start() as srv:
-        host, port = srv.url.removeprefix("http://").split(":")
         threads_before = threading.active_count()
-        idle = [socket.create_connection((host, int(port))) for _ in range(60)]
+        idle = [socket.create_connection(address(srv)) for _ in range(1500)]
+        slow = [socket.create_connection(address(srv)) for _ in range(100)]
+        stop = threading.Event()
+
+        def drip():
+            for s in slow:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            while not stop.wait(1.0):
+                for s in slow:
+                    try:
+                        s.sendall(b"X")
+                    except OSError:
+                        pass
+        dripper = threading.Thread(target=drip)
+        dripper.start()
         try:
-            refused = 0
-            for s in idle:            # 9 handler threads and 4 waiting places: the rest is refused at once
-                s.settimeout(0.5)
-                try:
-                    refused += s.recv(4096).startswith(b"HTTP/1.1 503")
-                except socket.timeout:
-                    pass              # held by a handler thread or waiting for one
-            assert refused >= 40
-            assert threading.active_count() <= threads_before   # no thread per connection
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:   # idle sockets time out; then health answers
-                try:
-                    if post_json(srv.url, "/health", None)[0] == 200:
-                        break
-                except Exception:
-                    time.sleep(0.2)
+            time.sleep(1.5)
             assert post_json(srv.url, "/health", None)[0] == 200
+            status, body = post_json(srv.url, "/v1/completions", {"prompt": "Hi", "max_tokens": 2, "temperature": 0})
+            assert status == 200 and body["usage"]["completion_tokens"] == 2
+            assert threading.active_count() <= threads_before + 4     # a few lazily started pool threads
+            time.sleep(3.0)                                            # past the header timeout
+            slow[0].settimeout(5)
+            assert slow[0].recv(4096).startswith(b"HTTP/1.1 408")       # cut, with a JSON answer
         finally:
-            for s in idle:
+            stop.set()
+            dripper.join()
+            for s in idle + slow:
                 s.close()
         assert post_json(srv.url, "/health", None)[0] == 200
 
@@ -230,3 +239,58 @@ def test_beyond_loopback_without_a_key_warns(model_file):
         proc.terminate()
         proc.wait(timeout=60)
     assert "warning: listening on 0.0.0.0 without an API key" in proc.stderr.read()
+
+
+def test_a_cross_site_page_cannot_run_the_model(model_file, server):
+    """A page on another site can POST text/plain without a CORS preflight;
+    browsers send its Origin, and such a request is refused before the body
+    is read, whatever its content type. curl (no Origin, form-encoded, as the
+    model card's example sends it) is served; --cors-origin allows its origin."""
+    body = json.dumps({"prompt": "Hi", "max_tokens": 2, "stream": False}).encode()
+    for ctype in (b"text/plain", b"application/json", b"application/x-www-form-urlencoded"):
+        answer = raw(server, b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://evil.example\r\n"
+                             b"Content-Type: " + ctype + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+                     + body)
+        status, out = status_and_json(answer)
+        assert status == 403 and "cross-site" in out["error"]
+    before = metric(server.url, "shimmy_generated_tokens_total")
+    answer = raw(server, b"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                         b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: "
+                 + str(len(body)).encode() + b"\r\n\r\n" + body)
+    assert status_and_json(answer)[0] == 200
+    assert metric(server.url, "shimmy_generated_tokens_total") == before + 2      # only curl's request ran
+    cfg = config(model_file, ctx=256, parallel=1, cors_origin="https://app.example")
+    with Server(cfg).start() as srv:
+        answer = raw(srv, b"OPTIONS /api/generate HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://app.example\r\n"
+                          b"Access-Control-Request-Method: POST\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 204") and b"Access-Control-Allow-Origin: https://app.example" in answer
+        status, _, _ = request(srv.url, "/api/generate", {"prompt": "Hi", "max_tokens": 2, "stream": False},
+                               headers={"Origin": "https://app.example"})
+        assert status == 200
+
+
+@pytest.mark.parametrize("data", [
+    b"Transfer-Encoding: chunked\r\n\r\n-1\r\n" + b"x" * 4096,
+    b"Transfer-Encoding: chunked\r\n\r\n0x1e\r\n" + b"x" * 30 + b"\r\n0\r\n\r\n",
+    b"Transfer-Encoding: chunked\r\n\r\n1_e\r\n" + b"x" * 30 + b"\r\n0\r\n\r\n",
+    b"Transfer-Encoding: xchunked\r\n\r\n" + b"x" * 30,
+    b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+    b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    b"Host: evil.example\r\nContent-Length: 2\r\n\r\n{}",
+])
+def test_framing_tricks_are_refused_before_the_body(server, data):
+    """Each was accepted by the http.server transport (a -1 chunk read to the
+    end of the stream past the 1 MiB limit): RFC 9112's hex chunk sizes, only
+    the chunked coding, one Host and one framing header."""
+    answer = raw(server, b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n" + data, timeout=10)
+    status, body = status_and_json(answer)
+    assert status in (400, 501) and body["error"]
+
+
+def test_the_body_limit_holds_for_chunked_bodies(server):
+    chunk = b"x" * 65536
+    chunks = b"".join(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for _ in range(20)) + b"0\r\n\r\n"
+    answer = raw(server, b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 + chunks)
+    assert status_and_json(answer)[0] == 413

@@ -20,10 +20,11 @@ import threading
 from ..errors import ShimmyError
 from .api import ApiError
 from .app import ClientGone, Request, Response, as_api_error, authorized, error_body, scrub
-from .config import ServeConfig
-from .http import HttpPolicy, PooledHTTPServer, bound_handler, host_allowed, origin_allowed
+from .config import CONTROL_THREADS, ServeConfig
+from .http import HttpPolicy, host_allowed, origin_allowed
 from .routes import ROUTES, Route
 from .state import State
+from .transport import HttpServer
 
 logger = logging.getLogger("shimmy_py.server")
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
@@ -110,8 +111,9 @@ class Server:
         self.state = State(config)
         self.app = App(self.state, config.policy())
         try:
-            self.httpd = PooledHTTPServer((config.host, config.port), bound_handler(self.app, self.state.metrics),
-                                          config.handler_threads(), config.max_pending)
+            self.httpd = HttpServer(self.app, self.state.metrics, self.app.policy, (config.host, config.port),
+                                    model_threads=config.parallel + config.queue, control_threads=CONTROL_THREADS,
+                                    max_pending=config.max_pending)
         except OSError as e:
             raise ShimmyError(f"cannot listen on {config.host}:{config.port}: {e.strerror or e}"
                               + (" (the port is in use; pick another or --port 0)" if e.errno == 98 else "")) from None
@@ -120,7 +122,8 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://{self.config.host}:{self.port}"
+        host = self.config.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     def start(self, load: bool = True) -> "Server":
         self._thread.start()
@@ -132,7 +135,7 @@ class Server:
         """Ends open streams (the worker stops, freeing all native memory),
         then stops serving once the handlers have answered."""
         self.state.close()
-        self.httpd.shutdown()
+        self.httpd.shutdown(grace_s)
         self.httpd.server_close()
         if not self.state.wait_idle(grace_s):
             logger.warning("requests still running after %.0f s", grace_s)
