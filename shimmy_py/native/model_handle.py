@@ -20,16 +20,11 @@ from .runtime import lib
 
 # Measured: an 8 MiB stack overflows at about 26,000 characters of one run
 # (about 320 bytes per character); 64 MiB held 100,000 and 512 MiB 1,000,000.
-SAFE_RUN = 8_000                 # runs this short tokenize on the caller's own stack
+SAFE_RUN = 8_000                 # texts this short tokenize on the caller's own stack
 STACK_BASE = 8 << 20
 STACK_PER_CHAR = 1024            # three times what was measured
-MAX_RUN = 1_000_000              # a 1 GiB stack; longer runs are refused
+MAX_TEXT = 2_000_000             # a 2 GiB stack (virtual: pages are committed as touched); longer is refused
 _stack_lock = threading.Lock()
-
-
-def longest_run(text: str) -> int:
-    """The longest stretch of `text` without whitespace."""
-    return max(map(len, text.split()), default=0)
 
 
 def on_large_stack(fn, stack_bytes: int):
@@ -47,6 +42,9 @@ def on_large_stack(fn, stack_bytes: int):
         try:
             worker = threading.Thread(target=target, name="shimmy-tokenize")
             worker.start()
+        except RuntimeError as e:    # the system would not map such a stack
+            raise GenerationError(f"cannot start a tokenizer thread with a {stack_bytes >> 20} MiB stack: {e}") \
+                from None
         finally:
             threading.stack_size(old)
     worker.join()
@@ -123,26 +121,31 @@ class ModelHandle(Owned):
             return bool(lib().llama_vocab_is_eog(vocab, token))
 
     def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
-        """Token ids of `text`. llama.cpp's pre-tokenizer regex recurses once per
-        character of a run without whitespace: a long run overflows a thread's
-        8 MiB stack (SIGSEGV). Such text is tokenized on a thread whose stack
-        is sized for its longest run."""
+        """Token ids of `text`. llama.cpp's pre-tokenizer (std::regex, for the
+        tokenizers without a hand-written splitter, DeepSeek LLM's among them)
+        recurses once per character of a run its patterns match: a run of
+        letters, digits, punctuation or whitespace alike overflows an 8 MiB
+        stack at about 26,000 characters (SIGSEGV; benchmarks/tokenizer_runs.py
+        measures it per tokenizer and class). Any text longer than SAFE_RUN is
+        therefore tokenized on a thread whose stack is sized for the whole text:
+        a regex match cannot be longer than the text, whatever its patterns."""
         raw = text.encode("utf-8")
+        if len(text) <= SAFE_RUN:
+            return self.tokenize_here(raw, add_special, parse_special)
+        if len(text) > MAX_TEXT:
+            raise GenerationError(f"a text of {len(text)} characters: at most {MAX_TEXT} can be tokenized safely "
+                                  f"(llama.cpp's pre-tokenizer recurses per character; {self.path})")
+        return on_large_stack(lambda: self.tokenize_here(raw, add_special, parse_special),
+                              STACK_BASE + STACK_PER_CHAR * len(text))
 
-        def call() -> list[int]:
-            with self._vocab_in_use() as vocab:
-                buf, n = grown(lambda b, cap: lib().llama_tokenize(vocab, raw, len(raw), b, cap, add_special,
-                                                                   parse_special),
-                               lambda cap: (llama_token * max(1, cap))(), len(raw) + 8,
-                               f"llama_tokenize ({self.path})")
-            return list(buf[:n])
-        run = longest_run(text)
-        if run <= SAFE_RUN:
-            return call()
-        if run > MAX_RUN:
-            raise GenerationError(f"text with a run of {run} characters without whitespace: llama.cpp's tokenizer "
-                              f"cannot take runs over {MAX_RUN} ({self.path})")
-        return on_large_stack(call, STACK_BASE + STACK_PER_CHAR * run)
+    def tokenize_here(self, raw: bytes, add_special: bool, parse_special: bool) -> list[int]:
+        """llama_tokenize on the caller's own stack (see tokenize())."""
+        with self._vocab_in_use() as vocab:
+            buf, n = grown(lambda b, cap: lib().llama_tokenize(vocab, raw, len(raw), b, cap, add_special,
+                                                               parse_special),
+                           lambda cap: (llama_token * max(1, cap))(), len(raw) + 8,
+                           f"llama_tokenize ({self.path})")
+        return list(buf[:n])
 
     def detokenize(self, ids: Sequence[int], special: bool) -> bytes:
         arr = (llama_token * max(1, len(ids)))(*ids)

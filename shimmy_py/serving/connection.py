@@ -24,6 +24,7 @@ from typing import Iterator
 import h11
 
 from ..errors import Unavailable
+from .api import ApiError
 from .app import ClientGone, Request, Response
 from .http import HttpPolicy
 
@@ -262,8 +263,9 @@ class Connection:
             if early is None:
                 try:
                     body = await self.read_body()
-                except _Refused as e:
-                    await self.refuse(e.status, e.message)
+                except _Refused as e:          # in the route's own error shape
+                    answer = app.error(ApiError(e.status, e.message), req)
+                    await self.respond(answer, close=True)
                     status = e.status
                     await self.drain_body()
                     return False
