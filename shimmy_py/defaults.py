@@ -62,6 +62,11 @@ models first (Ollama's way; each model keeps the placement it was planned
 with, so its speed), re-planning the newcomer with fit only if that cannot
 make room. "offload" re-plans the newcomer first, keeping the residents."""
 
+ADMIT_WAIT_S = 0.0
+"""Seconds a request for a model that cannot load while the resident ones are
+busy waits for one to go idle: none, a 503 with Retry-After at once (the
+client decides; serve --admit-wait queues such requests, as Ollama does)."""
+
 MAX_MODELS = 3
 """Models resident at once (Ollama's default for a CPU machine); beyond it the
 least recently used idle one is unloaded."""
@@ -73,6 +78,11 @@ gets 503 at once, so a flood of idle sockets cannot grow threads or memory."""
 HEADER_TIMEOUT = 10.0
 """Seconds a connection may take to send a request's headers, or stay idle
 between keep-alive requests, before it is closed (slow and idle clients)."""
+
+WATCHDOG_S = 60.0
+"""Seconds a model worker with requests in flight may go without progress
+(an engine step, a reply) before it counts as stalled: far above one step's
+time, a 512-token prompt chunk of a 16B model on a CPU."""
 
 PREFILL_CHUNK = 512
 """Prompt tokens one sequence may add to a shared engine step, so that a long

@@ -242,3 +242,42 @@ def test_with_the_resident_model_busy_the_newcomer_is_replanned_not_refused(mode
         assert set(ps) == {"alpha", "beta"} and ps["beta"]["devices"] == fit_weights
         assert any("re-planned 'beta' with fit (the busy models leave too little)" in r
                    for r in srv.state.pool.stats.reasons)
+
+
+def test_max_models_holds_while_models_swap(models):
+    """--max-models 1, two models alternating under 8 clients: an unloaded
+    model's worker ends before the next one starts, so there is never more
+    than one worker process (there were up to 4: the evicted one stopped in
+    the background while the newcomer loaded)."""
+    import psutil
+    cfg = config(None, ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models), max_models=1,
+                 admit_wait=60.0)           # a request for the other model waits for the busy one to go idle
+    with Server(cfg).start() as srv:
+        me, most, stop = psutil.Process(), [0], threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                try:
+                    workers = [c for c in me.children(recursive=True)
+                               if "shimmy_py.serving.worker" in " ".join(c.cmdline())]
+                except psutil.Error:
+                    continue
+                most[0] = max(most[0], len(workers))
+                time.sleep(0.005)
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        answers = []
+
+        def client(i):
+            for j in range(4):
+                answers.append((["alpha", "beta"][(i + j) % 2], ask(srv, ["alpha", "beta"][(i + j) % 2])[0]))
+        clients = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+        for c in clients:
+            c.start()
+        for c in clients:
+            c.join()
+        stop.set()
+        sampler.join()
+        assert most[0] == 1, most
+        assert sorted(answers) == sorted((m, 200) for m, _ in answers)    # all served, taking turns
+        assert metric(srv.url, "shimmy_model_loads_total") >= 2

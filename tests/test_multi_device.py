@@ -161,3 +161,28 @@ def test_routed_experts_spill_across_hosts_by_capacity(tiny_path, servers, cpu_t
         assert report.ok, str(report)
         assert {d for d in report.actual} >= hosts
         assert m.generate(PROMPT, max_tokens=12, temperature=0).tokens == cpu_tokens
+
+
+def test_a_plan_made_in_another_process_loads_on_the_same_servers(tiny_path, servers, tmp_path):
+    """ggml names RPC devices in the order a process registered their servers:
+    this process has all three (the last is RPC2 here), a worker that
+    registers only the last calls it RPC0. A plan made here and loaded there
+    finds its devices by their buffer types, which name the endpoint (the
+    server's re-plan for a worker failed with "no device named RPC1")."""
+    import pickle
+    import subprocess
+    import sys
+    make_plan(tiny_path, PlacementOptions(rpc=tuple(servers), n_ctx=256))         # all three registered here
+    plan = make_plan(tiny_path, PlacementOptions(rpc=(servers[2],), n_ctx=256, cpu_moe=True))
+    assert plan.accelerators != ("RPC0",)
+    (tmp_path / "plan.pkl").write_bytes(pickle.dumps(plan))
+    child = f"""
+import pickle
+from shimmy_py import Model
+plan = pickle.load(open({str(tmp_path / "plan.pkl")!r}, "rb"))
+with Model({str(tiny_path)!r}, n_ctx=256, n_threads=2, placement=plan, rpc=[{servers[2]!r}]) as m:
+    assert m.placement_report().ok
+    print("loaded", m.generate("Hi", max_tokens=3, temperature=0).completion_tokens)
+"""
+    proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "loaded 3", proc.stderr[-1500:]

@@ -11,8 +11,8 @@ import threading
 import time
 
 import pytest
-from support.http import metric, post_json, read_until
-from support.servers import config
+from support.http import metric, post_json, read_until, request
+from support.servers import config, options
 
 from shimmy_py import synth
 from shimmy_py.serving.server import Server
@@ -72,7 +72,6 @@ def test_requests_while_the_worker_restarts_get_503_with_retry_after(server):
     deadline = time.monotonic() + 10
     while server.state.ready.is_set() and time.monotonic() < deadline:
         time.sleep(0.01)
-    from support.http import request
     status, headers, text = request(server.url, "/api/generate", {"prompt": "x", "stream": False})
     if status != 200:                     # unless the worker was already back
         assert status == 503 and headers["Retry-After"]
@@ -121,3 +120,72 @@ def test_large_requests_at_once_reach_the_worker_whole(server):
             t.join()
     assert set(statuses) == {400}, statuses
     assert post_json(server.url, "/health", None)[1]["restarts"] == restarts
+
+
+def stream_until_error(srv, timeout=60):
+    """A long stream; returns (socket, reader thread, result dict) with the stream's error event once it comes."""
+    host, port = srv.url.removeprefix("http://").split(":")
+    body = json.dumps({"prompt": "Go on", "max_tokens": 2000, "temperature": 0, "stream": True}).encode()
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+              + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    assert b"data: " in read_until(s, b"data: ")
+    out = {}
+    t = threading.Thread(target=lambda: out.update(rest=read_until(s, b"[DONE]", limit=1 << 24).decode()))
+    t.start()
+    return s, t, out
+
+
+def test_a_stopped_worker_is_reported_failed_and_restarted_by_the_watchdog(tiny_named):
+    """SIGSTOP: the worker neither dies nor answers. Within the watchdog time
+    /health is 503 naming why and the stream in flight ends with that error;
+    stalled as long again, the worker is killed and restarted."""
+    with Server(config(tiny_named("tiny.gguf"), ctx=512, parallel=1, watchdog=2.0)).start() as srv:
+        s, t, out = stream_until_error(srv)
+        pid = srv.state.main.supervisor.pid
+        os.kill(pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        status, health = post_json(srv.url, "/health", None)
+        while status == 200 and time.monotonic() - t0 < 30:
+            time.sleep(0.1)
+            status, health = post_json(srv.url, "/health", None)
+        assert status == 503 and "has not answered" in health["error"], health
+        t.join(timeout=30)
+        s.close()
+        errors = [ln for ln in out["rest"].splitlines() if ln.startswith('data: {"error"')]
+        assert errors and "has not answered" in errors[0]
+        status, body = post_json(srv.url, "/api/generate", {"prompt": "x", "stream": False})
+        assert status == 503 and "has not answered" in body["error"]
+        health = wait_ready(srv)                                    # killed, restarted, loaded again
+        assert health["restarts"] == 1 and "killed" in health["last_crash"]
+        assert metric(srv.url, "shimmy_worker_stalls_total") == 1
+        assert post_json(srv.url, "/api/generate", {"prompt": "x", "max_tokens": 2, "stream": False})[0] == 200
+
+
+def test_a_stopped_rpc_server_is_reported_by_the_watchdog(tiny_named):
+    """SIGSTOP on the ggml-rpc-server holding the model's layers: the worker
+    is alive but its decode never returns. /health names the stall within
+    the watchdog time; the stream in flight ends with that error."""
+    from support.rpc import RPCServer
+    with RPCServer() as rpc:
+        cfg = config(tiny_named("tiny.gguf"), ctx=512, parallel=1, watchdog=2.0,
+                     model=options(cpu_moe=True, rpc=[rpc.endpoint]))
+        with Server(cfg).start() as srv:
+            s, t, out = stream_until_error(srv)
+            os.kill(rpc.proc.pid, signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                status, health = post_json(srv.url, "/health", None)
+                while status == 200 and time.monotonic() - t0 < 30:
+                    time.sleep(0.1)
+                    status, health = post_json(srv.url, "/health", None)
+                assert status == 503 and "no progress" in health["error"], health
+                t.join(timeout=30)
+                s.close()
+                errors = [ln for ln in out["rest"].splitlines() if ln.startswith('data: {"error"')]
+                assert errors and "no progress" in errors[0]
+                t0 = time.monotonic()
+                status, _, text = request(srv.url, "/metrics")
+                assert status == 200 and "shimmy_worker_stalls_total 1" in text   # never waits on the worker
+            finally:
+                os.kill(rpc.proc.pid, signal.SIGCONT)

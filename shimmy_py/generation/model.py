@@ -22,7 +22,7 @@ from ..gguf_io.validate import check_model
 from ..native import log
 from ..native.context_handle import ContextSpec
 from ..native.model_handle import LoadSpec, ModelHandle
-from ..placement.devices import attach_rpc_servers, buffer_devices
+from ..placement.devices import attach_rpc_servers, planned_buffer_devices
 from ..placement.machine import load_spec, make_plan
 from ..placement.options import PlacementOptions
 from ..placement.plan import Plan
@@ -115,7 +115,7 @@ class Model:
         the overrides it applied) beside the Plan."""
         if self.plan is None:
             raise PlacementError(f"{self.path} was loaded with vocab_only=True: no weights were placed")
-        return build_report(self.plan, self._load_log, buffer_devices=buffer_devices())
+        return build_report(self.plan, self._load_log, buffer_devices=planned_buffer_devices(self.plan))
 
     # --- lifetime -------------------------------------------------------------
     def close(self) -> None:

@@ -86,6 +86,21 @@ def buffer_devices() -> dict[str, str]:
     return {d.buffer_type: d.name for d in list_devices() if d.buffer_type}
 
 
+def local_names(plan_) -> tuple[str, ...]:
+    """The plan's accelerators as this process names them: a plan made in
+    another process (the server's, for a worker) may call a ggml-rpc-server's
+    device RPC1 where this one, which registered fewer servers, says RPC0;
+    their buffer types name the endpoint and agree."""
+    here, planned = buffer_devices(), dict(plan_.buffer_types)
+    return tuple(here.get(planned.get(name, ""), name) for name in plan_.accelerators)
+
+
+def planned_buffer_devices(plan_) -> dict[str, str]:
+    """Each buffer type's device, as the plan names it (llama.cpp's log, read
+    back against the plan, names buffers by type; see local_names)."""
+    return {**buffer_devices(), **{bt: name for name, bt in plan_.buffer_types}}
+
+
 def device_specs(rpc=(), target_vram=None, capacities: dict | None = None, host_ram=()) -> list[DeviceSpec]:
     """The CPU (capacity: available RAM) and every accelerator ggml offers
     (local GPUs, then each RPC server's devices; capacity: the free memory

@@ -16,7 +16,7 @@ from .. import defaults
 from ..native import log
 from ..native.context_handle import ContextHandle, ContextSpec
 from ..native.model_handle import LoadSpec, ModelHandle
-from .devices import buffer_devices
+from .devices import planned_buffer_devices
 from .plan import Plan
 from .report import build_report
 
@@ -31,5 +31,5 @@ def measure_compute(path: str | os.PathLike, plan_: Plan, load: LoadSpec) -> dic
     with log.capture() as lines, log.expected_unused(plan_.not_loaded()):
         with ModelHandle(str(path), load) as model:
             ContextHandle(model, spec).close()
-    report = build_report(plan_, lines, check_sizes=False, buffer_devices=buffer_devices())
+    report = build_report(plan_, lines, check_sizes=False, buffer_devices=planned_buffer_devices(plan_))
     return {d: b for d, b in report.compute.items() if d in plan_.accelerators}

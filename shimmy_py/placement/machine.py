@@ -13,7 +13,14 @@ from ..gguf_io.tensors import read_table
 from ..native import install, log
 from ..native.model_handle import LoadSpec, ModelHandle
 from ..sizes import gib, mib
-from .devices import HYPOTHETICAL, attach_rpc_servers, buffer_devices, device_specs, with_capacities
+from .devices import (
+    HYPOTHETICAL,
+    attach_rpc_servers,
+    device_specs,
+    local_names,
+    planned_buffer_devices,
+    with_capacities,
+)
 from .options import PlacementOptions
 from .plan import CPU, DeviceSpec, Plan
 from .planner import plan
@@ -93,7 +100,7 @@ def load_spec(plan_: Plan, load_mode: str | None = None, no_alloc: bool = False)
         load_mode = "none"
     if not no_alloc:
         check_fits(plan_, mapped_host=load_mode not in ("none", "mlock"))
-    return LoadSpec(no_alloc=no_alloc, load_mode=load_mode, n_gpu_layers=-1, devices=plan_.accelerators,
+    return LoadSpec(no_alloc=no_alloc, load_mode=load_mode, n_gpu_layers=-1, devices=local_names(plan_),
                     overrides=tuple(plan_.overrides), tensor_split=plan_.layer_split)
 
 
@@ -120,4 +127,4 @@ def simulate_placement(path: str | os.PathLike, plan_: Plan, rpc=()) -> Placemen
     spec = load_spec(plan_, load_mode="none", no_alloc=True)
     with log.capture() as lines, log.expected_unused(plan_.not_loaded()):
         ModelHandle(str(path), spec).close()
-    return build_report(plan_, lines, check_sizes=False, buffer_devices=buffer_devices())
+    return build_report(plan_, lines, check_sizes=False, buffer_devices=planned_buffer_devices(plan_))

@@ -73,6 +73,8 @@ class Plan:
     notices: tuple[str, ...] = field(default=())
     layer_split: tuple[int, ...] = ()        # layers (and the output, last) per accelerator: llama.cpp's tensor_split
     network_bytes_per_token: int = 0         # activations crossing to or from RPC devices per decoded token
+    buffer_types: tuple[tuple[str, str], ...] = ()   # (device, its buffer type): ggml names RPC devices by
+    #                                                  registration order in a process; "RPC0[host:port]" is stable
 
     @property
     def accelerator(self) -> str | None:

@@ -339,4 +339,5 @@ def _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve,
         notices.append(message)
     remote = {a.name for a in accs if a.name.startswith("RPC")}
     return Plan(table.path, request, tuple(a.name for a in accs), tuple(devs), placements, tuple(overrides),
-                tuple(notices), tuple(counts), network_bytes(table, placements, remote))
+                tuple(notices), tuple(counts), network_bytes(table, placements, remote),
+                tuple((a.name, a.buffer_type) for a in accs if a.buffer_type))

@@ -68,6 +68,10 @@ class ServeConfig:
                             parse=lambda v: parse_duration(v, "--keep-alive"), metavar="DURATION",
                             help="how long a model loaded on demand stays after its last request (5m; 0: unload "
                                  "after it; -1: keep)")
+    watchdog: float = opt(defaults.WATCHDOG_S, flags=("--watchdog",), parse=lambda v: parse_duration(v, "--watchdog"),
+                          metavar="DURATION", help="a model worker with requests in flight and no progress this long "
+                          "is reported in /health and its requests fail (killed and restarted after as long again); "
+                          "0: off")
     settings: dict = field(default_factory=dict)   # per model name: models_config.ModelSettings (--config)
     memory_budget: dict | None = None              # device -> bytes resident models may hold; None: no check
     cache_ram: int = opt(defaults.CACHE_RAM, flags=("--cache-ram",), parse=parse_size, metavar="SIZE",
@@ -75,6 +79,10 @@ class ServeConfig:
                               "the host budget, it yields to models")
     max_models: int = opt(defaults.MAX_MODELS, flags=("--max-models",),
                           parse=lambda v: positive_int(v, "max-models"), help="models resident at once")
+    admit_wait: float = opt(defaults.ADMIT_WAIT_S, flags=("--admit-wait",),
+                            parse=lambda v: parse_duration(v, "--admit-wait"), metavar="DURATION",
+                            help="how long a request for a model that cannot load now waits for a busy one to go "
+                                 "idle and make room (0: 503 with Retry-After at once)")
     admission: str = opt(defaults.ADMISSION, flags=("--admission",), choices=ADMISSION_POLICIES,
                          help="a model that does not fit beside the resident ones: unload idle models first, "
                               "or re-plan it more offloaded (fit) first")

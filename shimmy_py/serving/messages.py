@@ -3,10 +3,10 @@ worker.py), as small frozen records dispatched by type: llama.cpp's server
 has `server_task_type` and `struct server_task` for the same purpose.
 
 Server -> worker: `Generate` (a streamed generation), any `Call` (a request
-answered by one value: tokenize, embed, ...), `Cancel`, `StatsQuery`,
-`CacheLimit`, `Stop`. Worker -> server: `Ready` or `LoadFailed` once, then
-`Piece`s and `Done` for a generation, `Result` for a call, `Failed` for
-either, and `Stats`.
+answered by one value: tokenize, embed, ...), `Cancel`, `CacheLimit`,
+`Stop`. Worker -> server: `Ready` or `LoadFailed` once, then `Piece`s and
+`Done` for a generation, `Result` for a call, `Failed` for either, and a
+`Heartbeat` with the engine's counters every second (watchdog.py).
 
 A model-backed endpoint is a route (routes.py), a `Call` subclass here, and
 the worker method that answers it (worker.py's CALLS).
@@ -36,11 +36,6 @@ class Call:
 @dataclass(frozen=True)
 class Cancel:
     rid: int                          # the client went away: stop at the next piece
-
-
-@dataclass(frozen=True)
-class StatsQuery:
-    """The engine's counters, answered by Stats."""
 
 
 @dataclass(frozen=True)
@@ -93,5 +88,5 @@ class Failed:
 
 
 @dataclass(frozen=True)
-class Stats:
-    values: dict
+class Heartbeat:
+    values: dict                      # the engine's counters: steps, active, queue depth, cache, ...

@@ -33,9 +33,10 @@ class Metrics:
                 self.decode_tps_sum += c.tokens_per_s
                 self.decode_tps_count += 1
 
-    def render(self, device_bytes: dict[str, int], engine=None, restarts: int = 0, pool=None) -> str:
+    def render(self, device_bytes: dict[str, int], engine=None, restarts: int = 0, pool=None, stalls: int = 0) -> str:
         """The exposition text; `engine` holds the engine's counters (None while
-        the model is loading); `restarts` counts the model worker's crashes."""
+        the model is loading); `restarts` counts the model workers' crashes,
+        `stalls` the times a watchdog found one making no progress."""
         queue_depth, active = (engine.queue_depth, engine.active) if engine is not None else (0, 0)
         with self._lock:
             lines = ["# HELP shimmy_requests_total HTTP requests by route and status.",
@@ -66,7 +67,9 @@ class Metrics:
                 "# TYPE shimmy_placement_bytes gauge"]
             lines += [f'shimmy_placement_bytes{{device="{d}"}} {b}' for d, b in sorted(device_bytes.items())]
             lines += ["# HELP shimmy_worker_restarts_total Model worker restarts after it died (a native crash).",
-                      "# TYPE shimmy_worker_restarts_total counter", f"shimmy_worker_restarts_total {restarts}"]
+                      "# TYPE shimmy_worker_restarts_total counter", f"shimmy_worker_restarts_total {restarts}",
+                      "# HELP shimmy_worker_stalls_total Times a model worker made no progress within --watchdog.",
+                      "# TYPE shimmy_worker_stalls_total counter", f"shimmy_worker_stalls_total {stalls}"]
             if pool is not None:
                 st = pool.stats
                 lines += ["# HELP shimmy_model_loads_total Models loaded (on demand or at start).",

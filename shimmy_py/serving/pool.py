@@ -19,11 +19,12 @@ import logging
 import math
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ShimmyError
+from ..errors import ShimmyError, Unavailable
 from ..placement.plan import HOST_RAM
 from .admission import POLICIES, Decision, Holder, Limits, Loading, Newcomer, Replan, admit
 from .supervisor import Supervisor, WorkerSpec
@@ -70,16 +71,18 @@ class ModelPool:
     def __init__(self, spec_for: Callable[[str], WorkerSpec], keep_alive: Callable[[str], float], max_models: int,
                  need_for: Callable[[str], dict] | None = None, budget: dict | None = None,
                  replan_for: Replan | None = None, policy: str = "unload",
-                 worker_factory: Callable[[WorkerSpec], Supervisor] = Supervisor):
+                 worker_factory: Callable[[WorkerSpec], Supervisor] = Supervisor, admit_wait: float = 0.0):
         if policy not in POLICIES:
             raise ShimmyError(f"unknown admission policy {policy!r}; choose one of {', '.join(POLICIES)}")
         self.spec_for, self.keep_alive_for = spec_for, keep_alive
         self.need_for, self.replan_for = need_for, replan_for   # (name, room per device) -> (need, Plan) or None
         self.limits = Limits(budget or {}, max_models, policy)
-        self.worker_factory = worker_factory
+        self.worker_factory, self.admit_wait = worker_factory, admit_wait
         self._loading: dict[str, Loading] = {}   # what models being loaded will hold (their cache on the host)
+        self._unloading: dict[str, Resident] = {}  # unloaded models whose process has not ended yet
         self.residents: dict[str, Resident] = {}
         self.stats = PoolStats()
+        self.gone = Counter()           # restarts, stalls and engine counters of models since unloaded (metrics)
         self._lock = threading.Condition()
         self._stopping = False
         threading.Thread(target=self._reap, name="shimmy-keep-alive", daemon=True).start()
@@ -98,7 +101,10 @@ class ModelPool:
 
     # --- requests -------------------------------------------------------------------
     def acquire(self, name: str, keep_alive: float | None = None) -> Resident:
-        """The resident model `name`, loaded if need be; counts the request."""
+        """The resident model `name`, loaded if need be; counts the request.
+        While admission says the others are busy, it waits up to `admit_wait`
+        seconds for one to go idle (as Ollama queues such a request) before
+        the 503."""
         with self._lock:
             while name in self._loading:         # another request is loading it: wait for that
                 self._lock.wait()
@@ -108,19 +114,33 @@ class ModelPool:
                 self._set_keep_alive(resident, keep_alive)
                 return resident
         need = self.need_for(name) if self.need_for and self.limits.budget else {}
+        deadline = time.monotonic() + self.admit_wait
         with self._lock:
-            while name in self._loading:
-                self._lock.wait()
-            if name in self.residents:            # loaded by another request meanwhile
-                resident = self.residents[name]
-                resident.active += 1
-                return resident
-            spec = self.spec_for(name)
-            rpc = frozenset(spec.options.placement.rpc + spec.options.placement.host_ram)   # each held by one client
-            decision = self._admit(Newcomer(name, need, rpc, spec.cache_bytes))
+            while True:
+                # a model's memory is free only once its process has ended: a newcomer
+                # waits for the unloads in progress (the count never exceeds --max-models)
+                while name in self._loading or self._unloading:
+                    self._lock.wait(1.0)
+                if name in self.residents:            # loaded by another request meanwhile
+                    resident = self.residents[name]
+                    resident.active += 1
+                    return resident
+                spec = self.spec_for(name)
+                rpc = frozenset(spec.options.placement.rpc + spec.options.placement.host_ram)   # one client each
+                try:
+                    decision = self._admit(Newcomer(name, need, rpc, spec.cache_bytes))
+                    break
+                except Unavailable as e:
+                    left = deadline - time.monotonic()
+                    if e.retry_after is None or left <= 0 or self._stopping:
+                        raise
+                    self._lock.wait(min(left, 1.0))       # a release or an unload notifies
             with_cache = {**decision.need, HOST_RAM: decision.need.get(HOST_RAM, 0) + decision.cache}
             self._loading[name] = Loading(name, with_cache, rpc)
+        victims = [n for n, _ in decision.unload]
         try:
+            with self._lock:   # the memory it was admitted into is free once their processes have ended
+                self._lock.wait_for(lambda: not any(v in self._unloading for v in victims), timeout=120)
             resident = self._load(name, spec, keep_alive, decision, rpc)
         finally:
             with self._lock:
@@ -148,6 +168,7 @@ class ModelPool:
             resident.last_used = time.monotonic()
             self._set_keep_alive(resident, keep_alive)
             unload = resident.active == 0 and resident.keep_alive == 0
+            self._lock.notify_all()               # a newcomer waiting for an idle model
         if unload:
             self.unload(resident.name, "keep_alive 0: unloaded after its request")
 
@@ -199,12 +220,26 @@ class ModelPool:
             if resident is None or resident.active:
                 return
             del self.residents[name]
-        self._stop_later(resident, f"unloading {name!r}: {reason}")
+            self._stop_later(resident, f"unloading {name!r}: {reason}")
 
     def _stop_later(self, resident: Resident, message: str) -> None:
+        """Under the lock: the worker stops on a thread of its own, and what it
+        holds stays counted (newcomers wait, admission.py never sees it gone)
+        until its process has ended and returned its memory."""
         self._log(message)
         self.stats.unloads += 1
-        threading.Thread(target=resident.supervisor.stop, name="shimmy-unload", daemon=True).start()
+        w = resident.supervisor
+        self.gone.update({"restarts": w.restarts, "stalls": w.stalls, **w.counters()})
+        self._unloading[resident.name] = resident
+
+        def stop() -> None:
+            try:
+                w.stop()
+            finally:
+                with self._lock:
+                    self._unloading.pop(resident.name, None)
+                    self._lock.notify_all()
+        threading.Thread(target=stop, name="shimmy-unload", daemon=True).start()
 
     def _reap(self) -> None:
         while not self._stopping:
@@ -222,6 +257,8 @@ class ModelPool:
             residents, self.residents = list(self.residents.values()), {}
         for r in residents:
             r.supervisor.stop()
+        with self._lock:
+            self._lock.wait_for(lambda: not self._unloading, timeout=60)
 
     # --- what is resident ---------------------------------------------------------------
     def snapshot(self) -> list[dict]:

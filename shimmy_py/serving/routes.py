@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -19,6 +20,7 @@ from ..errors import ShimmyError
 from ..generation.loop import drain
 from .api import OpenAIShapes, generate_response, parse_request, timing
 from .app import ClientGone, Request, Response, as_api_error, sse
+from .supervisor import COUNTERS
 
 if TYPE_CHECKING:
     from .server import App
@@ -42,10 +44,14 @@ def health(app: "App", req: Request) -> Response:
     w = main.supervisor if main is not None else None
     crash = {"restarts": w.restarts if w else 0, "last_crash": w.last_crash if w else None}
     if s.name is None:                    # models on demand: the server itself is what is healthy
+        stalled = {r.name: r.supervisor.stalled for r in list(s.pool.residents.values()) if r.supervisor.stalled}
+        if stalled:
+            return Response.json(503, {"status": "error", "ready": False, "stalled": stalled,
+                                       "error": "; ".join(f"{n}: {why}" for n, why in stalled.items())})
         return Response.json(200, {"status": "ok", "ready": True, "loaded": sorted(s.pool.residents)})
-    if w is not None and w.ready.is_set():
+    if w is not None and w.healthy:
         return Response.json(200, {"status": "ok", "model": s.name, "ready": True, **crash})
-    error = s.load_error or (w.load_error if w else None)
+    error = s.load_error or (w.stalled or w.load_error if w else None)
     error = app.scrub(error) if error else None
     return Response.json(503, {"status": "error" if error else "loading", "ready": False, "error": error, **crash})
 
@@ -79,17 +85,22 @@ def api_ps(app: "App", req: Request) -> Response:
 
 
 def metrics(app: "App", req: Request) -> Response:
+    """Counters over every model the server ran (unloaded and restarted ones
+    too: they only grow), gauges of the resident ones; from the workers' last
+    heartbeats, so a stalled worker never holds this answer up."""
     pool = app.state.pool
     residents = list(pool.residents.values())
     devices: dict[str, int] = {}
-    totals: dict[str, float] = {}
+    totals = Counter(pool.gone)
     for r in residents:
-        for d, b in r.supervisor.info.get("devices", {}).items():
+        w = r.supervisor
+        for d, b in w.info.get("devices", {}).items():
             devices[d] = devices.get(d, 0) + b
-        for k, v in (r.supervisor.stats() or {}).items():
-            totals[k] = totals.get(k, 0) + v
-    engine = SimpleNamespace(**totals) if totals else None
-    text = app.state.metrics.render(devices, engine, sum(r.supervisor.restarts for r in residents), pool)
+        totals.update({"restarts": w.restarts, "stalls": w.stalls, **w.counters()})
+        totals.update({k: v for k, v in (w.stats or {}).items() if k not in COUNTERS})   # gauges: resident only
+    values = {"queue_depth": 0, "active": 0, "cache_ram_bytes": 0, **totals}
+    engine = SimpleNamespace(**values) if any(r.supervisor.stats for r in residents) or pool.gone else None
+    text = app.state.metrics.render(devices, engine, totals["restarts"], pool, totals["stalls"])
     return Response.text(200, text, "text/plain; version=0.0.4")
 
 

@@ -34,7 +34,7 @@ class State:
             self.path_names.setdefault(str(Path(path).resolve()), name)
             self.path_names.setdefault(str(path), name)
         self.pool = ModelPool(self._spec, self._keep_alive, config.max_models, self._need,
-                              config.memory_budget, self._replan, config.admission)
+                              config.memory_budget, self._replan, config.admission, admit_wait=config.admit_wait)
         self.inflight = 0
         self.idle = threading.Condition()
         self._descriptions: dict = {}
@@ -75,7 +75,8 @@ class State:
 
     def _spec(self, name: str) -> WorkerSpec:
         c = self.config
-        return WorkerSpec(str(self.catalog[name]), self.options_for(name), c.queue, c.cache_ram)
+        watchdog = c.watchdog if c.watchdog != float("inf") else 0.0
+        return WorkerSpec(str(self.catalog[name]), self.options_for(name), c.queue, c.cache_ram, watchdog)
 
     def describe(self, path: Path):
         """What the file at `path` is, from its header (cached; None if unreadable)."""

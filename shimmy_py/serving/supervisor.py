@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Generator
@@ -30,6 +31,7 @@ from ..generation.loop import Completion
 from ..generation.options import ModelOptions
 from . import messages as m
 from .api import GenRequest
+from .watchdog import Liveness, stalled
 
 logger = logging.getLogger("shimmy_py.server")
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -68,6 +70,11 @@ class WorkerSpec:
     options: ModelOptions
     queue_limit: int
     cache_bytes: int = 0             # host RAM for conversations whose slot went to another request
+    watchdog_s: float = 0.0          # a worker with requests in flight and no progress this long is stalled; 0: off
+
+
+# the heartbeat's counters (the rest are gauges); carried over restarts, so that /metrics only grows
+COUNTERS = ("steps", "batch_tokens", "step_s", "decode_s", "cache_ram_hits", "cache_ram_saves")
 
 
 class WorkerError(ShimmyError):
@@ -98,11 +105,17 @@ class Supervisor:
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()    # handler threads send at once; a pickled prompt can take many writes
         self._requests: dict[int, queue.SimpleQueue] = {}
-        self._stats: queue.SimpleQueue = queue.SimpleQueue()
+        self.stats: dict | None = None        # the engine's counters, from the last heartbeat
+        self._carried = dict.fromkeys(COUNTERS, 0)   # counters of the worker processes before this one
+        self.live = Liveness()
+        self.stalled: str | None = None       # why the watchdog counts the worker stalled
+        self.stalls = 0
+        self._stalled_at = 0.0
         self._ids = itertools.count()
         self._stopping = False
         self._restarting = False
         self._conn = self._proc = None
+        self._watchdog = None
 
     # --- lifetime -----------------------------------------------------------------
     def start(self) -> None:
@@ -117,8 +130,52 @@ class Supervisor:
                 f"the model worker {describe_exit(proc.returncode)} while loading"
             raise ShimmyError(self.load_error)
         self.info, self.load_error = first.info, None
+        now = time.monotonic()
+        self.live, self.stalled = Liveness(now, now), None
+        if self.stats:                       # a restart: the last process's counts stay counted
+            self._carried = self.counters()
+            self.stats = None
         self.ready.set()
         threading.Thread(target=self._read, args=(ours, proc), name="shimmy-worker-reader", daemon=True).start()
+        if self.spec.watchdog_s and self._watchdog is None:
+            self._watchdog = threading.Thread(target=self._watch, name="shimmy-watchdog", daemon=True)
+            self._watchdog.start()
+
+    def counters(self) -> dict:
+        """The engine's counters over every process this supervisor ran."""
+        last = self.stats or {}
+        return {k: self._carried[k] + last.get(k, 0) for k in COUNTERS}
+
+    @property
+    def healthy(self) -> bool:
+        """Loaded, answering and making progress."""
+        return self.ready.is_set() and self.stalled is None
+
+    def _watch(self) -> None:
+        """Every half second: stalled (watchdog.py)? Then the requests in flight
+        fail naming why, and a worker stalled as long again is killed (and so
+        restarted)."""
+        limit = self.spec.watchdog_s
+        while not self._stopping:
+            time.sleep(0.5)
+            now = time.monotonic()
+            if not self.ready.is_set():
+                continue
+            if self.stalled is not None:
+                if self.live.progress_at > self._stalled_at:
+                    logger.warning("the model worker makes progress again")
+                    self.stalled = None
+                elif now - self._stalled_at > limit and self._proc is not None:
+                    logger.error("killing the model worker: %s", self.stalled)
+                    self._killed_for = self.stalled
+                    self._proc.kill()
+                continue
+            reason = stalled(self.live, now, len(self._requests), limit)
+            if reason is not None:
+                self.stalled, self._stalled_at = reason, now
+                self.stalls += 1
+                logger.error("%s; failing the requests in flight", reason)
+                self._fail_all(reason)
 
     def stop(self, timeout: float = 60.0) -> None:
         """Asks the worker to end its streams and exit; waits for it."""
@@ -143,9 +200,11 @@ class Supervisor:
     def _read(self, conn, proc) -> None:
         """Relays the worker's messages; on its death fails what was in flight."""
         while (msg := self._recv_from(conn)) is not None:
-            if isinstance(msg, m.Stats):
-                self._stats.put(msg.values)
+            if isinstance(msg, m.Heartbeat):
+                self.stats = msg.values
+                self.live.heartbeat(time.monotonic(), msg.values)
                 continue
+            self.live.reply(time.monotonic())
             with self._lock:
                 q = self._requests.get(getattr(msg, "rid", None))
             if q is not None:
@@ -154,7 +213,9 @@ class Supervisor:
         if self._stopping:
             self._fail_all("the server is shutting down")
             return
-        self.last_crash = f"the model worker {describe_exit(proc.returncode)}"
+        killed_for, self._killed_for = getattr(self, "_killed_for", None), None
+        self.last_crash = f"the model worker {describe_exit(proc.returncode)}" if killed_for is None else \
+            f"the model worker was killed: {killed_for}"
         logger.error("%s; failing %d requests in flight and restarting it", self.last_crash, len(self._requests))
         self.ready.clear()
         self._fail_all(f"{self.last_crash}; it is being restarted, retry shortly")
@@ -170,8 +231,8 @@ class Supervisor:
 
     def _fail_all(self, message: str) -> None:
         with self._lock:
-            pending = list(self._requests.values())
-        for q in pending:
+            pending = list(self._requests.items())
+        for rid, q in pending:
             q.put(WorkerDied(message, 5))
 
     def _restart(self) -> None:
@@ -201,16 +262,6 @@ class Supervisor:
             except OSError:
                 pass                          # the worker is gone; its restart starts with the bound
 
-    def stats(self, timeout: float = 5.0) -> dict | None:
-        """The engine's counters, from the worker (None while it is down)."""
-        if not self.ready.is_set():
-            return None
-        try:
-            self._send(m.StatsQuery())
-            return self._stats.get(timeout=timeout)
-        except (OSError, queue.Empty):
-            return None
-
     def _submit(self, msg):
         """Sends `msg` (Generate or a Call) with a request id of its own; returns
         (rid, the queue its replies arrive on). A worker whose restart failed
@@ -219,6 +270,8 @@ class Supervisor:
             self._restart()
         if not self.ready.is_set():
             raise Unavailable(self.load_error or self.last_crash or "the model is loading", 5)
+        if self.stalled is not None:
+            raise Unavailable(self.stalled, 5)
         rid, q = next(self._ids), queue.SimpleQueue()
         with self._lock:
             self._requests[rid] = q

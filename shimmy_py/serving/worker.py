@@ -24,6 +24,7 @@ from ..generation.loop import drain, run
 from . import messages as m
 from .api import GenRequest
 from .engine import Engine, EngineFailed, QueueFull
+from .watchdog import HEARTBEAT_S
 
 
 class _Cancelled(Exception):
@@ -50,8 +51,18 @@ class Worker:
         self._cancelled: set[int] = set()
         self._threads: dict[int, threading.Thread] = {}
         self.HANDLERS = {m.Generate: self._start, m.Cancel: lambda msg: self._cancelled.add(msg.rid),
-                         m.StatsQuery: lambda msg: self.send(m.Stats(self.stats())),
                          m.CacheLimit: lambda msg: self.engine.limit_cache(msg.bytes)}
+        self._stop = threading.Event()
+        threading.Thread(target=self._heartbeat, name="shimmy-heartbeat", daemon=True).start()
+
+    def _heartbeat(self) -> None:
+        """The engine's counters every HEARTBEAT_S: the server's metrics read
+        them, and its watchdog sees this process alive and its engine advance."""
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                self.send(m.Heartbeat(self.stats()))
+            except OSError:
+                return
 
     def send(self, msg) -> None:
         with self._send_lock:
@@ -71,6 +82,7 @@ class Worker:
                 handler(msg)
             elif isinstance(msg, m.Call):
                 self._spawn(msg.rid, self._call, msg)
+        self._stop.set()
         self.engine.close()                   # open streams end ("cancelled")
         for t in list(self._threads.values()):
             t.join(timeout=30)
@@ -120,7 +132,9 @@ class Worker:
             if rid in self._cancelled:
                 raise _Cancelled()
             self.send(m.Piece(rid, piece))
-        self.send(m.Done(rid, drain(gen, forward)))
+        done = m.Done(rid, drain(gen, forward))
+        self.send(m.Heartbeat(self.stats()))    # the counters include this request when its answer arrives
+        self.send(done)
 
     def _open(self, req: GenRequest):
         """The request's generation: tokenized, submitted, wrapped in the loop."""

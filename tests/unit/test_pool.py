@@ -15,19 +15,26 @@ from shimmy_py.serving.supervisor import WorkerSpec
 class FakeWorker:
     started: list = []
     stopped: list = []
+    events: list = []          # ("start" | "stop", model) in the order they happened
 
     def __init__(self, spec: WorkerSpec):
-        self.spec, self.ready, self.info, self.restarts = spec, threading.Event(), {"devices": {}}, 0
+        self.spec, self.ready, self.info, self.restarts, self.stalls = spec, threading.Event(), {"devices": {}}, 0, 0
         self.cache_limits = []
+
+    def counters(self):
+        return {"steps": 0}
 
     def start(self):
         if "broken" in self.spec.model_path:
             raise ShimmyError("llama.cpp could not load it: missing tensor")
         FakeWorker.started.append(self.spec.model_path)
+        FakeWorker.events.append(("start", self.spec.model_path.rsplit("/", 1)[1]))
         self.ready.set()
 
     def stop(self):
+        time.sleep(0.1)                           # a process takes a while to end
         FakeWorker.stopped.append(self.spec.model_path)
+        FakeWorker.events.append(("stop", self.spec.model_path.rsplit("/", 1)[1]))
 
     def limit_cache(self, n):
         self.cache_limits.append(n)
@@ -35,7 +42,7 @@ class FakeWorker:
 
 @pytest.fixture
 def pool(tmp_path):
-    FakeWorker.started, FakeWorker.stopped = [], []
+    FakeWorker.started, FakeWorker.stopped, FakeWorker.events = [], [], []
     for name in ("a", "b", "c", "broken"):
         (tmp_path / name).write_bytes(b"x" * 10)
 
@@ -100,3 +107,15 @@ def test_a_memory_budget_is_weighed_by_the_admission_policy(pool):
     b = p.acquire("b")
     assert list(p.residents) == ["b"] and b.need == {"CPU": 6}
     assert any("memory on CPU" in m for m in p.stats.reasons)
+
+
+def test_with_admit_wait_a_request_waits_for_the_busy_model_and_the_swap_is_complete(pool):
+    """The newcomer loads only once the evicted worker has stopped: never two
+    workers for --max-models 1."""
+    p = pool(max_models=1)
+    p.admit_wait = 10.0
+    a = p.acquire("a")
+    threading.Timer(0.2, lambda: p.release(a)).start()
+    b = p.acquire("b")
+    assert list(p.residents) == ["b"] and b.name == "b"
+    assert FakeWorker.events == [("start", "a"), ("stop", "a"), ("start", "b")]   # a ended before b started
