@@ -28,7 +28,7 @@ def serve(args) -> int:
         raise ShimmyError("no GGUF models found: give --model or --model-dirs (see `shimmy-py list`)")
     path = resolve_model(args.model, args.model_dirs) if args.model is not None else None
     config = from_flags(ServeConfig, args, model_path=path, api_key=api_key(args),
-                        known_paths=tuple(f.path for f in found))
+                        known_paths=tuple(found))
     if path is not None:                      # the --model's plan, printed now; others plan in their worker
         config.main_plan = make_plan(path, config.sized(config.model).placement)
     config.memory_budget = memory_budget(args, config)

@@ -33,3 +33,7 @@ class Unavailable(ShimmyError):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class BrokenModel(ShimmyError):
+    """A model that exists but cannot be used: its file is not a GGUF llama.cpp can load."""

@@ -175,8 +175,9 @@ def _apply(record, mapping: Mapping[str, Any], where: str):
             if short:      # the shortcuts replace the value, as the key would: folded over the default
                 changes[f.name] = o.fold(changes.get(f.name, _default(f)), short)
         except (ShimmyError, ValueError, TypeError) as e:
-            bad = key if key in mapping else next(iter(k for k in o.shortcuts if k in mapping), key)
-            raise ShimmyError(f"{where}: {bad} = {mapping.get(bad)!r}: {e}") from None
+            keys = [k for k in (key, *o.shortcuts) if k and k in mapping]
+            given = ", ".join(f"{k} = {mapping[k]!r}" for k in keys)
+            raise ShimmyError(f"{where}: {given}: {e}") from None
     try:
         return dataclasses.replace(record, **changes)
     except (ShimmyError, ValueError, TypeError) as e:

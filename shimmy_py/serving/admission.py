@@ -121,7 +121,8 @@ class _Books:
                 (" (a plan with fit does not fit either)" if replanned else "")
         if holders:
             return f"{holders[0]!r} holds the same ggml-rpc-server, which serves one client at a time"
-        return f"{len(self.residents)} models are resident (--max-models {self.limits.max_models})"
+        loading = f" and {len(self.loading)} loading" if self.loading else ""
+        return f"{len(self.residents)} models are resident{loading} (--max-models {self.limits.max_models})"
 
 
 def _replan(books: _Books, replan: Replan | None, new: Newcomer, need, room: dict, why: str):

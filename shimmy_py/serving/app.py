@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from ..errors import GenerationError, NotFound, PlacementError, ShimmyError, Unavailable
+from ..errors import BrokenModel, GenerationError, GGUFError, NotFound, PlacementError, ShimmyError, Unavailable
 from .api import ApiError, openai_error
 
 logger = logging.getLogger("shimmy_py.server")
@@ -84,6 +84,8 @@ def as_api_error(e: BaseException) -> ApiError:
         return ApiError(503, str(e), "server_error", headers)
     if isinstance(e, NotFound):
         return ApiError(404, str(e), "not_found_error")
+    if isinstance(e, (BrokenModel, GGUFError)):     # the named model's file: there, but not usable
+        return ApiError(422, str(e), "invalid_request_error")
     if isinstance(e, (GenerationError, PlacementError)):
         return ApiError(400, str(e))
     if isinstance(e, ShimmyError):

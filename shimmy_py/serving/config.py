@@ -19,6 +19,9 @@ from .http import HttpPolicy
 CONTROL_THREADS = 8             # handler threads beyond the requests a server holds (health, metrics, models)
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 ADMISSION_POLICIES = ("unload", "offload")
+MAX_SEQ = 256                   # llama.cpp's LLAMA_MAX_SEQ: sequences of one context
+MAX_QUEUE = 4096
+MAX_CTX = 1 << 24               # tokens of context per request: beyond any model's training
 
 
 def port_number(value) -> int:
@@ -28,11 +31,11 @@ def port_number(value) -> int:
     return port
 
 
-def count(value) -> int:
-    """An integer >= 0."""
+def bounded(value, what: str, most: int, least: int = 1) -> int:
+    """An integer in least..most, from an int or its decimal text."""
     n = int(value) if isinstance(value, str) and value.strip().lstrip("-").isdigit() else value
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ShimmyError(f"expected an integer >= 0, got {value!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or not least <= n <= most:
+        raise ShimmyError(f"{what} must be an integer from {least} to {most}, got {value!r}")
     return n
 
 
@@ -48,11 +51,12 @@ class ServeConfig:
     model_path: Path | None            # the model loaded at start; None: every discovered model, on demand
     host: str = opt(defaults.HOST, flags=("--host",), help="address to listen on")
     port: int = opt(defaults.PORT, flags=("--port",), parse=port_number, help="0 takes a free port")
-    ctx: int = opt(defaults.N_CTX, flags=("--ctx",), parse=lambda v: positive_int(v, "ctx"),
+    ctx: int = opt(defaults.N_CTX, flags=("--ctx",), parse=lambda v: bounded(v, "ctx", MAX_CTX),
                    help="context of each request (the KV cache holds ctx x parallel)")
-    parallel: int = opt(defaults.PARALLEL, flags=("--parallel",), parse=lambda v: positive_int(v, "parallel"),
-                        help="requests decoded together")
-    queue: int = opt(defaults.QUEUE, flags=("--queue",), parse=count, help="requests waiting beyond those")
+    parallel: int = opt(defaults.PARALLEL, flags=("--parallel",), parse=lambda v: bounded(v, "parallel", MAX_SEQ),
+                        help=f"requests decoded together (at most {MAX_SEQ}, llama.cpp's LLAMA_MAX_SEQ)")
+    queue: int = opt(defaults.QUEUE, flags=("--queue",), parse=lambda v: bounded(v, "queue", MAX_QUEUE, 0),
+                     help=f"requests waiting beyond those (at most {MAX_QUEUE}: each holds a handler thread)")
     model: ModelOptions = opt(ModelOptions(), nested=True)   # every model's; a model's --config table over them
     main_plan: Plan | None = None      # the --model's plan, made at start (None: each worker plans its own)
     api_key: str | None = None

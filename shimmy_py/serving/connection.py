@@ -17,6 +17,7 @@ non-streaming handler can ask whether its client is still there.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from typing import Iterator
@@ -27,6 +28,8 @@ from ..errors import Unavailable
 from .api import ApiError
 from .app import ClientGone, Request, Response
 from .http import HttpPolicy
+
+logger = logging.getLogger("shimmy_py.server")
 
 MAX_HEAD = 16 << 10             # bytes of a request line and headers (h11's own default)
 MAX_HEADERS = 100               # header fields of one request (http.server's limit too)
@@ -77,6 +80,8 @@ class Connection:
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self.policy: HttpPolicy = server.policy
         self.gone = threading.Event()        # the client closed its side
+        peer = writer.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) else "-"
 
     # --- reading ------------------------------------------------------------------
     async def _next_event(self, deadline: float, head: bytearray | None = None):
@@ -287,6 +292,8 @@ class Connection:
             if watcher is not None:
                 watcher.cancel()
             self.server.metrics.request(app.label(path), status or 499)
+            # the access log: never the query string (a key sent as ?api_key= stays out) nor a header
+            logger.info("%s %s %s %d", self.peer, method, path, status or 499)
 
     async def run(self, req: Request) -> Response:
         """The route's handler on its pool of threads, or 503 when too many wait for one."""

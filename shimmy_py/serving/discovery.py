@@ -24,6 +24,8 @@ from typing import Iterator, Mapping
 
 _SPLIT = re.compile(r"^(?P<stem>.+)-(?P<part>\d{5})-of-(?P<total>\d{5})\.gguf$", re.IGNORECASE)
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+MAX_MANIFEST = 1 << 20          # Ollama's manifests are a few KB
 
 
 @dataclass(frozen=True)
@@ -89,23 +91,31 @@ def _huggingface(hub: Path) -> Iterator[Found]:
 
 
 def _ollama(store: Path) -> Iterator[Found]:
-    """Each manifest manifests/REGISTRY/NAMESPACE/MODEL/TAG names its model blob."""
+    """Each manifest manifests/REGISTRY/NAMESPACE/MODEL/TAG names its model
+    blob by digest; only a digest that is sha256 and 64 hex digits names a
+    file (inside blobs/, never a path), and a manifest over MAX_MANIFEST
+    bytes is not read."""
     manifests = store / "manifests"
     if not manifests.is_dir():
         return
     for manifest in sorted(p for p in manifests.glob("*/*/*/*") if p.is_file()):
         namespace, model, tag = manifest.parts[-3:]
         try:
+            if manifest.stat().st_size > MAX_MANIFEST:
+                continue
             layers = json.loads(manifest.read_text()).get("layers", [])
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, RecursionError):
             continue
         for layer in layers if isinstance(layers, list) else []:
             if isinstance(layer, dict) and layer.get("mediaType") == OLLAMA_MODEL_LAYER:
-                digest = str(layer.get("digest", "")).replace(":", "-")
-                blob = store / "blobs" / digest
+                digest = layer.get("digest")
+                if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+                    continue
+                blob = store / "blobs" / digest.replace(":", "-")
                 if blob.is_file():
                     name = f"{model}:{tag}" if namespace == "library" else f"{namespace}/{model}:{tag}"
                     yield Found(name.lower(), blob, "ollama", _size(blob))
+
 
 
 def discover(model_dirs=(), env: Mapping[str, str] | None = None, cwd: Path | None = None,

@@ -29,6 +29,9 @@ from ..fields import config_keys, from_mapping
 from ..generation.options import ModelOptions, positive_int
 from .durations import parse_duration
 
+MAX_FILE = 256 << 10           # bytes of a settings file
+MAX_MODELS = 1000              # models it names
+MAX_KEY_PARTS = 16             # dotted parts (or brackets) of one key
 SERVE_KEYS = {"ctx": lambda v: positive_int(v, "ctx"), "parallel": lambda v: positive_int(v, "parallel"),
               "keep_alive": parse_duration}
 
@@ -45,7 +48,10 @@ def read(path: str | Path) -> dict:
     """The file's [models] table, parsed as TOML or JSON."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_FILE:
+            raise ShimmyError(f"--config {path}: larger than {MAX_FILE >> 10} KiB; a settings file is a few lines")
         text = path.read_text()
+        _check_depth(path, text)
         if path.suffix.lower() == ".json":
             raw = json.loads(text)
         else:
@@ -58,10 +64,28 @@ def read(path: str | Path) -> dict:
         raise ShimmyError(f"--config {path}: {e.strerror or e}") from None
     except ValueError as e:   # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
         raise ShimmyError(f"--config {path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {e}") from None
+    except RecursionError:
+        raise ShimmyError(f"--config {path}: nested too deeply") from None
     models = raw.get("models") if isinstance(raw, dict) else None
     if not isinstance(models, dict):
         raise ShimmyError(f"--config {path}: expected a [models] table of model names")
+    if len(models) > MAX_MODELS:
+        raise ShimmyError(f"--config {path}: {len(models)} models; at most {MAX_MODELS}")
+    seen: dict[str, str] = {}
+    for name in models:
+        if name.lower() in seen:     # names are case-insensitive: one would silently win
+            raise ShimmyError(f"--config {path}: models {seen[name.lower()]!r} and {name!r} are the same model")
+        seen[name.lower()] = name
     return models
+
+
+def _check_depth(path: Path, text: str) -> None:
+    """A key of many dotted parts made Python's TOML reader take minutes
+    (200,000 parts hung start-up): refused before it parses."""
+    for number, line in enumerate(text.splitlines(), 1):
+        key = line.split("=", 1)[0]
+        if key.count(".") > MAX_KEY_PARTS or line.count("[") > MAX_KEY_PARTS:
+            raise ShimmyError(f"--config {path}:{number}: a key nested deeper than {MAX_KEY_PARTS} levels")
 
 
 def load(path: str | Path, base: ModelOptions = ModelOptions()) -> dict[str, ModelSettings]:

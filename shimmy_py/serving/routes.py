@@ -57,7 +57,8 @@ def health(app: "App", req: Request) -> Response:
 
 
 def v1_models(app: "App", req: Request) -> Response:
-    data = [{"id": n, "object": "model", "created": 0, "owned_by": "shimmy-py"} for n in sorted(app.state.catalog)]
+    data = [{"id": n, "object": "model", "created": 0, "owned_by": "shimmy-py"}
+            for n, path in sorted(app.state.catalog.items()) if path.exists()]   # files removed since: not listed
     return Response.json(200, {"object": "list", "data": data})
 
 

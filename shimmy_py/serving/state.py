@@ -6,10 +6,11 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import GenerationError, NotFound, PlacementError, ShimmyError, Unavailable
+from ..errors import BrokenModel, GenerationError, NotFound, PlacementError, ShimmyError, Unavailable
 from ..generation.options import ModelOptions
 from ..placement.options import Strategy
 from .config import ServeConfig
+from .discovery import Found
 from .metrics import Metrics
 from .models_config import ModelSettings
 from .names import name_table
@@ -24,8 +25,10 @@ class State:
         self.config = config
         self.load_error: str | None = None
         self.metrics = Metrics()
-        main = [config.model_path] if config.model_path is not None else []
-        self.catalog = name_table([*main, *config.known_paths])   # every name -> file
+        known = list(config.known_paths)             # discovered models (Found: Ollama's name:tag) or paths
+        main = [next((k for k in known if isinstance(k, Found) and Path(k.path) == Path(config.model_path)),
+                     config.model_path)] if config.model_path is not None else []
+        self.catalog = name_table([*main, *known])   # every name -> file
         self.names = sorted(name_table(main), key=len, reverse=True)
         self.name = self.names[0] if self.names else None   # the --model's: requests without "model" get it
         # what a client may see instead of a path: the model's name
@@ -42,6 +45,23 @@ class State:
         placed = config.model.placement
         if placed.rpc or placed.host_ram:   # asked now, before any worker holds a ggml-rpc-server
             self._devices_for(placed.rpc, placed.host_ram)
+        self._check_settings()
+
+    def _check_settings(self) -> None:
+        """Each --config model is one this server serves, and plans as its
+        worker will plan it (a -ot pattern llama.cpp refuses, --n-cpu-moe
+        beyond its layers, a device capacity naming no device): a wrong
+        setting is an error at start-up, not a 500 at the first request."""
+        for name in self.config.settings:
+            if name not in self.catalog:
+                raise ShimmyError(f"--config names model {name!r}, which this server does not serve (known: "
+                                  f"{', '.join(sorted(self.catalog))})")
+            if self.config.settings[name].model is None:
+                continue
+            try:
+                self._need(name)
+            except ShimmyError as e:
+                raise ShimmyError(f"--config: model {name!r}: {e}") from None
 
     def _devices_for(self, rpc: tuple, host_ram: tuple) -> list:
         """The devices a model on these RPC servers is planned on, found once: a
@@ -80,14 +100,33 @@ class State:
 
     def describe(self, path: Path):
         """What the file at `path` is, from its header (cached; None if unreadable)."""
+        found = self._read_header(path)
+        return None if isinstance(found, str) else found
+
+    def _read_header(self, path: Path):
+        """The file's description, or why it cannot be read (cached per file and size)."""
+        from .discovery import Found, describe
+        try:
+            key = (path, path.stat().st_size, path.stat().st_mtime_ns)
+        except OSError as e:
+            return f"{path.name} is gone ({e.strerror or e})"
         cache = self._descriptions
-        if path not in cache:
-            from .discovery import Found, describe
+        if key not in cache:
             try:
-                cache[path] = describe(Found(path.stem.lower(), path, "", 0))
-            except ShimmyError:
-                cache[path] = None
-        return cache[path]
+                cache[key] = describe(Found(path.stem.lower(), path, "", 0))
+            except ShimmyError as e:
+                cache[key] = str(e)
+        return cache[key]
+
+    def check_file(self, name: str) -> None:
+        """A model whose file vanished or is not a GGUF it can load is named
+        as such (404, 422), never loaded into a worker that would fail."""
+        path = Path(self.catalog[name])
+        if not path.exists():
+            raise NotFound(f"model {name!r} is no longer there: its file {path.name} was removed since discovery")
+        found = self._read_header(path)
+        if isinstance(found, str):
+            raise BrokenModel(f"model {name!r} cannot be used: {found}")
 
     def _keep_alive(self, name: str) -> float:
         own = self.settings_for(name).keep_alive
@@ -172,6 +211,8 @@ class State:
     def lease(self, requested: str | None, keep_alive: float | None = None) -> "Lease":
         """A request's hold on the model it names, loaded if need be."""
         name = self.resolve(requested)
+        if name not in self.pool.residents:
+            self.check_file(name)
         if self.name is not None and name == self.canonical(self.name) and self.main is None:
             raise Unavailable(self.load_error or "the model is still loading", 5)
         self.enter()

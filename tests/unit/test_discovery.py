@@ -22,12 +22,12 @@ def test_each_source(tmp_path):
     snap = home / ".cache" / "huggingface" / "hub" / "models--org--repo" / "snapshots" / "abc123"
     touch(snap / "sub" / "Hf-Q4_K_M.gguf")                                 # Hugging Face cache
     store = home / ".ollama" / "models"                                    # Ollama: manifest -> blob
-    touch(store / "blobs" / "sha256-feed", size=20)
+    touch(store / "blobs" / "sha256-feedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeed", size=20)
     manifest = store / "manifests" / "registry.ollama.ai" / "library" / "qwen3" / "30b"
     manifest.parent.mkdir(parents=True)
     manifest.write_text(json.dumps({"layers": [
         {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:0000"},
-        {"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:feed", "size": 20}]}))
+        {"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:feedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeed", "size": 20}]}))
     env = {"SHIMMY_BASE_GGUF": str(base), "SHIMMY_MODEL_PATHS": f"{tmp_path / 'paths1'};{p2}"}
     found = discover([tmp_path / "dirs"], env=env, cwd=cwd, home=home)
     assert [(f.name, f.source) for f in found] == [
@@ -35,17 +35,17 @@ def test_each_source(tmp_path):
         ("p2", "SHIMMY_MODEL_PATHS"), ("local", "./models"), ("hf-q4_k_m", "huggingface"),
         ("qwen3:30b", "ollama")]
     ollama = found[-1]
-    assert ollama.path == store / "blobs" / "sha256-feed" and ollama.size_bytes == 20
+    assert ollama.path == store / "blobs" / "sha256-feedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeed" and ollama.size_bytes == 20
     assert {"a", "base", "hf", "qwen3:30b"} <= set(name_table(found))
 
 
 def test_env_locations_of_the_caches(tmp_path):
     touch(tmp_path / "hf" / "hub" / "models--o--r" / "snapshots" / "1" / "m.gguf")
     store = tmp_path / "ol"
-    touch(store / "blobs" / "sha256-aa")
+    touch(store / "blobs" / "sha256-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
     m = store / "manifests" / "r" / "someone" / "mix" / "latest"
     m.parent.mkdir(parents=True)
-    m.write_text(json.dumps({"layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:aa"}]}))
+    m.write_text(json.dumps({"layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}]}))
     found = discover([], env={"HF_HOME": str(tmp_path / "hf"), "OLLAMA_MODELS": str(store)}, cwd=tmp_path,
                      home=tmp_path / "nohome")
     assert [(f.name, f.source) for f in found] == [("m", "huggingface"), ("someone/mix:latest", "ollama")]
@@ -72,3 +72,25 @@ def test_broken_manifests_are_skipped(tmp_path):
     m.parent.mkdir(parents=True)
     m.write_text("{not json")
     assert discover([], env={"OLLAMA_MODELS": str(tmp_path)}, cwd=tmp_path, home=tmp_path) == []
+
+
+def test_ollama_digests_name_blobs_only_inside_the_store(tmp_path):
+    """A digest is sha256 and 64 hex digits, a blob in blobs/, never a path
+    (one that is an absolute path was followed out of the store); a manifest
+    over a MiB is not read (a huge one killed start-up with a MemoryError)."""
+    store = tmp_path / "ollama"
+    touch(tmp_path / "secret.gguf")
+    manifests = store / "manifests" / "registry.ollama.ai" / "library"
+    cases = (("abs", str(tmp_path / "secret.gguf")), ("evil", "sha256:../../secret.gguf"), ("short", "sha256:abc"),
+             ("upper", "SHA256:" + "A" * 64))
+    for model, digest in cases:
+        m = manifests / model / "latest"
+        m.parent.mkdir(parents=True)
+        m.write_text(json.dumps({"layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": digest}]}))
+    touch(store / "blobs" / ("sha256-" + "b" * 64))
+    big = manifests / "big" / "latest"
+    big.parent.mkdir(parents=True)
+    big.write_text(json.dumps({"layers": [{"mediaType": "application/vnd.ollama.image.model",
+                                           "digest": "sha256:" + "b" * 64}], "pad": "x" * (2 << 20)}))
+    found = discover([], env={"OLLAMA_MODELS": str(store)}, cwd=tmp_path, home=tmp_path)
+    assert [f for f in found if f.source == "ollama"] == []
