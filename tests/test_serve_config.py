@@ -52,8 +52,8 @@ def test_config_values_are_checked_at_start_as_a_worker_would_use_them(two, tmp_
     ('{"models": {"alpha": {"vram_budget": "1e400GiB", "fit": true}}}', ".json", "vram_budget"),
     ('{"models": {"alpha": {"kv_type": "f7"}}}', ".json", "kv_type"),
     ('{"models": {"alpha": {"n_cpu_moe": -1}}}', ".json", "n_cpu_moe"),
-], ids=["case-duplicate", "json-nesting-bomb", "toml-200k-part-key", "toml-1000-part-key", "nan-keep-alive", "overrides-5", "budget-1e400",
-        "kv-type", "negative-n-cpu-moe"])
+], ids=["case-duplicate", "json-nesting-bomb", "toml-200k-part-key", "toml-1000-part-key", "nan-keep-alive",
+        "overrides-5", "budget-1e400", "kv-type", "negative-n-cpu-moe"])
 def test_bad_config_files_are_one_clear_error(tmp_path, text, suffix, message):
     conf = tmp_path / f"m{suffix}"
     conf.write_text(text)

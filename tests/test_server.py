@@ -77,8 +77,11 @@ def test_pieces_with_newlines_survive_sse_framing(server):
 def test_openai_chat_and_completions(server):
     status, c = post_json(server.url, "/v1/chat/completions",
                           {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 7,
-                           "temperature": 0, "unknown_field": {"ignored": True}})
+                           "temperature": 0, "user": "someone"})         # an optional field that changes nothing
     assert status == 200 and c["object"] == "chat.completion"
+    status, err = post_json(server.url, "/v1/chat/completions",
+                            {"messages": [{"role": "user", "content": "Hi"}], "unknown_field": {"ignored": True}})
+    assert status == 400 and "unsupported field 'unknown_field'" in err["error"]["message"]
     assert c["choices"][0]["message"]["role"] == "assistant"
     assert c["choices"][0]["finish_reason"] == "length" and c["usage"]["completion_tokens"] == 7
     _, _, text = request(server.url, "/v1/chat/completions",
@@ -199,7 +202,8 @@ def test_disconnect_mid_stream_frees_the_sequence(server):
 @pytest.mark.parametrize("path, body, status, message", [
     ("/api/generate", {"prompt": 5}, 400, "'prompt' must be str"),
     ("/api/generate", {"max_tokens": 5}, 400, "'prompt' is required"),
-    ("/v1/chat/completions", {"prompt": "x"}, 400, "'messages' is required"),
+    ("/v1/chat/completions", {"prompt": "x"}, 400, "unsupported field 'prompt'"),
+    ("/v1/chat/completions", {"model": "deepseek-moe-16b"}, 400, "'messages' is required"),
     ("/api/generate", {"prompt": "x", "max_tokens": 0}, 400, "'max_tokens' must be >= 1"),
     ("/api/generate", {"prompt": "x", "max_tokens": "many"}, 400, "'max_tokens' must be int"),
     ("/api/generate", {"prompt": "x", "temperature": -1}, 400, "'temperature' must be between"),

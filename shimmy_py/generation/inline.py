@@ -27,7 +27,7 @@ class InlineSequence:
             session = ctx.session()
             session.__enter__()
             self._session = session
-            self._sampler = build_sampler(self.sampling, ctx.n_vocab, self.tokens)
+            self._sampler = build_sampler(self.sampling, ctx.n_vocab, self.tokens, ctx.native.model)
             # what the cache holds from the previous generation and this prompt share is kept
             self.cached_tokens = ctx.reuse(0, self.tokens)
             ctx.prefill(self.tokens[self.cached_tokens:], start=self.cached_tokens)

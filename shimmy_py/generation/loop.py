@@ -36,6 +36,8 @@ class Completion:
     ttft_s: float = 0.0
     tokens_per_s: float | None = None
     prefill_tokens_per_s: float | None = None
+    reasoning: str = ""            # a chat's thinking, apart from its answer (text)
+    tool_calls: list = field(default_factory=list)   # a chat's tool calls (ToolCall); finish_reason "tool_calls"
 
 
 class TokenSource(Protocol):
@@ -58,7 +60,7 @@ class TokenTexts(Protocol):
     """What the loop needs of a vocabulary (generation/vocab.py's Vocab has it)."""
     def is_eog(self, token: int) -> bool: ...
 
-    def token_bytes(self, token: int) -> bytes: ...
+    def token_bytes(self, token: int, special: bool = False) -> bytes: ...
 
 
 def check_request(prompt_tokens: Sequence[int], max_tokens: int, n_ctx: int) -> None:
@@ -83,9 +85,11 @@ def check_stops(stop) -> list[str]:
     return stops
 
 
-def run(source: TokenSource, vocab: TokenTexts, max_tokens: int,
-        stop: Sequence[str] = ()) -> Generator[str, None, Completion]:
-    """Text pieces of the tokens `source` samples, until a stop condition."""
+def run(source: TokenSource, vocab: TokenTexts, max_tokens: int, stop: Sequence[str] = (),
+        special_ids: frozenset = frozenset()) -> Generator[str, None, Completion]:
+    """Text pieces of the tokens `source` samples, until a stop condition.
+    `special_ids`: control tokens rendered as their text (a chat format's
+    markers, which its parser reads), not as nothing."""
     out = Completion(prompt_tokens=source.prompt_tokens)
     decoder, stops = PieceDecoder(), StopMatcher(stop)
     stopped_by_string, t_first = False, None
@@ -110,7 +114,7 @@ def run(source: TokenSource, vocab: TokenTexts, max_tokens: int,
             out.tokens.append(token)
             # 3. Its bytes become text once whole characters are complete, and
             #    text is held back while it might be the start of a stop string.
-            piece, hit = stops.push(decoder.feed(vocab.token_bytes(token)))
+            piece, hit = stops.push(decoder.feed(vocab.token_bytes(token, token in special_ids)))
             if piece:
                 out.text += piece
                 yield piece

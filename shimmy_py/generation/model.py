@@ -10,7 +10,9 @@ generation runs through its Vocab and Context (this package).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+from dataclasses import fields, replace
 from typing import Sequence
 
 import numpy as np
@@ -27,12 +29,16 @@ from ..placement.machine import load_spec, make_plan
 from ..placement.options import PlacementOptions
 from ..placement.plan import Plan
 from ..placement.report import PlacementReport, build_report
+from .chatting import ChatOptions, prepare, structured
 from .context import Context
 from .inline import InlineSequence
 from .loop import Completion, check_request, check_stops, drain, run
 from .options import ModelOptions
-from .sampling import SamplingParams
+from .sampling import SamplingParams, grammar_of_schema
+from .tool_formats import as_tool
 from .vocab import Vocab
+
+SAMPLING_FIELDS = {f.name for f in fields(SamplingParams)}
 
 
 def load_failure(log_lines: list[str]) -> str:
@@ -170,19 +176,24 @@ class Model:
         return self.context
 
     def stream_tokens(self, tokens: Sequence[int], max_tokens: int = defaults.MAX_TOKENS,
-                      stop: str | Sequence[str] | None = None, sampling: SamplingParams | None = None, **params):
+                      stop: str | Sequence[str] | None = None, sampling: SamplingParams | None = None,
+                      special_ids: frozenset = frozenset(), **params):
         """Generates after the prompt `tokens`: yields text pieces as they decode
         (whole UTF-8 characters only); the generator returns the Completion.
         `sampling` (SamplingParams), or its fields as keywords over it:
         temperature (0 is greedy), top_k, top_p, min_p, repeat_penalty,
-        repeat_last_n, seed (repeats a sampled run), logit_bias ({id: bias})."""
+        frequency_penalty, presence_penalty, repeat_last_n, seed (repeats a
+        sampled run), logit_bias ({id: bias}), grammar (GBNF text), json_schema
+        (a schema the output must be a JSON document of)."""
         context = self._require_context()
         self.vocab.check_ids(tokens)
         check_request(tokens, max_tokens, context.n_ctx)
+        if "json_schema" in params:
+            params["grammar"] = grammar_of_schema(params.pop("json_schema"))
         sampling = SamplingParams.build(sampling, **params)
         sampling.validate(self.n_vocab)
         stops = check_stops(stop)
-        return run(InlineSequence(context, list(tokens), sampling), self.vocab, max_tokens, stops)
+        return run(InlineSequence(context, list(tokens), sampling), self.vocab, max_tokens, stops, special_ids)
 
     def stream(self, prompt: str, **kwargs):
         """stream_tokens() on the tokenized `prompt` (BOS added as the model asks)."""
@@ -195,15 +206,45 @@ class Model:
         or its fields: temperature 0 is greedy, a seed repeats a sampled run)."""
         return drain(self.stream(prompt, max_tokens=max_tokens, **kwargs))
 
-    def chat_stream(self, messages: Sequence[dict], template_kwargs: dict | None = None, **kwargs):
-        """stream_tokens() on the chat-formatted `messages` (role/content dicts);
-        `template_kwargs`: variables for the chat template."""
-        prompt = self.apply_chat_template(messages, template_kwargs=template_kwargs)
-        return self.stream_tokens(self.tokenize(prompt, add_special=True, parse_special=True), **kwargs)
+    def chat_deltas(self, messages: Sequence[dict], tools: Sequence = (), tool_choice: str = "auto",
+                    parallel_tool_calls: bool = True, reasoning_format: str = "auto",
+                    template_kwargs: dict | None = None, **kwargs):
+        """The reply to `messages` (role/content dicts, tool calls and results
+        as OpenAI writes them) as ("content" | "reasoning", text) and
+        ("tool_call", ToolCall) deltas; the generator returns the Completion
+        (its text the answer, with .reasoning and .tool_calls). `tools`:
+        Tool records or OpenAI's tool dicts, called as the model's family
+        calls tools (tool_formats.py); `tool_choice` "auto", "none",
+        "required" or a tool's name; `template_kwargs`: variables for the
+        chat template. Other keywords as for stream_tokens()."""
+        options = ChatOptions(tuple(as_tool(t) for t in tools), tool_choice, parallel_tool_calls, reasoning_format,
+                              template_kwargs)
+        sampling = SamplingParams.build(kwargs.pop("sampling", None),
+                                        **{k: kwargs.pop(k) for k in list(kwargs) if k in SAMPLING_FIELDS})
+        if "json_schema" in kwargs:
+            sampling = replace(sampling, grammar=grammar_of_schema(kwargs.pop("json_schema")))
+        turn = prepare(self.vocab, list(messages), options, sampling)
+        tokens = self.tokenize(turn.prompt, add_special=True, parse_special=True)
+        pieces = self.stream_tokens(tokens, sampling=turn.sampling, special_ids=self.vocab.special_ids(turn.special),
+                                    **kwargs)
+        return structured(pieces, turn.parser)
+
+    def chat_stream(self, messages: Sequence[dict], **kwargs):
+        """The answer's text pieces of chat_deltas() (thinking and tool calls
+        are in the Completion it returns)."""
+        deltas = self.chat_deltas(messages, **kwargs)
+        with contextlib.closing(deltas):
+            while True:
+                try:
+                    kind, value = next(deltas)
+                except StopIteration as done:
+                    return done.value
+                if kind == "content":
+                    yield value
 
     def chat(self, messages: Sequence[dict], **kwargs) -> Completion:
-        """The assistant's reply to `messages`; arguments as for generate()."""
-        return drain(self.chat_stream(messages, **kwargs))
+        """The assistant's reply to `messages`; keywords as for chat_deltas()."""
+        return drain(self.chat_deltas(messages, **kwargs))
 
     def reset(self) -> None:
         """Forgets the KV cache: the next prompt is processed in full, with no

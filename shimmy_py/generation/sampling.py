@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Optional, Sequence, Union
 
 from ..errors import GenerationError
-from ..fields import opt
+from ..fields import Shortcut, opt
 from ..native.sampler_chain import SamplerChain
 
 
@@ -41,9 +41,18 @@ class SamplingParams:
                                 help="1.0 disables")          # as llama.cpp's default
     repeat_last_n: int = opt(64, flags=("--repeat-last-n",), parse=_number(True),
                              help="tokens the penalty looks back over")   # llama.cpp's default
+    frequency_penalty: float = opt(0.0, flags=("--frequency-penalty",), parse=_number(),
+                                   help="0 disables")          # llama.cpp's default (OpenAI's too)
+    presence_penalty: float = opt(0.0, flags=("--presence-penalty",), parse=_number(),
+                                  help="0 disables")           # llama.cpp's default (OpenAI's too)
     seed: Optional[int] = opt(None, flags=("--seed",), parse=_number(True),
                               help="repeat a sampled run (default: a fresh seed)")
     logit_bias: tuple[tuple[int, float], ...] = ()   # (token, bias) added to the logits first
+    grammar: str = opt("", flags=("--grammar",), metavar="GBNF", help="a GBNF grammar the output must follow",
+                       shortcuts={"json_schema": Shortcut("--json-schema", "a JSON schema (JSON text) the output "
+                                                                           "must be a document of", "JSON")},
+                       fold=lambda current, given: grammar_of_schema(given["json_schema"]))
+    grammar_triggers: tuple[str, ...] = ()   # texts that switch the grammar on (a lazy grammar); (): from the start
 
     def __post_init__(self):
         if isinstance(self.logit_bias, dict):      # {token id: bias}, as OpenAI's field
@@ -61,7 +70,8 @@ class SamplingParams:
 
     def validate(self, n_vocab: int | None = None) -> None:
         """Raises GenerationError naming the first bad setting."""
-        for name in ("temperature", "top_p", "min_p", "repeat_penalty", "top_k", "repeat_last_n", "seed"):
+        for name in ("temperature", "top_p", "min_p", "repeat_penalty", "frequency_penalty", "presence_penalty",
+                     "top_k", "repeat_last_n", "seed"):
             value = getattr(self, name)
             integer = name in ("top_k", "repeat_last_n", "seed")
             if value is None and name == "seed":
@@ -77,12 +87,20 @@ class SamplingParams:
             (0.0 < self.top_p <= 1.0, f"top_p must be in (0, 1], got {self.top_p}"),
             (0.0 <= self.min_p <= 1.0, f"min_p must be in [0, 1], got {self.min_p}"),
             (self.repeat_penalty > 0, f"repeat_penalty must be > 0, got {self.repeat_penalty}"),
+            (all(math.isfinite(x) and -2 <= x <= 2 for x in (self.frequency_penalty, self.presence_penalty)),
+             "frequency_penalty and presence_penalty must be in [-2, 2]"),
             (self.seed is None or 0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}"),
             (all(math.isfinite(b) for _, b in self.logit_bias), "logit_bias values must be finite"),
         ]
         for ok, message in checks:
             if not ok:
                 raise GenerationError(message)
+        if not isinstance(self.grammar, str) or not all(isinstance(x, str) and x for x in self.grammar_triggers):
+            raise GenerationError("grammar must be GBNF text and its triggers non-empty texts")
+
+    @property
+    def penalized(self) -> bool:
+        return self.repeat_penalty != 1.0 or self.frequency_penalty != 0.0 or self.presence_penalty != 0.0
 
     @property
     def greedy(self) -> bool:
@@ -125,27 +143,33 @@ class Chain:
 Sampler = Union[Argmax, Chain]
 
 
-def build_sampler(params: SamplingParams, n_vocab: int, prompt: Sequence[int] = ()) -> Sampler:
+def build_sampler(params: SamplingParams, n_vocab: int, prompt: Sequence[int] = (), model=None) -> Sampler:
     """A new sampler for one generation; `params` must have passed
     validate(n_vocab). Penalties look back over the `prompt` tokens too, as
-    in llama.cpp."""
-    if params.greedy and not params.logit_bias and params.repeat_penalty == 1.0:
+    in llama.cpp. A grammar needs the model (its vocabulary)."""
+    if params.greedy and not params.logit_bias and not params.penalized and not params.grammar:
         return Argmax()
-    chain = Chain(_chain(params, n_vocab))
-    if params.repeat_penalty != 1.0:
+    chain = Chain(_chain(params, n_vocab, model))
+    if params.penalized:
         for tok in prompt:
             chain.accept(tok)
     return chain
 
 
-def _chain(params: SamplingParams, n_vocab: int) -> SamplerChain:
-    """llama.cpp's sampler chain for `params`, in llama.cpp's order."""
+def _chain(params: SamplingParams, n_vocab: int, model=None) -> SamplerChain:
+    """llama.cpp's sampler chain for `params`, in llama.cpp's order (a
+    grammar first: the others choose among the tokens it allows)."""
     chain = SamplerChain()
     try:
+        if params.grammar:
+            if model is None:
+                raise GenerationError("a grammar needs the model's vocabulary")
+            chain.add_grammar(model, params.grammar, triggers=[trigger_pattern(t) for t in params.grammar_triggers])
         if params.logit_bias:
             chain.add_logit_bias(n_vocab, params.logit_bias)
-        if params.repeat_penalty != 1.0:
-            chain.add_penalties(n_vocab, params.repeat_last_n, params.repeat_penalty)
+        if params.penalized:
+            chain.add_penalties(n_vocab, params.repeat_last_n, params.repeat_penalty, params.frequency_penalty,
+                                params.presence_penalty)
         if params.greedy:
             chain.add_greedy()
             return chain
@@ -159,3 +183,25 @@ def _chain(params: SamplingParams, n_vocab: int) -> SamplerChain:
     except BaseException:
         chain.close()
         raise
+
+
+def trigger_pattern(text: str) -> str:
+    """A lazy grammar's trigger as llama.cpp takes it: a regular expression
+    (ECMAScript) matched from the start of the output, whose first group is
+    where the grammar starts."""
+    special = set("\\^$.|?*+()[]{}")
+    escaped = "".join("\\" + c if c in special else c for c in text)
+    return "[\\s\\S]*?(" + escaped + "[\\s\\S]*)"
+
+
+def grammar_of_schema(schema) -> str:
+    """--json-schema's JSON text (or a schema) as the grammar of its documents."""
+    import json
+
+    from .grammar import schema_to_grammar
+    if isinstance(schema, str):
+        try:
+            schema = json.loads(schema)
+        except ValueError as e:
+            raise GenerationError(f"--json-schema is not JSON: {e}") from None
+    return schema_to_grammar(schema)

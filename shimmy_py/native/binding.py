@@ -212,6 +212,14 @@ _LLAMA = {
     # struct llama_sampler * llama_sampler_init_logit_bias(int32_t n_vocab, int32_t n_logit_bias,
     #                                                      const llama_logit_bias * logit_bias);
     "llama_sampler_init_logit_bias": (c_void_p, [c_int32, c_int32, POINTER(llama_logit_bias)]),
+    # struct llama_sampler * llama_sampler_init_grammar(const struct llama_vocab * vocab, const char * grammar_str,
+    #                                                  const char * grammar_root);
+    "llama_sampler_init_grammar": (c_void_p, [c_void_p, c_char_p, c_char_p]),
+    # struct llama_sampler * llama_sampler_init_grammar_lazy_patterns(const struct llama_vocab * vocab,
+    #     const char * grammar_str, const char * grammar_root, const char ** trigger_patterns,
+    #     size_t num_trigger_patterns, const llama_token * trigger_tokens, size_t num_trigger_tokens);
+    "llama_sampler_init_grammar_lazy_patterns": (c_void_p, [c_void_p, c_char_p, c_char_p, POINTER(c_char_p),
+                                                            c_size_t, POINTER(llama_token), c_size_t]),
     # llama_token llama_sampler_sample(struct llama_sampler * smpl, struct llama_context * ctx, int32_t idx);
     "llama_sampler_sample": (llama_token, [c_void_p, c_void_p, c_int32]),
     # void llama_sampler_accept(struct llama_sampler * smpl, llama_token token);

@@ -95,29 +95,29 @@ class ModelHandle(Owned):
         lib().llama_model_free(ptr)
 
     @contextlib.contextmanager
-    def _vocab_in_use(self):
+    def vocab_in_use(self):
         """The vocabulary pointer, held open for the calls inside the block."""
         with self.using():
             yield self._vocab
 
     @property
     def bos(self) -> int:
-        with self._vocab_in_use() as vocab:
+        with self.vocab_in_use() as vocab:
             return lib().llama_vocab_bos(vocab)
 
     @property
     def eos(self) -> int:
-        with self._vocab_in_use() as vocab:
+        with self.vocab_in_use() as vocab:
             return lib().llama_vocab_eos(vocab)
 
     @property
     def adds_bos_eos(self) -> tuple[bool, bool]:
         """Whether tokenizing with add_special adds BOS, and EOS."""
-        with self._vocab_in_use() as vocab:
+        with self.vocab_in_use() as vocab:
             return bool(lib().llama_vocab_get_add_bos(vocab)), bool(lib().llama_vocab_get_add_eos(vocab))
 
     def is_eog(self, token: int) -> bool:
-        with self._vocab_in_use() as vocab:
+        with self.vocab_in_use() as vocab:
             return bool(lib().llama_vocab_is_eog(vocab, token))
 
     def tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
@@ -140,7 +140,7 @@ class ModelHandle(Owned):
 
     def tokenize_here(self, raw: bytes, add_special: bool, parse_special: bool) -> list[int]:
         """llama_tokenize on the caller's own stack (see tokenize())."""
-        with self._vocab_in_use() as vocab:
+        with self.vocab_in_use() as vocab:
             buf, n = grown(lambda b, cap: lib().llama_tokenize(vocab, raw, len(raw), b, cap, add_special,
                                                                parse_special),
                            lambda cap: (llama_token * max(1, cap))(), len(raw) + 8,
@@ -149,14 +149,14 @@ class ModelHandle(Owned):
 
     def detokenize(self, ids: Sequence[int], special: bool) -> bytes:
         arr = (llama_token * max(1, len(ids)))(*ids)
-        with self._vocab_in_use() as vocab:
+        with self.vocab_in_use() as vocab:
             buf, n = grown(lambda b, cap: lib().llama_detokenize(vocab, arr, len(ids), b, cap, False, special),
                            char_buffer, 8 * len(ids) + 16, f"llama_detokenize ({self.path})")
         return buf.raw[:n]
 
     def token_piece(self, token: int, special: bool = False) -> bytes:
         """The bytes of one token's text (special tokens render as nothing, unless `special`)."""
-        with self._vocab_in_use() as vocab:
+        with self.vocab_in_use() as vocab:
             buf, n = grown(lambda b, cap: lib().llama_token_to_piece(vocab, token, b, cap, 0, special),
                            char_buffer, 64, f"llama_token_to_piece ({self.path})")
         return buf.raw[:n]

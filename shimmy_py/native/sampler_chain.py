@@ -2,11 +2,13 @@
 with Python values, in the order the caller adds them."""
 from __future__ import annotations
 
+from ctypes import c_char_p
 from typing import Sequence
 
-from ..errors import NativeError
+from ..errors import GenerationError, NativeError
 from .binding import llama_logit_bias
 from .context_handle import ContextHandle
+from .model_handle import ModelHandle
 from .owned import Owned
 from .runtime import lib
 
@@ -34,6 +36,26 @@ class SamplerChain(Owned):
                       present: float = 0.0) -> None:
         self._add(lib().llama_sampler_init_penalties(n_vocab, last_n, repeat, freq, present),
                   "llama_sampler_init_penalties")
+
+    def add_grammar(self, model: ModelHandle, grammar: str, root: str = "root", triggers: Sequence[str] = ()) -> None:
+        """llama.cpp's grammar sampler: tokens that would break the GBNF
+        `grammar` get no probability. With `triggers` (regular expressions
+        matched against the text generated so far) it is lazy: free text until
+        one matches, the grammar from its first group on. A grammar llama.cpp
+        cannot parse is a GenerationError with its parser's words."""
+        from . import log
+        patterns = [p.encode() for p in triggers]
+        arr = (c_char_p * max(1, len(patterns)))(*patterns)
+        with log.capture() as lines, model.vocab_in_use() as vocab:
+            if triggers:
+                ptr = lib().llama_sampler_init_grammar_lazy_patterns(vocab, grammar.encode(), root.encode(), arr,
+                                                                      len(patterns), None, 0)
+            else:
+                ptr = lib().llama_sampler_init_grammar(vocab, grammar.encode(), root.encode())
+        if not ptr:
+            why = next((ln.strip() for ln in lines if "error" in ln.lower() or "parse" in ln.lower()), "")
+            raise GenerationError(f"llama.cpp cannot parse the grammar: {why or 'see the log with -v'}")
+        self._add(ptr, "llama_sampler_init_grammar")
 
     def add_greedy(self) -> None:
         self._add(lib().llama_sampler_init_greedy(), "llama_sampler_init_greedy")

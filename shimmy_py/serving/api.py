@@ -1,30 +1,24 @@
-"""Request validation and response shapes of the HTTP API: shimmy's
-/api/generate and OpenAI's /v1/chat/completions and /v1/completions.
+"""Request validation of the generation routes: shimmy's /api/generate and
+OpenAI's /v1/chat/completions and /v1/completions (chat fields:
+chat_fields.py; the answers' shapes: shapes.py).
 
-Every field is checked up front with a message naming it; unknown extra fields
-are ignored, as OpenAI clients expect.
+Every field is checked up front with a message naming it. A field the route
+does not know is a 400 naming it: a missing feature must not turn into
+wrong output. OpenAI's optional fields that change nothing a local server
+computes (user, metadata, store, service_tier, ...) are accepted (KNOWN).
 """
 from __future__ import annotations
 
 import math
-import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from .. import defaults
-from ..generation.loop import Completion
+from ..generation.chatting import ChatOptions
 from ..generation.sampling import SamplingParams
+from . import chat_fields
 from .durations import BadDuration, parse_duration
-
-
-class ApiError(Exception):
-    """An HTTP error answer: status, message and OpenAI error type."""
-
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", headers=None):
-        super().__init__(message)
-        self.status, self.message, self.kind = status, message, kind
-        self.headers = headers or {}
+from .httperror import ApiError
 
 
 @dataclass(frozen=True)
@@ -37,16 +31,32 @@ class GenRequest:
     stop: tuple[str, ...] = ()
     stream: bool = False
     keep_alive: float | None = None  # seconds the model stays loaded after this request; None: the server's
-    template_kwargs: dict | None = None  # chat template variables (chat_template_kwargs, reasoning_effort)
+    chat: ChatOptions | None = None  # tools, tool_choice, reasoning_format, template variables (chats)
+    include_usage: bool = False      # stream_options.include_usage: a last chunk with usage
 
 
 # Per-request lists are bounded: a flood of stop strings or messages would
 # hold a handler (every generated piece is matched against every stop string).
 MAX_STOPS = 16             # OpenAI allows 4
 MAX_STOP_CHARS = 1024
-MAX_MESSAGES = 4096
 MAX_LOGIT_BIAS = 4096
-MAX_TEMPLATE_KWARGS = 32
+
+SAMPLING = {"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "frequency_penalty",
+            "presence_penalty", "seed", "logit_bias"}
+HARMLESS = {"user", "metadata", "store", "service_tier", "prediction", "safety_identifier", "prompt_cache_key",
+            "cache_prompt", "modalities"}      # OpenAI's optional fields (and llama-server's cache_prompt) that
+#                                                change nothing this server computes
+CHAT_FIELDS = {"messages", "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call",
+               "response_format", "grammar", "json_schema", "reasoning_format", "reasoning_effort",
+               "chat_template_kwargs", "max_completion_tokens"}
+KNOWN = {
+    "generate": {"model", "prompt", "system", "max_tokens", "stream", "stop", "keep_alive", "n", *SAMPLING,
+                 *CHAT_FIELDS, *HARMLESS},
+    "chat": {"model", "max_tokens", "stream", "stream_options", "stop", "keep_alive", "n", *SAMPLING, *CHAT_FIELDS,
+             *HARMLESS},
+    "completions": {"model", "prompt", "max_tokens", "stream", "stream_options", "stop", "keep_alive", "n",
+                    "response_format", "grammar", "json_schema", *SAMPLING, *HARMLESS},
+}
 
 
 def _text(value: str, where: str) -> str:
@@ -82,59 +92,6 @@ def _number(body, key, default, lo=None, hi=None, integer=False):
     return value
 
 
-def _template_kwargs(body: dict) -> dict | None:
-    """llama-server's chat_template_kwargs (variables for the chat template,
-    e.g. Qwen3's enable_thinking) and OpenAI's reasoning_effort ("none": no
-    thinking), merged as llama-server merges them."""
-    kwargs = dict(_get(body, "chat_template_kwargs", (dict,), {}))
-    if len(kwargs) > MAX_TEMPLATE_KWARGS or any(len(k) > 64 for k in kwargs):
-        raise ApiError(400, f"'chat_template_kwargs' takes at most {MAX_TEMPLATE_KWARGS} names of at most 64 "
-                       "characters")
-    if not isinstance(kwargs.get("enable_thinking", False), bool):
-        raise ApiError(400, "'chat_template_kwargs.enable_thinking' must be a boolean")
-    effort = _get(body, "reasoning_effort", (str,))
-    if effort == "none":
-        kwargs["enable_thinking"] = False
-        kwargs.pop("reasoning_effort", None)
-    elif effort:
-        kwargs["reasoning_effort"] = _text(effort, "'reasoning_effort'")
-    return kwargs or None
-
-
-def _messages(body: dict, system: str | None) -> list | None:
-    messages = _get(body, "messages", (list,))
-    if messages is None:
-        return None
-    if len(messages) > MAX_MESSAGES:
-        raise ApiError(400, f"'messages' holds {len(messages)} messages; at most {MAX_MESSAGES}")
-    out = [{"role": "system", "content": system}] if system else []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise ApiError(400, f"messages[{i}] must be an object with a string 'role'")
-        content = m.get("content")
-        if isinstance(content, list):  # OpenAI content parts: keep the text ones
-            content = "".join(_text_part(p, f"messages[{i}].content[{j}]") for j, p in enumerate(content))
-        if not isinstance(content, str):
-            raise ApiError(400, f"messages[{i}].content must be a string or a list of content parts")
-        _text(m["role"], f"messages[{i}].role")
-        _text(content, f"messages[{i}].content")
-        out.append({"role": m["role"], "content": content})
-    if not out:
-        raise ApiError(400, "'messages' is empty")
-    return out
-
-
-def _text_part(part, where: str) -> str:
-    """An OpenAI content part: the text of a text part; other kinds are skipped."""
-    if not isinstance(part, dict) or not isinstance(part.get("type"), str):
-        raise ApiError(400, f"{where} must be an object with a string 'type'")
-    if part["type"] != "text":
-        return ""
-    if not isinstance(part.get("text"), str):
-        raise ApiError(400, f"{where}.text must be a string")
-    return part["text"]
-
-
 def _logit_bias(body: dict) -> tuple:
     """OpenAI's {"token id": bias} map."""
     raw = _get(body, "logit_bias", (dict,), {})
@@ -152,94 +109,81 @@ def _logit_bias(body: dict) -> tuple:
 _DEFAULT_SAMPLING = SamplingParams()   # a field a request leaves out takes llama.cpp's default
 
 
-def parse_request(body: Any, route: str) -> GenRequest:
-    """Validates a generation request of `route` ("generate", "chat", "completions")."""
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object")
+def _check_known(body: dict, route: str) -> None:
+    unknown = sorted(set(body) - KNOWN[route])
+    if unknown:
+        raise ApiError(400, f"unsupported field {unknown[0]!r}: this server does not implement it (it would be "
+                       "ignored, and the answer not what was asked)")
+    if body.get("modalities") not in (None, ["text"]):
+        raise ApiError(400, "'modalities': this server's models give text only")
+    if body.get("cache_prompt") is False:
+        raise ApiError(400, "'cache_prompt' false is not supported: prompts are always reused where they match")
+
+
+def _sampling(body: dict) -> SamplingParams:
+    d = _DEFAULT_SAMPLING
+    return SamplingParams(
+        temperature=_number(body, "temperature", d.temperature, lo=0.0, hi=100.0),
+        top_k=_number(body, "top_k", d.top_k, lo=0, integer=True),
+        top_p=_number(body, "top_p", d.top_p, lo=1e-9, hi=1.0),
+        min_p=_number(body, "min_p", d.min_p, lo=0.0, hi=1.0),
+        repeat_penalty=_number(body, "repeat_penalty", d.repeat_penalty, lo=1e-9),
+        repeat_last_n=_number(body, "repeat_last_n", d.repeat_last_n, lo=-1, hi=1 << 20, integer=True),
+        frequency_penalty=_number(body, "frequency_penalty", d.frequency_penalty, lo=-2.0, hi=2.0),
+        presence_penalty=_number(body, "presence_penalty", d.presence_penalty, lo=-2.0, hi=2.0),
+        seed=_number(body, "seed", None, lo=0, hi=2**32 - 1, integer=True),
+        logit_bias=_logit_bias(body), grammar=chat_fields.grammar(body))
+
+
+def _stops(body: dict) -> tuple[str, ...]:
     stop = _get(body, "stop", (str, list), [])
     stop = (stop,) if isinstance(stop, str) else tuple(stop)
     if not all(isinstance(s, str) for s in stop):
         raise ApiError(400, "'stop' must be a string or a list of strings")
     if len(stop) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in stop):
         raise ApiError(400, f"'stop' takes at most {MAX_STOPS} strings of at most {MAX_STOP_CHARS} characters")
-    stop = tuple(_text(s, "'stop'") for s in stop)
+    return tuple(_text(s, "'stop'") for s in stop)
+
+
+def _max_tokens(body: dict, route: str) -> int | None:
+    """max_tokens, or max_completion_tokens (OpenAI's current name; langchain
+    sends it): shimmy's 256 by default, OpenAI routes the rest of the context."""
+    given = [k for k in ("max_tokens", "max_completion_tokens") if body.get(k) is not None]
+    if len(given) == 2 and body["max_tokens"] != body["max_completion_tokens"]:
+        raise ApiError(400, "'max_tokens' and 'max_completion_tokens' disagree; give one")
+    key = given[0] if given else "max_tokens"
+    return _number(body, key, defaults.MAX_TOKENS if route == "generate" else None, lo=1, integer=True)
+
+
+def parse_request(body: Any, route: str) -> GenRequest:
+    """Validates a generation request of `route` ("generate", "chat", "completions")."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    _check_known(body, route)
     if _get(body, "n", (int,), 1) != 1:
         raise ApiError(400, "'n' must be 1: one choice per request (send several requests for more)")
-    d = _DEFAULT_SAMPLING
-    sampling = SamplingParams(
-        temperature=_number(body, "temperature", d.temperature, lo=0.0, hi=100.0),
-        top_k=_number(body, "top_k", d.top_k, lo=0, integer=True),
-        top_p=_number(body, "top_p", d.top_p, lo=1e-9, hi=1.0),
-        min_p=_number(body, "min_p", d.min_p, lo=0.0, hi=1.0),
-        repeat_penalty=_number(body, "repeat_penalty", d.repeat_penalty, lo=1e-9),
-        seed=_number(body, "seed", None, lo=0, hi=2**32 - 1, integer=True),
-        logit_bias=_logit_bias(body))
-    max_tokens = _number(body, "max_tokens", defaults.MAX_TOKENS if route == "generate" else None, lo=1,
-                         integer=True)
+    stream = _get(body, "stream", (bool,), route == "generate")  # shimmy streams by default
+    options = _get(body, "stream_options", (dict,), {})
+    if set(options) - {"include_usage"} or not isinstance(options.get("include_usage", False), bool):
+        raise ApiError(400, "'stream_options' takes {\"include_usage\": true|false} only")
     system = _get(body, "system", (str,))
     prompt = _get(body, "prompt", (str,)) if route != "chat" else None
-    messages = _messages(body, system) if route != "completions" else None
+    messages = chat_fields.messages(body, system) if route != "completions" else None
     if route == "chat" and messages is None:
         raise ApiError(400, "'messages' is required")
     if route != "chat" and prompt is None and messages is None:
         raise ApiError(400, "'prompt' is required" + (" (or 'messages')" if route == "generate" else ""))
     if prompt is not None and messages is None and not prompt:
         raise ApiError(400, "'prompt' is empty")
-    stream = _get(body, "stream", (bool,), route == "generate")  # shimmy streams by default
+    chat = chat_fields.chat_options(body, chat_fields.template_kwargs(body)) if messages is not None else None
     try:
         keep_alive = parse_duration(body["keep_alive"]) if body.get("keep_alive") is not None else None
     except BadDuration as e:
         raise ApiError(400, str(e)) from None
-    return GenRequest(_get(body, "model", (str,)), prompt, messages, sampling, max_tokens, stop, stream,
-                      keep_alive, _template_kwargs(body) if messages is not None else None)
+    sampling = _sampling(body)
+    if chat is not None and chat.tools and chat.tool_choice != "none" and sampling.grammar:
+        raise ApiError(400, "'tools' cannot be combined with a grammar or response_format: the tool calls have "
+                       "their own grammar")
+    return GenRequest(_get(body, "model", (str,)), prompt, messages, sampling, _max_tokens(body, route),
+                      _stops(body), stream, keep_alive, chat, bool(options.get("include_usage")))
 
-
-def usage(c: Completion) -> dict:
-    return {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-            "total_tokens": c.prompt_tokens + c.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": c.cached_tokens}}
-
-
-def timing(c: Completion) -> dict:
-    return {"ttft_ms": round(c.ttft_s * 1000, 2),
-            "tokens_per_second": round(c.tokens_per_s, 2) if c.tokens_per_s else None}
-
-
-def generate_response(model: str, c: Completion) -> dict:
-    """shimmy's /api/generate answer, with usage and timing added."""
-    return {"response": c.text, "model": model, "done": True, "finish_reason": c.finish_reason,
-            **usage(c), **timing(c)}
-
-
-class OpenAIShapes:
-    """Builds the objects of one OpenAI-style response (one id, one timestamp)."""
-
-    def __init__(self, model: str, chat: bool):
-        self.model, self.chat = model, chat
-        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
-        self.created = int(time.time())
-
-    def _wrap(self, obj: str, choices: list, **extra) -> dict:
-        return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
-                "choices": choices, **extra}
-
-    def final(self, c: Completion) -> dict:
-        if self.chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": c.text},
-                      "finish_reason": c.finish_reason}
-            return self._wrap("chat.completion", [choice], usage=usage(c))
-        choice = {"index": 0, "text": c.text, "logprobs": None, "finish_reason": c.finish_reason}
-        return self._wrap("text_completion", [choice], usage=usage(c))
-
-    def chunk(self, piece: str | None, finish: str | None = None, first: bool = False, c=None) -> dict:
-        extra = {"usage": usage(c)} if c is not None else {}
-        if self.chat:
-            delta = {"role": "assistant", "content": ""} if first else ({} if piece is None else {"content": piece})
-            return self._wrap("chat.completion.chunk",
-                              [{"index": 0, "delta": delta, "finish_reason": finish}], **extra)
-        return self._wrap("text_completion", [{"index": 0, "text": piece or "", "logprobs": None,
-                                               "finish_reason": finish}], **extra)
-
-
-def openai_error(e: ApiError) -> dict:
-    return {"error": {"message": e.message, "type": e.kind, "param": None, "code": e.status}}

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import BrokenModel, GenerationError, GGUFError, NotFound, PlacementError, ShimmyError, Unavailable
-from .api import ApiError, openai_error
+from .httperror import ApiError, openai_error
 
 logger = logging.getLogger("shimmy_py.server")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)+[\w.+-]+")

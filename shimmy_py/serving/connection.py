@@ -25,9 +25,9 @@ from typing import Iterator
 import h11
 
 from ..errors import Unavailable
-from .api import ApiError
 from .app import ClientGone, Request, Response
 from .http import HttpPolicy
+from .httperror import ApiError
 
 logger = logging.getLogger("shimmy_py.server")
 

@@ -235,7 +235,7 @@ class Engine:
             if req.cancelled:
                 continue
             try:
-                sampler = build_sampler(req.sampling, self.vocab.n_vocab, req.tokens)
+                sampler = build_sampler(req.sampling, self.vocab.n_vocab, req.tokens, self.context.native.model)
             except ShimmyError as e:   # this request fails alone
                 req.out.put(e)
                 continue

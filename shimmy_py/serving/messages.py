@@ -62,7 +62,9 @@ class LoadFailed:
 @dataclass(frozen=True)
 class Piece:
     rid: int
-    text: str
+    text: str                         # "content" or "reasoning" text; for a "tool_call", ""
+    kind: str = "content"
+    call: Any = None                  # the ToolCall of a "tool_call" piece
 
 
 @dataclass(frozen=True)

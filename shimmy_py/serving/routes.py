@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..errors import ShimmyError
 from ..generation.loop import drain
-from .api import OpenAIShapes, generate_response, parse_request, timing
+from .api import parse_request
 from .app import ClientGone, Request, Response, as_api_error, sse
+from .shapes import OpenAIShapes, generate_response, timing
 from .supervisor import COUNTERS
 
 if TYPE_CHECKING:
@@ -118,8 +119,8 @@ class ShimmyShapes:
     def opening(self) -> list[str]:
         return []
 
-    def piece(self, text: str) -> str:
-        return text
+    def piece(self, kind: str, value) -> str | None:
+        return value if kind == "content" else None     # shimmy's stream carries the answer's text
 
     def closing(self, c) -> list[str]:
         return ["[DONE]"]
@@ -128,17 +129,27 @@ class ShimmyShapes:
 class OpenAIStreamShapes(OpenAIShapes):
     """OpenAI's chat and text completions, whole or as chunks."""
 
+    def __init__(self, model: str, chat: bool, include_usage: bool = False):
+        super().__init__(model, chat)
+        self.include_usage = include_usage
+
     def final(self, c) -> dict:
         return {**super().final(c), "timings": timing(c)}
 
     def opening(self) -> list[str]:
         return [json.dumps(self.chunk(None, first=True), ensure_ascii=False)] if self.chat else []
 
-    def piece(self, text: str) -> str:
-        return json.dumps(self.chunk(text), ensure_ascii=False)
+    def piece(self, kind: str, value) -> str | None:
+        if not self.chat and kind != "content":
+            return None
+        chunk = self.chunk(value if kind != "tool_call" else None, kind=kind, value=value)
+        return json.dumps(chunk, ensure_ascii=False)
 
     def closing(self, c) -> list[str]:
-        return [json.dumps(self.chunk(None, c.finish_reason, c=c), ensure_ascii=False), "[DONE]"]
+        last = [json.dumps(self.chunk(None, c.finish_reason, c=c), ensure_ascii=False)]
+        if self.include_usage:
+            last.append(json.dumps(self.usage_chunk(c), ensure_ascii=False))
+        return last + ["[DONE]"]
 
 
 def _generation(app: "App", req: Request, route: str, shapes) -> Response:
@@ -150,7 +161,7 @@ def _generation(app: "App", req: Request, route: str, shapes) -> Response:
     except BaseException:
         lease.close()
         raise
-    shape = shapes(lease.name)
+    shape = shapes(lease.name, gr)
     if gr.stream:
         return Response.events(_stream(app, pieces, shape, lease))
     with lease:
@@ -191,22 +202,24 @@ def _stream(app: "App", pieces, shape, lease) -> Iterator[bytes]:
                                                 "code": err.status}}))
                 yield sse("[DONE]")
                 return
-            yield sse(shape.piece(piece))
+            event = shape.piece(*piece)
+            if event is not None:
+                yield sse(event)
         app.state.metrics.completion(c)
         for event in shape.closing(c):
             yield sse(event)
 
 
 def shimmy_generate(app: "App", req: Request) -> Response:
-    return _generation(app, req, "generate", ShimmyShapes)
+    return _generation(app, req, "generate", lambda name, gr: ShimmyShapes(name))
 
 
 def chat_completions(app: "App", req: Request) -> Response:
-    return _generation(app, req, "chat", lambda name: OpenAIStreamShapes(name, chat=True))
+    return _generation(app, req, "chat", lambda name, gr: OpenAIStreamShapes(name, True, gr.include_usage))
 
 
 def completions(app: "App", req: Request) -> Response:
-    return _generation(app, req, "completions", lambda name: OpenAIStreamShapes(name, chat=False))
+    return _generation(app, req, "completions", lambda name, gr: OpenAIStreamShapes(name, False, gr.include_usage))
 
 
 ROUTES = (

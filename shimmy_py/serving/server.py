@@ -18,10 +18,10 @@ import logging
 import threading
 
 from ..errors import ShimmyError
-from .api import ApiError
 from .app import ClientGone, Request, Response, as_api_error, authorized, error_body, scrub
 from .config import CONTROL_THREADS, ServeConfig
 from .http import HttpPolicy, host_allowed, origin_allowed
+from .httperror import ApiError
 from .routes import ROUTES, Route
 from .state import State
 from .transport import HttpServer

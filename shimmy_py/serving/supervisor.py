@@ -293,8 +293,9 @@ class Supervisor:
             return reply.value
         raise self._error(reply)
 
-    def generate(self, req: GenRequest) -> Generator[str, None, Completion]:
-        """Submits `req` now (errors raise here) and returns its pieces."""
+    def generate(self, req: GenRequest) -> Generator[tuple, None, Completion]:
+        """Submits `req` now (errors raise here) and returns its deltas:
+        ("content" | "reasoning", text), ("tool_call", ToolCall)."""
         rid, q = self._submit(m.Generate(req))
         first = q.get()
         if not isinstance(first, (m.Piece, m.Done)):
@@ -302,12 +303,12 @@ class Supervisor:
             raise self._error(first)
         return self._pieces(rid, q, first)
 
-    def _pieces(self, rid: int, q, first) -> Generator[str, None, Completion]:
+    def _pieces(self, rid: int, q, first) -> Generator[tuple, None, Completion]:
         msg, finished = first, False
         try:
             while True:
                 if isinstance(msg, m.Piece):
-                    yield msg.text
+                    yield (msg.kind, msg.call if msg.kind == "tool_call" else msg.text)
                 elif isinstance(msg, m.Done):
                     finished = True
                     return msg.completion

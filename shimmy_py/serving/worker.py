@@ -14,12 +14,14 @@ the next piece, which frees its sequence.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from multiprocessing.connection import Connection
 from typing import Callable
 
 from ..errors import GenerationError, ShimmyError
+from ..generation.chatting import ChatOptions, prepare, structured
 from ..generation.loop import drain, run
 from . import messages as m
 from .api import GenRequest
@@ -128,25 +130,39 @@ class Worker:
         rid = msg.rid
         gen = self._open(msg.request)
 
-        def forward(piece: str) -> None:
+        def forward(delta) -> None:
             if rid in self._cancelled:
                 raise _Cancelled()
-            self.send(m.Piece(rid, piece))
+            kind, value = delta
+            self.send(m.Piece(rid, "", kind, value) if kind == "tool_call" else m.Piece(rid, value, kind))
         done = m.Done(rid, drain(gen, forward))
         self.send(m.Heartbeat(self.stats()))    # the counters include this request when its answer arrives
         self.send(done)
 
     def _open(self, req: GenRequest):
-        """The request's generation: tokenized, submitted, wrapped in the loop."""
+        """The request's generation as (kind, value) deltas: tokenized,
+        submitted, wrapped in the loop (a chat: in its parser too)."""
         model = self.model
-        if req.messages is not None:
-            tokens = model.tokenize(model.apply_chat_template(req.messages, template_kwargs=req.template_kwargs),
-                                    parse_special=True)
-        else:
-            tokens = model.tokenize(req.prompt)
         max_tokens = req.max_tokens if req.max_tokens is not None else model.n_ctx
-        source = self.engine.submit(tokens, req.sampling, max_tokens)
-        return run(source, model.vocab, max_tokens, req.stop)
+        if req.messages is not None:
+            turn = prepare(model.vocab, req.messages, req.chat or ChatOptions(), req.sampling)
+            tokens = model.tokenize(turn.prompt, parse_special=True)
+            source = self.engine.submit(tokens, turn.sampling, max_tokens)
+            pieces = run(source, model.vocab, max_tokens, req.stop, model.vocab.special_ids(turn.special))
+            return structured(pieces, turn.parser)
+        source = self.engine.submit(model.tokenize(req.prompt), req.sampling, max_tokens)
+        return as_content(run(source, model.vocab, max_tokens, req.stop))
+
+
+def as_content(pieces):
+    """Text pieces as ("content", text) deltas; returns their Completion."""
+    with contextlib.closing(pieces):
+        while True:
+            try:
+                piece = next(pieces)
+            except StopIteration as done:
+                return done.value
+            yield ("content", piece)
 
 
 def main(conn, spec) -> None:

@@ -5,6 +5,8 @@ from pathlib import Path
 from shimmy_py.serving.discovery import discover
 from shimmy_py.serving.names import name_table
 
+FEED = "feed" * 16
+
 
 def touch(path: Path, size: int = 8) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -22,12 +24,12 @@ def test_each_source(tmp_path):
     snap = home / ".cache" / "huggingface" / "hub" / "models--org--repo" / "snapshots" / "abc123"
     touch(snap / "sub" / "Hf-Q4_K_M.gguf")                                 # Hugging Face cache
     store = home / ".ollama" / "models"                                    # Ollama: manifest -> blob
-    touch(store / "blobs" / "sha256-feedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeed", size=20)
+    touch(store / "blobs" / f"sha256-{FEED}", size=20)
     manifest = store / "manifests" / "registry.ollama.ai" / "library" / "qwen3" / "30b"
     manifest.parent.mkdir(parents=True)
     manifest.write_text(json.dumps({"layers": [
         {"mediaType": "application/vnd.ollama.image.template", "digest": "sha256:0000"},
-        {"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:feedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeed", "size": 20}]}))
+        {"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:" + FEED, "size": 20}]}))
     env = {"SHIMMY_BASE_GGUF": str(base), "SHIMMY_MODEL_PATHS": f"{tmp_path / 'paths1'};{p2}"}
     found = discover([tmp_path / "dirs"], env=env, cwd=cwd, home=home)
     assert [(f.name, f.source) for f in found] == [
@@ -35,17 +37,18 @@ def test_each_source(tmp_path):
         ("p2", "SHIMMY_MODEL_PATHS"), ("local", "./models"), ("hf-q4_k_m", "huggingface"),
         ("qwen3:30b", "ollama")]
     ollama = found[-1]
-    assert ollama.path == store / "blobs" / "sha256-feedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeedfeed" and ollama.size_bytes == 20
+    assert ollama.path == store / "blobs" / f"sha256-{FEED}" and ollama.size_bytes == 20
     assert {"a", "base", "hf", "qwen3:30b"} <= set(name_table(found))
 
 
 def test_env_locations_of_the_caches(tmp_path):
     touch(tmp_path / "hf" / "hub" / "models--o--r" / "snapshots" / "1" / "m.gguf")
     store = tmp_path / "ol"
-    touch(store / "blobs" / "sha256-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+    touch(store / "blobs" / ("sha256-" + "a" * 64))
     m = store / "manifests" / "r" / "someone" / "mix" / "latest"
     m.parent.mkdir(parents=True)
-    m.write_text(json.dumps({"layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}]}))
+    layer = {"mediaType": "application/vnd.ollama.image.model", "digest": "sha256:" + "a" * 64}
+    m.write_text(json.dumps({"layers": [layer]}))
     found = discover([], env={"HF_HOME": str(tmp_path / "hf"), "OLLAMA_MODELS": str(store)}, cwd=tmp_path,
                      home=tmp_path / "nohome")
     assert [(f.name, f.source) for f in found] == [("m", "huggingface"), ("someone/mix:latest", "ollama")]

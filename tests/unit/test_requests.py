@@ -18,7 +18,7 @@ def test_generate_defaults_follow_shimmy_and_openai_routes_llama_server():
 def test_fields_are_read():
     r = parse_request({"prompt": "x", "temperature": 0, "top_k": 5, "top_p": 0.5, "min_p": 0.1,
                        "repeat_penalty": 1.1, "seed": 7, "stop": "END", "max_tokens": 9,
-                       "logit_bias": {"12": -1.5}, "model": "m", "unknown": [1]}, "completions")
+                       "logit_bias": {"12": -1.5}, "model": "m", "user": "u-1", "metadata": {"a": "b"}}, "completions")
     s = r.sampling
     assert (s.temperature, s.top_k, s.top_p, s.min_p, s.repeat_penalty, s.seed) == (0, 5, 0.5, 0.1, 1.1, 7)
     assert s.logit_bias == ((12, -1.5),) and r.stop == ("END",) and r.max_tokens == 9 and r.model == "m"
@@ -26,10 +26,53 @@ def test_fields_are_read():
 
 def test_system_and_content_parts():
     r = parse_request({"system": "Be brief.", "messages": [
-        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url"}, {"type": "text",
-                                                                                          "text": "b"}]}]},
-        "generate")
+        {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}, "generate")
     assert r.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "ab"}]
+
+
+def test_unknown_fields_are_named_not_ignored_and_harmless_ones_pass():
+    """An ignored field turns a missing feature into wrong output: each is a
+    400 naming it; OpenAI's optional fields that change nothing a local
+    server computes pass (langchain, the agents SDK and litellm send them)."""
+    for body in ({"prompt": "x", "suffix": "y"}, {"prompt": "x", "echo": True}, {"prompt": "x", "best_of": 2}):
+        with pytest.raises(ApiError, match=f"unsupported field {next(k for k in body if k != 'prompt')!r}"):
+            parse_request(body, "completions")
+    with pytest.raises(ApiError, match="'image_url' part"):
+        parse_request({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]}, "chat")
+    with pytest.raises(ApiError, match="unsupported field 'audio'"):
+        parse_request({"messages": [{"role": "user", "content": "x"}], "audio": {}}, "chat")
+    r = parse_request({"messages": [{"role": "user", "content": "x"}], "user": "u", "store": False,
+                       "metadata": {}, "service_tier": "auto", "parallel_tool_calls": False,
+                       "stream_options": {"include_usage": True}, "max_completion_tokens": 8}, "chat")
+    assert r.max_tokens == 8 and r.include_usage and not r.chat.parallel_tool_calls
+
+
+def test_tool_turns_and_tools_are_read():
+    body = {"messages": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}
+    r = parse_request(body, "chat")
+    assert r.messages[1]["content"] is None and r.messages[1]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert r.messages[2] == {"role": "tool", "content": "sunny", "tool_call_id": "call_1"}
+    assert [t.name for t in r.chat.tools] == ["get_weather"] and r.chat.tool_choice == "get_weather"
+    legacy = parse_request({"messages": body["messages"][:1], "functions": [body["tools"][0]["function"]],
+                            "function_call": {"name": "get_weather"}}, "chat")
+    assert legacy.chat.tool_choice == "get_weather"
+    for bad, message in [({"tool_choice": "required"}, "no tools are offered"),
+                         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+                             "type": "object", "properties": {"x": {"type": "string", "not": {}}}}}}]}, "'not'"),
+                         ({"tools": body["tools"], "response_format": {"type": "json_object"}}, "cannot be combined"),
+                         ({"response_format": {"type": "json_schema", "json_schema": {"schema": {
+                             "type": "number", "minimum": 1}}}}, "minimum"),
+                         ({"reasoning_format": "maybe"}, "reasoning_format")]:
+        with pytest.raises(ApiError, match=message):
+            parse_request({"messages": body["messages"][:1], **bad}, "chat")
 
 
 @pytest.mark.parametrize("body, route, message", [
@@ -48,7 +91,8 @@ def test_system_and_content_parts():
     ({"messages": []}, "chat", "'messages' is empty"),
     ({"messages": [{"content": "x"}]}, "chat", "messages[0]"),
     ({"messages": [{"role": "user", "content": 5}]}, "chat", "messages[0].content"),
-    ({"prompt": "x"}, "chat", "'messages' is required"),
+    ({"prompt": "x"}, "chat", "unsupported field 'prompt'"),
+    ({"model": "x"}, "chat", "'messages' is required"),
     ({"prompt": "a\ud800b"}, "completions", "lone UTF-16 surrogate"),
     ({"prompt": "x", "stop": ["\udfff"]}, "completions", "lone UTF-16 surrogate"),
     ({"messages": [{"role": "user", "content": "\ud800"}]}, "chat", "lone UTF-16 surrogate"),

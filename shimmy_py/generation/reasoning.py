@@ -1,0 +1,102 @@
+"""A reply's thinking apart from its answer, as llama-server's
+`reasoning_format` "deepseek" (its default) separates them: text inside the
+template's thinking tags (<think>...</think> for Qwen3, DeepSeek-R1/V3.1 and
+GLM-4.5) is `reasoning`, the rest `content`; a prompt that ends inside an
+open thinking block (DeepSeek-V3.1's thinking mode) starts in reasoning.
+gpt-oss's harmony channels are told apart by toolcalls.py's harmony format.
+
+`ThinkSplitter` works on a stream: it holds back text that may be the
+start of a tag, so that thinking never leaks into content when a stream is
+cut mid-tag, and gives (kind, text) pieces as soon as they are sure.
+"""
+from __future__ import annotations
+
+REASONING_FORMATS = ("none", "auto", "deepseek", "deepseek-legacy")
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+def opens_thinking(prompt: str, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE) -> bool:
+    """Whether the prompt leaves a thinking block open for the model to fill."""
+    tail = prompt.rstrip()
+    return tail.endswith(open_tag) or (open_tag in tail and tail.rfind(open_tag) > tail.rfind(close_tag))
+
+
+class ThinkSplitter:
+    """Pieces of generated text as ("reasoning" | "content", text), in order."""
+
+    def __init__(self, thinking: bool = False, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE,
+                 legacy: bool = False):
+        self.kind = "reasoning" if thinking else "content"
+        self.open_tag, self.close_tag = open_tag, close_tag
+        self.legacy = legacy               # deepseek-legacy: the tags and thinking stay in content too
+        self._held = ""
+        self._lead = ""                    # whitespace before anything else: dropped if thinking follows
+        self._seen_content = False
+
+    def _tag(self) -> str:
+        return self.close_tag if self.kind == "reasoning" else self.open_tag
+
+    def feed(self, text: str) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        buf = self._held + text
+        self._held = ""
+        while buf:
+            tag = self._tag()
+            at = buf.find(tag)
+            if self.kind == "content" and self._seen_content and tag == self.open_tag:
+                at = -1                     # thinking comes first; a tag after the answer began is text
+            if at >= 0:
+                self._emit(out, buf[:at])
+                if self.kind == "content" and not self._seen_content:
+                    self._lead = ""         # whitespace before <think> is no answer
+                if self.legacy:
+                    out.append(("content", tag))
+                buf = buf[at + len(tag):]
+                self.kind = "content" if self.kind == "reasoning" else "reasoning"
+                if self.kind == "content":
+                    buf = buf.lstrip("\n") if not self.legacy else buf   # the answer starts after the tag's newlines
+                continue
+            keep = _partial_suffix(buf, tag) if not (self.kind == "content" and self._seen_content) else 0
+            self._emit(out, buf[:len(buf) - keep])
+            self._held = buf[len(buf) - keep:]
+            break
+        return out
+
+    def _emit(self, out: list, text: str) -> None:
+        if not text:
+            return
+        if self.kind == "content" and not self._seen_content:
+            if not text.strip():
+                self._lead += text          # held: a <think> may follow
+                return
+            text, self._lead = self._lead + text, ""
+            self._seen_content = True
+        out.append((self.kind, text))
+        if self.legacy and self.kind == "reasoning":
+            out.append(("content", text))
+
+    def flush(self) -> list[tuple[str, str]]:
+        """The end of the stream: what was held back is text of the current kind."""
+        held, self._held = self._held, ""
+        out: list[tuple[str, str]] = []
+        self._emit(out, held)
+        if self._lead and self.kind == "content":
+            out.append(("content", self._lead))
+            self._lead = ""
+        return out
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    """The length of the longest end of `text` that begins `tag`."""
+    for n in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:n]):
+            return n
+    return 0
+
+
+def split(text: str, thinking: bool = False) -> tuple[str, str]:
+    """(reasoning, content) of a whole reply."""
+    s = ThinkSplitter(thinking)
+    parts = s.feed(text) + s.flush()
+    return ("".join(t for k, t in parts if k == "reasoning").strip(),
+            "".join(t for k, t in parts if k == "content"))

@@ -1,0 +1,114 @@
+"""Tool-call parsing per family format, and the grammar each writes: whole
+replies, parallel calls, and malformed output, which stays text (never an
+error, never a half-parsed call)."""
+import json
+
+import pytest
+
+from shimmy_py.generation.reasoning import ThinkSplitter, split
+from shimmy_py.generation.tool_formats import (
+    DS_CALL,
+    DS_CALLS,
+    DS_CALLS_END,
+    DS_END,
+    DS_SEP,
+    DeepSeek,
+    Generic,
+    Glm,
+    Harmony,
+    Hermes,
+    Mistral,
+    Tool,
+    detect,
+)
+
+WEATHER = Tool("get_weather", {"type": "object", "properties": {"city": {"type": "string"},
+                                                                 "days": {"type": "integer"}},
+                               "required": ["city", "days"]}, "Weather in a city")
+TIME = Tool("get_time", {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]})
+CASES = {
+    Hermes: ('Let me look.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}\n'
+             '</tool_call>\n<tool_call>\n{"name": "get_time", "arguments": {"zone": "CET"}}\n</tool_call>',
+             "Let me look."),
+    Glm: ("Let me look.\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n"
+          "<arg_key>days</arg_key>\n<arg_value>2</arg_value>\n</tool_call>\n<tool_call>get_time\n"
+          "<arg_key>zone</arg_key>\n<arg_value>CET</arg_value>\n</tool_call>", "Let me look."),
+    DeepSeek: (f'Let me look.{DS_CALLS}{DS_CALL}get_weather{DS_SEP}{{"city": "Paris", "days": 2}}{DS_END}'
+               f'{DS_CALL}get_time{DS_SEP}{{"zone": "CET"}}{DS_END}{DS_CALLS_END}', "Let me look."),
+    Mistral: ('Let me look.[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}, '
+              '"id": "abcdefghi"}, {"name": "get_time", "arguments": {"zone": "CET"}}]', "Let me look."),
+    Generic: ('{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}, '
+              '{"name": "get_time", "arguments": {"zone": "CET"}}]}', ""),
+}
+
+
+@pytest.mark.parametrize("fmt", list(CASES), ids=lambda f: f.name)
+def test_two_calls_parse_with_their_arguments(fmt):
+    text, content = CASES[fmt]
+    got_content, calls = fmt([WEATHER, TIME]).parse(text)
+    assert got_content == content
+    assert [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather", {"city": "Paris", "days": 2}),
+                                                                 ("get_time", {"zone": "CET"})]
+    assert len({c.id for c in calls}) == 2 and all(c.id for c in calls)
+
+
+def test_harmony_channels():
+    text = ("<|channel|>analysis<|message|>The user wants weather.<|end|><|start|>assistant<|channel|>commentary "
+            'to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris", "days": 2}<|call|>')
+    fmt = Harmony([WEATHER])
+    content, calls = fmt.parse(text)
+    assert content == "" and [(c.name, json.loads(c.arguments)) for c in calls] == [("get_weather",
+                                                                                     {"city": "Paris", "days": 2})]
+    assert fmt.reasoning(text) == "The user wants weather."
+    final = "<|channel|>analysis<|message|>Easy.<|end|><|start|>assistant<|channel|>final<|message|>Sunny."
+    assert fmt.parse(final) == ("Sunny.", []) and fmt.reasoning(final) == "Easy."
+
+
+@pytest.mark.parametrize("fmt, text", [
+    (Hermes, '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par'),           # cut short
+    (Hermes, '<tool_call>\n{"arguments": {}}\n</tool_call>'),                              # no name
+    (Hermes, '<tool_call>\nnot json\n</tool_call>'),
+    (Hermes, '<tool_call>\n{"name": "x", "arguments": [1]}\n</tool_call>'),                # arguments not an object
+    (DeepSeek, f"{DS_CALLS}{DS_CALL}get_weather{DS_SEP}{{broken{DS_END}"),
+    (Mistral, "[TOOL_CALLS][{oops"),
+    (Generic, '{"tool_calls": [{"name": 5}]}'),
+    (Generic, "plain text, not JSON"),
+], ids=["cut", "no-name", "not-json", "array-args", "deepseek", "mistral", "generic-name", "generic-text"])
+def test_malformed_output_stays_text(fmt, text):
+    assert fmt([WEATHER]).parse(text) == (text, [])
+
+
+def test_generic_response_is_content():
+    assert Generic([WEATHER]).parse('{"response": "It is sunny."}') == ("It is sunny.", [])
+
+
+@pytest.mark.parametrize("template, fmt", [("{{'<|channel|>'}}", Harmony), ("[TOOL_CALLS]", Mistral),
+                                           (DS_CALLS, DeepSeek), ("<tool_call><arg_key>", Glm),
+                                           ("<tool_call>", Hermes), ("{{ messages }}", Generic)])
+def test_formats_are_recognised_from_the_template(template, fmt):
+    assert detect(template) is fmt
+
+
+@pytest.mark.parametrize("fmt", [Hermes, Glm, DeepSeek, Harmony, Mistral, Generic], ids=lambda f: f.name)
+@pytest.mark.parametrize("parallel", [False, True])
+def test_each_format_writes_a_grammar_starting_with_its_section(fmt, parallel):
+    g = fmt([WEATHER, TIME]).grammar(parallel)
+    assert g.startswith("root ::= ") and "get_weather" in g and "get_time" in g
+    rules = dict(line.split(" ::= ", 1) for line in g.strip().splitlines())
+    assert all(name.replace("-", "").isalnum() for name in rules)
+
+
+def test_thinking_is_split_from_the_answer_even_cut_mid_tag():
+    assert split("<think>\nhmm\n</think>\n\nThe answer") == ("hmm", "The answer")
+    assert split("hmm</think>answer", thinking=True) == ("hmm", "answer")
+    assert split("\nplain answer") == ("", "\nplain answer")
+    for cut in range(1, len("<think>a</think>b")):
+        text = "<think>a</think>b"
+        s = ThinkSplitter()
+        parts = s.feed(text[:cut]) + s.feed(text[cut:]) + s.flush()
+        assert "".join(t for k, t in parts if k == "content") == "b", cut
+        assert "".join(t for k, t in parts if k == "reasoning") == "a", cut
+    s = ThinkSplitter()
+    parts = s.feed("<think>abc</th")        # the stream ends mid-tag: all of it is thinking
+    parts += s.flush()
+    assert all(k == "reasoning" for k, _ in parts) and "".join(t for _, t in parts) == "abc</th"
