@@ -17,6 +17,10 @@ setup(
     packages=find_packages(include=["shimmy_py", "shimmy_py.*"]),
     python_requires=">=3.10",
     install_requires=["numpy", "gguf>=0.17", "psutil", "nvidia-ml-py", "jinja2", "h11>=0.16"],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    # the client libraries the tests drive a served model with (tests/test_clients.py), pinned
+    # to the versions the suite was last run with, so that a fresh install resolves at once
+    extras_require={"test": ["pytest", "hypothesis", "jsonschema", "rfc3339-validator", "openai==2.54.0",
+                             "langchain-openai==1.4.3", "instructor==1.17.0", "litellm==1.110.2",
+                             "openai-agents==0.20.0"]},
     entry_points={"console_scripts": ["shimmy-py = shimmy_py.cli:main"]},
 )

@@ -72,7 +72,12 @@ def _generate(args) -> int:
 
 
 def _synth(args) -> int:
-    from .synthetic import families, shapes, synth
+    from .synthetic import behaviours, families, shapes, synth
+    if args.behaviour:
+        path = behaviours.BEHAVIOURS[args.behaviour](args.out, seed=args.seed)
+        print(f"wrote {path} ({mib(path.stat().st_size, 1)}, {args.behaviour}: weights set by hand, "
+              f"see shimmy_py/synthetic/behaviours.py)")
+        return 0
     if args.arch:
         path = families.write(args.out, args.arch, seed=args.seed)
         what = f"family {args.arch}"
@@ -184,6 +189,7 @@ def _add_serve_and_list(sub) -> None:
 
 def _add_bench_and_synth(sub) -> None:
     from .generation.options import ModelOptions
+    from .synthetic.behaviours import BEHAVIOURS
     from .synthetic.families import FAMILIES
     from .synthetic.quant_mix import FTYPES
     from .synthetic.shapes import REAL
@@ -206,6 +212,9 @@ def _add_bench_and_synth(sub) -> None:
                         "MXFP4_MOE for gpt-oss, else Q4_K_M)")
     s.add_argument("--arch", choices=sorted(FAMILIES), default=None,
                    help="another MoE family instead of DeepSeekMoE (small shapes, the family's tokenizer)")
+    s.add_argument("--behaviour", choices=sorted(BEHAVIOURS), default=None,
+                   help="a model that does something on purpose (tool-caller: a Qwen3-MoE that thinks, calls "
+                        "the offered tool, then answers)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: the preset's")
     s.add_argument("--shape-only", action="store_true", help="header and tensor table only (sparse file)")

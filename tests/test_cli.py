@@ -140,3 +140,19 @@ def test_every_misuse_is_one_line_and_a_non_zero_exit(tiny_path, tmp_path):
         assert "Traceback" not in p.stderr, (args, p.stderr)
         errors = [ln for ln in p.stderr.splitlines() if "error" in ln]
         assert len(errors) == 1, (args, p.stderr)
+
+
+def test_synth_a_behaviour_and_generate_under_a_json_schema(tmp_path):
+    """synth --behaviour tool-caller writes the hand-set model; generate
+    --json-schema holds its output to the schema (and a schema the grammar
+    cannot enforce is one line naming the keyword)."""
+    out = tmp_path / "tool-caller.gguf"
+    p = cli("synth", out, "--behaviour", "tool-caller")
+    assert p.returncode == 0 and "weights set by hand" in p.stdout, p.stderr
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 3, "maximum": 9}},
+              "required": ["n"]}
+    p = cli("generate", out, "-p", "JSON:", "-n", "64", "--json-schema", json.dumps(schema), "--json")
+    assert p.returncode == 0, p.stderr
+    assert 3 <= json.loads(json.loads(p.stdout)["text"])["n"] <= 9
+    p = cli("generate", out, "-p", "JSON:", "--json-schema", '{"type": "integer", "multipleOf": 2}')
+    assert p.returncode != 0 and "multipleOf" in p.stderr and "Traceback" not in p.stderr

@@ -4,7 +4,9 @@ template, as llama-server passes them; for a template that cannot describe
 tools, the generic format's system message), picks the model's tool-call
 format (tool_formats.py) and the grammar that holds the reply to it
 (`tool_choice` "auto": lazy, switched on by the format's opening text;
-"required" or a named function: from the first token), and returns a
+"required" or a named function: from the first token, after the think
+block a thinking template lets the model write first, as for a response
+format), and returns a
 `ChatParser` that turns the generated text, piece by piece, into deltas of
 reasoning, content and tool calls (reasoning.py), and the final message.
 """
@@ -15,7 +17,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import GenerationError
-from .reasoning import REASONING_FORMATS, ThinkSplitter, opens_thinking
+from .reasoning import (
+    REASONING_FORMATS,
+    THINK_CLOSE,
+    THINK_OPEN,
+    THINKING_ROOT,
+    ThinkSplitter,
+    opens_thinking,
+    think_first,
+)
 from .sampling import SamplingParams
 from .tool_formats import Format, Generic, Harmony, Tool, ToolCall, detect
 
@@ -91,9 +101,10 @@ class ChatParser:
         at = buf.find(self.fmt.open) if not isinstance(self.fmt, Generic) else (0 if buf.lstrip() else -1)
         if at >= 0:
             self._section = buf[at:]
-            buf = buf[:at]
+            buf = buf[:at].rstrip()            # the space before a call is no answer
         else:
             keep = _prefix_tail(buf, self.fmt.open)
+            keep += len(buf) - keep - len(buf[:len(buf) - keep].rstrip())   # and trailing space, until sure
             buf, self._held = buf[:len(buf) - keep], buf[len(buf) - keep:]
         self.reply.content += buf
         return [("content", buf)] if buf else []
@@ -186,6 +197,10 @@ def prepare(vocab, messages: list[dict], options: ChatOptions, sampling: Samplin
     fmt = fmt_cls(chosen) if use_tools else (Harmony() if fmt_cls is Harmony or "<|channel|>" in template else None)
     if use_tools:
         sampling = replace(sampling, **_tool_grammar(fmt, options))
+    if sampling.grammar and not sampling.grammar_triggers and THINK_OPEN in template \
+            and not prompt.rstrip().endswith(THINK_CLOSE):
+        sampling = replace(sampling, grammar=think_first(sampling.grammar, opens_thinking(prompt)),
+                           grammar_root=THINKING_ROOT)
     parser = ChatParser(fmt, opens_thinking(prompt), options.reasoning_format)
     special = fmt.preserve if fmt is not None else ()
     return ChatTurn(prompt, sampling, parser, special)

@@ -7,7 +7,8 @@ a schema; undeclared properties only when it says so), array (items,
 prefixItems, minItems, maxItems), string (minLength, maxLength, format:
 date, time, date-time, uuid, email; pattern: anchored regular expressions
 of literals, classes, groups, alternation and quantifiers), number and
-integer (integer minimum/maximum), boolean, null, enum, const, type lists,
+integer (minimum, maximum, exclusive ones: integers exactly, numbers by
+their integer part, a fraction only where it cannot cross a bound), boolean, null, enum, const, type lists,
 anyOf/oneOf, allOf of objects, $ref into $defs/definitions (Pydantic's
 shape, recursion included), {} and true (any JSON value). A keyword that
 would constrain the document and is not covered is an error naming it
@@ -16,9 +17,11 @@ would constrain the document and is not covered is an error naming it
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from ..errors import GenerationError
+from .number_ranges import signed_range
 
 
 class SchemaError(GenerationError):
@@ -41,9 +44,9 @@ PRIMITIVES = {
     "array": '"[" space ( value ("," space value)* )? "]" space',
 }
 FORMATS = {
-    "date": '[0-9]{4} "-" ( "0" [1-9] | "1" [0-2] ) "-" ( [0-2] [0-9] | "3" [01] )',
+    "date": '[0-9]{4} "-" ( "0" [1-9] | "1" [0-2] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] )',
     "time": '( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,6} )? '
-            '( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )?',
+            '( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )',      # RFC 3339: the offset is required
     "uuid": '[0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{12}',
     "email": '[a-zA-Z0-9._%+-]+ "@" [a-zA-Z0-9.-]+ "." [a-zA-Z]{2,}',
 }
@@ -53,7 +56,7 @@ ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", 
                "readOnly", "writeOnly", "strict", "discriminator", "nullable"}
 HANDLED = {"type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems",
            "minLength", "maxLength", "format", "pattern", "enum", "const", "anyOf", "oneOf", "allOf", "$ref",
-           "$defs", "definitions", "minimum", "maximum"}
+           "$defs", "definitions", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
 
 
 def literal(text: str) -> str:
@@ -223,23 +226,40 @@ class _Converter:
         return self.add(name, f'"\\"" {repeat("char", lo, hi)} "\\"" space')
 
     def number(self, schema: dict, name: str) -> str:
-        if "minimum" in schema or "maximum" in schema:
-            raise SchemaError(f"{name}: minimum/maximum on a number cannot be enforced (an integer's can)")
-        return self.primitive("number")
+        bounds = _bounds(schema, name)
+        if bounds == (None, None, False, False):
+            return self.primitive("number")
+        return self.bounded(bounds, name, fraction=True)
 
     def integer(self, schema: dict, name: str) -> str:
-        lo, hi = schema.get("minimum"), schema.get("maximum")
-        if lo is None and hi is None:
+        bounds = _bounds(schema, name)
+        if bounds == (None, None, False, False):
             return self.primitive("integer")
+        return self.bounded(bounds, name, fraction=False)
+
+    def bounded(self, bounds: tuple, name: str, fraction: bool) -> str:
+        expr = signed_range(*bounds, fraction=fraction)
+        if expr is None:
+            raise SchemaError(f"{name}: no {'number' if fraction else 'integer'} lies between {bounds[0]} and "
+                              f"{bounds[1]}")
         self.primitive("space")
-        if lo is not None and hi is not None and 0 <= hi - lo <= 256:
-            return self.add(name, "(" + " | ".join(f'"{v}"' for v in range(int(lo), int(hi) + 1)) + ") space")
-        if lo is not None and lo >= 0 and hi is None:
-            if lo == 0:
-                self.primitive("integral-part")
-                return self.add(name, "integral-part space")
-        raise SchemaError(f"{name}: this integer range (minimum {lo}, maximum {hi}) cannot be enforced; "
-                          "ranges of up to 257 values, or minimum 0, can")
+        return self.add(name, f"( {expr} ) space")
+
+
+def _bounds(schema: dict, name: str) -> tuple:
+    """(lo, hi, lo exclusive, hi exclusive) of a number or integer schema."""
+    lo, hi, lo_x, hi_x = schema.get("minimum"), schema.get("maximum"), False, False
+    if schema.get("exclusiveMinimum") is not None:
+        lo, lo_x = schema["exclusiveMinimum"], True
+    if schema.get("exclusiveMaximum") is not None:
+        hi, hi_x = schema["exclusiveMaximum"], True
+    for v in (lo, hi):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                              or abs(v) >= 1e15):
+            raise SchemaError(f"{name}: a bound must be a finite number below 1e15 in size, got {v!r}")
+    if lo is not None and hi is not None and (lo > hi or (lo == hi and (lo_x or hi_x))):
+        raise SchemaError(f"{name}: no number lies between minimum {lo} and maximum {hi}")
+    return lo, hi, lo_x, hi_x
 
 
 def repeat(item: str, lo: int, hi: int | None, sep: str = "") -> str:
@@ -347,3 +367,4 @@ def schema_to_grammar(schema) -> str:
 
 
 JSON_OBJECT = schema_to_grammar({"type": "object", "additionalProperties": True})
+

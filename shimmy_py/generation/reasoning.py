@@ -8,8 +8,12 @@ gpt-oss's harmony channels are told apart by toolcalls.py's harmony format.
 `ThinkSplitter` works on a stream: it holds back text that may be the
 start of a tag, so that thinking never leaks into content when a stream is
 cut mid-tag, and gives (kind, text) pieces as soon as they are sure.
+`think_first` lets a grammar that holds the answer (a response format, a
+forced tool call) begin after the think block, as llama-server's does.
 """
 from __future__ import annotations
+
+from .grammar import literal
 
 REASONING_FORMATS = ("none", "auto", "deepseek", "deepseek-legacy")
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
@@ -32,6 +36,7 @@ class ThinkSplitter:
         self._held = ""
         self._lead = ""                    # whitespace before anything else: dropped if thinking follows
         self._seen_content = False
+        self._after_think = False          # the answer after a think block starts at its first non-space
 
     def _tag(self) -> str:
         return self.close_tag if self.kind == "reasoning" else self.open_tag
@@ -53,8 +58,8 @@ class ThinkSplitter:
                     out.append(("content", tag))
                 buf = buf[at + len(tag):]
                 self.kind = "content" if self.kind == "reasoning" else "reasoning"
-                if self.kind == "content":
-                    buf = buf.lstrip("\n") if not self.legacy else buf   # the answer starts after the tag's newlines
+                if self.kind == "content" and not self.legacy:
+                    self._after_think, self._lead = True, ""
                 continue
             keep = _partial_suffix(buf, tag) if not (self.kind == "content" and self._seen_content) else 0
             self._emit(out, buf[:len(buf) - keep])
@@ -66,6 +71,10 @@ class ThinkSplitter:
         if not text:
             return
         if self.kind == "content" and not self._seen_content:
+            if self._after_think:
+                text = text.lstrip()
+            if not text:
+                return
             if not text.strip():
                 self._lead += text          # held: a <think> may follow
                 return
@@ -100,3 +109,38 @@ def split(text: str, thinking: bool = False) -> tuple[str, str]:
     parts = s.feed(text) + s.flush()
     return ("".join(t for k, t in parts if k == "reasoning").strip(),
             "".join(t for k, t in parts if k == "content"))
+
+
+THINKING_ROOT = "thinking-root"
+
+
+def think_first(grammar: str, opened: bool, open_tag: str = "<think>", close_tag: str = "</think>") -> str:
+    """`grammar` (its rule `root`) after a think block, as llama-server holds
+    a thinking model's answer to a response format: start the grammar at
+    THINKING_ROOT. `opened`: the prompt already opened the block (the model
+    is inside it), else the block is optional."""
+    until = until_rules("thinking-until", close_tag)
+    space = 'thinking-space ::= | " " | "\\n"{1,2} [ \\t]{0,20}\n'
+    if opened:
+        head = f'thinking-until {literal(close_tag)}'
+    else:
+        head = f'( {literal(open_tag)} "\\n"? thinking-until "\\n"? {literal(close_tag)} "\\n"? "\\n"? )?'
+    return f"{THINKING_ROOT} ::= {head} thinking-space root\n{space}{until}{grammar}"
+
+
+def until_rules(name: str, stop: str) -> str:
+    """Rules `name` for any text that does not contain `stop` (a matcher of
+    its prefixes: state k has matched stop[:k])."""
+    def cls(*chars: str, negate: bool = False) -> str:
+        body = "".join("\\" + c if c in "]\\^-" else c for c in dict.fromkeys(chars))
+        return f"[{'^' if negate else ''}{body}]"
+    state = [name] + [f"{name}-{k}" for k in range(1, len(stop))]
+    first = stop[0]
+    rules = [f"{name} ::= | {cls(first)} {state[1] if len(stop) > 1 else name} | {cls(first, negate=True)} {name}"]
+    for k in range(1, len(stop)):
+        alts = ["", f"{cls(first)} {state[1]}"]
+        if k + 1 < len(stop) and stop[k] != first:
+            alts.append(f"{cls(stop[k])} {state[k + 1]}")
+        alts.append(f"{cls(first, stop[k], negate=True)} {name}")
+        rules.append(f"{state[k]} ::= " + " | ".join(alts))
+    return "\n".join(rules) + "\n"

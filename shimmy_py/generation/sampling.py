@@ -53,6 +53,7 @@ class SamplingParams:
                                                                            "must be a document of", "JSON")},
                        fold=lambda current, given: grammar_of_schema(given["json_schema"]))
     grammar_triggers: tuple[str, ...] = ()   # texts that switch the grammar on (a lazy grammar); (): from the start
+    grammar_root: str = "root"               # the rule the grammar starts at
 
     def __post_init__(self):
         if isinstance(self.logit_bias, dict):      # {token id: bias}, as OpenAI's field
@@ -164,7 +165,8 @@ def _chain(params: SamplingParams, n_vocab: int, model=None) -> SamplerChain:
         if params.grammar:
             if model is None:
                 raise GenerationError("a grammar needs the model's vocabulary")
-            chain.add_grammar(model, params.grammar, triggers=[trigger_pattern(t) for t in params.grammar_triggers])
+            triggers = [trigger_pattern(t) for t in params.grammar_triggers]
+            chain.add_grammar(model, params.grammar, params.grammar_root, triggers=triggers)
         if params.logit_bias:
             chain.add_logit_bias(n_vocab, params.logit_bias)
         if params.penalized:

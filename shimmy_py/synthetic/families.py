@@ -7,7 +7,8 @@ from its tokenizer config; Qwen2-MoE keeps its vocabulary file's ChatML).
 
   qwen3moe   Qwen3-30B-A3B / 235B-A22B's layout: per-head RMS norms on q and k
              (attn_q_norm, attn_k_norm), grouped-query attention, routed
-             experts only, softmax router; Qwen2 tokenizer.
+             experts only, softmax router; Qwen2 tokenizer with Qwen3's added
+             tokens (the tool-call and think tags) at their real ids.
   qwen2moe   Qwen1.5/Qwen2-MoE's: q/k/v biases, routed experts plus a shared
              expert behind a sigmoid gate (ffn_gate_inp_shexp); Qwen2 tokenizer.
   mixtral    Mixtral-8x7B's (llama.cpp architecture `llama` with experts):
@@ -28,7 +29,8 @@ from its tokenizer config; Qwen2-MoE keeps its vocabulary file's ChatML).
              ssm_dt, ssm_norm, ssm_out: a fixed-size state per sequence, no KV
              cache) and gated full attention every attn_interval-th layer
              (2 here, 4 in the real model), routed experts and a gated shared
-             expert; Qwen2 tokenizer; no multi-token-prediction block.
+             expert; Qwen3's tokenizer as qwen3moe's; no multi-token-prediction
+             block.
   gpt-oss    gpt-oss-20b/120b's: attention sinks, biases everywhere, a post-
              attention norm, sliding-window attention on every other layer,
              routed experts in MXFP4 (as OpenAI ships them) with biases; the
@@ -53,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 from gguf import GGMLQuantizationType, GGUFValueType
 
 from ..errors import ShimmyError
@@ -62,8 +65,8 @@ from ..gguf_io.tensors import TensorTable, read_table
 from ..gguf_io.writer import GGUFBuilder
 from . import layouts as L
 from .layouts import F32, U32, Shape
-from .vocabularies import add_tokenizer, n_tokens, template_text, vocabulary_path
-from .weights import RandomWeights, producer
+from .vocabularies import QWEN3_ADDED, add_tokenizer, n_tokens, template_text, vocabulary_path
+from .weights import RandomWeights, fixed, producer
 
 T = GGMLQuantizationType
 
@@ -78,6 +81,7 @@ class Family:
     nextn: int = 0                                    # NextN blocks after the trunk, as the real files carry
     template: str = ""   # the real model's chat template: a file of the pinned source's models/templates,
     #                      or the text itself (Jinja, as the real GGUF carries it); "": the vocabulary's
+    added: tuple = ()    # (id, text, type): the real model's added tokens over the vocabulary file's placeholders
 
 
 # DeepSeek LLM / DeepSeekMoE's chat format (its tokenizer config's template)
@@ -98,12 +102,14 @@ MIXTRAL_TEMPLATE = (
     "{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}")
 FAMILIES = {
     "deepseek": Family("deepseek", "deepseek-llm", L.deepseek_layer, L.deepseek_keys, template=DEEPSEEK_TEMPLATE),
-    "qwen3moe": Family("qwen3moe", "qwen2", L.qwen3moe_layer, L.qwen3moe_keys, template="Qwen-Qwen3-0.6B.jinja"),
+    "qwen3moe": Family("qwen3moe", "qwen2", L.qwen3moe_layer, L.qwen3moe_keys, template="Qwen-Qwen3-0.6B.jinja",
+                       added=QWEN3_ADDED),
     "qwen2moe": Family("qwen2moe", "qwen2", L.qwen2moe_layer, L.qwen2moe_keys),
     "mixtral": Family("llama", "llama-spm", L.mixtral_layer, L.mixtral_keys, template=MIXTRAL_TEMPLATE),
     "deepseek2": Family("deepseek2", "deepseek-llm", L.deepseek2_layer, L.deepseek2_keys,
                         template="deepseek-ai-DeepSeek-V3.1.jinja"),
-    "qwen3next": Family("qwen3next", "qwen2", L.qwen3next_layer, L.qwen3next_keys, template="Qwen-Qwen3-0.6B.jinja"),
+    "qwen3next": Family("qwen3next", "qwen2", L.qwen3next_layer, L.qwen3next_keys, template="Qwen-Qwen3-0.6B.jinja",
+                        added=QWEN3_ADDED),
     "glm4moe": Family("glm4moe", "qwen2", L.glm4moe_layer, L.glm4moe_keys, nextn=1, template="GLM-4.6.jinja"),
     "gpt-oss": Family("gpt-oss", "llama-bpe", L.gpt_oss_layer, L.gpt_oss_keys, T.MXFP4,
                       template="openai-gpt-oss-120b.jinja"),
@@ -155,12 +161,15 @@ def tensor_type(family: Family, name: str, tshape: tuple, dtype: T, runnable: bo
 
 
 def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Shape(), shape_only: bool = False,
-          dtype: GGMLQuantizationType = T.F32, vocab: str | os.PathLike | None = None, name: str = "") -> Path:
+          dtype: GGMLQuantizationType = T.F32, vocab: str | os.PathLike | None = None, name: str = "",
+          arrays: Callable[[str, tuple], np.ndarray | None] | None = None) -> Path:
     """Writes a runnable synthetic model of `family` (random weights, matrices
     typed `dtype`), or with `shape_only` a sparse file of its header and tensor
     table for planning and llama-quantize --dry-run. `vocab`: the tokenizer
     GGUF to copy, of the model's vocabulary size (default: the family's, from
-    the build, padded with unused tokens up to shape.n_vocab)."""
+    the build, padded with unused tokens up to shape.n_vocab). `arrays(name,
+    ggml shape)`: a tensor's values set by hand (numpy's shape, the reverse
+    of ggml's), or None for random ones (behaviours.py)."""
     f = _family(family)
     tokenizer = read_header(vocab if vocab is not None else vocabulary_path(f.vocabulary))
     n_vocab = shape.n_vocab or n_tokens(tokenizer)
@@ -169,15 +178,18 @@ def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Sha
                           f"{name or family} needs {n_vocab}")
     b = GGUFBuilder()
     b.add(GENERAL.ARCHITECTURE, f.arch, GGUFValueType.STRING)
-    b.add(GENERAL.NAME, f"synthetic-{name or family} (random weights)", GGUFValueType.STRING)
+    made = "weights set by hand" if arrays is not None else "random weights"
+    b.add(GENERAL.NAME, f"synthetic-{name or family} ({made})", GGUFValueType.STRING)
     b.add(GENERAL.FILE_TYPE, _FILE_TYPE.get(dtype, 0), U32)
     for template, value, vtype in metadata(f, shape, n_vocab):
         b.add(key(template, f.arch), value, vtype)
-    add_tokenizer(b, tokenizer, n_vocab, _template(f))
+    add_tokenizer(b, tokenizer, n_vocab, _template(f), f.added)
     w = RandomWeights(seed)
     for tname, tshape in tensors(f, shape, n_vocab):
         ttype = tensor_type(f, tname, tshape, dtype, runnable=not shape_only)
-        b.add_tensor(tname, tshape, ttype, None if shape_only else producer(w, tname, tshape, ttype))
+        chosen = arrays(tname, tshape) if arrays is not None and not shape_only else None
+        make = producer(w, tname, tshape, ttype) if chosen is None else fixed(chosen, tshape, ttype)
+        b.add_tensor(tname, tshape, ttype, None if shape_only else make)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     b.write(out)

@@ -37,11 +37,25 @@ def n_tokens(vocab) -> int:
     return len(tokens) if isinstance(tokens, list) else tokens.count   # a large array stays undecoded
 
 
-def add_tokenizer(b: GGUFBuilder, vocab, n_vocab: int, template: str | None = None) -> None:
+# Qwen3's added tokens where the Qwen2 vocabulary file has [PADn] (its
+# tokenizer_config.json: "special" ones are CONTROL in a GGUF, the others,
+# the tool-call and thinking tags, USER_DEFINED: shown in the output as text)
+QWEN3_ADDED = tuple((151646 + i, text, TokenType.CONTROL if i < 11 else TokenType.USER_DEFINED)
+                    for i, text in enumerate((
+    "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>",
+    "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+    "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
+    "<|repo_name|>", "<|file_sep|>", "<tool_response>", "</tool_response>", "<think>", "</think>")))
+
+
+def add_tokenizer(b: GGUFBuilder, vocab, n_vocab: int, template: str | None = None,
+                  added: tuple = ()) -> None:
     """The family's tokenizer (and chat template) byte for byte; padded with
     unused tokens up to n_vocab where the real model's vocabulary is larger
     (gpt-oss's o200k), so that the embedding and head have the real sizes.
-    `template`: the real model's chat template, instead of the vocabulary's."""
+    `template`: the real model's chat template, instead of the vocabulary's;
+    `added`: (id, text, type) of the real model's added tokens, written over
+    the file's placeholders at those ids."""
     n_pad = n_vocab - n_tokens(vocab)
     if template is not None:
         b.add(TOKENIZER.CHAT_TEMPLATE, template, GGUFValueType.STRING)
@@ -53,7 +67,28 @@ def add_tokenizer(b: GGUFBuilder, vocab, n_vocab: int, template: str | None = No
             at = 8 + len(name.encode()) + 4 + 4            # key, value type, element type, then the count
             count = struct.unpack_from("<Q", raw, at)[0]
             raw = raw[:at] + struct.pack("<Q", count + n_pad) + raw[at + 8:] + _padding(name, count, n_pad)
+        if added and name in ("tokenizer.ggml.tokens", "tokenizer.ggml.token_type"):
+            raw = _with_added(raw, name, added)
         b.add_raw(name, raw)
+
+
+def _with_added(raw: bytes, name: str, added: tuple) -> bytes:
+    at = 8 + len(name.encode()) + 4 + 4 + 8          # the first element
+    if name == "tokenizer.ggml.token_type":
+        out = bytearray(raw)
+        for i, _, ttype in added:
+            struct.pack_into("<i", out, at + 4 * i, int(ttype))
+        return bytes(out)
+    texts = {i: text.encode() for i, text, _ in added}
+    parts, pos, i = [raw[:at]], at, 0
+    while pos < len(raw):
+        n = struct.unpack_from("<Q", raw, pos)[0]
+        if i in texts:
+            parts.append(struct.pack("<Q", len(texts[i])) + texts[i])
+        else:
+            parts.append(raw[pos:pos + 8 + n])
+        pos, i = pos + 8 + n, i + 1
+    return b"".join(parts)
 
 
 def _padding(name: str, first: int, n: int) -> bytes:

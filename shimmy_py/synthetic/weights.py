@@ -2,7 +2,8 @@
 layer's outputs keep unit variance (norms near 1, a recurrent decay rate
 negative), in the tensor's own type (F32, F16, or quantized by gguf's own
 quantizer). Large tensors are slices of one random pool, so that a multi-GB
-model is written at disk speed instead of RNG speed."""
+model is written at disk speed instead of RNG speed. `fixed`: a tensor whose
+values were chosen (behaviours.py), in the same types."""
 from __future__ import annotations
 
 from typing import Callable
@@ -47,10 +48,21 @@ def producer(w: RandomWeights, name: str, shape: tuple[int, ...],
             x = -np.exp(0.5 * x)             # a recurrent decay rate: negative, as -exp(A_log)
         elif name != "token_embd.weight":
             x *= 1.0 / np.sqrt(shape[0])     # unit-variance outputs
-        x = x.reshape(rows)
-        if ttype == GGMLQuantizationType.F32:
-            return x.tobytes()
-        if ttype == GGMLQuantizationType.F16:
-            return x.astype(np.float16).tobytes()
-        return quantize(x, ttype).tobytes()
+        return encode(x.reshape(rows), ttype)
     return produce
+
+
+def fixed(values: np.ndarray, shape: tuple[int, ...], ttype: GGMLQuantizationType) -> Callable[[], bytes]:
+    """The bytes of a tensor whose values were chosen (numpy's shape: ggml's reversed)."""
+    rows = tuple(reversed(shape))
+    if values.shape != rows:
+        raise ValueError(f"values of shape {values.shape} for a tensor of ggml shape {shape}")
+    return lambda: encode(np.ascontiguousarray(values, dtype=np.float32), ttype)
+
+
+def encode(x: np.ndarray, ttype: GGMLQuantizationType) -> bytes:
+    if ttype == GGMLQuantizationType.F32:
+        return x.tobytes()
+    if ttype == GGMLQuantizationType.F16:
+        return x.astype(np.float16).tobytes()
+    return quantize(x, ttype).tobytes()

@@ -69,7 +69,7 @@ def test_tool_turns_and_tools_are_read():
                              "type": "object", "properties": {"x": {"type": "string", "not": {}}}}}}]}, "'not'"),
                          ({"tools": body["tools"], "response_format": {"type": "json_object"}}, "cannot be combined"),
                          ({"response_format": {"type": "json_schema", "json_schema": {"schema": {
-                             "type": "number", "minimum": 1}}}}, "minimum"),
+                             "type": "number", "multipleOf": 1}}}}, "multipleOf"),
                          ({"reasoning_format": "maybe"}, "reasoning_format")]:
         with pytest.raises(ApiError, match=message):
             parse_request({"messages": body["messages"][:1], **bad}, "chat")

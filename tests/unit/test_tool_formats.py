@@ -112,3 +112,38 @@ def test_thinking_is_split_from_the_answer_even_cut_mid_tag():
     parts = s.feed("<think>abc</th")        # the stream ends mid-tag: all of it is thinking
     parts += s.flush()
     assert all(k == "reasoning" for k, _ in parts) and "".join(t for _, t in parts) == "abc</th"
+
+
+def test_the_answer_after_a_think_block_starts_at_its_first_non_space_streamed_token_by_token():
+    """As llama-server: "<think>a</think>\\n\\nIt" is reasoning "a", content "It",
+    whichever pieces the newlines come in; space before a tool call is no content."""
+    from shimmy_py.generation.chatting import ChatParser
+    for pieces in (["<think>a</think>\n\nIt"], ["<think>", "a", "</think>", "\n\n", "It"],
+                   ["<think>a</think>\n", "\nIt"]):
+        s = ThinkSplitter()
+        parts = [p for piece in pieces for p in s.feed(piece)] + s.flush()
+        assert "".join(t for k, t in parts if k == "content") == "It", pieces
+    parser = ChatParser(Hermes([WEATHER]), False, "auto")
+    deltas = []
+    for piece in ["<think>", "a", "</think>", "\n\n", "<tool_call>", '\n{"name": "get_weather", "arguments": {}}',
+                  "\n</tool_call>"]:
+        deltas += parser.feed(piece)
+    out, reply = parser.finish()
+    assert reply.content == "" and [c.name for c in reply.tool_calls] == ["get_weather"]
+    assert not [d for d in deltas + out if d[0] == "content"]
+    parser = ChatParser(Hermes([WEATHER]), False, "auto")
+    first = parser.feed("Hi \n")                  # the space is held until the next piece tells
+    rest = parser.feed("there")
+    assert first == [("content", "Hi")] and rest == [("content", " \nthere")]
+    assert parser.finish()[1].content == "Hi \nthere"
+
+
+def test_a_forced_grammar_lets_a_thinking_model_think_first():
+    """think_first: an optional <think>...</think> block (any text without the
+    closing tag), or, where the prompt opened it, the rest of the block."""
+    from shimmy_py.generation.reasoning import THINKING_ROOT, think_first, until_rules
+    g = think_first('root ::= "{}"\n', opened=False)
+    assert g.startswith(f"{THINKING_ROOT} ::= ") and 'root ::= "{}"' in g
+    assert "thinking-until" in think_first('root ::= "x"\n', opened=True).split("\n")[0]
+    rules = until_rules("u", "</think>")
+    assert rules.count(" ::= ") == len("</think>") and "[^<>] u" in rules
