@@ -12,6 +12,7 @@ killed workers, hostile clients, several devices) are also marked `slow`:
 """
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -33,6 +34,17 @@ def pytest_collection_modifyitems(items):
         if Path(item.fspath).stem in SLOW:
             item.add_marker(pytest.mark.slow)
 
+
+
+@pytest.fixture(autouse=True)
+def collected():
+    """Connections a test left to the collector (client libraries' pools)
+    are finalized after it, not whenever the collector runs: a ResourceWarning
+    raised inside a later ast.parse makes pytest parse source for its report
+    within that parse, which CPython 3.11 reports as "AST constructor
+    recursion depth mismatch"."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

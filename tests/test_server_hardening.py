@@ -150,7 +150,7 @@ def test_a_chunked_body_is_served(server):
 @pytest.mark.parametrize("body", [
     b'{"prompt": "\\ud800", "max_tokens": 2}',
     b"[" * 100000 + b"]" * 100000,
-    b'{"prompt": "x", "n": 2}',
+    b'{"prompt": "x", "n": 17}',
     b'{"prompt": "x", "stop": ' + json.dumps(["s"] * 90000).encode() + b"}",
 ])
 def test_client_errors_are_400_not_500(server, body):

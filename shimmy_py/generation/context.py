@@ -36,6 +36,7 @@ class Context:
         # the context one sequence can use: an equal share of the KV cache
         self.n_ctx = self.native.n_ctx // spec.n_seq_max
         self.kv = KVTokens(spec.n_seq_max)   # what each sequence's cache holds, for prompt reuse
+        self._unified = spec.kv_unified
         self._lock = threading.Lock()
         self._owner: int | None = None
 
@@ -106,6 +107,19 @@ class Context:
     def pick(self, free: Sequence[int], prompt: Sequence[int]) -> int:
         """The free sequence whose cache shares the longest prefix with `prompt`."""
         return self.kv.pick(free, prompt)
+
+    @property
+    def unified(self) -> bool:
+        """One KV cache for all sequences (sharing a prefix is then a tag, not a copy)."""
+        return self._unified
+
+    def share(self, src: int, dst: int, n: int) -> None:
+        """`dst` starts as `src`'s first n cached tokens (a prompt prefix two
+        sequences share is decoded once): `dst` emptied, then given them."""
+        self.native.seq_rm(dst)
+        self.native.seq_cp(src, dst, 0, n)
+        self.kv.forget(dst)
+        self.kv.extend(dst, self.kv.tokens(src)[:n])
 
     def save(self, seq: int) -> tuple[list[int], bytes]:
         """What `seq`'s cache holds: its tokens and a copy of its KV state."""

@@ -38,6 +38,8 @@ class Completion:
     prefill_tokens_per_s: float | None = None
     reasoning: str = ""            # a chat's thinking, apart from its answer (text)
     tool_calls: list = field(default_factory=list)   # a chat's tool calls (ToolCall); finish_reason "tool_calls"
+    stop_word: str = ""            # the stop string that ended it, if one did
+    logprobs: list | None = None   # per generated token (logprob, ((token, logprob), ...)), when asked for
 
 
 class TokenSource(Protocol):
@@ -119,7 +121,7 @@ def run(source: TokenSource, vocab: TokenTexts, max_tokens: int, stop: Sequence[
                 out.text += piece
                 yield piece
             if hit:
-                out.finish_reason, stopped_by_string = "stop", True
+                out.finish_reason, stopped_by_string, out.stop_word = "stop", True, stops.matched
                 break
             # 4. Out of budget.
             if len(out.tokens) >= max_tokens:
@@ -134,6 +136,8 @@ def run(source: TokenSource, vocab: TokenTexts, max_tokens: int, stop: Sequence[
             out.text += tail
             yield tail
     out.completion_tokens = len(out.tokens)
+    if getattr(source, "logprobs", None) is not None:
+        out.logprobs = list(source.token_logprobs[:len(out.tokens)])
     if t_first is not None and out.completion_tokens > 1 and t_end > t_first:
         out.tokens_per_s = (out.completion_tokens - 1) / (t_end - t_first)
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from dataclasses import fields, replace
 from typing import Sequence
 
@@ -92,6 +93,8 @@ class Model:
         self.n_threads = o.threads
         self.plan: Plan | None = None
         self.context: Context | None = None
+        self._embedder = None                  # made on first embed()
+        self._embedder_lock = threading.Lock()
         spec = LoadSpec(vocab_only=True)
         if not vocab_only:
             attach_rpc_servers([*o.placement.rpc, *o.placement.host_ram])
@@ -125,7 +128,9 @@ class Model:
 
     # --- lifetime -------------------------------------------------------------
     def close(self) -> None:
-        """Frees the context, then the model. Safe to call twice."""
+        """Frees the contexts, then the model. Safe to call twice."""
+        if getattr(self, "_embedder", None) is not None:
+            self._embedder.close()
         if self.context is not None:
             self.context.close()
         if getattr(self, "_handle", None) is not None:
@@ -245,6 +250,25 @@ class Model:
     def chat(self, messages: Sequence[dict], **kwargs) -> Completion:
         """The assistant's reply to `messages`; keywords as for chat_deltas()."""
         return drain(self.chat_deltas(messages, **kwargs))
+
+    def embed(self, texts: str | Sequence[str], normalize: bool = True) -> np.ndarray:
+        """Embeddings of `texts` (one row each, L2-normalized unless told
+        otherwise), pooled as the file says, or mean-pooled (embedding.py)."""
+        single = isinstance(texts, str)
+        items = [texts] if single else list(texts)
+        if not items or not all(isinstance(t, str) for t in items):
+            raise GenerationError("embed() takes a string or a non-empty list of strings")
+        rows = [self.embedder().embed(self.tokenize(t, parse_special=True), normalize) for t in items]
+        return rows[0] if single else np.stack(rows)
+
+    def embedder(self):
+        """The embedding context (embedding.py), made on first use."""
+        from .embedding import Embedder
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._require_context()
+                self._embedder = Embedder(self._handle, min(self.n_ctx, 8192), self.n_threads)
+        return self._embedder
 
     def reset(self) -> None:
         """Forgets the KV cache: the next prompt is processed in full, with no

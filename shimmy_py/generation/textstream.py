@@ -23,21 +23,24 @@ class PieceDecoder:
 
 class StopMatcher:
     """Finds stop strings in generated text. `push` returns the text that is safe
-    to emit now and whether a stop string was hit (text after it is dropped)."""
+    to emit now and whether a stop string was hit (text after it is dropped);
+    `matched`: the stop string hit."""
 
     def __init__(self, stops: Sequence[str] = ()):
         self.stops = [s for s in stops if s]
         self._held = ""
+        self.matched = ""
 
     def push(self, text: str) -> tuple[str, bool]:
         buf = self._held + text
         if not self.stops:
             self._held = ""
             return buf, False
-        hits = [i for i in (buf.find(s) for s in self.stops) if i >= 0]
+        hits = [(i, s) for i, s in ((buf.find(s), s) for s in self.stops) if i >= 0]
         if hits:
             self._held = ""
-            return buf[:min(hits)], True
+            at, self.matched = min(hits)
+            return buf[:at], True
         keep = self._partial_suffix(buf)
         self._held = buf[len(buf) - keep:] if keep else ""
         return buf[:len(buf) - keep], False

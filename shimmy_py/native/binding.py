@@ -144,6 +144,8 @@ _LLAMA = {
     "llama_model_get_vocab": (c_void_p, [c_void_p]),
     # int32_t llama_vocab_n_tokens(const struct llama_vocab * vocab);
     "llama_vocab_n_tokens": (c_int32, [c_void_p]),
+    # int32_t llama_model_n_embd_out(const struct llama_model * model);
+    "llama_model_n_embd_out": (c_int32, [c_void_p]),
     # llama_token llama_vocab_bos(const struct llama_vocab * vocab);
     "llama_vocab_bos": (llama_token, [c_void_p]),
     # llama_token llama_vocab_eos(const struct llama_vocab * vocab);
@@ -177,12 +179,19 @@ _LLAMA = {
     "llama_decode": (c_int32, [c_void_p, llama_batch]),
     # float * llama_get_logits_ith(struct llama_context * ctx, int32_t i);
     "llama_get_logits_ith": (POINTER(c_float), [c_void_p, c_int32]),
+    # float * llama_get_embeddings_seq(struct llama_context * ctx, llama_seq_id seq_id);
+    "llama_get_embeddings_seq": (POINTER(c_float), [c_void_p, c_int32]),
+    # enum llama_pooling_type llama_pooling_type(const struct llama_context * ctx);
+    "llama_pooling_type": (c_int32, [c_void_p]),
     # llama_memory_t llama_get_memory(const struct llama_context * ctx);
     "llama_get_memory": (c_void_p, [c_void_p]),
     # void llama_memory_clear(llama_memory_t mem, bool data);
     "llama_memory_clear": (None, [c_void_p, c_bool]),
     # bool llama_memory_seq_rm(llama_memory_t mem, llama_seq_id seq_id, llama_pos p0, llama_pos p1);
     "llama_memory_seq_rm": (c_bool, [c_void_p, llama_seq_id, llama_pos, llama_pos]),
+    # void llama_memory_seq_cp(llama_memory_t mem, llama_seq_id seq_id_src, llama_seq_id seq_id_dst,
+    #                          llama_pos p0, llama_pos p1);
+    "llama_memory_seq_cp": (None, [c_void_p, llama_seq_id, llama_seq_id, llama_pos, llama_pos]),
     # size_t llama_state_seq_get_size(struct llama_context * ctx, llama_seq_id seq_id);
     "llama_state_seq_get_size": (c_size_t, [c_void_p, llama_seq_id]),
     # size_t llama_state_seq_get_data(struct llama_context * ctx, uint8_t * dst, size_t size, llama_seq_id seq_id);

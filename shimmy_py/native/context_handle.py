@@ -16,6 +16,8 @@ from .runtime import lib
 KV_TYPES = {"f32": 0, "f16": 1, "bf16": 30, "q8_0": 8, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7}
 # enum llama_flash_attn_type (llama.cpp's -fa)
 FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
+# enum llama_pooling_type (llama.cpp's --pooling); "": the model's own
+POOLING = {"": -1, "none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class ContextSpec:
     kv_unified: bool
     kv_type: str = "f16"       # K and V cache type (shimmy_py.defaults.KV_TYPE)
     flash_attn: str = "auto"   # (shimmy_py.defaults.FLASH_ATTN)
+    embeddings: bool = False   # outputs pooled embeddings (a whole input in one ubatch)
+    pooling: str = ""          # POOLING's names; "": the model's own
 
 
 class ContextHandle(Owned):
@@ -48,6 +52,10 @@ class ContextHandle(Owned):
             raise NativeError(f"flash attention {spec.flash_attn!r}: choose one of {', '.join(FLASH_ATTN)}")
         cp.flash_attn_type = FLASH_ATTN[spec.flash_attn]
         cp.no_perf = True
+        if spec.embeddings:
+            if spec.pooling not in POOLING:
+                raise NativeError(f"pooling {spec.pooling!r}: choose one of {', '.join(p for p in POOLING if p)}")
+            cp.embeddings, cp.pooling_type, cp.n_ubatch = True, POOLING[spec.pooling], spec.n_batch
         with model.using() as model_ptr:
             ptr = L.llama_init_from_model(model_ptr, cp)
         super().__init__(ptr, f"llama_init_from_model({model.path})")
@@ -92,6 +100,20 @@ class ContextHandle(Owned):
         with self._lock:
             return int(self._logits_view(i).argmax())
 
+    def pooling(self) -> str:
+        """The pooling this context applies (its spec's, or the model's)."""
+        with self.using() as ptr:
+            kind = lib().llama_pooling_type(ptr)
+        return next((name for name, v in POOLING.items() if v == kind and name), str(kind))
+
+    def embedding(self, seq: int) -> np.ndarray:
+        """A copy of sequence `seq`'s pooled embedding from the last decode."""
+        with self.using() as ptr:
+            out = lib().llama_get_embeddings_seq(ptr, seq)
+            if not out:
+                raise NativeError(f"no pooled embedding for sequence {seq} (pooling {self.pooling()})")
+            return np.ctypeslib.as_array(out, shape=(self.model.n_embd_out,)).copy()
+
     def _logits_view(self, i: int) -> np.ndarray:
         """llama.cpp's logits of output `i`, valid until the next decode or the
         context's close: no copy, so only read under the lock."""
@@ -112,6 +134,12 @@ class ContextHandle(Owned):
         with self.using():
             return lib().llama_memory_seq_rm(self._memory, seq, p0, p1)
 
+
+    def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        """Sequence `dst` also holds `src`'s cells in [p0, p1) (with one KV
+        cache for all sequences, a tag on the cells: no copy)."""
+        with self.using():
+            lib().llama_memory_seq_cp(self._memory, src, dst, p0, p1)
 
     def seq_state(self, seq: int) -> bytes:
         """A copy of sequence `seq`'s KV cache (llama_state_seq_get_data)."""

@@ -90,6 +90,7 @@ class ModelHandle(Owned):
         super().__init__(ptr, f"llama_model_load_from_file({path})")
         self._vocab = L.llama_model_get_vocab(ptr)
         self.n_vocab = L.llama_vocab_n_tokens(self._vocab)
+        self.n_embd_out = L.llama_model_n_embd_out(ptr)      # an embedding's size
 
     def _free(self, ptr) -> None:
         lib().llama_model_free(ptr)

@@ -33,6 +33,9 @@ class GenRequest:
     keep_alive: float | None = None  # seconds the model stays loaded after this request; None: the server's
     chat: ChatOptions | None = None  # tools, tool_choice, reasoning_format, template variables (chats)
     include_usage: bool = False      # stream_options.include_usage: a last chunk with usage
+    context_limit: int | None = None  # Ollama's num_ctx: prompt and answer within this many tokens
+    logprobs: int | None = None       # None: none; else each token's logprob and this many alternatives
+    n: int = 1                        # choices: generations of the same prompt (OpenAI's routes)
 
 
 # Per-request lists are bounded: a flood of stop strings or messages would
@@ -41,6 +44,8 @@ MAX_STOPS = 16             # OpenAI allows 4
 MAX_STOP_CHARS = 1024
 MAX_LOGIT_BIAS = 4096
 
+MAX_TOP_LOGPROBS = 20      # OpenAI's bound
+MAX_CHOICES = 16           # n
 SAMPLING = {"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "frequency_penalty",
             "presence_penalty", "seed", "logit_bias"}
 HARMLESS = {"user", "metadata", "store", "service_tier", "prediction", "safety_identifier", "prompt_cache_key",
@@ -52,9 +57,9 @@ CHAT_FIELDS = {"messages", "tools", "tool_choice", "parallel_tool_calls", "funct
 KNOWN = {
     "generate": {"model", "prompt", "system", "max_tokens", "stream", "stop", "keep_alive", "n", *SAMPLING,
                  *CHAT_FIELDS, *HARMLESS},
-    "chat": {"model", "max_tokens", "stream", "stream_options", "stop", "keep_alive", "n", *SAMPLING, *CHAT_FIELDS,
-             *HARMLESS},
-    "completions": {"model", "prompt", "max_tokens", "stream", "stream_options", "stop", "keep_alive", "n",
+    "chat": {"model", "max_tokens", "stream", "stream_options", "stop", "keep_alive", "n", "logprobs",
+             "top_logprobs", *SAMPLING, *CHAT_FIELDS, *HARMLESS},
+    "completions": {"model", "prompt", "max_tokens", "stream", "stream_options", "stop", "keep_alive", "n", "logprobs",
                     "response_format", "grammar", "json_schema", *SAMPLING, *HARMLESS},
 }
 
@@ -155,13 +160,23 @@ def _max_tokens(body: dict, route: str) -> int | None:
     return _number(body, key, defaults.MAX_TOKENS if route == "generate" else None, lo=1, integer=True)
 
 
+def _logprobs(body: dict, route: str) -> int | None:
+    """chat: logprobs true (and top_logprobs 0..20); completions: logprobs N (0..20), OpenAI's legacy form."""
+    if route == "chat":
+        top = _number(body, "top_logprobs", None, lo=0, hi=MAX_TOP_LOGPROBS, integer=True)
+        on = _get(body, "logprobs", (bool,), False)
+        if top is not None and not on:
+            raise ApiError(400, "'top_logprobs' needs 'logprobs': true")
+        return (top or 0) if on else None
+    return _number(body, "logprobs", None, lo=0, hi=MAX_TOP_LOGPROBS, integer=True)
+
+
 def parse_request(body: Any, route: str) -> GenRequest:
     """Validates a generation request of `route` ("generate", "chat", "completions")."""
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
     _check_known(body, route)
-    if _get(body, "n", (int,), 1) != 1:
-        raise ApiError(400, "'n' must be 1: one choice per request (send several requests for more)")
+    n = _number(body, "n", 1, lo=1, hi=MAX_CHOICES if route != "generate" else 1, integer=True)
     stream = _get(body, "stream", (bool,), route == "generate")  # shimmy streams by default
     options = _get(body, "stream_options", (dict,), {})
     if set(options) - {"include_usage"} or not isinstance(options.get("include_usage", False), bool):
@@ -185,5 +200,6 @@ def parse_request(body: Any, route: str) -> GenRequest:
         raise ApiError(400, "'tools' cannot be combined with a grammar or response_format: the tool calls have "
                        "their own grammar")
     return GenRequest(_get(body, "model", (str,)), prompt, messages, sampling, _max_tokens(body, route),
-                      _stops(body), stream, keep_alive, chat, bool(options.get("include_usage")))
+                      _stops(body), stream, keep_alive, chat, bool(options.get("include_usage")),
+                      logprobs=_logprobs(body, route) if route != "generate" else None, n=n)
 

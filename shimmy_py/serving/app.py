@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import BrokenModel, GenerationError, GGUFError, NotFound, PlacementError, ShimmyError, Unavailable
-from .httperror import ApiError, openai_error
+from .httperror import ApiError, anthropic_error, openai_error
 
 logger = logging.getLogger("shimmy_py.server")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)+[\w.+-]+")
@@ -98,6 +98,8 @@ def error_body(e: ApiError, dialect: str) -> dict:
     """The error in the shape the route's clients parse."""
     if dialect == "openai":
         return openai_error(e)
+    if dialect == "anthropic":
+        return anthropic_error(e)
     return {"error": e.message}
 
 
@@ -109,8 +111,11 @@ def scrub(message: str, path_names: Mapping[str, str]) -> str:
 
 
 def authorized(request: Request, key: str | None) -> bool:
-    """`Authorization: Bearer KEY`, compared in constant time."""
+    """`Authorization: Bearer KEY` (or Anthropic's `x-api-key: KEY`), compared
+    in constant time."""
     if not key:
         return True
-    given = request.headers.get("Authorization", "")
-    return hmac.compare_digest(given.encode(), f"Bearer {key}".encode())
+    bearer = request.headers.get("Authorization", "")
+    x_key = request.headers.get("x-api-key", "")
+    return hmac.compare_digest(bearer.encode(), f"Bearer {key}".encode()) | \
+        hmac.compare_digest(x_key.encode(), key.encode())

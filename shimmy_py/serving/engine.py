@@ -21,6 +21,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .. import defaults
 from ..errors import ShimmyError
 from ..generation.context import Context
@@ -43,16 +45,31 @@ class EngineFailed(ShimmyError):
 
 MIN_SAVED_TOKENS = 32   # a sequence holding fewer is not worth a copy to host RAM
 MIN_RESTORE_GAIN = 8    # prompt tokens a restore must save over what the slot already holds
+MIN_SHARED_PREFIX = 8   # prompt tokens another sequence must hold beyond a slot's own to be shared
 
 _END = object()       # queued to a sequence when its context is full
 _SHUTDOWN = object()  # queued to every open sequence when the server stops
 
 
+def token_logprobs(logits: np.ndarray, token: int, top: int) -> tuple:
+    """The sampled token's log-probability under the model's distribution
+    (the raw logits' softmax, before any sampler: llama-server's default)
+    and the `top` most likely tokens with theirs."""
+    x = logits.astype(np.float64)
+    lse = x.max() + np.log(np.exp(x - x.max()).sum())
+    best = np.argpartition(-x, top)[:top] if 0 < top < len(x) else np.arange(len(x))[:top]
+    best = best[np.argsort(-x[best], kind="stable")]
+    return float(x[token] - lse), tuple((int(t), float(x[t] - lse)) for t in best)
+
+
 class BatchedSequence:
     """One request's token source; tokens arrive from the scheduler thread."""
 
-    def __init__(self, engine: "Engine", tokens: list[int], sampling: SamplingParams, max_tokens: int):
+    def __init__(self, engine: "Engine", tokens: list[int], sampling: SamplingParams, max_tokens: int,
+                 logprobs: int | None = None):
         self.engine, self.tokens, self.sampling, self.max_tokens = engine, tokens, sampling, max_tokens
+        self.logprobs = logprobs          # None: off; else how many alternatives beside each sampled token
+        self.token_logprobs: list = []    # (logprob, ((token, logprob), ...)) per sampled token
         self.prompt_tokens, self.cached_tokens = len(tokens), 0
         self.t_start = time.perf_counter()
         self.out: queue.SimpleQueue = queue.SimpleQueue()
@@ -100,6 +117,7 @@ class EngineStats:
     batch_tokens: int = 0
     step_s: float = 0.0      # wall time of whole steps (batch building, decode, sampling)
     decode_s: float = 0.0    # of which inside llama_decode
+    shared_tokens: int = 0   # prompt tokens taken from another sequence's cache instead of decoded
     finished: collections.Counter = field(default_factory=collections.Counter)
 
 
@@ -163,10 +181,11 @@ class Engine:
         self._thread.start()
 
     # --- the requests' side ---------------------------------------------------
-    def submit(self, tokens: list[int], sampling: SamplingParams, max_tokens: int) -> BatchedSequence:
+    def submit(self, tokens: list[int], sampling: SamplingParams, max_tokens: int,
+               logprobs: int | None = None) -> BatchedSequence:
         check_request(tokens, max_tokens, self.context.n_ctx)
         sampling.validate(self.vocab.n_vocab)
-        seq = BatchedSequence(self, tokens, sampling, max_tokens)
+        seq = BatchedSequence(self, tokens, sampling, max_tokens, logprobs)
         with self._cv:
             if self.failure is not None:
                 raise EngineFailed(f"the engine stopped after a native error: {self.failure}")
@@ -231,7 +250,10 @@ class Engine:
     def _admit(self) -> None:
         free = [s for s in range(self.n_seq) if s not in self._slots]
         while free and self._waiting:
-            req = self._waiting.popleft()
+            req = self._waiting[0]
+            if self._prefilling_same(req):
+                break          # another sequence is decoding this prompt now: share it once decoded
+            self._waiting.popleft()
             if req.cancelled:
                 continue
             try:
@@ -244,9 +266,34 @@ class Engine:
             seq = self.context.pick(free, req.tokens)
             free.remove(seq)
             self._swap(seq, req.tokens)
-            kept = req.cached_tokens = self.context.reuse(seq, req.tokens)
+            kept = self.context.reuse(seq, req.tokens)
+            kept = req.cached_tokens = self._share(seq, req.tokens, kept)
             self._slots[seq] = _Slot(seq, req, sampler, req.tokens[kept:], n_past=kept)
         self.stats.queue_depth, self.stats.active = len(self._waiting), len(self._slots)
+
+    def _prefilling_same(self, req: BatchedSequence) -> bool:
+        """Whether a slot is still decoding (nearly) this request's whole prompt
+        (n > 1 choices, or the same prompt twice): it waits until that is
+        decoded and then shares it instead of decoding it again."""
+        if not self.context.unified:
+            return False
+        return any(slot.state is SlotState.PREFILL and slot.pending and
+                   common_prefix(req.tokens, slot.req.tokens) >= max(MIN_SHARED_PREFIX, 0.9 * len(req.tokens))
+                   for slot in self._slots.values())
+
+    def _share(self, seq: int, prompt: list[int], kept: int) -> int:
+        """The longest prefix of `prompt` another sequence holds, shared into
+        `seq` if it is longer than what `seq` kept; how many tokens `seq` holds."""
+        best, src = kept, None
+        for other in self._slots if self.context.unified else ():
+            n = min(common_prefix(self.context.kv.tokens(other), prompt), len(prompt) - 1)
+            if n > best:
+                best, src = n, other
+        if src is None or best - kept < MIN_SHARED_PREFIX:
+            return kept
+        self.context.share(src, seq, best)
+        self.stats.shared_tokens += best
+        return best
 
     def _swap(self, seq: int, prompt: list[int]) -> None:
         """Host-RAM cache (hostcache.py): what `seq` holds and this prompt would
@@ -292,6 +339,8 @@ class Engine:
 
     def _sample(self, slot: _Slot, idx: int) -> None:
         tok = slot.sampler.sample(self.context, idx)
+        if slot.req.logprobs is not None:
+            slot.req.token_logprobs.append(token_logprobs(self.context.logits(idx), tok, slot.req.logprobs))
         slot.generated += 1
         slot.req.out.put(tok)
         slot.last, slot.state = tok, SlotState.DECODE

@@ -1,6 +1,7 @@
 """An HTTP error answer (ApiError: status, message, OpenAI error type, extra
-headers) and its OpenAI shape; raised by request validation and the HTTP
-layer, and what app.py turns every domain error into."""
+headers) and its shapes in OpenAI's and Anthropic's dialects; raised by
+request validation and the HTTP layer, and what app.py turns every domain
+error into."""
 from __future__ import annotations
 
 
@@ -15,3 +16,12 @@ class ApiError(Exception):
 
 def openai_error(e: ApiError) -> dict:
     return {"error": {"message": e.message, "type": e.kind, "param": None, "code": e.status}}
+
+
+ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                   404: "not_found_error", 413: "request_too_large", 422: "invalid_request_error",
+                   429: "rate_limit_error", 503: "overloaded_error"}
+
+
+def anthropic_error(e: ApiError) -> dict:
+    return {"type": "error", "error": {"type": ANTHROPIC_TYPES.get(e.status, "api_error"), "message": e.message}}

@@ -34,6 +34,32 @@ class Call:
 
 
 @dataclass(frozen=True)
+class Tokenize(Call):
+    text: str
+    add_special: bool = False         # BOS (and EOS) as the model asks
+    parse_special: bool = True        # special tokens' text as those tokens
+    with_pieces: bool = False         # each token's text beside its id
+
+
+@dataclass(frozen=True)
+class Detokenize(Call):
+    tokens: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Embed(Call):
+    """Pooled embeddings of each input (text, or token ids)."""
+    inputs: tuple
+    normalize: bool = True
+
+
+@dataclass(frozen=True)
+class RenderChat(Call):
+    """A chat request's prompt (template, tools) and its token count, not generated."""
+    request: GenRequest
+
+
+@dataclass(frozen=True)
 class Cancel:
     rid: int                          # the client went away: stop at the next piece
 

@@ -86,7 +86,11 @@ class Metrics:
                           "# TYPE shimmy_engine_decode_seconds_total counter",
                           f"shimmy_engine_decode_seconds_total {engine.decode_s:.6f}",
                           "# TYPE shimmy_engine_batch_tokens_total counter",
-                          f"shimmy_engine_batch_tokens_total {engine.batch_tokens}"]
+                          f"shimmy_engine_batch_tokens_total {engine.batch_tokens}",
+                          "# HELP shimmy_prompt_tokens_shared_total Prompt tokens taken from another sequence's "
+                          "cache (n > 1 choices, a repeated prompt) instead of decoded.",
+                          "# TYPE shimmy_prompt_tokens_shared_total counter",
+                          f"shimmy_prompt_tokens_shared_total {getattr(engine, 'shared_tokens', 0)}"]
                 if hasattr(engine, "cache_ram_bytes"):
                     lines += ["# HELP shimmy_cache_ram_bytes Host RAM holding conversations saved from their slot.",
                               "# TYPE shimmy_cache_ram_bytes gauge", f"shimmy_cache_ram_bytes {engine.cache_ram_bytes}",

@@ -274,5 +274,6 @@ class ModelPool:
                         "cache_ram_bytes": r.cache,
                         "active_requests": r.active, "idle_s": round(now - r.last_used, 1) if not r.active else 0.0,
                         "expires_at": None if expires is None else wall + (expires - now),
-                        "ready": r.supervisor.ready.is_set(), "restarts": r.supervisor.restarts})
+                        "ready": r.supervisor.ready.is_set(), "restarts": r.supervisor.restarts,
+                        "context_length": r.supervisor.info.get("n_ctx")})
         return out

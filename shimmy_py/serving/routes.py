@@ -9,32 +9,30 @@ Adding a model-backed endpoint: a Route here, a Call message
 """
 from __future__ import annotations
 
-import contextlib
 import json
 from collections import Counter
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable
 
-from ..errors import ShimmyError
-from ..generation.loop import drain
+from . import anthropic, embeddings, ollama, ollama_models, responses
+from . import messages as m
 from .api import parse_request
-from .app import ClientGone, Request, Response, as_api_error, sse
+from .app import Request, Response
+from .httperror import ApiError
 from .shapes import OpenAIShapes, generate_response, timing
+from .streaming import SSEShapes, answer
 from .supervisor import COUNTERS
 
 if TYPE_CHECKING:
     from .server import App
-
-CLIENT_CHECK_EVERY = 8          # pieces between checks that a non-streaming client is still there
-
 
 @dataclass(frozen=True)
 class Route:
     method: str
     path: str
     handler: Callable[["App", Request], Response]
-    dialect: str = "shimmy"     # the error shape its clients parse: "openai" or shimmy's {"error": "..."}
+    dialect: str = "shimmy"     # the error shape its clients parse: "openai", "anthropic" or {"error": "..."}
     public: bool = False        # answered without the API key (health checks)
     model: bool = False         # runs a model: its handler runs on the model routes' threads
 
@@ -82,10 +80,6 @@ def api_models(app: "App", req: Request) -> Response:
     return Response.json(200, {"models": models})
 
 
-def api_ps(app: "App", req: Request) -> Response:
-    return Response.json(200, {"models": app.state.pool.snapshot()})
-
-
 def metrics(app: "App", req: Request) -> Response:
     """Counters over every model the server ran (unloaded and restarted ones
     too: they only grow), gauges of the resident ones; from the workers' last
@@ -107,7 +101,7 @@ def metrics(app: "App", req: Request) -> Response:
 
 
 # --- generations -----------------------------------------------------------------------------
-class ShimmyShapes:
+class ShimmyShapes(SSEShapes):
     """shimmy's /api/generate: raw text pieces as SSE, then [DONE]."""
 
     def __init__(self, model: str):
@@ -116,119 +110,133 @@ class ShimmyShapes:
     def final(self, c) -> dict:
         return generate_response(self.model, c)
 
-    def opening(self) -> list[str]:
-        return []
+    def piece(self, kind: str, value) -> list:
+        return [value] if kind == "content" else []     # shimmy's stream carries the answer's text
 
-    def piece(self, kind: str, value) -> str | None:
-        return value if kind == "content" else None     # shimmy's stream carries the answer's text
-
-    def closing(self, c) -> list[str]:
+    def closing(self, c) -> list:
         return ["[DONE]"]
 
 
-class OpenAIStreamShapes(OpenAIShapes):
-    """OpenAI's chat and text completions, whole or as chunks."""
+class OpenAIStreamShapes(SSEShapes, OpenAIShapes):
+    """OpenAI's chat and text completions, whole or as chunks; n > 1 choices
+    stream one after another, each chunk naming its choice's index."""
 
     def __init__(self, model: str, chat: bool, include_usage: bool = False):
-        super().__init__(model, chat)
+        OpenAIShapes.__init__(self, model, chat)
         self.include_usage = include_usage
 
-    def final(self, c) -> dict:
-        return {**super().final(c), "timings": timing(c)}
+    def final(self, c, more=()) -> dict:
+        return {**OpenAIShapes.final(self, c, more), "timings": timing(c)}
 
-    def opening(self) -> list[str]:
+    def opening(self) -> list:
         return [json.dumps(self.chunk(None, first=True), ensure_ascii=False)] if self.chat else []
 
-    def piece(self, kind: str, value) -> str | None:
+    def piece(self, kind: str, value) -> list:
         if not self.chat and kind != "content":
-            return None
+            return []
         chunk = self.chunk(value if kind != "tool_call" else None, kind=kind, value=value)
-        return json.dumps(chunk, ensure_ascii=False)
+        return [json.dumps(chunk, ensure_ascii=False)]
 
-    def closing(self, c) -> list[str]:
-        last = [json.dumps(self.chunk(None, c.finish_reason, c=c), ensure_ascii=False)]
+    def choice_end(self, c) -> list:
+        return [json.dumps(self.chunk(None, c.finish_reason, c=c), ensure_ascii=False)]
+
+    def next_choice(self) -> None:
+        self.index, self.calls = self.index + 1, 0
+
+    def closing(self, c, more=()) -> list:
+        last = self.choice_end(c)
         if self.include_usage:
-            last.append(json.dumps(self.usage_chunk(c), ensure_ascii=False))
+            last.append(json.dumps(self.usage_chunk(c, more), ensure_ascii=False))
         return last + ["[DONE]"]
 
 
-def _generation(app: "App", req: Request, route: str, shapes) -> Response:
-    """Parses the request, leases its model, submits it; a whole answer or a stream."""
-    gr = parse_request(req.json(), route)
-    lease = app.state.lease(gr.model, gr.keep_alive)
-    try:
-        pieces = lease.resident.supervisor.generate(gr)   # the worker tokenizes and queues it
-    except BaseException:
-        lease.close()
-        raise
-    shape = shapes(lease.name, gr)
-    if gr.stream:
-        return Response.events(_stream(app, pieces, shape, lease))
-    with lease:
-        c = drain(pieces, _client_check(req))
-        app.state.metrics.completion(c)
-        return Response.json(200, shape.final(c))
-
-
-def _client_check(req: Request):
-    """A non-streaming answer checks every few pieces that its client is still
-    there; one that left ends the generation (its sequence is freed)."""
-    count = 0
-
-    def check(_piece: str) -> None:
-        nonlocal count
-        count += 1
-        if count % CLIENT_CHECK_EVERY == 0 and req.client_gone():
-            raise ClientGone()
-    return check
-
-
-def _stream(app: "App", pieces, shape, lease) -> Iterator[bytes]:
-    """The events of a streamed answer. If the model fails meanwhile (its
-    worker died), the stream ends with an error event: its status was sent.
-    Closed early (the client left), it cancels the generation."""
-    with lease, contextlib.closing(pieces):
-        for event in shape.opening():
-            yield sse(event)
-        while True:
-            try:
-                piece = next(pieces)
-            except StopIteration as done:
-                c = done.value
-                break
-            except ShimmyError as e:
-                err = as_api_error(e)
-                yield sse(json.dumps({"error": {"message": app.scrub(err.message), "type": err.kind,
-                                                "code": err.status}}))
-                yield sse("[DONE]")
-                return
-            event = shape.piece(*piece)
-            if event is not None:
-                yield sse(event)
-        app.state.metrics.completion(c)
-        for event in shape.closing(c):
-            yield sse(event)
-
-
 def shimmy_generate(app: "App", req: Request) -> Response:
-    return _generation(app, req, "generate", lambda name, gr: ShimmyShapes(name))
+    body = req.json()
+    if ollama.speaks_ollama(body, req.headers):
+        return ollama.generate(app, req, body)
+    return answer(app, req, parse_request(body, "generate"), lambda name, gr, clock: ShimmyShapes(name))
 
 
 def chat_completions(app: "App", req: Request) -> Response:
-    return _generation(app, req, "chat", lambda name, gr: OpenAIStreamShapes(name, True, gr.include_usage))
+    return answer(app, req, parse_request(req.json(), "chat"),
+                  lambda name, gr, clock: OpenAIStreamShapes(name, True, gr.include_usage))
 
 
 def completions(app: "App", req: Request) -> Response:
-    return _generation(app, req, "completions", lambda name, gr: OpenAIStreamShapes(name, False, gr.include_usage))
+    return answer(app, req, parse_request(req.json(), "completions"),
+                  lambda name, gr, clock: OpenAIStreamShapes(name, False, gr.include_usage))
+
+
+# --- llama-server's utility routes ----------------------------------------------------------
+def call(app: "App", model: str | None, msg) -> object:
+    """The model's worker answers one Call (messages.py) under a lease."""
+    with app.state.lease(model) as lease:
+        return lease.resident.supervisor.call(msg)
+
+
+def _fields(req: Request, known: set) -> dict:
+    body = req.json()
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    extra = sorted(set(body) - known)
+    if extra:
+        raise ApiError(400, f"unsupported field {extra[0]!r}")
+    if body.get("model") is not None and not isinstance(body["model"], str):
+        raise ApiError(400, "'model' must be a string")
+    return body
+
+
+def _flag(body: dict, key: str, default: bool) -> bool:
+    value = body.get(key, default)
+    if not isinstance(value, bool):
+        raise ApiError(400, f"'{key}' must be true or false")
+    return value
+
+
+def tokenize(app: "App", req: Request) -> Response:
+    body = _fields(req, {"model", "content", "add_special", "parse_special", "with_pieces"})
+    if not isinstance(body.get("content"), str):
+        raise ApiError(400, "'content' must be a string")
+    with_pieces = _flag(body, "with_pieces", False)
+    out = call(app, body.get("model"), m.Tokenize(body["content"], _flag(body, "add_special", False),
+                                                   _flag(body, "parse_special", True), with_pieces))
+    tokens = [{"id": i, "piece": p} for i, p in out] if with_pieces else out
+    return Response.json(200, {"tokens": tokens})
+
+
+def detokenize(app: "App", req: Request) -> Response:
+    body = _fields(req, {"model", "tokens"})
+    tokens = body.get("tokens")
+    if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
+        raise ApiError(400, "'tokens' must be a list of token ids")
+    return Response.json(200, {"content": call(app, body.get("model"), m.Detokenize(tuple(tokens)))})
+
+
+def apply_template(app: "App", req: Request) -> Response:
+    gr = parse_request(req.json(), "chat")
+    return Response.json(200, {"prompt": call(app, gr.model, m.RenderChat(gr))["prompt"]})
 
 
 ROUTES = (
     Route("GET", "/health", health, public=True),
     Route("GET", "/metrics", metrics),
     Route("GET", "/api/models", api_models),
-    Route("GET", "/api/ps", api_ps),
-    Route("POST", "/api/generate", shimmy_generate, model=True),
+    Route("GET", "/api/ps", ollama_models.ps),
+    Route("POST", "/api/generate", shimmy_generate, model=True),          # shimmy's, or Ollama's (ollama.py)
+    Route("POST", "/api/chat", ollama.chat, model=True),
+    Route("GET", "/api/tags", ollama_models.tags),
+    Route("POST", "/api/show", ollama_models.show),
+    Route("GET", "/api/version", ollama_models.version),
     Route("GET", "/v1/models", v1_models, "openai"),
     Route("POST", "/v1/chat/completions", chat_completions, "openai", model=True),
     Route("POST", "/v1/completions", completions, "openai", model=True),
+    Route("POST", "/v1/responses", responses.create, "openai", model=True),
+    Route("POST", "/v1/embeddings", embeddings.openai_embeddings, "openai", model=True),
+    Route("POST", "/api/embed", embeddings.ollama_embed, model=True),
+    Route("POST", "/api/embeddings", embeddings.ollama_embeddings, model=True),
+    Route("POST", "/v1/messages", anthropic.messages, "anthropic", model=True),
+    Route("POST", "/v1/messages/count_tokens", anthropic.count_tokens, "anthropic", model=True),
+    Route("POST", "/tokenize", tokenize, model=True),
+    Route("POST", "/detokenize", detokenize, model=True),
+    Route("POST", "/apply-template", apply_template, model=True),
 )

@@ -71,7 +71,7 @@ class App:
                                    {"Allow": allow})
                 raise ApiError(404, f"no route {req.method} {req.path}", "not_found_error")
             if not route.public and not authorized(req, self.state.config.api_key):
-                raise ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY')",
+                raise ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY' or 'x-api-key: KEY')",
                                "authentication_error")
             origin = req.headers.get("Origin")
             if req.method == "POST" and origin is not None and not origin_allowed(origin, self.policy.cors_origin):
@@ -97,7 +97,8 @@ class App:
     def error(self, e: BaseException, req: Request) -> Response:
         """An error as JSON in the dialect of the request's route, with no server paths."""
         route = self.route(req)
-        dialect = route.dialect if route else "openai" if req.path.startswith("/v1/") else "shimmy"
+        dialect = route.dialect if route else "anthropic" if req.path.startswith("/v1/messages") else \
+            "openai" if req.path.startswith("/v1/") else "shimmy"
         err = as_api_error(e)
         err = ApiError(err.status, self.scrub(err.message), err.kind, err.headers)
         return Response.json(err.status, error_body(err, dialect), err.headers)

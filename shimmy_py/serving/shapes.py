@@ -9,9 +9,11 @@ import uuid
 from ..generation.loop import Completion
 
 
-def usage(c: Completion) -> dict:
-    return {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
-            "total_tokens": c.prompt_tokens + c.completion_tokens,
+def usage(c: Completion, more: list[Completion] = ()) -> dict:
+    """Token counts; with `more` (n > 1 choices of one prompt) the prompt
+    once and every choice's completion."""
+    out = sum(x.completion_tokens for x in more) + c.completion_tokens
+    return {"prompt_tokens": c.prompt_tokens, "completion_tokens": out, "total_tokens": c.prompt_tokens + out,
             "prompt_tokens_details": {"cached_tokens": c.cached_tokens}}
 
 
@@ -34,6 +36,7 @@ class OpenAIShapes:
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         self.created = int(time.time())
         self.calls = 0                    # tool calls streamed so far: their index
+        self.index = 0                    # the choice being streamed (n > 1)
 
     def _wrap(self, obj: str, choices: list, **extra) -> dict:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model,
@@ -47,13 +50,31 @@ class OpenAIShapes:
             msg["tool_calls"] = [call.message() for call in c.tool_calls]
         return msg
 
-    def final(self, c: Completion) -> dict:
+    def logprobs(self, c: Completion | None):
+        """OpenAI's logprobs of a choice: chat's {"content": [...]}, or the
+        legacy completions form (tokens, token_logprobs, top_logprobs, text_offset)."""
+        if c is None or c.logprobs is None:
+            return None
         if self.chat:
-            choice = {"index": 0, "message": self.message(c), "finish_reason": c.finish_reason,
-                      "logprobs": None}
-            return self._wrap("chat.completion", [choice], usage=usage(c))
-        choice = {"index": 0, "text": c.text, "logprobs": None, "finish_reason": c.finish_reason}
-        return self._wrap("text_completion", [choice], usage=usage(c))
+            return {"content": c.logprobs, "refusal": None}
+        offsets, at = [], 0
+        for e in c.logprobs:
+            offsets.append(at)
+            at += len(e["token"])
+        return {"tokens": [e["token"] for e in c.logprobs], "token_logprobs": [e["logprob"] for e in c.logprobs],
+                "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in c.logprobs],
+                "text_offset": offsets}
+
+    def choice(self, c: Completion, index: int = 0) -> dict:
+        if self.chat:
+            return {"index": index, "message": self.message(c), "finish_reason": c.finish_reason,
+                    "logprobs": self.logprobs(c)}
+        return {"index": index, "text": c.text, "logprobs": self.logprobs(c), "finish_reason": c.finish_reason}
+
+    def final(self, c: Completion, more: list[Completion] = ()) -> dict:
+        """The whole answer; `more`: the other choices of an n > 1 request."""
+        choices = [self.choice(x, i) for i, x in enumerate([c, *more])]
+        return self._wrap("chat.completion" if self.chat else "text_completion", choices, usage=usage(c, more))
 
     def chunk(self, piece: str | None, finish: str | None = None, first: bool = False, c=None,
               kind: str = "content", value=None) -> dict:
@@ -72,10 +93,11 @@ class OpenAIShapes:
             else:
                 delta = {"reasoning_content" if kind == "reasoning" else "content": piece}
             return self._wrap("chat.completion.chunk",
-                              [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra)
-        return self._wrap("text_completion", [{"index": 0, "text": piece or "", "logprobs": None,
+                              [{"index": self.index, "delta": delta, "finish_reason": finish,
+                                "logprobs": self.logprobs(c)}], **extra)
+        return self._wrap("text_completion", [{"index": self.index, "text": piece or "", "logprobs": self.logprobs(c),
                                                "finish_reason": finish}], **extra)
 
-    def usage_chunk(self, c: Completion) -> dict:
+    def usage_chunk(self, c: Completion, more: list[Completion] = ()) -> dict:
         """stream_options.include_usage: the last chunk, no choices, the usage."""
-        return self._wrap("chat.completion.chunk" if self.chat else "text_completion", [], usage=usage(c))
+        return self._wrap("chat.completion.chunk" if self.chat else "text_completion", [], usage=usage(c, more))

@@ -74,7 +74,7 @@ class WorkerSpec:
 
 
 # the heartbeat's counters (the rest are gauges); carried over restarts, so that /metrics only grows
-COUNTERS = ("steps", "batch_tokens", "step_s", "decode_s", "cache_ram_hits", "cache_ram_saves")
+COUNTERS = ("steps", "batch_tokens", "step_s", "decode_s", "cache_ram_hits", "cache_ram_saves", "shared_tokens")
 
 
 class WorkerError(ShimmyError):

@@ -43,8 +43,7 @@ def failure(rid: int, e: BaseException) -> m.Failed:
 class Worker:
     """The worker process's state: the model, the engine, the requests in flight."""
 
-    # a Call's type -> the method that answers it (self, message) -> value
-    CALLS: dict[type, Callable] = {}
+    CALLS: dict[type, Callable]      # a Call's type -> the method that answers it (self, message) -> value
 
     def __init__(self, conn, model, queue_limit: int, cache_bytes: int = 0):
         self.conn, self.model = conn, model
@@ -94,6 +93,7 @@ class Worker:
         s, c = self.engine.stats, self.engine.cache
         return {"queue_depth": s.queue_depth, "active": s.active, "steps": s.steps,
                 "batch_tokens": s.batch_tokens, "step_s": s.step_s, "decode_s": s.decode_s,
+                "shared_tokens": s.shared_tokens,
                 "cache_ram_bytes": c.bytes, "cache_ram_hits": c.hits, "cache_ram_saves": c.saves}
 
     def _spawn(self, rid: int, target, msg) -> None:
@@ -122,6 +122,54 @@ class Worker:
             raise ShimmyError(f"this worker does not answer {type(msg).__name__}")
         self.send(m.Result(msg.rid, method(self, msg)))
 
+    def readable_logprobs(self, c) -> list[dict]:
+        """Each token's logprob with its text and bytes, and the alternatives',
+        in OpenAI's chat form ({"token", "logprob", "bytes", "top_logprobs"})."""
+        vocab = self.model.vocab
+
+        def entry(tok: int, lp: float) -> dict:
+            raw = vocab.token_bytes(tok, True)
+            return {"token": raw.decode("utf-8", errors="replace"), "logprob": lp, "bytes": list(raw)}
+        return [{**entry(tok, lp), "top_logprobs": [entry(t, x) for t, x in top]}
+                for tok, (lp, top) in zip(c.tokens, c.logprobs)]
+
+    # --- calls ------------------------------------------------------------------------
+    def tokenize(self, msg: m.Tokenize):
+        """llama-server's /tokenize: ids, or (id, piece) pairs (a piece that is
+        not whole UTF-8 as its bytes)."""
+        ids = self.model.tokenize(msg.text, add_special=msg.add_special, parse_special=msg.parse_special)
+        if not msg.with_pieces:
+            return ids
+        out = []
+        for i in ids:
+            raw = self.model.vocab.token_bytes(i, True)
+            try:
+                out.append((i, raw.decode("utf-8")))
+            except UnicodeDecodeError:
+                out.append((i, list(raw)))
+        return out
+
+    def detokenize(self, msg: m.Detokenize) -> str:
+        self.model.vocab.check_ids(msg.tokens)
+        return self.model.detokenize(list(msg.tokens))
+
+    def render_chat(self, msg: m.RenderChat) -> dict:
+        req = msg.request
+        turn = prepare(self.model.vocab, req.messages, req.chat or ChatOptions(), req.sampling)
+        return {"prompt": turn.prompt, "tokens": len(self.model.tokenize(turn.prompt, parse_special=True))}
+
+    def embed(self, msg: m.Embed) -> dict:
+        """Each input's pooled embedding (a float32 array) and the tokens they took."""
+        model, rows, n = self.model, [], 0
+        for item in msg.inputs:
+            tokens = model.tokenize(item, parse_special=True) if isinstance(item, str) else list(item)
+            model.vocab.check_ids(tokens)
+            n += len(tokens)
+            rows.append(model.embedder().embed(tokens, msg.normalize))
+        return {"embeddings": rows, "tokens": n}
+
+    CALLS = {m.Tokenize: tokenize, m.Detokenize: detokenize, m.RenderChat: render_chat, m.Embed: embed}
+
     # --- generations ------------------------------------------------------------------
     def _start(self, msg: m.Generate) -> None:
         self._spawn(msg.rid, self._generate, msg)
@@ -135,7 +183,10 @@ class Worker:
                 raise _Cancelled()
             kind, value = delta
             self.send(m.Piece(rid, "", kind, value) if kind == "tool_call" else m.Piece(rid, value, kind))
-        done = m.Done(rid, drain(gen, forward))
+        completion = drain(gen, forward)
+        if completion.logprobs is not None:
+            completion.logprobs = self.readable_logprobs(completion)
+        done = m.Done(rid, completion)
         self.send(m.Heartbeat(self.stats()))    # the counters include this request when its answer arrives
         self.send(done)
 
@@ -143,15 +194,31 @@ class Worker:
         """The request's generation as (kind, value) deltas: tokenized,
         submitted, wrapped in the loop (a chat: in its parser too)."""
         model = self.model
-        max_tokens = req.max_tokens if req.max_tokens is not None else model.n_ctx
         if req.messages is not None:
             turn = prepare(model.vocab, req.messages, req.chat or ChatOptions(), req.sampling)
             tokens = model.tokenize(turn.prompt, parse_special=True)
-            source = self.engine.submit(tokens, turn.sampling, max_tokens)
+            max_tokens = _budget(req, len(tokens), model.n_ctx)
+            source = self.engine.submit(tokens, turn.sampling, max_tokens, req.logprobs)
             pieces = run(source, model.vocab, max_tokens, req.stop, model.vocab.special_ids(turn.special))
             return structured(pieces, turn.parser)
-        source = self.engine.submit(model.tokenize(req.prompt), req.sampling, max_tokens)
+        tokens = model.tokenize(req.prompt)
+        max_tokens = _budget(req, len(tokens), model.n_ctx)
+        source = self.engine.submit(tokens, req.sampling, max_tokens, req.logprobs)
         return as_content(run(source, model.vocab, max_tokens, req.stop))
+
+
+def _budget(req: GenRequest, n_prompt: int, n_ctx: int) -> int:
+    """The tokens the answer may take: max_tokens (None: the rest of the
+    context), within Ollama's num_ctx where the request sets one."""
+    max_tokens = req.max_tokens if req.max_tokens is not None else n_ctx
+    if req.context_limit is None:
+        return max_tokens
+    if req.context_limit > n_ctx:
+        raise GenerationError(f"num_ctx {req.context_limit} is more than the model's context of {n_ctx} tokens "
+                              "(serve --ctx, or ctx in the model's --config entry, sets it)")
+    if n_prompt >= req.context_limit:
+        raise GenerationError(f"the prompt ({n_prompt} tokens) does not fit num_ctx {req.context_limit}")
+    return min(max_tokens, req.context_limit - n_prompt)
 
 
 def as_content(pieces):

@@ -100,7 +100,7 @@ def test_tool_turns_and_tools_are_read():
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": None}]}]}, "chat", "must be a string"),
     ({"messages": [{"role": "user", "content": [5]}]}, "chat", "string 'type'"),
     ({"prompt": "x", "logit_bias": {"\u00b2": 1}}, "completions", "maps token ids"),
-    ({"prompt": "x", "n": 2}, "completions", "'n' must be 1"),
+    ({"prompt": "x", "n": 17}, "completions", "'n' must be between 1 and 16"),
     ({"prompt": "x", "stop": ["s"] * 17}, "completions", "at most 16 strings"),
     ({"prompt": "x", "stop": "s" * 1025}, "completions", "at most 1024 characters"),
     ({"messages": [{"role": "user", "content": "x"}] * 4097}, "chat", "at most 4096"),
