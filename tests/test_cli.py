@@ -103,6 +103,32 @@ def test_serve_sigterm_ends_open_streams_and_exits(tiny_path):
             proc.kill()
 
 
+def test_serve_sigterm_with_idle_keep_alive_connections_is_quiet(tiny_path):
+    """An idle keep-alive connection (what a client's pool holds) at shutdown:
+    closed, with no traceback or "Task was destroyed" in the log (there were)."""
+    import http.client
+    import re
+    import signal
+    proc = subprocess.Popen([sys.executable, "-m", "shimmy_py", "serve", "--model", str(tiny_path),
+                             "--port", "0", "--ctx", "512", "--threads", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = next((m.group(1) for line in proc.stdout if (m := re.search(r"ready on (http://\S+)", line))), None)
+        assert url, proc.stderr.read()
+        host, port = url[len("http://"):].rsplit(":", 1)
+        idle = http.client.HTTPConnection(host, int(port), timeout=30)
+        idle.request("GET", "/health")
+        assert idle.getresponse().read()          # answered; the connection stays open
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        log = proc.stderr.read()
+        assert "Traceback" not in log and "destroyed" not in log and "Exception" not in log, log[-3000:]
+        idle.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_serve_busy_port_and_list(tiny_path, tmp_path):
     import socket
     with socket.socket() as s:

@@ -91,6 +91,8 @@ class HttpServer:
         self._connections.add(task)
         try:
             await Connection(self, reader, writer).serve()
+        except asyncio.CancelledError:
+            pass                        # the server is stopping: the connection closed itself
         except Exception:
             logger.exception("error on a connection")
         finally:
@@ -105,9 +107,14 @@ class HttpServer:
             loop.run_forever()
         finally:
             self._started.set()
-            for task in list(self._connections):
+            # idle keep-alive connections: cancelled, and their tasks run to their end (each
+            # closes its socket) before the loop closes; a task left pending there logs errors
+            tasks = [t for t in self._connections if not t.done()]
+            for task in tasks:
                 task.cancel()
-            loop.run_until_complete(asyncio.sleep(0))
+            if tasks:
+                loop.run_until_complete(asyncio.wait(tasks, timeout=5))
+            loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
             self._done.set()
 
