@@ -76,7 +76,7 @@ def _history(out: Path) -> str:
 
 
 def write_report(out: Path, machine: str, builds: list[str], args: dict, theirs, ours, invariant, http, ttft,
-                 plan_s, took_s) -> str:
+                 plan_s, took_s, trace: dict | None = None) -> str:
     lines = [
         "# Benchmarks", "",
         "Written by `make bench` (`benchmarks/side_by_side.py`); rerun it to replace this file. "
@@ -92,6 +92,9 @@ def write_report(out: Path, machine: str, builds: list[str], args: dict, theirs,
         "## Targets (median ratio over rounds, range in brackets)", "", "| target | measured | |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {'' if ok is None else 'met' if ok else '**missed**'} |"
               for name, value, ok in targets(theirs, ours, http, ttft, plan_s)]
+    if trace:
+        lines.append(f"| expert tracing: decode tok/s traced vs plain >= 0.90 | {_fmt(trace['decode'])} | "
+                     f"{'met' if trace['decode'][0] >= 0.9 else '**missed**'} |")
     lines += ["", "## Stock llama-bench against shimmy_py (medians over rounds)", "",
               "| | stock llama-bench | shimmy_py | ratio (paired) |", "|---|---|---|---|"]
     for key, label in (("prefill_tps", f"prompt {args['p']} tok/s"), ("decode_tps", f"decode {args['n']} tok/s")):
@@ -124,6 +127,12 @@ def write_report(out: Path, machine: str, builds: list[str], args: dict, theirs,
                   f"{100 * min(shares):.1f}-{100 * max(shares):.1f}%): batch building, sampling "
                   "(an in-place argmax for greedy requests) and the Python loop; "
                   "the ranges above show the run-to-run spread."]
+    if trace:
+        lines += ["", f"Expert tracing (`benchmarks/trace_cost.py`: the same greedy generation plain and with "
+                  f"`trace_experts=True`, alternating, {trace['rounds']} rounds): decode "
+                  f"{trace['plain_decode_tps']:.2f} tok/s plain, {trace['traced_decode_tps']:.2f} traced; a traced "
+                  f"prefill runs at {_fmt(trace['prefill'])} of a plain one, since it asks for every prompt "
+                  "token's logits (llama.cpp's last layer routes only the tokens whose logits are wanted)."]
     lines += ["", f"Planning the DeepSeekMoE 16B table (shape-only file, `fit` to 8 GiB): {plan_s * 1000:.0f} ms "
               "(median of 5).", ""]
     text = "\n".join(lines) + _history(out)

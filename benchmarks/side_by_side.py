@@ -15,6 +15,7 @@ project's own choices.
    4 clients on both servers without batching (-np 1, --parallel 1). The
    TTFT target is taken from both servers up at once, request by request.
 3. Planning the DeepSeekMoE 16B table (shape-only file).
+4. What tracing expert routing costs (benchmarks/trace_cost.py).
 The model is the `bench` synthetic preset (DeepSeekMoE layout, random weights).
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from http_client import ServerProcess, measure, paired_ttft  # noqa: E402
 from report import write_report  # noqa: E402
+from trace_cost import summary, trace_rounds  # noqa: E402
 
 import shimmy_py  # noqa: E402
 from shimmy_py.bench import run_bench  # noqa: E402
@@ -166,8 +168,9 @@ def main() -> None:
     http = http_rounds(a.model, a.threads, 32 if a.quick else 64, 1 if a.quick else 5, 1 if a.quick else 2)
     ttft = paired_ttft(servers(a.model, a.threads, 1024, 1), 6 if a.quick else 40)
     plan_s = planning_time()
+    trace = summary(trace_rounds(a.model, a.p, a.n, a.threads, rounds))
     text = write_report(a.out, machine(), builds(), vars(a), theirs, ours, invariant, http, ttft, plan_s,
-                        time.time() - t0)
+                        time.time() - t0, trace)
     print(text)
 
 

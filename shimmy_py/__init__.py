@@ -8,6 +8,7 @@ the rest on the accelerator).
         print(m.generate("Hello", max_tokens=16, temperature=0).text)
 """
 from .errors import GenerationError, GGUFError, NativeError, PlacementError, ShimmyError
+from .generation.experts import ExpertRecorder, ExpertTrace
 from .generation.loop import Completion
 from .generation.model import Model
 from .placement.machine import make_plan, simulate_placement
@@ -16,6 +17,6 @@ from .placement.plan import Plan, PlanRequest
 from .synthetic import synth
 from .version import __version__
 
-__all__ = ["Model", "Completion", "synth", "make_plan", "simulate_placement", "Plan", "PlanRequest",
-           "PlacementOptions", "ShimmyError", "GGUFError", "NativeError",
+__all__ = ["Model", "Completion", "ExpertTrace", "ExpertRecorder", "synth", "make_plan", "simulate_placement",
+           "Plan", "PlanRequest", "PlacementOptions", "ShimmyError", "GGUFError", "NativeError",
            "GenerationError", "PlacementError", "__version__"]

@@ -16,14 +16,15 @@ import numpy as np
 from ..errors import GenerationError
 from ..native.context_handle import ContextHandle, ContextSpec
 from ..native.model_handle import ModelHandle
+from ..native.tap import Tap
 from .kvcache import KVTokens
 
 
 class Context:
     """n_seq_max sequences sharing one KV cache; each may hold `n_ctx` tokens."""
 
-    def __init__(self, model: ModelHandle, spec: ContextSpec):
-        self.native = ContextHandle(model, spec)
+    def __init__(self, model: ModelHandle, spec: ContextSpec, tap: Tap | None = None):
+        self.native = ContextHandle(model, spec, tap)
         # what llama.cpp allocated, not what was asked: it clamps n_batch to the
         # requested context and pads the context to a multiple of 256
         self.n_batch, self.n_seq_max = self.native.n_batch, spec.n_seq_max
@@ -99,6 +100,11 @@ class Context:
         """Empties the KV cache and its record."""
         self.native.clear()
         self.kv.forget()
+
+    def empty(self, seq: int) -> None:
+        """Forgets everything `seq`'s cache holds."""
+        self.native.seq_rm(seq)
+        self.kv.forget(seq)
 
     def reuse(self, seq: int, prompt: Sequence[int]) -> int:
         """Keeps what `seq`'s cache shares with `prompt`; returns how many tokens."""

@@ -12,10 +12,13 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Generator, Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Generator, Optional, Protocol, Sequence
 
 from ..errors import GenerationError
 from .textstream import PieceDecoder, StopMatcher
+
+if TYPE_CHECKING:
+    from .experts import ExpertTrace
 
 
 @dataclass
@@ -40,6 +43,7 @@ class Completion:
     tool_calls: list = field(default_factory=list)   # a chat's tool calls (ToolCall); finish_reason "tool_calls"
     stop_word: str = ""            # the stop string that ended it, if one did
     logprobs: list | None = None   # per generated token (logprob, ((token, logprob), ...)), when asked for
+    experts: "ExpertTrace | None" = None   # the routing of every token, when traced (experts.py)
 
 
 class TokenSource(Protocol):

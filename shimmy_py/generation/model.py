@@ -25,6 +25,7 @@ from ..gguf_io.validate import check_model
 from ..native import log
 from ..native.context_handle import ContextSpec
 from ..native.model_handle import LoadSpec, ModelHandle
+from ..native.tap import Tap
 from ..placement.devices import attach_rpc_servers, planned_buffer_devices
 from ..placement.machine import load_spec, make_plan
 from ..placement.options import PlacementOptions
@@ -32,6 +33,7 @@ from ..placement.plan import Plan
 from ..placement.report import PlacementReport, build_report
 from .chatting import ChatOptions, prepare, structured
 from .context import Context
+from .experts import ExpertRecorder
 from .inline import InlineSequence
 from .loop import Completion, check_request, check_stops, drain, run
 from .options import ModelOptions
@@ -95,6 +97,7 @@ class Model:
         self.context: Context | None = None
         self._embedder = None                  # made on first embed()
         self._embedder_lock = threading.Lock()
+        self._tracing: Context | None = None   # made on the first generation with trace_experts
         spec = LoadSpec(vocab_only=True)
         if not vocab_only:
             attach_rpc_servers([*o.placement.rpc, *o.placement.host_ram])
@@ -107,7 +110,7 @@ class Model:
                 if not vocab_only:
                     spec = ContextSpec(o.n_ctx, o.n_batch, o.n_seq_max, self.n_threads, o.unified, o.kv_type,
                                        o.flash_attn)
-                    self.context = Context(self._handle, spec)
+                    self.context = Context(self._handle, spec, tap=Tap() if o.trace_experts else None)
             except BaseException:
                 self.close()  # the model is freed now, not whenever GC runs
                 raise
@@ -131,6 +134,8 @@ class Model:
         """Frees the contexts, then the model. Safe to call twice."""
         if getattr(self, "_embedder", None) is not None:
             self._embedder.close()
+        if getattr(self, "_tracing", None) is not None:
+            self._tracing.close()
         if self.context is not None:
             self.context.close()
         if getattr(self, "_handle", None) is not None:
@@ -182,14 +187,18 @@ class Model:
 
     def stream_tokens(self, tokens: Sequence[int], max_tokens: int = defaults.MAX_TOKENS,
                       stop: str | Sequence[str] | None = None, sampling: SamplingParams | None = None,
-                      special_ids: frozenset = frozenset(), **params):
+                      special_ids: frozenset = frozenset(), trace_experts: bool | ExpertRecorder = False,
+                      **params):
         """Generates after the prompt `tokens`: yields text pieces as they decode
         (whole UTF-8 characters only); the generator returns the Completion.
         `sampling` (SamplingParams), or its fields as keywords over it:
         temperature (0 is greedy), top_k, top_p, min_p, repeat_penalty,
         frequency_penalty, presence_penalty, repeat_last_n, seed (repeats a
         sampled run), logit_bias ({id: bias}), grammar (GBNF text), json_schema
-        (a schema the output must be a JSON document of)."""
+        (a schema the output must be a JSON document of). `trace_experts`
+        (True, or an ExpertRecorder of your own: a cap, the router inputs)
+        records the routing of every token into the Completion's .experts
+        (experts.py), on a second context whose graph has a tap."""
         context = self._require_context()
         self.vocab.check_ids(tokens)
         check_request(tokens, max_tokens, context.n_ctx)
@@ -198,7 +207,34 @@ class Model:
         sampling = SamplingParams.build(sampling, **params)
         sampling.validate(self.n_vocab)
         stops = check_stops(stop)
-        return run(InlineSequence(context, list(tokens), sampling), self.vocab, max_tokens, stops, special_ids)
+        recorder = None
+        if trace_experts:
+            recorder = trace_experts if isinstance(trace_experts, ExpertRecorder) else ExpertRecorder()
+            context = self.tracing_context()
+        pieces = run(InlineSequence(context, list(tokens), sampling, recorder), self.vocab, max_tokens, stops,
+                     special_ids)
+        return pieces if recorder is None else self._traced(pieces, recorder, list(tokens))
+
+    def _traced(self, pieces, recorder: ExpertRecorder, prompt: list[int]):
+        completion = yield from pieces
+        tokens = [*prompt, *completion.tokens][:recorder.cap]
+        # the last token sampled was never fed back, so it has no routing: trace() keeps the routed ones
+        completion.experts = recorder.trace(tokens, [self.detokenize([t], special=True) for t in tokens],
+                                            len(prompt), self.header.arch_key("expert_count"))
+        return completion
+
+    def tracing_context(self) -> Context:
+        """The context generations with trace_experts run on: its graph has a
+        tap (native/tap.py), which a model never traced does not pay for."""
+        if self.options.trace_experts:
+            return self._require_context()     # loaded with a tap already
+        with self._embedder_lock:
+            if self._tracing is None:
+                self._require_context()
+                o = self.options
+                spec = ContextSpec(self.n_ctx, o.n_batch, 1, self.n_threads, True, o.kv_type, o.flash_attn)
+                self._tracing = Context(self._handle, spec, tap=Tap())
+        return self._tracing
 
     def stream(self, prompt: str, **kwargs):
         """stream_tokens() on the tokenized `prompt` (BOS added as the model asks)."""

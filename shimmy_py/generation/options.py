@@ -36,6 +36,12 @@ def thread_count(value: Any) -> int:
     return n
 
 
+def _switch(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ShimmyError(f"{what} is true or false, got {value!r}")
+    return value
+
+
 def _choice(names, what: str):
     def parse(value: Any) -> str:
         if value not in names:
@@ -53,7 +59,9 @@ class ModelOptions:
     kv_type, flash_attn: llama.cpp's -ctk/-ctv and -fa. load_mode:
     llama.cpp's "auto", "none", "mmap", "mlock" or "mmap+mlock" (None: "none"
     when the plan moves tensors to the CPU, else llama.cpp's default).
-    chat_template: Jinja text or a llama.cpp template name instead of the GGUF's."""
+    chat_template: Jinja text or a llama.cpp template name instead of the GGUF's.
+    trace_experts: the context's graph has a tap (experts.py): the server's
+    engine counts and returns routing; generate(trace_experts=True) uses it."""
     placement: PlacementOptions = opt(PlacementOptions(), nested=True)
     n_ctx: int = opt(defaults.N_CTX, flags=("--ctx",), parse=lambda v: positive_int(v, "ctx"), key="",
                      help="context length in tokens")
@@ -67,6 +75,10 @@ class ModelOptions:
     load_mode: str | None = opt(None, flags=("--load-mode",), parse=_choice(LOAD_MODES, "load mode"),
                                 choices=tuple(LOAD_MODES), help="llama.cpp's load mode (default: none where "
                                                                 "experts move to the CPU, else llama.cpp's)")
+    trace_experts: bool = opt(False, flags=("--trace-experts",), switch=True,
+                              parse=lambda v: _switch(v, "trace_experts"),
+                              help="a tap on the graph reads each token's routed experts: /metrics counts them, a "
+                                   "request may ask for its own (return_routed_experts); costs a little decode speed")
     n_batch: int = defaults.N_BATCH
     n_seq_max: int = 1
     kv_unified: bool | None = None

@@ -18,6 +18,7 @@ from ctypes import (
     c_float,
     c_int8,
     c_int32,
+    c_int64,
     c_size_t,
     c_uint32,
     c_void_p,
@@ -35,6 +36,8 @@ llama_progress_callback = CFUNCTYPE(c_bool, c_float, c_void_p)
 ggml_log_callback = CFUNCTYPE(None, c_int32, c_char_p, c_void_p)
 # typedef bool (*ggml_abort_callback)(void * data);
 ggml_abort_callback = CFUNCTYPE(c_bool, c_void_p)
+# typedef bool (*ggml_backend_sched_eval_callback)(struct ggml_tensor * t, bool ask, void * user_data);
+ggml_backend_sched_eval_callback = CFUNCTYPE(c_bool, c_void_p, c_bool, c_void_p)
 
 
 # struct llama_model_tensor_buft_override { const char * pattern; ggml_backend_buffer_type_t buft; };
@@ -86,6 +89,18 @@ class llama_context_params(Structure):
     ]
 
 
+# struct ggml_tensor { enum ggml_type type; ggml_backend_buffer * buffer; int64_t ne[4]; size_t nb[4];
+#     enum ggml_op op; int32_t op_params[16]; int32_t flags; ggml_tensor * src[10]; ggml_tensor * view_src;
+#     size_t view_offs; void * data; char name[64]; void * extra; char padding[8]; };  (ggml.h)
+class ggml_tensor(Structure):
+    _fields_ = [
+        ("type", c_int32), ("buffer", c_void_p), ("ne", c_int64 * 4), ("nb", c_size_t * 4),
+        ("op", c_int32), ("op_params", c_int32 * 16), ("flags", c_int32), ("src", c_void_p * 10),
+        ("view_src", c_void_p), ("view_offs", c_size_t), ("data", c_void_p), ("name", ctypes.c_char * 64),
+        ("extra", c_void_p), ("padding", ctypes.c_char * 8),
+    ]
+
+
 # typedef struct llama_batch { int32_t n_tokens; llama_token * token; float * embd; llama_pos * pos;
 #                              int32_t * n_seq_id; llama_seq_id ** seq_id; int8_t * logits; } llama_batch;
 class llama_batch(Structure):
@@ -112,7 +127,7 @@ class llama_chat_message(Structure):
 
 
 STRUCTS = (llama_model_tensor_buft_override, llama_model_params, llama_context_params, llama_batch,
-           llama_sampler_chain_params, llama_logit_bias, llama_chat_message)
+           llama_sampler_chain_params, llama_logit_bias, llama_chat_message, ggml_tensor)
 
 # name: (restype, argtypes), each under its C prototype.
 _LLAMA = {
@@ -238,6 +253,8 @@ _LLAMA = {
 }
 
 _GGML_BASE = {
+    # void ggml_backend_tensor_get(const struct ggml_tensor * tensor, void * data, size_t offset, size_t size);
+    "ggml_backend_tensor_get": (None, [c_void_p, c_void_p, c_size_t, c_size_t]),
     # const char * ggml_version(void);
     "ggml_version": (c_char_p, []),
     # const char * ggml_backend_dev_name(ggml_backend_dev_t device);

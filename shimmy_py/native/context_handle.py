@@ -11,6 +11,7 @@ from ..errors import NativeError
 from .model_handle import ModelHandle
 from .owned import Owned
 from .runtime import lib
+from .tap import Tap
 
 # enum ggml_type, for the KV cache types llama.cpp accepts (its -ctk/-ctv)
 KV_TYPES = {"f32": 0, "f16": 1, "bf16": 30, "q8_0": 8, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7}
@@ -37,8 +38,9 @@ class ContextSpec:
 class ContextHandle(Owned):
     """struct llama_context *, a child of a ModelHandle."""
 
-    def __init__(self, model: ModelHandle, spec: ContextSpec):
+    def __init__(self, model: ModelHandle, spec: ContextSpec, tap: Tap | None = None):
         self.model = model  # keeps the parent alive while this context lives
+        self.tap = tap      # the graph callback, when asked for (else none: no cost)
         L = lib()
         cp = L.llama_context_default_params()
         cp.n_ctx, cp.n_batch, cp.n_seq_max = spec.n_ctx, spec.n_batch, spec.n_seq_max
@@ -56,6 +58,8 @@ class ContextHandle(Owned):
             if spec.pooling not in POOLING:
                 raise NativeError(f"pooling {spec.pooling!r}: choose one of {', '.join(p for p in POOLING if p)}")
             cp.embeddings, cp.pooling_type, cp.n_ubatch = True, POOLING[spec.pooling], spec.n_batch
+        if tap is not None:
+            cp.cb_eval = tap.address
         with model.using() as model_ptr:
             ptr = L.llama_init_from_model(model_ptr, cp)
         super().__init__(ptr, f"llama_init_from_model({model.path})")
@@ -84,6 +88,8 @@ class ContextHandle(Owned):
     def decode(self, batch: "Batch") -> None:
         with self.using() as ptr, batch.using():
             rc = lib().llama_decode(ptr, batch.struct)
+        if self.tap is not None:
+            self.tap.take_error()
         if rc != 0:
             meaning = {1: "no KV cache slot for the batch (context full)", 2: "aborted",
                        -1: "invalid input batch"}.get(rc, "fatal error")

@@ -36,6 +36,7 @@ class GenRequest:
     context_limit: int | None = None  # Ollama's num_ctx: prompt and answer within this many tokens
     logprobs: int | None = None       # None: none; else each token's logprob and this many alternatives
     n: int = 1                        # choices: generations of the same prompt (OpenAI's routes)
+    experts: bool = False             # return_routed_experts: each token's routed experts in the answer
 
 
 # Per-request lists are bounded: a flood of stop strings or messages would
@@ -55,12 +56,13 @@ CHAT_FIELDS = {"messages", "tools", "tool_choice", "parallel_tool_calls", "funct
                "response_format", "grammar", "json_schema", "reasoning_format", "reasoning_effort",
                "chat_template_kwargs", "max_completion_tokens"}
 KNOWN = {
-    "generate": {"model", "prompt", "system", "max_tokens", "stream", "stop", "keep_alive", "n", *SAMPLING,
+    "generate": {"model", "prompt", "system", "max_tokens", "stream", "stop", "keep_alive", "n",
+                 "return_routed_experts", *SAMPLING,
                  *CHAT_FIELDS, *HARMLESS},
     "chat": {"model", "max_tokens", "stream", "stream_options", "stop", "keep_alive", "n", "logprobs",
-             "top_logprobs", *SAMPLING, *CHAT_FIELDS, *HARMLESS},
+             "top_logprobs", "return_routed_experts", *SAMPLING, *CHAT_FIELDS, *HARMLESS},
     "completions": {"model", "prompt", "max_tokens", "stream", "stream_options", "stop", "keep_alive", "n", "logprobs",
-                    "response_format", "grammar", "json_schema", *SAMPLING, *HARMLESS},
+                    "return_routed_experts", "response_format", "grammar", "json_schema", *SAMPLING, *HARMLESS},
 }
 
 
@@ -199,7 +201,10 @@ def parse_request(body: Any, route: str) -> GenRequest:
     if chat is not None and chat.tools and chat.tool_choice != "none" and sampling.grammar:
         raise ApiError(400, "'tools' cannot be combined with a grammar or response_format: the tool calls have "
                        "their own grammar")
+    experts = _get(body, "return_routed_experts", (bool,), False)
+    if experts and stream:
+        raise ApiError(400, "'return_routed_experts' comes with the whole answer: set \"stream\": false")
     return GenRequest(_get(body, "model", (str,)), prompt, messages, sampling, _max_tokens(body, route),
                       _stops(body), stream, keep_alive, chat, bool(options.get("include_usage")),
-                      logprobs=_logprobs(body, route) if route != "generate" else None, n=n)
+                      logprobs=_logprobs(body, route) if route != "generate" else None, n=n, experts=experts)
 

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import defaults
-from ..errors import ShimmyError
+from ..errors import GenerationError, ShimmyError
 from ..generation.context import Context
+from ..generation.experts import StepRouting, batch_rows, tap_names
 from ..generation.hostcache import HostCache
 from ..generation.kvcache import common_prefix
 from ..generation.loop import check_request
@@ -66,8 +67,11 @@ class BatchedSequence:
     """One request's token source; tokens arrive from the scheduler thread."""
 
     def __init__(self, engine: "Engine", tokens: list[int], sampling: SamplingParams, max_tokens: int,
-                 logprobs: int | None = None):
+                 logprobs: int | None = None, experts: bool = False):
         self.engine, self.tokens, self.sampling, self.max_tokens = engine, tokens, sampling, max_tokens
+        # routing traced: every token of its own decoded (no cached prefix) with logits, so that every
+        # layer routes it; per token, (MoE layers, k) ids and weights
+        self.experts: list[tuple[np.ndarray, np.ndarray]] | None = [] if experts else None
         self.logprobs = logprobs          # None: off; else how many alternatives beside each sampled token
         self.token_logprobs: list = []    # (logprob, ((token, logprob), ...)) per sampled token
         self.prompt_tokens, self.cached_tokens = len(tokens), 0
@@ -129,13 +133,15 @@ class StepBatch:
     seqs: list[int] = field(default_factory=list)
     want: list[bool] = field(default_factory=list)
     owners: list = field(default_factory=list)
+    slots: list = field(default_factory=list)       # the slot of each row
 
     def add(self, slot: _Slot, token: int, sample: bool) -> None:
         self.tokens.append(token)
         self.positions.append(slot.n_past)
         self.seqs.append(slot.seq)
-        self.want.append(sample)
+        self.want.append(sample or getattr(slot.req, "experts", None) is not None)   # traced: every row
         self.owners.append(slot if sample else None)
+        self.slots.append(slot)
         slot.n_past += 1
 
 
@@ -162,7 +168,7 @@ class Engine:
     """The scheduler over a context of n_seq_max sequences."""
 
     def __init__(self, context: Context, vocab: Vocab, queue_limit: int = defaults.QUEUE,
-                 prefill_chunk: int = defaults.PREFILL_CHUNK, cache_bytes: int = 0):
+                 prefill_chunk: int = defaults.PREFILL_CHUNK, cache_bytes: int = 0, n_experts: int = 0):
         self.context, self.vocab = context, vocab
         self.cache = HostCache(cache_bytes)   # conversations whose slot went to another request
         self.n_seq = context.n_seq_max
@@ -177,15 +183,24 @@ class Engine:
         self._session = context.session()
         self._session.__enter__()
         context.clear()
+        # a context with a tap: every step's routing, counted per layer and expert (rows with logits:
+        # those every layer routes) and kept for the requests that asked for theirs
+        self.routing = StepRouting() if context.native.tap is not None else None
+        self.n_experts, self.expert_counts = n_experts, {}
+        if self.routing is not None:
+            context.native.tap.listen(self.routing, tap_names())
         self._thread = threading.Thread(target=self._loop, name="shimmy-engine", daemon=True)
         self._thread.start()
 
     # --- the requests' side ---------------------------------------------------
     def submit(self, tokens: list[int], sampling: SamplingParams, max_tokens: int,
-               logprobs: int | None = None) -> BatchedSequence:
+               logprobs: int | None = None, experts: bool = False) -> BatchedSequence:
         check_request(tokens, max_tokens, self.context.n_ctx)
         sampling.validate(self.vocab.n_vocab)
-        seq = BatchedSequence(self, tokens, sampling, max_tokens, logprobs)
+        if experts and self.routing is None:
+            raise GenerationError("routed experts were asked for, but this model's server does not trace them: "
+                                  "start it with --trace-experts (or trace_experts in its --config entry)")
+        seq = BatchedSequence(self, tokens, sampling, max_tokens, logprobs, experts)
         with self._cv:
             if self.failure is not None:
                 raise EngineFailed(f"the engine stopped after a native error: {self.failure}")
@@ -266,8 +281,12 @@ class Engine:
             seq = self.context.pick(free, req.tokens)
             free.remove(seq)
             self._swap(seq, req.tokens)
-            kept = self.context.reuse(seq, req.tokens)
-            kept = req.cached_tokens = self._share(seq, req.tokens, kept)
+            if req.experts is not None:          # traced: the whole prompt routed, nothing reused
+                self.context.empty(seq)
+                kept = 0
+            else:
+                kept = self.context.reuse(seq, req.tokens)
+                kept = req.cached_tokens = self._share(seq, req.tokens, kept)
             self._slots[seq] = _Slot(seq, req, sampler, req.tokens[kept:], n_past=kept)
         self.stats.queue_depth, self.stats.active = len(self._waiting), len(self._slots)
 
@@ -275,7 +294,7 @@ class Engine:
         """Whether a slot is still decoding (nearly) this request's whole prompt
         (n > 1 choices, or the same prompt twice): it waits until that is
         decoded and then shares it instead of decoding it again."""
-        if not self.context.unified:
+        if not self.context.unified or req.experts is not None:
             return False
         return any(slot.state is SlotState.PREFILL and slot.pending and
                    common_prefix(req.tokens, slot.req.tokens) >= max(MIN_SHARED_PREFIX, 0.9 * len(req.tokens))
@@ -330,12 +349,27 @@ class Engine:
         t_decode = time.perf_counter()
         self.context.decode(batch.tokens, batch.positions, batch.seqs, batch.want)   # 3. GIL released inside
         self.stats.decode_s += time.perf_counter() - t_decode
+        if self.routing is not None:
+            self._route(batch)
         for idx, slot in enumerate(batch.owners):    # 4. sample each sequence
             if slot is not None:
                 self._sample(slot, idx)
         self.stats.steps += 1
         self.stats.batch_tokens += len(batch.tokens)
         self.stats.step_s += time.perf_counter() - t0
+
+    def _route(self, batch: StepBatch) -> None:
+        routed = self.routing.take()
+        rows = batch_rows(routed, batch.want)
+        for layer, (ids, _) in routed.items():
+            counts = self.expert_counts.setdefault(layer, np.zeros(self.n_experts, np.int64))
+            np.add.at(counts, ids[np.asarray(batch.want)[rows[layer]]].ravel(), 1)
+        layers = sorted(routed)
+        for r, slot in enumerate(batch.slots):
+            if slot.req.experts is not None:       # its rows all have logits: every layer routed them
+                at = [int(np.searchsorted(rows[la], r)) for la in layers]
+                slot.req.experts.append((np.stack([routed[la][0][i] for la, i in zip(layers, at)]),
+                                         np.stack([routed[la][1][i] for la, i in zip(layers, at)])))
 
     def _sample(self, slot: _Slot, idx: int) -> None:
         tok = slot.sampler.sample(self.context, idx)

@@ -5,6 +5,11 @@ import threading
 from collections import Counter
 
 
+def _label(value: str) -> str:
+    """A Prometheus label value: backslash, quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 class Metrics:
     def __init__(self):
         self._lock = threading.Lock()
@@ -33,7 +38,8 @@ class Metrics:
                 self.decode_tps_sum += c.tokens_per_s
                 self.decode_tps_count += 1
 
-    def render(self, device_bytes: dict[str, int], engine=None, restarts: int = 0, pool=None, stalls: int = 0) -> str:
+    def render(self, device_bytes: dict[str, int], engine=None, restarts: int = 0, pool=None, stalls: int = 0,
+               experts: dict | None = None) -> str:
         """The exposition text; `engine` holds the engine's counters (None while
         the model is loading); `restarts` counts the model workers' crashes,
         `stalls` the times a watchdog found one making no progress."""
@@ -98,4 +104,13 @@ class Metrics:
                               f"shimmy_cache_ram_hits_total {engine.cache_ram_hits}",
                               "# TYPE shimmy_cache_ram_saves_total counter",
                               f"shimmy_cache_ram_saves_total {engine.cache_ram_saves}"]
+            if experts:
+                lines += ["# HELP shimmy_expert_selections_total Routed-expert choices per model, MoE layer and "
+                          "expert, of tokens whose logits were computed (generated ones, a prompt's last; the "
+                          "last layer routes no other), since the model's worker started (serve --trace-experts).",
+                          "# TYPE shimmy_expert_selections_total counter"]
+                lines += [f'shimmy_expert_selections_total{{model="{_label(model)}",layer="{layer}",'
+                          f'expert="{e}"}} {n}'
+                          for model, layers in sorted(experts.items()) for layer, counts in sorted(layers.items())
+                          for e, n in enumerate(counts)]
         return "\n".join(lines) + "\n"

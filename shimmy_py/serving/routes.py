@@ -93,10 +93,12 @@ def metrics(app: "App", req: Request) -> Response:
         for d, b in w.info.get("devices", {}).items():
             devices[d] = devices.get(d, 0) + b
         totals.update({"restarts": w.restarts, "stalls": w.stalls, **w.counters()})
-        totals.update({k: v for k, v in (w.stats or {}).items() if k not in COUNTERS})   # gauges: resident only
+        totals.update({k: v for k, v in (w.stats or {}).items()
+                       if k not in COUNTERS and k != "experts"})   # gauges: resident only
     values = {"queue_depth": 0, "active": 0, "cache_ram_bytes": 0, **totals}
     engine = SimpleNamespace(**values) if any(r.supervisor.stats for r in residents) or pool.gone else None
-    text = app.state.metrics.render(devices, engine, totals["restarts"], pool, totals["stalls"])
+    experts = {r.name: r.supervisor.stats["experts"] for r in residents if "experts" in (r.supervisor.stats or {})}
+    text = app.state.metrics.render(devices, engine, totals["restarts"], pool, totals["stalls"], experts)
     return Response.text(200, text, "text/plain; version=0.0.4")
 
 

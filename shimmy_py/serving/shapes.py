@@ -22,10 +22,22 @@ def timing(c: Completion) -> dict:
             "tokens_per_second": round(c.tokens_per_s, 2) if c.tokens_per_s else None}
 
 
+def routed_prompt(c: Completion) -> dict:
+    """With return_routed_experts: the prompt's routing (tokens, MoE layers, k)
+    and which layers those are; each generated token's but the last (never fed
+    through the model) is in its choice's routed_experts."""
+    if c.experts is None:
+        return {}
+    return {"prompt_routed_experts": c.experts.ids[:c.experts.n_prompt].tolist(),
+            "routed_experts_layers": list(c.experts.layers)}
+
+
 def generate_response(model: str, c: Completion) -> dict:
     """shimmy's /api/generate answer, with usage and timing added."""
+    extra = {**routed_prompt(c), "routed_experts": c.experts.ids[c.experts.n_prompt:].tolist()} \
+        if c.experts is not None else {}
     return {"response": c.text, "model": model, "done": True, "finish_reason": c.finish_reason,
-            **usage(c), **timing(c)}
+            **usage(c), **timing(c), **extra}
 
 
 class OpenAIShapes:
@@ -67,14 +79,19 @@ class OpenAIShapes:
 
     def choice(self, c: Completion, index: int = 0) -> dict:
         if self.chat:
-            return {"index": index, "message": self.message(c), "finish_reason": c.finish_reason,
-                    "logprobs": self.logprobs(c)}
-        return {"index": index, "text": c.text, "logprobs": self.logprobs(c), "finish_reason": c.finish_reason}
+            out = {"index": index, "message": self.message(c), "finish_reason": c.finish_reason,
+                   "logprobs": self.logprobs(c)}
+        else:
+            out = {"index": index, "text": c.text, "logprobs": self.logprobs(c), "finish_reason": c.finish_reason}
+        if c.experts is not None:    # vLLM's field: (generated tokens routed, MoE layers, k)
+            out["routed_experts"] = c.experts.ids[c.experts.n_prompt:].tolist()
+        return out
 
     def final(self, c: Completion, more: list[Completion] = ()) -> dict:
         """The whole answer; `more`: the other choices of an n > 1 request."""
         choices = [self.choice(x, i) for i, x in enumerate([c, *more])]
-        return self._wrap("chat.completion" if self.chat else "text_completion", choices, usage=usage(c, more))
+        return self._wrap("chat.completion" if self.chat else "text_completion", choices, usage=usage(c, more),
+                          **routed_prompt(c))
 
     def chunk(self, piece: str | None, finish: str | None = None, first: bool = False, c=None,
               kind: str = "content", value=None) -> dict:

@@ -20,8 +20,11 @@ import threading
 from multiprocessing.connection import Connection
 from typing import Callable
 
+import numpy as np
+
 from ..errors import GenerationError, ShimmyError
 from ..generation.chatting import ChatOptions, prepare, structured
+from ..generation.experts import ExpertTrace
 from ..generation.loop import drain, run
 from . import messages as m
 from .api import GenRequest
@@ -47,7 +50,8 @@ class Worker:
 
     def __init__(self, conn, model, queue_limit: int, cache_bytes: int = 0):
         self.conn, self.model = conn, model
-        self.engine = Engine(model.context, model.vocab, queue_limit=queue_limit, cache_bytes=cache_bytes)
+        self.engine = Engine(model.context, model.vocab, queue_limit=queue_limit, cache_bytes=cache_bytes,
+                             n_experts=model.header.arch_key("expert_count", 0))
         self._send_lock = threading.Lock()
         self._cancelled: set[int] = set()
         self._threads: dict[int, threading.Thread] = {}
@@ -94,6 +98,8 @@ class Worker:
         return {"queue_depth": s.queue_depth, "active": s.active, "steps": s.steps,
                 "batch_tokens": s.batch_tokens, "step_s": s.step_s, "decode_s": s.decode_s,
                 "shared_tokens": s.shared_tokens,
+                **({"experts": {layer: c.tolist() for layer, c in self.engine.expert_counts.items()}}
+                   if self.engine.routing is not None else {}),
                 "cache_ram_bytes": c.bytes, "cache_ram_hits": c.hits, "cache_ram_saves": c.saves}
 
     def _spawn(self, rid: int, target, msg) -> None:
@@ -176,7 +182,7 @@ class Worker:
 
     def _generate(self, msg: m.Generate) -> None:
         rid = msg.rid
-        gen = self._open(msg.request)
+        gen, source = self._open(msg.request)
 
         def forward(delta) -> None:
             if rid in self._cancelled:
@@ -186,6 +192,8 @@ class Worker:
         completion = drain(gen, forward)
         if completion.logprobs is not None:
             completion.logprobs = self.readable_logprobs(completion)
+        if source.experts is not None:
+            completion.experts = self.routed(source, completion)
         done = m.Done(rid, completion)
         self.send(m.Heartbeat(self.stats()))    # the counters include this request when its answer arrives
         self.send(done)
@@ -198,13 +206,22 @@ class Worker:
             turn = prepare(model.vocab, req.messages, req.chat or ChatOptions(), req.sampling)
             tokens = model.tokenize(turn.prompt, parse_special=True)
             max_tokens = _budget(req, len(tokens), model.n_ctx)
-            source = self.engine.submit(tokens, turn.sampling, max_tokens, req.logprobs)
+            source = self.engine.submit(tokens, turn.sampling, max_tokens, req.logprobs, req.experts)
             pieces = run(source, model.vocab, max_tokens, req.stop, model.vocab.special_ids(turn.special))
-            return structured(pieces, turn.parser)
+            return structured(pieces, turn.parser), source
         tokens = model.tokenize(req.prompt)
         max_tokens = _budget(req, len(tokens), model.n_ctx)
-        source = self.engine.submit(tokens, req.sampling, max_tokens, req.logprobs)
-        return as_content(run(source, model.vocab, max_tokens, req.stop))
+        source = self.engine.submit(tokens, req.sampling, max_tokens, req.logprobs, req.experts)
+        return as_content(run(source, model.vocab, max_tokens, req.stop)), source
+
+    def routed(self, source, c) -> ExpertTrace:
+        """A traced request's routing: every token fed through the model (the
+        prompt, then each generated one but the last, which never was)."""
+        rows = source.experts
+        tokens = [*source.tokens, *c.tokens][:len(rows)]
+        return ExpertTrace(ids=np.stack([r[0] for r in rows]), weights=np.stack([r[1] for r in rows]),
+                           layers=tuple(sorted(self.engine.expert_counts)), n_experts=self.engine.n_experts,
+                           tokens=tokens, n_prompt=len(source.tokens))
 
 
 def _budget(req: GenRequest, n_prompt: int, n_ctx: int) -> int:

@@ -67,6 +67,7 @@ class Reference:
         logits = x @ w[b + "ffn_gate_inp.weight"].T
         probs = np.exp(logits - logits.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
+        self.router_probs[i] = probs
         out = np.zeros_like(x)
         for t in range(x.shape[0]):
             for e in np.argsort(-probs[t])[:self.k]:
@@ -77,8 +78,14 @@ class Reference:
                           w[b + "ffn_down_shexp.weight"])
         return out + shared
 
+    def routing(self, tokens):
+        """{MoE layer: the router's probabilities over the experts (tokens, n_expert)}."""
+        self.logits(tokens)
+        return dict(self.router_probs)
+
     def logits(self, tokens):
         w = self.w
+        self.router_probs = {}
         h = w["token_embd.weight"][np.asarray(tokens)]
         for i in range(self.n_layer):
             h = h + self.attention(self.rms(h, w[f"blk.{i}.attn_norm.weight"]), i)

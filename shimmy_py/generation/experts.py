@@ -1,0 +1,303 @@
+"""Expert routing traces: which routed experts each MoE layer chose for each
+token, with their gate weights, and the figures a researcher reads off them.
+
+`ExpertRecorder` is the sink of a graph tap (native/tap.py) on the nodes
+llama.cpp names `ffn_moe_topk-<layer>` (the chosen ids) and
+`ffn_moe_weights*-<layer>` (their weights, at each stage: the last one present
+is what multiplies the experts' outputs: after gpt-oss's softmax over the
+chosen, DeepSeek-V3's normalisation and scale). Shared experts are not
+routed and do not appear. `ExpertTrace` is the result: arrays shaped
+(tokens, MoE layers, k), the tokens and their text, and the statistics.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import GenerationError
+
+TOPK = "ffn_moe_topk"
+WEIGHT_STAGES = ("ffn_moe_weights", "ffn_moe_weights_softmax", "ffn_moe_weights_norm", "ffn_moe_weights_scaled")
+ROUTER_LOGITS = "ffn_moe_logits"     # with its operand: the router's input
+DEFAULT_CAP = 1 << 16                # tokens kept per trace: a long generation stops recording, never grows
+
+
+def tap_names(router_inputs: bool = False) -> dict[str, bool]:
+    """The graph nodes a routing trace reads (and whether each one's operand)."""
+    names = {TOPK: False, **{s: False for s in WEIGHT_STAGES}}
+    if router_inputs:
+        names[ROUTER_LOGITS] = True
+    return names
+
+
+class ExpertRecorder:
+    """Collects one ubatch at a time (every MoE layer's ids and weights), and
+    appends it to the trace when the next ubatch begins or the trace is read."""
+
+    def __init__(self, cap_tokens: int = DEFAULT_CAP, router_inputs: bool = False):
+        self.cap, self.router_inputs = cap_tokens, router_inputs
+        self.rows: list[tuple[np.ndarray, np.ndarray]] = []     # per ubatch: ids, weights (T, L, k)
+        self.inputs: list[np.ndarray] = []                      # per ubatch: router inputs (T, L, n_embd)
+        self.logits: list[np.ndarray] = []                      # per ubatch: router logits (T, L, n_expert)
+        self.layers: tuple[int, ...] | None = None
+        self.n_tokens, self.truncated = 0, False
+        self._pending: dict[int, dict] = {}
+
+    def __call__(self, name: str, data: np.ndarray, operand: np.ndarray | None) -> None:
+        base, _, layer_s = name.rpartition("-")
+        layer = int(layer_s)
+        if base == TOPK or (base == ROUTER_LOGITS and self.router_inputs):
+            if layer in self._pending and base in self._pending[layer] or \
+                    self._pending and layer < max(self._pending):
+                self.flush()            # a new ubatch: its first MoE layer again
+        slot = self._pending.setdefault(layer, {})
+        if base == TOPK:
+            slot[TOPK] = data.reshape(-1, data.shape[-1]).astype(np.int32)      # ne [k, tokens]
+        elif base in WEIGHT_STAGES:
+            stage = WEIGHT_STAGES.index(base)
+            if stage >= slot.get("stage", -1):
+                # ne [1, k, tokens] or [k, tokens]: token-major either way, shaped at flush
+                slot["stage"], slot["weights"] = stage, data.astype(np.float32).ravel()
+        elif base == ROUTER_LOGITS:
+            slot[ROUTER_LOGITS] = data.reshape(-1, data.shape[-1])              # ne [n_expert, tokens]
+            slot["input"] = operand.reshape(-1, operand.shape[-1])             # ne [n_embd, tokens]
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        layers = tuple(sorted(pending))
+        if self.layers is None:
+            self.layers = layers
+        missing = [f"{i}" for i in layers if TOPK not in pending[i] or "weights" not in pending[i]]
+        if layers != self.layers or missing:
+            raise GenerationError(f"incomplete routing in a batch: layers {layers} (expected {self.layers}), "
+                                  f"missing ids or weights in {missing}")
+        for i in layers:
+            slot = pending[i]
+            slot["weights"] = slot["weights"].reshape(-1, slot[TOPK].shape[1]) \
+                if slot["weights"].size == slot[TOPK].size else slot["weights"][None, :]
+        shapes = {(pending[i][TOPK].shape, pending[i]["weights"].shape) for i in layers}
+        if len(shapes) != 1 or len({s for pair in shapes for s in pair}) != 1:
+            raise GenerationError(f"routing shapes differ between layers {layers}: {sorted(shapes)} "
+                                  "(a layer routed only some of the batch's tokens)")
+        ids = np.stack([pending[i][TOPK] for i in layers], axis=1)
+        weights = np.stack([pending[i]["weights"] for i in layers], axis=1)
+        room = self.cap - self.n_tokens
+        if room <= 0:
+            self.truncated = True
+            return
+        if len(ids) > room:
+            self.truncated = True
+            ids, weights = ids[:room], weights[:room]
+        self.rows.append((ids, weights))
+        if self.router_inputs:
+            self.inputs.append(np.stack([pending[i]["input"] for i in layers], axis=1)[:room])
+            self.logits.append(np.stack([pending[i][ROUTER_LOGITS] for i in layers], axis=1)[:room])
+        self.n_tokens += len(ids)
+
+    def trace(self, tokens, pieces, n_prompt: int, n_experts: int) -> "ExpertTrace":
+        """The trace of a generation whose prompt was `n_prompt` of `tokens`."""
+        self.flush()
+        if not self.rows:
+            raise GenerationError("no routing was recorded: the model has no MoE layer the tap saw")
+        ids = np.concatenate([r[0] for r in self.rows])
+        weights = np.concatenate([r[1] for r in self.rows])
+        n = len(ids)
+        return ExpertTrace(ids=ids, weights=weights, layers=self.layers, n_experts=n_experts,
+                           tokens=list(tokens)[:n], pieces=list(pieces)[:n], n_prompt=min(n_prompt, n),
+                           truncated=self.truncated,
+                           router_inputs=np.concatenate(self.inputs) if self.inputs else None,
+                           router_logits=np.concatenate(self.logits) if self.logits else None)
+
+
+@dataclass
+class ExpertTrace:
+    """Routing of `tokens` (prompt first, `n_prompt` of them, then generated):
+    `ids[t, l, j]` is the j-th expert MoE layer `layers[l]` chose for token t
+    (best first), `weights[t, l, j]` its gate weight. `starts` marks where each
+    prompt of a merged trace begins."""
+    ids: np.ndarray
+    weights: np.ndarray
+    layers: tuple[int, ...]
+    n_experts: int
+    tokens: list[int] = field(default_factory=list)
+    pieces: list[str] = field(default_factory=list)
+    n_prompt: int = 0
+    truncated: bool = False
+    starts: tuple[int, ...] = (0,)
+    router_inputs: np.ndarray | None = None
+    router_logits: np.ndarray | None = None
+
+    @property
+    def k(self) -> int:
+        return self.ids.shape[2]
+
+    @property
+    def generated(self) -> np.ndarray:
+        """Which tokens were generated (not prompt), as a boolean mask."""
+        mask = np.ones(len(self.ids), dtype=bool)
+        mask[:self.n_prompt] = False
+        return mask
+
+    # --- figures ----------------------------------------------------------------
+    def counts(self) -> np.ndarray:
+        """(MoE layers, n_experts): how often each expert was chosen."""
+        out = np.zeros((len(self.layers), self.n_experts), dtype=np.int64)
+        for li in range(len(self.layers)):
+            out[li] = np.bincount(self.ids[:, li, :].ravel(), minlength=self.n_experts)[:self.n_experts]
+        return out
+
+    def load_balance(self) -> dict[str, np.ndarray]:
+        """Per layer: max/mean of the counts (1 is perfectly balanced) and the
+        entropy of the choice distribution over its maximum, log(n_experts)."""
+        c = self.counts().astype(np.float64)
+        p = c / c.sum(axis=1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ent = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+        return {"max_over_mean": c.max(axis=1) / c.mean(axis=1), "entropy": ent / np.log(self.n_experts)}
+
+    def _pairs(self):
+        """Adjacent token pairs inside each prompt's segment."""
+        ends = [*self.starts[1:], len(self.ids)]
+        for s, e in zip(self.starts, ends):
+            for t in range(s, e - 1):
+                yield t
+
+    def adjacent_overlap(self) -> np.ndarray:
+        """Per layer: the mean share of experts a token has in common with the one before."""
+        pairs = list(self._pairs())
+        out = np.zeros(len(self.layers))
+        if not pairs:
+            return out
+        for li in range(len(self.layers)):
+            same = [len(set(self.ids[t, li]) & set(self.ids[t + 1, li])) for t in pairs]
+            out[li] = np.mean(same) / self.k
+        return out
+
+    def lru_hit_rate(self, capacity: int) -> np.ndarray:
+        """Per layer: the share of routings an LRU cache of `capacity` experts
+        (per layer, filled as tokens come) would have held already."""
+        if capacity < 1:
+            raise GenerationError(f"an expert cache holds at least 1 expert, got {capacity}")
+        out = np.zeros(len(self.layers))
+        for li in range(len(self.layers)):
+            last_use: dict[int, int] = {}
+            hits = 0
+            for t in range(len(self.ids)):
+                chosen = [int(e) for e in self.ids[t, li]]
+                for e in chosen:
+                    hits += e in last_use
+                for e in chosen:
+                    last_use[e] = t
+                while len(last_use) > capacity:     # evict the least recently used
+                    del last_use[min(last_use, key=last_use.__getitem__)]
+            out[li] = hits / (len(self.ids) * self.k)
+        return out
+
+    def lru_curve(self, capacities=None) -> tuple[np.ndarray, np.ndarray]:
+        """(capacities, hit rates shaped (capacities, layers))."""
+        caps = np.array(capacities if capacities is not None else
+                        sorted({max(1, self.n_experts * i // 8) for i in range(1, 9)} | {self.k}))
+        return caps, np.stack([self.lru_hit_rate(int(c)) for c in caps])
+
+    def summary(self) -> str:
+        """One line per MoE layer: the busiest experts and the figures above."""
+        c, bal, ov = self.counts(), self.load_balance(), self.adjacent_overlap()
+        half = max(self.k, self.n_experts // 4)
+        lru = self.lru_hit_rate(half)
+        lines = [f"{len(self.ids)} tokens ({self.n_prompt} prompt), {len(self.layers)} MoE layers, "
+                 f"{self.n_experts} experts, top-{self.k}" + (" (truncated)" if self.truncated else ""),
+                 f"layer  top experts (count)           max/mean  entropy  overlap  LRU@{half}"]
+        for li, layer in enumerate(self.layers):
+            top = np.argsort(-c[li], kind="stable")[:3]
+            busiest = " ".join(f"{e}({c[li, e]})" for e in top)
+            lines.append(f"{layer:5d}  {busiest:30s} {bal['max_over_mean'][li]:8.2f} {bal['entropy'][li]:8.3f}"
+                         f" {ov[li]:8.3f} {lru[li]:7.3f}")
+        return "\n".join(lines)
+
+    # --- files --------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """The arrays, tokens and layout as a NumPy .npz."""
+        np.savez_compressed(path, ids=self.ids, weights=self.weights, layers=np.array(self.layers),
+                            n_experts=self.n_experts, tokens=np.array(self.tokens, dtype=np.int64),
+                            pieces=np.array(self.pieces, dtype=object).astype(str), n_prompt=self.n_prompt,
+                            truncated=self.truncated, starts=np.array(self.starts), counts=self.counts())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ExpertTrace":
+        with np.load(path) as z:
+            return cls(ids=z["ids"], weights=z["weights"], layers=tuple(int(x) for x in z["layers"]),
+                       n_experts=int(z["n_experts"]), tokens=[int(t) for t in z["tokens"]],
+                       pieces=[str(p) for p in z["pieces"]], n_prompt=int(z["n_prompt"]),
+                       truncated=bool(z["truncated"]), starts=tuple(int(s) for s in z["starts"]))
+
+    @classmethod
+    def merge(cls, traces: list["ExpertTrace"]) -> "ExpertTrace":
+        """Several prompts' traces as one profile (each keeps its segment)."""
+        if not traces:
+            raise GenerationError("nothing to merge: no traces")
+        first = traces[0]
+        if any(t.layers != first.layers or t.n_experts != first.n_experts for t in traces):
+            raise GenerationError("traces of different models cannot be merged")
+        starts = np.cumsum([0] + [len(t.ids) for t in traces[:-1]])
+        return cls(ids=np.concatenate([t.ids for t in traces]), weights=np.concatenate([t.weights for t in traces]),
+                   layers=first.layers, n_experts=first.n_experts, tokens=[x for t in traces for x in t.tokens],
+                   pieces=[x for t in traces for x in t.pieces], n_prompt=0,
+                   truncated=any(t.truncated for t in traces), starts=tuple(int(s) for s in starts))
+
+    def heatmap(self, path: str | Path, cell: int = 8) -> tuple[int, int]:
+        """A PNG of layer x expert counts; returns its (width, height)."""
+        from .pictures import heatmap_png
+        return heatmap_png(self.counts(), path, cell)
+
+    def strip(self, path: str | Path, cell: int = 6) -> tuple[int, int]:
+        """A PNG of token x layer: the colour of the expert that won (top-1)."""
+        from .pictures import strip_png
+        return strip_png(self.ids[:, :, 0], self.n_experts, path, cell)
+
+
+class StepRouting:
+    """The sink of a batched engine's tap: per MoE layer, the ids and weights
+    of the rows one llama_decode routed, in batch order (with one KV stream
+    llama.cpp splits a batch into ubatches in order)."""
+
+    def __init__(self):
+        self._layers: dict[int, dict] = {}
+
+    def __call__(self, name: str, data: np.ndarray, operand: np.ndarray | None) -> None:
+        base, _, layer_s = name.rpartition("-")
+        slot = self._layers.setdefault(int(layer_s), {"ids": [], "weights": {}})
+        if base == TOPK:
+            slot["ids"].append(data.reshape(-1, data.shape[-1]).astype(np.int32))
+        elif base in WEIGHT_STAGES:
+            slot["weights"].setdefault(WEIGHT_STAGES.index(base), []).append(data.astype(np.float32).ravel())
+
+    def take(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """{layer: (ids, weights) shaped (rows routed, k)} of the last decode; then empty."""
+        out = {}
+        for layer, slot in sorted(self._layers.items()):
+            if slot["ids"] and slot["weights"]:
+                ids = np.concatenate(slot["ids"])
+                out[layer] = ids, np.concatenate(slot["weights"][max(slot["weights"])]).reshape(-1, ids.shape[1])
+        self._layers = {}
+        return out
+
+
+def batch_rows(routed: dict[int, tuple[np.ndarray, np.ndarray]], want: list[bool]) -> dict[int, np.ndarray]:
+    """Which rows of the batch each layer's routed rows are: every row, or (in
+    the last layer, which llama.cpp computes only for tokens whose logits are
+    wanted) the rows with `want` set."""
+    outputs = np.flatnonzero(want)
+    rows = {}
+    for layer, (ids, _) in routed.items():
+        if len(ids) == len(want):
+            rows[layer] = np.arange(len(want))
+        elif len(ids) == len(outputs):
+            rows[layer] = outputs
+        else:
+            raise GenerationError(f"layer {layer} routed {len(ids)} rows of a batch of {len(want)} "
+                                  f"({len(outputs)} with logits)")
+    return rows
