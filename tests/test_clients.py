@@ -279,44 +279,36 @@ def test_litellm_completion_tools_and_stream(server):
 # --- openai-agents --------------------------------------------------------------------------------
 
 
-def test_openai_agents_run_a_function_tool(server):
-    """An agent with one function tool: the model calls it, the SDK runs it
-    and sends the result back, the model answers."""
-    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel, Runner, function_tool, set_tracing_disabled
+def run_weather_agent(server, model_class: str):
+    """An agent with one function tool on `model_class` (one of the SDK's model
+    classes): the tool calls it made, and the agent's final output."""
+    import agents
     from openai import AsyncOpenAI
-    set_tracing_disabled(True)
+    agents.set_tracing_disabled(True)
     ran = []
 
-    @function_tool
+    @agents.function_tool
     def get_weather(city: str) -> str:
         """The weather in a city."""
         ran.append(city)
         return "sunny, 21 C"
 
-    model = OpenAIChatCompletionsModel(model=MODEL, openai_client=AsyncOpenAI(base_url=server + "/v1",
-                                                                             api_key="none", max_retries=0))
-    agent = Agent(name="weather", instructions="Answer with the weather.", tools=[get_weather], model=model,
-                  model_settings=ModelSettings(temperature=0, max_tokens=64))
-    result = asyncio.run(Runner.run(agent, ASK[0]["content"], max_turns=4))
-    assert len(ran) == 1 and result.final_output == ANSWER
+    model = getattr(agents, model_class)(model=MODEL, openai_client=AsyncOpenAI(base_url=server + "/v1",
+                                                                              api_key="none", max_retries=0))
+    agent = agents.Agent(name="weather", instructions="Answer with the weather.", tools=[get_weather], model=model,
+                         model_settings=agents.ModelSettings(temperature=0, max_tokens=64))
+    result = asyncio.run(agents.Runner.run(agent, ASK[0]["content"], max_turns=4))
+    return ran, result.final_output
+
+
+def test_openai_agents_run_a_function_tool(server):
+    """An agent with one function tool: the model calls it, the SDK runs it
+    and sends the result back, the model answers."""
+    ran, final = run_weather_agent(server, "OpenAIChatCompletionsModel")
+    assert len(ran) == 1 and final == ANSWER
 
 
 def test_openai_agents_over_the_responses_api(server):
     """The SDK's default model class speaks the Responses API."""
-    from agents import Agent, ModelSettings, OpenAIResponsesModel, Runner, function_tool, set_tracing_disabled
-    from openai import AsyncOpenAI
-    set_tracing_disabled(True)
-    ran = []
-
-    @function_tool
-    def get_weather(city: str) -> str:
-        """The weather in a city."""
-        ran.append(city)
-        return "sunny, 21 C"
-
-    model = OpenAIResponsesModel(model=MODEL, openai_client=AsyncOpenAI(base_url=server + "/v1", api_key="none",
-                                                                        max_retries=0))
-    agent = Agent(name="weather", instructions="Answer with the weather.", tools=[get_weather], model=model,
-                  model_settings=ModelSettings(temperature=0, max_tokens=64))
-    result = asyncio.run(Runner.run(agent, ASK[0]["content"], max_turns=4))
-    assert len(ran) == 1 and result.final_output == ANSWER
+    ran, final = run_weather_agent(server, "OpenAIResponsesModel")
+    assert len(ran) == 1 and final == ANSWER

@@ -11,6 +11,7 @@ routed and do not appear. `ExpertTrace` is the result: arrays shaped
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,8 +34,9 @@ def tap_names(router_inputs: bool = False) -> dict[str, bool]:
 
 
 class ExpertRecorder:
-    """Collects one ubatch at a time (every MoE layer's ids and weights), and
-    appends it to the trace when the next ubatch begins or the trace is read."""
+    """One sequence's routing: the tap's nodes go to a StepRouting, which is
+    taken one ubatch at a time (a ubatch ends where the next one meets its first
+    MoE layer again) and appended to the trace, up to `cap_tokens` tokens."""
 
     def __init__(self, cap_tokens: int = DEFAULT_CAP, router_inputs: bool = False):
         self.cap, self.router_inputs = cap_tokens, router_inputs
@@ -43,59 +45,44 @@ class ExpertRecorder:
         self.logits: list[np.ndarray] = []                      # per ubatch: router logits (T, L, n_expert)
         self.layers: tuple[int, ...] | None = None
         self.n_tokens, self.truncated = 0, False
-        self._pending: dict[int, dict] = {}
+        self._step = StepRouting()
+        self._router: dict[int, tuple[np.ndarray, np.ndarray]] = {}   # layer: (logits, input) of this ubatch
+        self._last = (-1, -1)           # (layer, node) of the last layer-opening node seen
 
     def __call__(self, name: str, data: np.ndarray, operand: np.ndarray | None) -> None:
         base, _, layer_s = name.rpartition("-")
-        layer = int(layer_s)
-        if base == TOPK or (base == ROUTER_LOGITS and self.router_inputs):
-            if layer in self._pending and base in self._pending[layer] or \
-                    self._pending and layer < max(self._pending):
-                self.flush()            # a new ubatch: its first MoE layer again
-        slot = self._pending.setdefault(layer, {})
-        if base == TOPK:
-            slot[TOPK] = data.reshape(-1, data.shape[-1]).astype(np.int32)      # ne [k, tokens]
-        elif base in WEIGHT_STAGES:
-            stage = WEIGHT_STAGES.index(base)
-            if stage >= slot.get("stage", -1):
-                # ne [1, k, tokens] or [k, tokens]: token-major either way, shaped at flush
-                slot["stage"], slot["weights"] = stage, data.astype(np.float32).ravel()
-        elif base == ROUTER_LOGITS:
-            slot[ROUTER_LOGITS] = data.reshape(-1, data.shape[-1])              # ne [n_expert, tokens]
-            slot["input"] = operand.reshape(-1, operand.shape[-1])             # ne [n_embd, tokens]
+        if base in (ROUTER_LOGITS, TOPK):   # in graph order, the router's logits, then its choice
+            at = (int(layer_s), base == TOPK)
+            if at <= self._last:
+                self.flush()                # a new ubatch: an earlier layer (or the same node) again
+            self._last = at
+        if base == ROUTER_LOGITS:
+            self._router[int(layer_s)] = data.reshape(-1, data.shape[-1]), operand.reshape(-1, operand.shape[-1])
+        else:
+            self._step(name, data, operand)
 
     def flush(self) -> None:
-        pending, self._pending = self._pending, {}
-        if not pending:
+        routed, router = self._step.take(), self._router
+        self._router, self._last = {}, (-1, -1)
+        if not routed:
             return
-        layers = tuple(sorted(pending))
+        layers = tuple(routed)
         if self.layers is None:
             self.layers = layers
-        missing = [f"{i}" for i in layers if TOPK not in pending[i] or "weights" not in pending[i]]
-        if layers != self.layers or missing:
-            raise GenerationError(f"incomplete routing in a batch: layers {layers} (expected {self.layers}), "
-                                  f"missing ids or weights in {missing}")
-        for i in layers:
-            slot = pending[i]
-            slot["weights"] = slot["weights"].reshape(-1, slot[TOPK].shape[1]) \
-                if slot["weights"].size == slot[TOPK].size else slot["weights"][None, :]
-        shapes = {(pending[i][TOPK].shape, pending[i]["weights"].shape) for i in layers}
-        if len(shapes) != 1 or len({s for pair in shapes for s in pair}) != 1:
-            raise GenerationError(f"routing shapes differ between layers {layers}: {sorted(shapes)} "
+        if layers != self.layers or len({len(ids) for ids, _ in routed.values()}) != 1:
+            raise GenerationError(f"incomplete routing in a batch: layers {layers} (expected {self.layers}) "
+                                  f"routed {[len(ids) for ids, _ in routed.values()]} tokens "
                                   "(a layer routed only some of the batch's tokens)")
-        ids = np.stack([pending[i][TOPK] for i in layers], axis=1)
-        weights = np.stack([pending[i]["weights"] for i in layers], axis=1)
         room = self.cap - self.n_tokens
         if room <= 0:
             self.truncated = True
             return
-        if len(ids) > room:
-            self.truncated = True
-            ids, weights = ids[:room], weights[:room]
-        self.rows.append((ids, weights))
+        ids = np.stack([routed[i][0] for i in layers], axis=1)[:room]
+        self.truncated |= len(ids) < len(routed[layers[0]][0])
+        self.rows.append((ids, np.stack([routed[i][1] for i in layers], axis=1)[:room]))
         if self.router_inputs:
-            self.inputs.append(np.stack([pending[i]["input"] for i in layers], axis=1)[:room])
-            self.logits.append(np.stack([pending[i][ROUTER_LOGITS] for i in layers], axis=1)[:room])
+            self.logits.append(np.stack([router[i][0] for i in layers], axis=1)[:room])
+            self.inputs.append(np.stack([router[i][1] for i in layers], axis=1)[:room])
         self.n_tokens += len(ids)
 
     def trace(self, tokens, pieces, n_prompt: int, n_experts: int) -> "ExpertTrace":
@@ -108,9 +95,7 @@ class ExpertRecorder:
         n = len(ids)
         return ExpertTrace(ids=ids, weights=weights, layers=self.layers, n_experts=n_experts,
                            tokens=list(tokens)[:n], pieces=list(pieces)[:n], n_prompt=min(n_prompt, n),
-                           truncated=self.truncated,
-                           router_inputs=np.concatenate(self.inputs) if self.inputs else None,
-                           router_logits=np.concatenate(self.logits) if self.logits else None)
+                           truncated=self.truncated)
 
 
 @dataclass
@@ -128,8 +113,6 @@ class ExpertTrace:
     n_prompt: int = 0
     truncated: bool = False
     starts: tuple[int, ...] = (0,)
-    router_inputs: np.ndarray | None = None
-    router_logits: np.ndarray | None = None
 
     @property
     def k(self) -> int:
@@ -184,16 +167,15 @@ class ExpertTrace:
             raise GenerationError(f"an expert cache holds at least 1 expert, got {capacity}")
         out = np.zeros(len(self.layers))
         for li in range(len(self.layers)):
-            last_use: dict[int, int] = {}
+            cache: OrderedDict[int, None] = OrderedDict()    # least recently used first
             hits = 0
-            for t in range(len(self.ids)):
-                chosen = [int(e) for e in self.ids[t, li]]
+            for chosen in self.ids[:, li].tolist():
+                hits += sum(e in cache for e in chosen)
                 for e in chosen:
-                    hits += e in last_use
-                for e in chosen:
-                    last_use[e] = t
-                while len(last_use) > capacity:     # evict the least recently used
-                    del last_use[min(last_use, key=last_use.__getitem__)]
+                    cache[e] = None
+                    cache.move_to_end(e)
+                while len(cache) > capacity:
+                    cache.popitem(last=False)
             out[li] = hits / (len(self.ids) * self.k)
         return out
 

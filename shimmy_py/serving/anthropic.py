@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from . import messages as m
 from .api import parse_request
 from .app import Request, Response
-from .httperror import ApiError, anthropic_error
+from .chat_fields import text_parts
+from .httperror import ApiError, anthropic_error, bad
 from .streaming import answer
 
 if TYPE_CHECKING:
@@ -31,25 +32,6 @@ KNOWN = {"model", "messages", "system", "max_tokens", "stop_sequences", "stream"
          "tools", "tool_choice", "thinking", "metadata", "service_tier", "output_config", "cache_control"}
 COUNT_KNOWN = {"model", "messages", "system", "tools", "tool_choice", "thinking", "output_config", "cache_control"}
 STOP_REASONS = {"length": "max_tokens", "tool_calls": "tool_use"}
-
-
-def bad(message: str) -> ApiError:
-    return ApiError(400, message)
-
-
-def _text_of(blocks, where: str) -> str:
-    """A string, or text blocks joined (tool results and system prompts)."""
-    if isinstance(blocks, str):
-        return blocks
-    if not isinstance(blocks, list):
-        raise bad(f"{where} must be a string or a list of text blocks")
-    out = []
-    for j, b in enumerate(blocks):
-        if not isinstance(b, dict) or b.get("type") != "text" or not isinstance(b.get("text"), str):
-            kind = b.get("type") if isinstance(b, dict) else type(b).__name__
-            raise bad(f"{where}[{j}] is a {kind!r} block: only text blocks are supported here")
-        out.append(b["text"])
-    return "".join(out)
 
 
 def _message(msg, i: int) -> list[dict]:
@@ -71,14 +53,14 @@ def _message(msg, i: int) -> list[dict]:
         kind = b.get("type") if isinstance(b, dict) else None
         at = f"{where}.content[{j}]"
         if kind == "text":
-            texts.append(_text_of([b], at))
+            texts.append(text_parts([b], at))
         elif kind == "tool_use" and role == "assistant":
             if not isinstance(b.get("name"), str) or not isinstance(b.get("input"), dict):
                 raise bad(f"{at}: a tool_use block has a name and an input object")
             calls.append({"id": str(b.get("id") or f"toolu_{j}"), "type": "function",
                           "function": {"name": b["name"], "arguments": json.dumps(b["input"], ensure_ascii=False)}})
         elif kind == "tool_result" and role == "user":
-            text = _text_of(b.get("content", ""), f"{at}.content")
+            text = text_parts(b.get("content", ""), f"{at}.content")
             results.append({"role": "tool", "tool_call_id": str(b.get("tool_use_id", "")),
                             "content": ("Error: " + text) if b.get("is_error") else text})
         elif kind == "thinking" and role == "assistant":
@@ -169,7 +151,7 @@ def chat_fields(body: Any, known: set) -> dict:
         raise bad("'messages' must be a non-empty list")
     msgs = [out for i, msg in enumerate(raw) for out in _message(msg, i)]
     if body.get("system"):
-        msgs.insert(0, {"role": "system", "content": _text_of(body["system"], "'system'")})
+        msgs.insert(0, {"role": "system", "content": text_parts(body["system"], "'system'")})
     return {"model": body.get("model"), "messages": msgs, **_tools(body), **_thinking(body), **_output_config(body)}
 
 

@@ -15,16 +15,12 @@ from ..generation.chatting import TOOL_CHOICES, ChatOptions
 from ..generation.grammar import JSON_OBJECT, schema_to_grammar
 from ..generation.reasoning import REASONING_FORMATS
 from ..generation.tool_formats import Tool
-from .httperror import ApiError
+from .httperror import bad
 
 MAX_MESSAGES = 4096
 MAX_TOOLS = 128
 MAX_TEMPLATE_KWARGS = 32
 ROLES = ("system", "developer", "user", "assistant", "tool")
-
-
-def bad(message: str) -> ApiError:
-    return ApiError(400, message)
 
 
 def _text(value, where: str) -> str:
@@ -37,20 +33,27 @@ def _text(value, where: str) -> str:
     return value
 
 
-def _content(content, where: str) -> str | None:
-    """A message's content: text, OpenAI's text parts, or null."""
-    if content is None or isinstance(content, str):
-        return None if content is None else _text(content, where)
+def text_parts(content, where: str, kinds=("text",)) -> str:
+    """A string, or a list of text parts (each {"type": one of `kinds`,
+    "text": ...}) joined: OpenAI's content parts, Responses' input_text and
+    output_text, Anthropic's text blocks."""
+    if isinstance(content, str):
+        return _text(content, where)
     if not isinstance(content, list):
-        raise bad(f"{where} must be a string, a list of content parts or null")
+        raise bad(f"{where} must be a string or a list of content parts")
     texts = []
     for j, part in enumerate(content):
         if not isinstance(part, dict) or not isinstance(part.get("type"), str):
             raise bad(f"{where}[{j}] must be an object with a string 'type'")
-        if part["type"] != "text":
+        if part["type"] not in kinds:
             raise bad(f"{where}[{j}] is a {part['type']!r} part: this server's models take text only")
         texts.append(_text(part.get("text"), f"{where}[{j}].text"))
     return "".join(texts)
+
+
+def _content(content, where: str) -> str | None:
+    """A message's content: text, OpenAI's text parts, or null."""
+    return None if content is None else text_parts(content, where)
 
 
 def _tool_calls(calls, where: str) -> list[dict]:

@@ -15,16 +15,12 @@ import numpy as np
 from . import messages as m
 from .app import Request, Response
 from .durations import BadDuration, parse_duration
-from .httperror import ApiError
+from .httperror import bad
 
 if TYPE_CHECKING:
     from .server import App
 
 MAX_INPUTS = 2048
-
-
-def bad(message: str) -> ApiError:
-    return ApiError(400, message)
 
 
 def _body(req: Request, known: set) -> dict:

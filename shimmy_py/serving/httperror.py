@@ -14,6 +14,11 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+def bad(message: str) -> ApiError:
+    """A 400 naming what is wrong with the request."""
+    return ApiError(400, message)
+
+
 def openai_error(e: ApiError) -> dict:
     return {"error": {"message": e.message, "type": e.kind, "param": None, "code": e.status}}
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from .api import parse_request
 from .app import Request, Response
-from .httperror import ApiError
+from .httperror import bad
 from .streaming import answer
 
 if TYPE_CHECKING:
@@ -53,10 +53,6 @@ def speaks_ollama(body: Any, headers: Mapping[str, str]) -> bool:
     if "application/x-ndjson" in headers.get("Accept", ""):
         return True
     return isinstance(body, dict) and bool(OLLAMA_ONLY & set(body))
-
-
-def bad(message: str) -> ApiError:
-    return ApiError(400, message)
 
 
 def _unknown(body: dict, known: set, route: str) -> None:

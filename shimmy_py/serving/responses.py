@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from .api import parse_request
 from .app import Request, Response
-from .httperror import ApiError
+from .chat_fields import text_parts
+from .httperror import bad
 from .streaming import answer
 
 if TYPE_CHECKING:
@@ -30,22 +31,7 @@ KNOWN = {"model", "input", "instructions", "tools", "tool_choice", "parallel_too
          "stream_options"}
 
 
-def bad(message: str) -> ApiError:
-    return ApiError(400, message)
-
-
-def _text(content, where: str) -> str:
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise bad(f"{where} must be a string or a list of content parts")
-    out = []
-    for j, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind not in ("input_text", "output_text", "text") or not isinstance(part.get("text"), str):
-            raise bad(f"{where}[{j}] is a {kind!r} part: this server's models take text only")
-        out.append(part["text"])
-    return "".join(out)
+TEXT_PARTS = ("input_text", "output_text", "text")
 
 
 def _messages(body: dict) -> list[dict]:
@@ -61,7 +47,8 @@ def _messages(body: dict) -> list[dict]:
             raise bad(f"{where} must be an object")
         kind = item.get("type", "message")
         if kind == "message":
-            msg = {"role": item.get("role"), "content": _text(item.get("content"), f"{where}.content")}
+            msg = {"role": item.get("role"),
+                   "content": text_parts(item.get("content"), f"{where}.content", TEXT_PARTS)}
             if msg["role"] == "assistant" and reasoning:
                 msg["reasoning_content"], reasoning = reasoning, ""
             out.append(msg)
@@ -75,9 +62,8 @@ def _messages(body: dict) -> list[dict]:
                             **({"reasoning_content": reasoning} if reasoning else {})})
                 reasoning = ""
         elif kind == "function_call_output":
-            output = item.get("output")
             out.append({"role": "tool", "tool_call_id": str(item.get("call_id", "")),
-                        "content": output if isinstance(output, str) else _text(output, f"{where}.output")})
+                        "content": text_parts(item.get("output"), f"{where}.output", TEXT_PARTS)})
         elif kind == "reasoning":
             parts = (item.get("content") or []) + (item.get("summary") or [])
             reasoning += "".join(p.get("text", "") for p in parts if isinstance(p, dict))
