@@ -106,6 +106,15 @@ class Context:
         self.native.seq_rm(seq)
         self.kv.forget(seq)
 
+    def truncate(self, seq: int, n: int) -> None:
+        """Drops what `seq` holds from position n on (drafts the target did
+        not keep). Attention caches only: a recurrent state cannot go back."""
+        if not self.native.seq_rm(seq, n, -1):
+            self.empty(seq)
+            raise GenerationError(f"llama.cpp could not remove positions {n}.. of sequence {seq} "
+                                  "(a recurrent state cannot be rolled back)")
+        self.kv.truncate(seq, n)
+
     def reuse(self, seq: int, prompt: Sequence[int]) -> int:
         """Keeps what `seq`'s cache shares with `prompt`; returns how many tokens."""
         return self.kv.reuse(self.native, seq, prompt)

@@ -50,6 +50,10 @@ class KVTokens:
         """Records tokens just decoded at the end of `seq`."""
         self._tokens[seq].extend(tokens)
 
+    def truncate(self, seq: int, n: int) -> None:
+        """Records that `seq` now holds only its first n tokens."""
+        del self._tokens[seq][n:]
+
     def forget(self, seq: int | None = None) -> None:
         """After a clear (or a failed decode): nothing is known to be cached."""
         for s in (range(len(self._tokens)) if seq is None else (seq,)):

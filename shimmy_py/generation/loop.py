@@ -44,6 +44,13 @@ class Completion:
     stop_word: str = ""            # the stop string that ended it, if one did
     logprobs: list | None = None   # per generated token (logprob, ((token, logprob), ...)), when asked for
     experts: "ExpertTrace | None" = None   # the routing of every token, when traced (experts.py)
+    drafted: int = 0               # speculative decoding: draft tokens verified (speculative.py)
+    draft_accepted: int = 0        # of which the model kept
+
+    @property
+    def acceptance(self) -> float | None:
+        """Accepted draft tokens over drafted ones (None without drafts)."""
+        return self.draft_accepted / self.drafted if self.drafted else None
 
 
 class TokenSource(Protocol):
@@ -140,6 +147,9 @@ def run(source: TokenSource, vocab: TokenTexts, max_tokens: int, stop: Sequence[
             out.text += tail
             yield tail
     out.completion_tokens = len(out.tokens)
+    stats = getattr(source, "draft_stats", None)
+    if stats is not None:
+        out.drafted, out.draft_accepted = stats.drafted, stats.accepted
     if getattr(source, "logprobs", None) is not None:
         out.logprobs = list(source.token_logprobs[:len(out.tokens)])
     if t_first is not None and out.completion_tokens > 1 and t_end > t_first:

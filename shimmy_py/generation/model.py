@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import defaults
 from ..errors import GenerationError, NativeError, PlacementError
+from ..gguf_io.arch import facts
 from ..gguf_io.reader import read_header
 from ..gguf_io.validate import check_model
 from ..native import log
@@ -38,6 +39,7 @@ from .inline import InlineSequence
 from .loop import Completion, check_request, check_stops, drain, run
 from .options import ModelOptions
 from .sampling import SamplingParams, grammar_of_schema
+from .speculative import Drafter, ModelDrafter, NgramDrafter, SpeculativeOptions, check_same_vocab
 from .tool_formats import as_tool
 from .vocab import Vocab
 
@@ -98,23 +100,75 @@ class Model:
         self._embedder = None                  # made on first embed()
         self._embedder_lock = threading.Lock()
         self._tracing: Context | None = None   # made on the first generation with trace_experts
+        self.draft: Model | None = None        # speculative draft-simple's draft model (loaded first)
+        try:
+            self._load_all(o, vocab_only)
+        except BaseException:
+            self.close()  # the model (and its draft) freed now, not whenever GC runs
+            raise
+
+    def _load_all(self, o: ModelOptions, vocab_only: bool) -> None:
+        """The draft model (draft-simple) first, so that the plan leaves it
+        room; then the plan, the weights, the context and the vocabulary."""
         spec = LoadSpec(vocab_only=True)
         if not vocab_only:
             attach_rpc_servers([*o.placement.rpc, *o.placement.host_ram])
-            self.plan = make_plan(self.header, o.placement)
+            self._check_speculative(o.speculative)
+            if o.speculative.spec_type == "draft-simple":
+                self.draft = self._load_draft(o)
+            held = self.draft.held_bytes() if self.draft is not None else None
+            self.plan = make_plan(self.header, o.placement, held=held)
             spec = load_spec(self.plan, o.load_mode)
         skipped = self.plan.not_loaded() if self.plan else set()
         with log.capture() as self._load_log, log.expected_unused(skipped):  # llama.cpp's account of its buffers
             self._handle = self._load(spec)
-            try:
-                if not vocab_only:
-                    spec = ContextSpec(o.n_ctx, o.n_batch, o.n_seq_max, self.n_threads, o.unified, o.kv_type,
-                                       o.flash_attn)
-                    self.context = Context(self._handle, spec, tap=Tap() if o.trace_experts else None)
-            except BaseException:
-                self.close()  # the model is freed now, not whenever GC runs
-                raise
+            if not vocab_only:
+                spec = ContextSpec(o.n_ctx, o.n_batch, o.n_seq_max, self.n_threads, o.unified, o.kv_type,
+                                   o.flash_attn)
+                self.context = Context(self._handle, spec, tap=Tap() if o.trace_experts else None)
         self.vocab = Vocab(self._handle, o.chat_template)
+        if self.draft is not None:
+            check_same_vocab(self, self.draft)
+
+    def _check_speculative(self, options: SpeculativeOptions) -> None:
+        if options.on and facts(self.header.architecture).recurrent_interval:
+            raise GenerationError(f"speculative decoding ({options.spec_type}) needs a KV cache that drops rejected "
+                                  f"drafts; {self.header.architecture} keeps a recurrent state that cannot go back")
+
+    def _load_draft(self, o: ModelOptions) -> "Model":
+        """The draft model, planned like any weights: wholly on the accelerators
+        (the RPC servers of the target's placement), for the target's context."""
+        where = PlacementOptions(rpc=o.placement.rpc, device_capacity=o.placement.device_capacity,
+                                 target_vram=o.placement.target_vram)
+        options = ModelOptions(placement=where, n_ctx=o.n_ctx, n_threads=o.n_threads, kv_type=o.kv_type,
+                               flash_attn=o.flash_attn, n_batch=o.n_batch, n_seq_max=o.n_seq_max,
+                               kv_unified=o.kv_unified)
+        try:
+            return Model(o.speculative.draft_model, options)
+        except GenerationError:
+            raise
+        except Exception as e:   # a missing or broken file: say it is the draft
+            raise type(e)(f"draft model: {e}") from None
+
+    def held_bytes(self) -> dict[str, int]:
+        """What this model holds on each accelerator (weights, KV cache, reserve)
+        as planned: the capacity another model loaded beside it cannot have."""
+        return {d.name: d.total_bytes for d in self.plan.devices if d.kind != "cpu"} if self.plan else {}
+
+    def drafter(self, speculative=None) -> Drafter | None:
+        """The drafter a generation uses: the model's own (its options'
+        speculative), or `speculative`'s (SpeculativeOptions or a type name;
+        draft-simple only with the draft model this model was loaded with)."""
+        options = self.options.speculative if speculative is None else SpeculativeOptions.of(speculative)
+        self._check_speculative(options)
+        if options.spec_type == "ngram-simple":
+            return NgramDrafter(options)
+        if options.spec_type == "draft-simple":
+            if self.draft is None or options.draft_model != self.options.speculative.draft_model:
+                raise GenerationError("draft-simple drafts with the model loaded beside this one: load it with "
+                                      "Model(..., speculative=SpeculativeOptions(draft_model=PATH))")
+            return ModelDrafter(self.draft.context, options)
+        return None
 
     def _load(self, spec: LoadSpec) -> ModelHandle:
         try:
@@ -136,10 +190,12 @@ class Model:
             self._embedder.close()
         if getattr(self, "_tracing", None) is not None:
             self._tracing.close()
-        if self.context is not None:
+        if getattr(self, "context", None) is not None:
             self.context.close()
         if getattr(self, "_handle", None) is not None:
             self._handle.close()
+        if getattr(self, "draft", None) is not None:
+            self.draft.close()
 
     def __enter__(self) -> "Model":
         return self
@@ -188,7 +244,7 @@ class Model:
     def stream_tokens(self, tokens: Sequence[int], max_tokens: int = defaults.MAX_TOKENS,
                       stop: str | Sequence[str] | None = None, sampling: SamplingParams | None = None,
                       special_ids: frozenset = frozenset(), trace_experts: bool | ExpertRecorder = False,
-                      **params):
+                      speculative=None, **params):
         """Generates after the prompt `tokens`: yields text pieces as they decode
         (whole UTF-8 characters only); the generator returns the Completion.
         `sampling` (SamplingParams), or its fields as keywords over it:
@@ -198,7 +254,10 @@ class Model:
         (a schema the output must be a JSON document of). `trace_experts`
         (True, or an ExpertRecorder of your own: a cap, the router inputs)
         records the routing of every token into the Completion's .experts
-        (experts.py), on a second context whose graph has a tap."""
+        (experts.py), on a second context whose graph has a tap (and decodes
+        without speculation). `speculative`: this call's SpeculativeOptions
+        or type name ("none" turns it off) instead of the model's; the
+        Completion counts drafted and accepted tokens."""
         context = self._require_context()
         self.vocab.check_ids(tokens)
         check_request(tokens, max_tokens, context.n_ctx)
@@ -211,8 +270,8 @@ class Model:
         if trace_experts:
             recorder = trace_experts if isinstance(trace_experts, ExpertRecorder) else ExpertRecorder()
             context = self.tracing_context()
-        pieces = run(InlineSequence(context, list(tokens), sampling, recorder), self.vocab, max_tokens, stops,
-                     special_ids)
+        source = InlineSequence(context, list(tokens), sampling, recorder, self.drafter(speculative), max_tokens)
+        pieces = run(source, self.vocab, max_tokens, stops, special_ids)
         return pieces if recorder is None else self._traced(pieces, recorder, list(tokens))
 
     def _traced(self, pieces, recorder: ExpertRecorder, prompt: list[int]):

@@ -16,6 +16,7 @@ from ..native.context_handle import FLASH_ATTN, KV_TYPES
 from ..native.model_handle import LOAD_MODES
 from ..placement.options import SHORTCUTS, PlacementOptions
 from ..placement.plan import Plan
+from .speculative import SpeculativeOptions
 
 
 def positive_int(value: Any, what: str = "value") -> int:
@@ -61,8 +62,10 @@ class ModelOptions:
     when the plan moves tensors to the CPU, else llama.cpp's default).
     chat_template: Jinja text or a llama.cpp template name instead of the GGUF's.
     trace_experts: the context's graph has a tap (experts.py): the server's
-    engine counts and returns routing; generate(trace_experts=True) uses it."""
+    engine counts and returns routing; generate(trace_experts=True) uses it.
+    speculative: SpeculativeOptions (speculative.py), or its type's name."""
     placement: PlacementOptions = opt(PlacementOptions(), nested=True)
+    speculative: SpeculativeOptions = opt(SpeculativeOptions(), nested=True)
     n_ctx: int = opt(defaults.N_CTX, flags=("--ctx",), parse=lambda v: positive_int(v, "ctx"), key="",
                      help="context length in tokens")
     n_threads: int | None = opt(None, flags=("--threads",), parse=thread_count, key="threads",
@@ -95,6 +98,7 @@ class ModelOptions:
         _choice(FLASH_ATTN, "flash attention")(self.flash_attn)
         if self.load_mode is not None:
             _choice(LOAD_MODES, "load mode")(self.load_mode)
+        object.__setattr__(self, "speculative", SpeculativeOptions.of(self.speculative))
         planned = replace(self.placement, n_ctx=self.n_ctx, n_seq=self.n_seq_max, flash_attn=self.flash_attn != "off")
         object.__setattr__(self, "placement", planned)   # the plan is for this context
 

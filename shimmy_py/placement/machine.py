@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 
 from ..errors import PlacementError
 from ..gguf_io.arch import facts
@@ -29,7 +30,8 @@ from .report import PlacementReport, build_report
 logger = logging.getLogger("shimmy_py")
 
 
-def make_plan(path, options: PlacementOptions = PlacementOptions(), devices: list[DeviceSpec] | None = None) -> Plan:
+def make_plan(path, options: PlacementOptions = PlacementOptions(), devices: list[DeviceSpec] | None = None,
+              held: dict[str, int] | None = None) -> Plan:
     """Plans the model at `path` (or its GGUFHeader) on this machine's devices
     (after attaching the options' RPC servers), or on a hypothetical
     accelerator of `target_vram` bytes. `devices`: the devices as found
@@ -45,6 +47,8 @@ def make_plan(path, options: PlacementOptions = PlacementOptions(), devices: lis
         specs = with_capacities(devices, capacities)
     else:
         specs = device_specs(options.rpc, options.target_vram, capacities, options.host_ram)
+    if held:
+        specs = [replace(s, capacity_bytes=max(0, s.capacity_bytes - held.get(s.name, 0))) for s in specs]
     table = read_table(path)
     planned = plan(table, specs, request)
     measure = options.measure_reserve

@@ -9,14 +9,15 @@ sequence with its own sampler chain. Requests consume their tokens through
 `BatchedSequence`, a token source for generate.run(); closing it (a client
 that went away) frees the sequence at the next step. A freed sequence keeps
 its KV cache: a later prompt that starts the same way decodes only the rest
-(kvcache.py).
+(kvcache.py). With a drafter (speculative decoding, generation/speculative.py)
+a decoding sequence adds its drafts after its token, in the same batch as
+the sequences that have none; its sampler then checks them row by row and
+the rows it did not keep leave the cache.
 """
 from __future__ import annotations
 
 import collections
-import enum
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,8 +31,10 @@ from ..generation.experts import StepRouting, batch_rows, tap_names
 from ..generation.hostcache import HostCache
 from ..generation.kvcache import common_prefix
 from ..generation.loop import check_request
-from ..generation.sampling import Sampler, SamplingParams, build_sampler
+from ..generation.sampling import SamplingParams, build_sampler
+from ..generation.speculative import Drafter, ModelDrafter, verify
 from ..generation.vocab import Vocab
+from .batch import _END, _SHUTDOWN, BatchedSequence, SlotState, StepBatch, _Slot, build_batch, token_logprobs
 
 logger = logging.getLogger("shimmy_py.engine")
 
@@ -48,71 +51,6 @@ MIN_SAVED_TOKENS = 32   # a sequence holding fewer is not worth a copy to host R
 MIN_RESTORE_GAIN = 8    # prompt tokens a restore must save over what the slot already holds
 MIN_SHARED_PREFIX = 8   # prompt tokens another sequence must hold beyond a slot's own to be shared
 
-_END = object()       # queued to a sequence when its context is full
-_SHUTDOWN = object()  # queued to every open sequence when the server stops
-
-
-def token_logprobs(logits: np.ndarray, token: int, top: int) -> tuple:
-    """The sampled token's log-probability under the model's distribution
-    (the raw logits' softmax, before any sampler: llama-server's default)
-    and the `top` most likely tokens with theirs."""
-    x = logits.astype(np.float64)
-    lse = x.max() + np.log(np.exp(x - x.max()).sum())
-    best = np.argpartition(-x, top)[:top] if 0 < top < len(x) else np.arange(len(x))[:top]
-    best = best[np.argsort(-x[best], kind="stable")]
-    return float(x[token] - lse), tuple((int(t), float(x[t] - lse)) for t in best)
-
-
-class BatchedSequence:
-    """One request's token source; tokens arrive from the scheduler thread."""
-
-    def __init__(self, engine: "Engine", tokens: list[int], sampling: SamplingParams, max_tokens: int,
-                 logprobs: int | None = None, experts: bool = False):
-        self.engine, self.tokens, self.sampling, self.max_tokens = engine, tokens, sampling, max_tokens
-        # routing traced: every token of its own decoded (no cached prefix) with logits, so that every
-        # layer routes it; per token, (MoE layers, k) ids and weights
-        self.experts: list[tuple[np.ndarray, np.ndarray]] | None = [] if experts else None
-        self.logprobs = logprobs          # None: off; else how many alternatives beside each sampled token
-        self.token_logprobs: list = []    # (logprob, ((token, logprob), ...)) per sampled token
-        self.prompt_tokens, self.cached_tokens = len(tokens), 0
-        self.t_start = time.perf_counter()
-        self.out: queue.SimpleQueue = queue.SimpleQueue()
-        self.cancelled = False
-        self.end_reason = "length"   # why next_token() returned None: a full context, or "cancelled"
-
-    def next_token(self) -> int | None:
-        item = self.out.get()
-        if isinstance(item, BaseException):
-            raise item
-        if item is _SHUTDOWN:
-            self.end_reason = "cancelled"
-            return None
-        return None if item is _END else item
-
-    def close(self) -> None:
-        self.cancelled = True
-        self.engine.wake()
-
-
-class SlotState(enum.Enum):
-    PREFILL = "prefill"   # prompt tokens left to decode
-    DECODE = "decode"     # a sampled token to feed back
-    DONE = "done"         # finished (end of generation, max_tokens, full context); released at the next step
-
-
-@dataclass
-class _Slot:
-    """One sequence of the context serving one request."""
-    seq: int
-    req: BatchedSequence
-    sampler: Sampler
-    pending: list[int]                  # prompt tokens not yet decoded
-    n_past: int = 0
-    last: int | None = None            # last sampled token, to feed back
-    generated: int = 0
-    state: SlotState = SlotState.PREFILL
-
-
 @dataclass
 class EngineStats:
     queue_depth: int = 0
@@ -122,54 +60,19 @@ class EngineStats:
     step_s: float = 0.0      # wall time of whole steps (batch building, decode, sampling)
     decode_s: float = 0.0    # of which inside llama_decode
     shared_tokens: int = 0   # prompt tokens taken from another sequence's cache instead of decoded
+    draft_tokens: int = 0    # speculative decoding: draft tokens verified
+    draft_accepted: int = 0  # of which kept
     finished: collections.Counter = field(default_factory=collections.Counter)
-
-
-@dataclass
-class StepBatch:
-    """One llama_decode's worth of tokens; owners[i] is the slot sampled from output i."""
-    tokens: list[int] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)
-    seqs: list[int] = field(default_factory=list)
-    want: list[bool] = field(default_factory=list)
-    owners: list = field(default_factory=list)
-    slots: list = field(default_factory=list)       # the slot of each row
-
-    def add(self, slot: _Slot, token: int, sample: bool) -> None:
-        self.tokens.append(token)
-        self.positions.append(slot.n_past)
-        self.seqs.append(slot.seq)
-        self.want.append(sample or getattr(slot.req, "experts", None) is not None)   # traced: every row
-        self.owners.append(slot if sample else None)
-        self.slots.append(slot)
-        slot.n_past += 1
-
-
-def build_batch(slots, n_batch: int, prefill_chunk: int) -> StepBatch:
-    """The next step's batch: first one token per decoding sequence, then
-    chunks of pending prompts (at most `prefill_chunk` each) while the batch
-    has room. Advances each slot's position and pending prompt."""
-    batch = StepBatch()
-    for slot in slots:                               # 1. one token per decoding sequence
-        if slot.state is SlotState.DECODE:
-            batch.add(slot, slot.last, True)
-    for slot in slots:                               # 2. chunks of prompts, as the budget allows
-        budget = n_batch - len(batch.tokens)
-        if not slot.pending or budget <= 0:
-            continue
-        chunk = slot.pending[:min(budget, prefill_chunk)]
-        del slot.pending[:len(chunk)]
-        for i, tok in enumerate(chunk):
-            batch.add(slot, tok, not slot.pending and i == len(chunk) - 1)   # the prompt's last: sampled
-    return batch
 
 
 class Engine:
     """The scheduler over a context of n_seq_max sequences."""
 
     def __init__(self, context: Context, vocab: Vocab, queue_limit: int = defaults.QUEUE,
-                 prefill_chunk: int = defaults.PREFILL_CHUNK, cache_bytes: int = 0, n_experts: int = 0):
+                 prefill_chunk: int = defaults.PREFILL_CHUNK, cache_bytes: int = 0, n_experts: int = 0,
+                 drafter: Drafter | None = None):
         self.context, self.vocab = context, vocab
+        self.drafter = drafter                # speculative decoding (speculative.py), or None
         self.cache = HostCache(cache_bytes)   # conversations whose slot went to another request
         self.n_seq = context.n_seq_max
         self.queue_limit = queue_limit
@@ -343,6 +246,8 @@ class Engine:
 
     def _step(self) -> None:
         t0 = time.perf_counter()
+        if self.drafter is not None:
+            self._draft()
         batch = build_batch(self._slots.values(), self.context.n_batch, self.prefill_chunk)   # 1, 2
         if not batch.tokens:
             return
@@ -371,15 +276,54 @@ class Engine:
                 slot.req.experts.append((np.stack([routed[la][0][i] for la, i in zip(layers, at)]),
                                          np.stack([routed[la][1][i] for la, i in zip(layers, at)])))
 
+    def _draft(self) -> None:
+        """Drafts for every decoding sequence (not traced ones), as many as fit
+        its context, its max_tokens and an equal share of the batch."""
+        decoding = [s for s in self._slots.values()
+                    if s.state is SlotState.DECODE and not s.req.cancelled and s.req.experts is None]
+        if not decoding:
+            return
+        share = self.context.n_batch // len(decoding) - 1
+        wants = []
+        for slot in decoding:
+            n_max = min(share, self.context.n_ctx - slot.n_past - 2, slot.req.max_tokens - slot.generated - 1)
+            if n_max > 0:
+                wants.append((slot, n_max))
+        if isinstance(self.drafter, ModelDrafter):     # the draft model decodes every sequence together
+            drafts = self.drafter.draft_many([(s.seq, self.context.kv.tokens(s.seq), s.last, n) for s, n in wants])
+        else:
+            drafts = [self.drafter.draft(s.seq, self.context.kv.tokens(s.seq), s.last, n) for s, n in wants]
+        for (slot, _), found in zip(wants, drafts):
+            slot.drafts = found
+
     def _sample(self, slot: _Slot, idx: int) -> None:
+        """Samples the slot's row `idx` (and, with drafts, the rows after it
+        while the drafts hold) and hands the tokens to its request."""
+        drafts, slot.drafts = slot.drafts, []
+        if drafts:
+            start = slot.n_past - len(drafts) - 1      # where `last` went
+            kept = verify(lambda i: self._sample_row(slot, i), idx, drafts)
+            slot.n_past = start + len(kept)
+            if len(kept) <= len(drafts):
+                self.context.truncate(slot.seq, slot.n_past)
+            slot.req.draft_stats.add(len(drafts), len(kept) - 1)
+            self.stats.draft_tokens += len(drafts)
+            self.stats.draft_accepted += len(kept) - 1
+        else:
+            kept = [self._sample_row(slot, idx)]
+        for tok in kept:
+            slot.generated += 1
+            slot.req.out.put(tok)
+            slot.last, slot.state = tok, SlotState.DECODE
+            if self.vocab.is_eog(tok) or slot.generated >= slot.req.max_tokens:
+                slot.state = SlotState.DONE
+                return
+        if slot.n_past >= self.context.n_ctx:       # no room to feed the last one back
+            slot.req.out.put(_END)
+            slot.state = SlotState.DONE
+
+    def _sample_row(self, slot: _Slot, idx: int) -> int:
         tok = slot.sampler.sample(self.context, idx)
         if slot.req.logprobs is not None:
             slot.req.token_logprobs.append(token_logprobs(self.context.logits(idx), tok, slot.req.logprobs))
-        slot.generated += 1
-        slot.req.out.put(tok)
-        slot.last, slot.state = tok, SlotState.DECODE
-        if self.vocab.is_eog(tok) or slot.generated >= slot.req.max_tokens:
-            slot.state = SlotState.DONE
-        elif slot.n_past >= self.context.n_ctx:       # no room to feed it back
-            slot.req.out.put(_END)
-            slot.state = SlotState.DONE
+        return tok

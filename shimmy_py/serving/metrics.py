@@ -96,7 +96,14 @@ class Metrics:
                           "# HELP shimmy_prompt_tokens_shared_total Prompt tokens taken from another sequence's "
                           "cache (n > 1 choices, a repeated prompt) instead of decoded.",
                           "# TYPE shimmy_prompt_tokens_shared_total counter",
-                          f"shimmy_prompt_tokens_shared_total {getattr(engine, 'shared_tokens', 0)}"]
+                          f"shimmy_prompt_tokens_shared_total {getattr(engine, 'shared_tokens', 0)}",
+                          "# HELP shimmy_draft_tokens_total Speculative decoding: draft tokens verified.",
+                          "# TYPE shimmy_draft_tokens_total counter",
+                          f"shimmy_draft_tokens_total {getattr(engine, 'draft_tokens', 0)}",
+                          "# HELP shimmy_draft_tokens_accepted_total Speculative decoding: draft tokens the model "
+                          "kept.",
+                          "# TYPE shimmy_draft_tokens_accepted_total counter",
+                          f"shimmy_draft_tokens_accepted_total {getattr(engine, 'draft_accepted', 0)}"]
                 if hasattr(engine, "cache_ram_bytes"):
                     lines += ["# HELP shimmy_cache_ram_bytes Host RAM holding conversations saved from their slot.",
                               "# TYPE shimmy_cache_ram_bytes gauge", f"shimmy_cache_ram_bytes {engine.cache_ram_bytes}",

@@ -18,8 +18,11 @@ def usage(c: Completion, more: list[Completion] = ()) -> dict:
 
 
 def timing(c: Completion) -> dict:
+    """TTFT and decode speed; with speculative decoding, llama-server's
+    draft_n and draft_n_accepted."""
+    drafts = {"draft_n": c.drafted, "draft_n_accepted": c.draft_accepted} if c.drafted else {}
     return {"ttft_ms": round(c.ttft_s * 1000, 2),
-            "tokens_per_second": round(c.tokens_per_s, 2) if c.tokens_per_s else None}
+            "tokens_per_second": round(c.tokens_per_s, 2) if c.tokens_per_s else None, **drafts}
 
 
 def routed_prompt(c: Completion) -> dict:

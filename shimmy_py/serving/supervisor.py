@@ -74,7 +74,8 @@ class WorkerSpec:
 
 
 # the heartbeat's counters (the rest are gauges); carried over restarts, so that /metrics only grows
-COUNTERS = ("steps", "batch_tokens", "step_s", "decode_s", "cache_ram_hits", "cache_ram_saves", "shared_tokens")
+COUNTERS = ("steps", "batch_tokens", "step_s", "decode_s", "cache_ram_hits", "cache_ram_saves", "shared_tokens",
+            "draft_tokens", "draft_accepted")
 
 
 class WorkerError(ShimmyError):

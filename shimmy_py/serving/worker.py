@@ -51,7 +51,7 @@ class Worker:
     def __init__(self, conn, model, queue_limit: int, cache_bytes: int = 0):
         self.conn, self.model = conn, model
         self.engine = Engine(model.context, model.vocab, queue_limit=queue_limit, cache_bytes=cache_bytes,
-                             n_experts=model.header.arch_key("expert_count", 0))
+                             n_experts=model.header.arch_key("expert_count", 0), drafter=model.drafter())
         self._send_lock = threading.Lock()
         self._cancelled: set[int] = set()
         self._threads: dict[int, threading.Thread] = {}
@@ -97,7 +97,7 @@ class Worker:
         s, c = self.engine.stats, self.engine.cache
         return {"queue_depth": s.queue_depth, "active": s.active, "steps": s.steps,
                 "batch_tokens": s.batch_tokens, "step_s": s.step_s, "decode_s": s.decode_s,
-                "shared_tokens": s.shared_tokens,
+                "shared_tokens": s.shared_tokens, "draft_tokens": s.draft_tokens, "draft_accepted": s.draft_accepted,
                 **({"experts": {layer: c.tolist() for layer, c in self.engine.expert_counts.items()}}
                    if self.engine.routing is not None else {}),
                 "cache_ram_bytes": c.bytes, "cache_ram_hits": c.hits, "cache_ram_saves": c.saves}

@@ -70,7 +70,58 @@ def tool_caller(out: str | os.PathLike, seed: int = 0) -> Path:
     return write(out, "qwen3moe", seed=seed, shape=SHAPE, name="tool-caller", arrays=Weights(seed).array)
 
 
-BEHAVIOURS = {"tool-caller": tool_caller}
+def looper(out: str | os.PathLike, seed: int = 0, family: str = "deepseek") -> Path:
+    """Writes a model of `family` whose greedy output enters a loop of
+    LOOP_LENGTH tokens at once and never leaves it: text that repeats, for
+    n-gram speculation (speculative.py) to draft from. Its layers keep their
+    random weights; the token embeddings are LOOP_SCALE times longer than
+    anything a layer adds (each layer reads its input through a norm), so the
+    last position's stream points along its token's embedding, and the head
+    maps each loop token to the next one and every other token to the
+    loop's first (every non-loop embedding shares one direction for it)."""
+    return write(out, family, seed=seed, name=f"looper-{family}", arrays=Loop(seed).array)
+
+
+LOOP_TOKENS = tuple(range(1000, 1000 + 24))   # ordinary pieces in every family's vocabulary
+LOOP_LENGTH, LOOP_SCALE, LOOP_STEP = len(LOOP_TOKENS), 100.0, 16.0
+
+
+class Loop:
+    def __init__(self, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.emb: np.ndarray | None = None
+
+    def array(self, name: str, shape: tuple) -> np.ndarray | None:
+        rows = tuple(reversed(shape))
+        if name == "token_embd.weight":
+            return self.embeddings(rows)
+        if name == "output.weight":
+            return self.head(rows)
+        return None
+
+    def embeddings(self, rows) -> np.ndarray:
+        n_vocab, e = rows
+        x = self.rng.standard_normal(rows, dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        common = x[0].copy()                      # the direction every non-loop token shares
+        x[list(LOOP_TOKENS)] -= np.outer(x[list(LOOP_TOKENS)] @ common, common)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        others = np.ones(n_vocab, bool)
+        others[list(LOOP_TOKENS)] = False
+        x[others] = 0.6 * x[others] + 0.8 * common
+        self.emb, self.common = x.copy(), common
+        return LOOP_SCALE * x
+
+    def head(self, rows) -> np.ndarray:
+        assert self.emb is not None, "token_embd is written before output"
+        w = 0.05 * self.rng.standard_normal(rows, dtype=np.float32)
+        for i, tok in enumerate(LOOP_TOKENS):
+            w[LOOP_TOKENS[(i + 1) % LOOP_LENGTH]] += LOOP_STEP * self.emb[tok]
+        w[LOOP_TOKENS[0]] += LOOP_STEP * self.common
+        return w
+
+
+BEHAVIOURS = {"tool-caller": tool_caller, "looper": looper}
 
 
 class Weights:

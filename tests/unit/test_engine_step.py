@@ -1,6 +1,6 @@
 """The engine's step, as a pure function of its slots: which tokens of which
 sequences go into one llama_decode."""
-from shimmy_py.serving.engine import SlotState, _Slot, build_batch
+from shimmy_py.serving.batch import SlotState, _Slot, build_batch
 
 
 def slot(seq, pending=(), last=None, n_past=0, state=SlotState.PREFILL):
