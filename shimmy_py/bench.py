@@ -19,6 +19,7 @@ import psutil
 
 from .generation.loop import drain
 from .generation.model import Model
+from .generation.speculative import SpeculativeOptions
 from .placement.devices import process_vram_bytes
 from .placement.machine import make_plan
 from .placement.options import parse_placement_spec
@@ -40,6 +41,9 @@ class BenchResult:
     n_prompt: int
     n_gen: int
     repetitions: int
+    speculative: str = "none"    # the --spec-type decoding used
+    drafted: int = 0             # draft tokens verified, over all runs
+    draft_accepted: int = 0      # of which kept
 
 
 class _Progress:
@@ -64,11 +68,12 @@ def random_prompt(model: Model, n: int, seed: int) -> list[int]:
 
 
 def bench_one(path: str, spec: str, n_prompt: int, n_gen: int, reps: int, threads: int | None,
-              rpc=(), progress: _Progress | None = None) -> BenchResult:
+              rpc=(), progress: _Progress | None = None,
+              speculative: SpeculativeOptions = SpeculativeOptions()) -> BenchResult:
     n_ctx = n_prompt + n_gen + 16
     plan = make_plan(path, parse_placement_spec(spec, rpc, n_ctx))
     t0 = time.perf_counter()
-    with Model(path, n_ctx=n_ctx, n_threads=threads, placement=plan, rpc=rpc) as m:
+    with Model(path, n_ctx=n_ctx, n_threads=threads, placement=plan, rpc=rpc, speculative=speculative) as m:
         load_s = time.perf_counter() - t0
         drain(m.stream_tokens(random_prompt(m, 8, 0), max_tokens=2, temperature=0))  # warm-up
         runs = []
@@ -86,7 +91,9 @@ def bench_one(path: str, spec: str, n_prompt: int, n_gen: int, reps: int, thread
         decode_tps=statistics.median(decode) if decode else 0.0,
         decode_tps_min=min(decode, default=0.0), decode_tps_max=max(decode, default=0.0),
         devices=plan.weights_by_device(), vram_bytes=vram,
-        peak_rss_bytes=_peak_rss(), n_prompt=n_prompt, n_gen=n_gen, repetitions=reps)
+        peak_rss_bytes=_peak_rss(), n_prompt=n_prompt, n_gen=n_gen, repetitions=reps,
+        speculative=speculative.spec_type, drafted=sum(c.drafted for c in runs),
+        draft_accepted=sum(c.draft_accepted for c in runs))
 
 
 def _peak_rss() -> int:
@@ -103,24 +110,29 @@ def _peak_rss() -> int:
 
 
 def run_bench(path: str, placements: list[str], n_prompt: int = 512, n_gen: int = 128, reps: int = 3,
-              threads: int | None = None, rpc=()) -> list[BenchResult]:
-    """Benchmarks each placement spec in turn (each is checked before any loads)."""
+              threads: int | None = None, rpc=(),
+              speculative: SpeculativeOptions = SpeculativeOptions()) -> list[BenchResult]:
+    """Benchmarks each placement spec in turn (each is checked before any
+    loads), decoding with `speculative` (llama-bench has no such mode: its
+    prompts are random tokens, which an n-gram drafter rarely finds again)."""
     for spec in placements:
         parse_placement_spec(spec)
     progress = _Progress(len(placements) * reps)
-    return [bench_one(path, spec, n_prompt, n_gen, reps, threads, rpc, progress) for spec in placements]
+    return [bench_one(path, spec, n_prompt, n_gen, reps, threads, rpc, progress, speculative) for spec in placements]
 
 
 def markdown(results: list[BenchResult]) -> str:
+    spec = any(r.speculative != "none" for r in results)
     rows = ["| placement | load s | TTFT ms | prefill tok/s | decode tok/s (min-max) | weights per device "
-            "| VRAM | peak RSS |",
-            "|---|---|---|---|---|---|---|---|"]
+            "| VRAM | peak RSS |" + (" drafts kept |" if spec else ""),
+            "|---|---|---|---|---|---|---|---|" + ("---|" if spec else "")]
     for r in results:
         devs = ", ".join(f"{d} {gib(b)}" for d, b in r.devices.items() if b)
         vram = f"{gib(r.vram_bytes)}" if r.vram_bytes is not None else "n/a (no NVML)"
+        kept = f" {r.speculative}: {r.draft_accepted}/{r.drafted} |" if spec else ""
         rows.append(f"| {r.placement} | {r.load_s:.2f} | {r.ttft_s * 1000:.0f} | {r.prefill_tps:.1f} | "
                     f"{r.decode_tps:.2f} ({r.decode_tps_min:.2f}-{r.decode_tps_max:.2f}) | {devs} | {vram} | "
-                    f"{gib(r.peak_rss_bytes)} |")
+                    f"{gib(r.peak_rss_bytes)} |" + kept)
     return "\n".join(rows)
 
 

@@ -34,8 +34,15 @@ def _plan(args) -> int:
     from .generation.options import ModelOptions
     from .placement.machine import make_plan
     from .placement.plan import to_json, to_text
-    plan = make_plan(args.model, from_flags(ModelOptions, args).placement)
-    print(json.dumps(to_json(plan), indent=1) if args.json else to_text(plan))
+    options = from_flags(ModelOptions, args)
+    draft = make_plan(options.speculative.draft_model, options.for_draft().placement) \
+        if options.speculative.draft_model else None
+    plan = make_plan(args.model, options.placement, held=draft.accelerator_bytes() if draft else None)
+    if args.json:
+        print(json.dumps({**to_json(plan), **({"draft": to_json(draft)} if draft else {})}, indent=1))
+    else:
+        print(to_text(plan) + (f"\n\ndraft model (its accelerator bytes are left out of the plan above):\n"
+                               f"{to_text(draft)}" if draft else ""))
     return 0
 
 
@@ -66,8 +73,9 @@ def _generate(args) -> int:
     else:
         sys.stdout.write("\n")
         tps = f"{result.tokens_per_s:.1f} tok/s" if result.tokens_per_s else "n/a tok/s"
+        drafts = f", drafts kept {result.draft_accepted}/{result.drafted}" if result.drafted else ""
         print(f"[{result.prompt_tokens} prompt + {result.completion_tokens} generated tokens, "
-              f"finish: {result.finish_reason}, TTFT {result.ttft_s * 1000:.0f} ms, {tps}]", file=sys.stderr)
+              f"finish: {result.finish_reason}, TTFT {result.ttft_s * 1000:.0f} ms, {tps}{drafts}]", file=sys.stderr)
     return 0
 
 
@@ -132,7 +140,7 @@ def _bench(args) -> int:
     from .generation.options import ModelOptions
     options = from_flags(ModelOptions, args)
     results = run_bench(args.model, [p for p in args.placements.split(",") if p], args.p, args.n, args.r,
-                        options.n_threads, options.placement.rpc)
+                        options.n_threads, options.placement.rpc, options.speculative)
     print(to_json(results) if args.json else markdown(results))
     return 0
 
@@ -154,10 +162,11 @@ def _add_generate(sub) -> None:
 
 def _add_plan_and_devices(sub) -> None:
     from .generation.options import ModelOptions
+    from .generation.speculative import FIELDS as SPECULATIVE_FIELDS
     from .placement.options import PlacementOptions
     pl = sub.add_parser("plan", help="show where every weight of a model would live")
     pl.add_argument("model", help="path of a GGUF file (a shape-only file is enough)")
-    add_flags(pl, ModelOptions, skip=PLAN_SKIPS)
+    add_flags(pl, ModelOptions, skip=PLAN_SKIPS | (SPECULATIVE_FIELDS - {"draft_model"}))
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(func=_plan)
     d = sub.add_parser("devices", help="list ggml devices, NVIDIA memory and host RAM")
@@ -189,6 +198,7 @@ def _add_serve_and_list(sub) -> None:
 
 def _add_bench_and_synth(sub) -> None:
     from .generation.options import ModelOptions
+    from .generation.speculative import FIELDS as SPECULATIVE_FIELDS
     from .synthetic.behaviours import BEHAVIOURS
     from .synthetic.families import FAMILIES
     from .synthetic.quant_mix import FTYPES
@@ -201,7 +211,7 @@ def _add_bench_and_synth(sub) -> None:
     b.add_argument("-n", type=_int_at_least(1), default=128,
                    help="generated tokens (default %(default)s, as llama-bench)")
     b.add_argument("-r", type=_int_at_least(1), default=3, help="repetitions (default %(default)s)")
-    add_flags(b, ModelOptions, only={"n_threads", "rpc"})
+    add_flags(b, ModelOptions, only={"n_threads", "rpc", *SPECULATIVE_FIELDS})
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_bench)
     s = sub.add_parser("synth", help="write a synthetic DeepSeekMoE GGUF (random weights)")

@@ -70,6 +70,7 @@ def trace_command(args) -> int:
 def add_trace(sub) -> None:
     from .generation.options import ModelOptions
     from .generation.sampling import SamplingParams
+    from .generation.speculative import FIELDS as SPECULATIVE_FIELDS
     t = sub.add_parser("trace", help="which routed experts a model chooses for prompts (arrays, summary, pictures)")
     t.add_argument("model", help="path of a GGUF file")
     what = t.add_mutually_exclusive_group(required=True)
@@ -80,5 +81,5 @@ def add_trace(sub) -> None:
     t.add_argument("--plot", help="write a layer x expert heatmap PNG here, and PLOT.strip.png beside it")
     t.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     add_flags(t, SamplingParams)
-    add_flags(t, ModelOptions, skip=MODEL_SKIPS)
+    add_flags(t, ModelOptions, skip=MODEL_SKIPS | SPECULATIVE_FIELDS)   # a trace decodes plainly
     t.set_defaults(func=trace_command, temperature=0.0)

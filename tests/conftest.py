@@ -23,7 +23,7 @@ from shimmy_py import Model, synth
 UNIT = Path(__file__).parent / "unit"
 SLOW = {"test_families", "test_chat_templates", "test_model_pool", "test_worker_crash", "test_server_hardening",
         "test_serve_config",
-        "test_tokenizer_runs",
+        "test_tokenizer_runs", "test_speculative",
         "test_multi_device", "test_quantized"}
 
 

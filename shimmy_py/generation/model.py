@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import defaults
-from ..errors import GenerationError, NativeError, PlacementError
+from ..errors import GenerationError, NativeError, PlacementError, ShimmyError
 from ..gguf_io.arch import facts
 from ..gguf_io.reader import read_header
 from ..gguf_io.validate import check_model
@@ -116,7 +116,7 @@ class Model:
             self._check_speculative(o.speculative)
             if o.speculative.spec_type == "draft-simple":
                 self.draft = self._load_draft(o)
-            held = self.draft.held_bytes() if self.draft is not None else None
+            held = self.draft.plan.accelerator_bytes() if self.draft is not None else None
             self.plan = make_plan(self.header, o.placement, held=held)
             spec = load_spec(self.plan, o.load_mode)
         skipped = self.plan.not_loaded() if self.plan else set()
@@ -136,24 +136,11 @@ class Model:
                                   f"drafts; {self.header.architecture} keeps a recurrent state that cannot go back")
 
     def _load_draft(self, o: ModelOptions) -> "Model":
-        """The draft model, planned like any weights: wholly on the accelerators
-        (the RPC servers of the target's placement), for the target's context."""
-        where = PlacementOptions(rpc=o.placement.rpc, device_capacity=o.placement.device_capacity,
-                                 target_vram=o.placement.target_vram)
-        options = ModelOptions(placement=where, n_ctx=o.n_ctx, n_threads=o.n_threads, kv_type=o.kv_type,
-                               flash_attn=o.flash_attn, n_batch=o.n_batch, n_seq_max=o.n_seq_max,
-                               kv_unified=o.kv_unified)
+        """The draft model, planned like any weights (ModelOptions.for_draft)."""
         try:
-            return Model(o.speculative.draft_model, options)
-        except GenerationError:
-            raise
-        except Exception as e:   # a missing or broken file: say it is the draft
+            return Model(o.speculative.draft_model, o.for_draft())
+        except ShimmyError as e:   # a missing or broken file: say it is the draft
             raise type(e)(f"draft model: {e}") from None
-
-    def held_bytes(self) -> dict[str, int]:
-        """What this model holds on each accelerator (weights, KV cache, reserve)
-        as planned: the capacity another model loaded beside it cannot have."""
-        return {d.name: d.total_bytes for d in self.plan.devices if d.kind != "cpu"} if self.plan else {}
 
     def drafter(self, speculative=None) -> Drafter | None:
         """The drafter a generation uses: the model's own (its options'

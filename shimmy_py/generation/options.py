@@ -110,6 +110,16 @@ class ModelOptions:
     def unified(self) -> bool:
         return self.n_seq_max > 1 if self.kv_unified is None else self.kv_unified
 
+    def for_draft(self) -> ModelOptions:
+        """The options speculative decoding's draft model loads with: wholly
+        on the accelerators (this placement's RPC servers and capacities),
+        for this context and its sequences, no speculation of its own."""
+        where = PlacementOptions(rpc=self.placement.rpc, device_capacity=self.placement.device_capacity,
+                                 target_vram=self.placement.target_vram)
+        return ModelOptions(placement=where, n_ctx=self.n_ctx, n_threads=self.n_threads, kv_type=self.kv_type,
+                            flash_attn=self.flash_attn, n_batch=self.n_batch, n_seq_max=self.n_seq_max,
+                            kv_unified=self.kv_unified)
+
     def with_plan(self, plan: Plan) -> ModelOptions:
         """These options, loading `plan` as it is."""
         return replace(self, placement=replace(self.placement, strategy=plan))

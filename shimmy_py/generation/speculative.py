@@ -23,6 +23,7 @@ Drafters:
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
@@ -126,6 +127,9 @@ class SpeculativeOptions:
         if isinstance(value, dict):
             return cls(**value)
         raise ShimmyError(f"speculative= takes SpeculativeOptions, a type name or a dict, got {value!r}")
+
+
+FIELDS = frozenset(f.name for f in dataclasses.fields(SpeculativeOptions))   # their flags, for commands that skip them
 
 
 @dataclass

@@ -88,6 +88,11 @@ class Plan:
         """Tensors llama.cpp will skip as planned (a NextN block)."""
         return {t.name for t in self.tensors if t.device == NOT_LOADED}
 
+    def accelerator_bytes(self) -> dict[str, int]:
+        """What the plan holds on each accelerator (weights, KV cache, reserve):
+        the capacity another model loaded beside it cannot have."""
+        return {d.name: d.total_bytes for d in self.devices if d.kind != "cpu"}
+
     def weights_by_device(self) -> dict[str, int]:
         return {d.name: d.weights_bytes for d in self.devices}
 
