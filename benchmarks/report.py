@@ -76,7 +76,7 @@ def _history(out: Path) -> str:
 
 
 def write_report(out: Path, machine: str, builds: list[str], args: dict, theirs, ours, invariant, http, ttft,
-                 plan_s, took_s, trace: dict | None = None) -> str:
+                 plan_s, took_s, trace: dict | None = None, spec: tuple | None = None) -> str:
     lines = [
         "# Benchmarks", "",
         "Written by `make bench` (`benchmarks/side_by_side.py`); rerun it to replace this file. "
@@ -95,6 +95,12 @@ def write_report(out: Path, machine: str, builds: list[str], args: dict, theirs,
     if trace:
         lines.append(f"| expert tracing: decode tok/s traced vs plain >= 0.90 | {_fmt(trace['decode'])} | "
                      f"{'met' if trace['decode'][0] >= 0.9 else '**missed**'} |")
+    if spec:
+        for case, row in spec[0].items():
+            if not case.startswith("none"):
+                ratio = row["ratio"]
+                lines.append(f"| speculative {case}: tok/s >= 0.98 of llama-server's at equal settings | "
+                             f"{_fmt(ratio)} | {'met' if ratio[0] >= 0.98 else '**missed**'} |")
     lines += ["", "## Stock llama-bench against shimmy_py (medians over rounds)", "",
               "| | stock llama-bench | shimmy_py | ratio (paired) |", "|---|---|---|---|"]
     for key, label in (("prefill_tps", f"prompt {args['p']} tok/s"), ("decode_tps", f"decode {args['n']} tok/s")):
@@ -133,6 +139,9 @@ def write_report(out: Path, machine: str, builds: list[str], args: dict, theirs,
                   f"{trace['plain_decode_tps']:.2f} tok/s plain, {trace['traced_decode_tps']:.2f} traced; a traced "
                   f"prefill runs at {_fmt(trace['prefill'])} of a plain one, since it asks for every prompt "
                   "token's logits (llama.cpp's last layer routes only the tokens whose logits are wanted)."]
+    if spec:
+        lines += ["", "## Speculative decoding beside llama-server's (`benchmarks/spec_side_by_side.py`)", "",
+                  *spec[1], "", "What it says, and the real-size figures: [SPECULATIVE.md](SPECULATIVE.md)."]
     lines += ["", f"Planning the DeepSeekMoE 16B table (shape-only file, `fit` to 8 GiB): {plan_s * 1000:.0f} ms "
               "(median of 5).", ""]
     text = "\n".join(lines) + _history(out)

@@ -16,6 +16,8 @@ project's own choices.
    TTFT target is taken from both servers up at once, request by request.
 3. Planning the DeepSeekMoE 16B table (shape-only file).
 4. What tracing expert routing costs (benchmarks/trace_cost.py).
+5. Speculative decoding beside llama-server's, mode by mode
+   (benchmarks/spec_side_by_side.py).
 The model is the `bench` synthetic preset (DeepSeekMoE layout, random weights).
 """
 from __future__ import annotations
@@ -36,6 +38,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from http_client import ServerProcess, measure, paired_ttft  # noqa: E402
 from report import write_report  # noqa: E402
+from spec_side_by_side import markdown as spec_markdown  # noqa: E402
+from spec_side_by_side import spec_rounds  # noqa: E402
+from spec_side_by_side import summary as spec_summary  # noqa: E402
 from trace_cost import summary, trace_rounds  # noqa: E402
 
 import shimmy_py  # noqa: E402
@@ -169,8 +174,10 @@ def main() -> None:
     ttft = paired_ttft(servers(a.model, a.threads, 1024, 1), 6 if a.quick else 40)
     plan_s = planning_time()
     trace = summary(trace_rounds(a.model, a.p, a.n, a.threads, rounds))
+    spec_n, spec_r = (64, 1) if a.quick else (256, 3)
+    spec = spec_summary(spec_rounds(a.threads, spec_n, spec_r))
     text = write_report(a.out, machine(), builds(), vars(a), theirs, ours, invariant, http, ttft, plan_s,
-                        time.time() - t0, trace)
+                        time.time() - t0, trace, (spec, spec_markdown(spec, spec_n, spec_r)))
     print(text)
 
 

@@ -113,6 +113,12 @@ int main(void) {
     FIELD(llama_chat_message, content);
     close_struct();
 
+    STRUCT(llama_embd);
+    FIELD(llama_embd, data);
+    FIELD(llama_embd, n_rows);
+    FIELD(llama_embd, n_embd);
+    close_struct();
+
     STRUCT(ggml_tensor);
     FIELD(ggml_tensor, type);
     FIELD(ggml_tensor, buffer);

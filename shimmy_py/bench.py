@@ -69,11 +69,12 @@ def random_prompt(model: Model, n: int, seed: int) -> list[int]:
 
 def bench_one(path: str, spec: str, n_prompt: int, n_gen: int, reps: int, threads: int | None,
               rpc=(), progress: _Progress | None = None,
-              speculative: SpeculativeOptions = SpeculativeOptions()) -> BenchResult:
+              speculative: SpeculativeOptions = SpeculativeOptions(), load_mode: str | None = None) -> BenchResult:
     n_ctx = n_prompt + n_gen + 16
     plan = make_plan(path, parse_placement_spec(spec, rpc, n_ctx))
     t0 = time.perf_counter()
-    with Model(path, n_ctx=n_ctx, n_threads=threads, placement=plan, rpc=rpc, speculative=speculative) as m:
+    with Model(path, n_ctx=n_ctx, n_threads=threads, placement=plan, rpc=rpc, speculative=speculative,
+               load_mode=load_mode) as m:
         load_s = time.perf_counter() - t0
         drain(m.stream_tokens(random_prompt(m, 8, 0), max_tokens=2, temperature=0))  # warm-up
         runs = []
@@ -111,14 +112,16 @@ def _peak_rss() -> int:
 
 def run_bench(path: str, placements: list[str], n_prompt: int = 512, n_gen: int = 128, reps: int = 3,
               threads: int | None = None, rpc=(),
-              speculative: SpeculativeOptions = SpeculativeOptions()) -> list[BenchResult]:
+              speculative: SpeculativeOptions = SpeculativeOptions(),
+              load_mode: str | None = None) -> list[BenchResult]:
     """Benchmarks each placement spec in turn (each is checked before any
     loads), decoding with `speculative` (llama-bench has no such mode: its
     prompts are random tokens, which an n-gram drafter rarely finds again)."""
     for spec in placements:
         parse_placement_spec(spec)
     progress = _Progress(len(placements) * reps)
-    return [bench_one(path, spec, n_prompt, n_gen, reps, threads, rpc, progress, speculative) for spec in placements]
+    return [bench_one(path, spec, n_prompt, n_gen, reps, threads, rpc, progress, speculative, load_mode)
+            for spec in placements]
 
 
 def markdown(results: list[BenchResult]) -> str:

@@ -81,6 +81,15 @@ def _generate(args) -> int:
 
 def _synth(args) -> int:
     from .synthetic import behaviours, families, shapes, synth
+    if args.behaviour == "looper":      # any family, any preset's shape
+        from .synthetic.layouts import Shape
+        from .synthetic.synth import DTYPES, PRESETS
+        shape = PRESETS[args.preset].shape if args.preset in PRESETS and args.preset != "tiny" else Shape()
+        path = behaviours.looper(args.out, args.seed, args.arch or "deepseek", shape,
+                                 DTYPES[args.dtype or "f32"])
+        print(f"wrote {path} ({mib(path.stat().st_size, 1)}, looper: weights set by hand, "
+              f"see shimmy_py/synthetic/behaviours.py)")
+        return 0
     if args.behaviour:
         path = behaviours.BEHAVIOURS[args.behaviour](args.out, seed=args.seed)
         print(f"wrote {path} ({mib(path.stat().st_size, 1)}, {args.behaviour}: weights set by hand, "
@@ -140,7 +149,7 @@ def _bench(args) -> int:
     from .generation.options import ModelOptions
     options = from_flags(ModelOptions, args)
     results = run_bench(args.model, [p for p in args.placements.split(",") if p], args.p, args.n, args.r,
-                        options.n_threads, options.placement.rpc, options.speculative)
+                        options.n_threads, options.placement.rpc, options.speculative, options.load_mode)
     print(to_json(results) if args.json else markdown(results))
     return 0
 
@@ -211,7 +220,7 @@ def _add_bench_and_synth(sub) -> None:
     b.add_argument("-n", type=_int_at_least(1), default=128,
                    help="generated tokens (default %(default)s, as llama-bench)")
     b.add_argument("-r", type=_int_at_least(1), default=3, help="repetitions (default %(default)s)")
-    add_flags(b, ModelOptions, only={"n_threads", "rpc", *SPECULATIVE_FIELDS})
+    add_flags(b, ModelOptions, only={"n_threads", "rpc", "load_mode", *SPECULATIVE_FIELDS})
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_bench)
     s = sub.add_parser("synth", help="write a synthetic DeepSeekMoE GGUF (random weights)")
@@ -224,7 +233,8 @@ def _add_bench_and_synth(sub) -> None:
                    help="another MoE family instead of DeepSeekMoE (small shapes, the family's tokenizer)")
     s.add_argument("--behaviour", choices=sorted(BEHAVIOURS), default=None,
                    help="a model that does something on purpose (tool-caller: a Qwen3-MoE that thinks, calls "
-                        "the offered tool, then answers)")
+                        "the offered tool, then answers; looper: greedy output that repeats a 24-token loop, of "
+                        "--arch's family, --preset's shape and --dtype)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: the preset's")
     s.add_argument("--shape-only", action="store_true", help="header and tensor table only (sparse file)")

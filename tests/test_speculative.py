@@ -182,3 +182,57 @@ def test_the_cli_speculates_and_says_how_many_drafts_it_kept(models):
     result = json.loads(out.stdout)
     assert result["completion_tokens"] == N and result["drafted"] > N / 2
     assert result["draft_accepted"] == result["drafted"]
+
+
+@pytest.fixture(scope="module")
+def mtp_models(tmp_path_factory):
+    """glm4moe loopers (the family whose files carry a NextN/MTP block): one
+    whose head predicts the loop too, one whose head is random."""
+    root = tmp_path_factory.mktemp("mtp")
+    return (looper(root / "loop-glm4moe.gguf", family="glm4moe"),
+            looper(root / "loop-glm4moe-random-head.gguf", family="glm4moe", mtp_loops=False))
+
+
+def test_the_mtp_head_decodes_what_plain_decoding_does(mtp_models):
+    """draft-mtp: llama.cpp's MTP context over the model's own NextN block,
+    fed the target's hidden states; lossless whether its drafts hold or not."""
+    good, random_head = mtp_models
+    for path, all_kept in ((good, True), (random_head, False)):
+        with Model(path, n_ctx=512, n_threads=2, **EXACT) as m:
+            plain = greedy(m)
+            assert "blk.3.nextn.eh_proj.weight" in m.plan.not_loaded()     # plain: the block stays on disk
+            assert_decisive(m, m.tokenize(PROMPT), plain.tokens)
+        with Model(path, n_ctx=512, n_threads=2, speculative=SpeculativeOptions("draft-mtp", draft_max=4),
+                   **EXACT) as m:
+            assert not m.plan.not_loaded()                                   # draft-mtp: planned and loaded
+            first, again = greedy(m), greedy(m)       # again: the head's cache follows the target's reset
+        for c in (first, again):
+            assert c.tokens == plain.tokens, path.name
+            assert c.drafted > N / 2 and (c.draft_accepted == c.drafted) == all_kept
+        if not all_kept:
+            assert first.draft_accepted < first.drafted / 2
+
+
+def test_the_server_drafts_with_the_mtp_head_for_each_sequence(mtp_models):
+    good, _ = mtp_models
+    with Model(good, n_ctx=512, n_threads=2, **EXACT) as m:
+        plain = [m.generate(p, max_tokens=N, temperature=0).text for p in (PROMPT, "Hello")]
+    cfg = config(good, ctx=512, parallel=2, model=options(exact=True, speculative="draft-mtp"))
+    with Server(cfg).start() as srv:
+        answers = [None, None]
+
+        def ask(i, p):
+            answers[i] = post_json(srv.url, "/v1/completions", {"prompt": p, "max_tokens": N, "temperature": 0})[1]
+        threads = [threading.Thread(target=ask, args=(i, p)) for i, p in enumerate((PROMPT, "Hello"))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert [a["choices"][0]["text"] for a in answers] == plain
+    assert all(a["timings"]["draft_n_accepted"] == a["timings"]["draft_n"] > N / 2 for a in answers)
+
+
+def test_draft_mtp_needs_a_nextn_block(models):
+    loop, _ = models("deepseek")
+    with pytest.raises(GenerationError, match="has none"):
+        Model(loop, n_ctx=256, speculative="draft-mtp")

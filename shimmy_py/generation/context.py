@@ -40,6 +40,8 @@ class Context:
         self._unified = spec.kv_unified
         self._lock = threading.Lock()
         self._owner: int | None = None
+        # told of every decode and every cache change (speculative draft-mtp's head follows the cache: mtp.py)
+        self.observer = None
 
     def close(self) -> None:
         """Frees the batch, then the context. Safe to call twice."""
@@ -84,6 +86,8 @@ class Context:
         else:
             for tok, seq in zip(tokens, seqs):
                 self.kv.extend(seq, (tok,))
+        if self.observer is not None:
+            self.observer.decoded(tokens, positions, seqs)
 
     def step(self, token: int, pos: int) -> None:
         """Feeds one sampled token back (sequence 0) and computes its logits."""
@@ -100,11 +104,19 @@ class Context:
         """Empties the KV cache and its record."""
         self.native.clear()
         self.kv.forget()
+        if self.observer is not None:
+            self.observer.cleared()
+
+    def _dropped(self, seq: int, n: int) -> None:
+        """`seq` now holds n tokens: the observer follows."""
+        if self.observer is not None:
+            self.observer.truncated(seq, n)
 
     def empty(self, seq: int) -> None:
         """Forgets everything `seq`'s cache holds."""
         self.native.seq_rm(seq)
         self.kv.forget(seq)
+        self._dropped(seq, 0)
 
     def truncate(self, seq: int, n: int) -> None:
         """Drops what `seq` holds from position n on (drafts the target did
@@ -114,10 +126,13 @@ class Context:
             raise GenerationError(f"llama.cpp could not remove positions {n}.. of sequence {seq} "
                                   "(a recurrent state cannot be rolled back)")
         self.kv.truncate(seq, n)
+        self._dropped(seq, n)
 
     def reuse(self, seq: int, prompt: Sequence[int]) -> int:
         """Keeps what `seq`'s cache shares with `prompt`; returns how many tokens."""
-        return self.kv.reuse(self.native, seq, prompt)
+        kept = self.kv.reuse(self.native, seq, prompt)
+        self._dropped(seq, kept)
+        return kept
 
     def pick(self, free: Sequence[int], prompt: Sequence[int]) -> int:
         """The free sequence whose cache shares the longest prefix with `prompt`."""
@@ -135,6 +150,7 @@ class Context:
         self.native.seq_cp(src, dst, 0, n)
         self.kv.forget(dst)
         self.kv.extend(dst, self.kv.tokens(src)[:n])
+        self._dropped(dst, 0)     # an observer's own cache has no copy: it starts the sequence afresh
 
     def save(self, seq: int) -> tuple[list[int], bytes]:
         """What `seq`'s cache holds: its tokens and a copy of its KV state."""
@@ -144,6 +160,7 @@ class Context:
         """Puts a saved sequence back into `seq` (emptied first); False if refused."""
         self.native.seq_rm(seq)
         self.kv.forget(seq)
+        self._dropped(seq, 0)
         if not self.native.set_seq_state(seq, state):
             self.native.seq_rm(seq)
             return False

@@ -24,7 +24,7 @@ from ..gguf_io.arch import facts
 from ..gguf_io.reader import read_header
 from ..gguf_io.validate import check_model
 from ..native import log
-from ..native.context_handle import ContextSpec
+from ..native.context_handle import ContextHandle, ContextSpec
 from ..native.model_handle import LoadSpec, ModelHandle
 from ..native.tap import Tap
 from ..placement.devices import attach_rpc_servers, planned_buffer_devices
@@ -37,6 +37,7 @@ from .context import Context
 from .experts import ExpertRecorder
 from .inline import InlineSequence
 from .loop import Completion, check_request, check_stops, drain, run
+from .mtp import MtpDrafter
 from .options import ModelOptions
 from .sampling import SamplingParams, grammar_of_schema
 from .speculative import Drafter, ModelDrafter, NgramDrafter, SpeculativeOptions, check_same_vocab
@@ -101,6 +102,7 @@ class Model:
         self._embedder_lock = threading.Lock()
         self._tracing: Context | None = None   # made on the first generation with trace_experts
         self.draft: Model | None = None        # speculative draft-simple's draft model (loaded first)
+        self._mtp: MtpDrafter | None = None    # speculative draft-mtp: the NextN head's context (mtp.py)
         try:
             self._load_all(o, vocab_only)
         except BaseException:
@@ -123,9 +125,12 @@ class Model:
         with log.capture() as self._load_log, log.expected_unused(skipped):  # llama.cpp's account of its buffers
             self._handle = self._load(spec)
             if not vocab_only:
+                mtp = o.speculative.spec_type == "draft-mtp"
                 spec = ContextSpec(o.n_ctx, o.n_batch, o.n_seq_max, self.n_threads, o.unified, o.kv_type,
-                                   o.flash_attn)
+                                   o.flash_attn, nextn="target" if mtp else "")
                 self.context = Context(self._handle, spec, tap=Tap() if o.trace_experts else None)
+                if mtp:
+                    self._mtp = self._mtp_head(spec, o.speculative)
         self.vocab = Vocab(self._handle, o.chat_template)
         if self.draft is not None:
             check_same_vocab(self, self.draft)
@@ -134,6 +139,20 @@ class Model:
         if options.on and facts(self.header.architecture).recurrent_interval:
             raise GenerationError(f"speculative decoding ({options.spec_type}) needs a KV cache that drops rejected "
                                   f"drafts; {self.header.architecture} keeps a recurrent state that cannot go back")
+        if options.spec_type == "draft-mtp" and not self.header.arch_key("nextn_predict_layers", 0):
+            raise GenerationError(f"draft-mtp drafts with the model's own NextN/MTP head, and {self.path} has none "
+                                  f"({self.header.architecture}.nextn_predict_layers is not set)")
+
+    def _mtp_head(self, spec: ContextSpec, options: SpeculativeOptions) -> MtpDrafter:
+        """The MTP head's context over this model's weights, following the main context."""
+        try:
+            head = ContextHandle(self._handle, replace(spec, nextn="mtp"))
+        except NativeError as e:
+            raise GenerationError(f"llama.cpp could not make the MTP context of {self.path} "
+                                  f"({self.header.architecture}): {e}") from None
+        drafter = MtpDrafter(head, options, self._handle.n_embd_out)
+        drafter.attach(self.context)
+        return drafter
 
     def _load_draft(self, o: ModelOptions) -> "Model":
         """The draft model, planned like any weights (ModelOptions.for_draft)."""
@@ -150,6 +169,11 @@ class Model:
         self._check_speculative(options)
         if options.spec_type == "ngram-simple":
             return NgramDrafter(options)
+        if options.spec_type == "draft-mtp":
+            if self._mtp is None:
+                raise GenerationError("draft-mtp needs the model loaded with it: "
+                                      "Model(..., speculative=\"draft-mtp\") (it loads the NextN/MTP block)")
+            return self._mtp
         if options.spec_type == "draft-simple":
             if self.draft is None or options.draft_model != self.options.speculative.draft_model:
                 raise GenerationError("draft-simple drafts with the model loaded beside this one: load it with "
@@ -177,6 +201,9 @@ class Model:
             self._embedder.close()
         if getattr(self, "_tracing", None) is not None:
             self._tracing.close()
+        if getattr(self, "_mtp", None) is not None:
+            self._mtp.batch.close()
+            self._mtp.head.close()
         if getattr(self, "context", None) is not None:
             self.context.close()
         if getattr(self, "_handle", None) is not None:

@@ -99,7 +99,8 @@ class ModelOptions:
         if self.load_mode is not None:
             _choice(LOAD_MODES, "load mode")(self.load_mode)
         object.__setattr__(self, "speculative", SpeculativeOptions.of(self.speculative))
-        planned = replace(self.placement, n_ctx=self.n_ctx, n_seq=self.n_seq_max, flash_attn=self.flash_attn != "off")
+        planned = replace(self.placement, n_ctx=self.n_ctx, n_seq=self.n_seq_max, flash_attn=self.flash_attn != "off",
+                          mtp=self.speculative.spec_type == "draft-mtp")
         object.__setattr__(self, "placement", planned)   # the plan is for this context
 
     @property

@@ -20,6 +20,8 @@ Drafters:
   decodes greedily ahead (llama.cpp's draft-simple: stop below a top-1
   probability floor among its 10 best, at most draft_max tokens, drop a
   draft shorter than draft_min).
+- "draft-mtp" (mtp.py): the model's own multi-token-prediction head, with
+  the same limits.
 """
 from __future__ import annotations
 
@@ -33,8 +35,8 @@ from ..errors import GenerationError, ShimmyError
 from ..fields import opt
 
 # llama-server's --spec-type names for what this module implements
-SPEC_TYPES = ("none", "ngram-simple", "draft-simple")
-SPEC_ALIASES = {"off": "none", "ngram": "ngram-simple", "draft": "draft-simple"}
+SPEC_TYPES = ("none", "ngram-simple", "draft-simple", "draft-mtp")
+SPEC_ALIASES = {"off": "none", "ngram": "ngram-simple", "draft": "draft-simple", "mtp": "draft-mtp"}
 
 
 def _spec_type(value) -> str:
@@ -74,14 +76,15 @@ def _path(value) -> str:
 @dataclass(frozen=True)
 class SpeculativeOptions:
     """Speculative decoding as llama-server's flags say it, with its defaults.
-    spec_type: "none", "ngram-simple" or "draft-simple" (a draft_model alone
-    means draft-simple). draft_max, draft_min, draft_p_min: the draft
-    model's longest draft, shortest kept draft and top-1 probability floor.
+    spec_type: "none", "ngram-simple", "draft-simple" (a draft_model alone
+    means draft-simple) or "draft-mtp" (the model's own NextN head, mtp.py).
+    draft_max, draft_min, draft_p_min: the draft model's (or head's) longest
+    draft, shortest kept draft and top-1 probability floor.
     ngram_n, ngram_m: ngram-simple's n-gram looked up and the longest m-gram
     drafted after it."""
     spec_type: str = opt("none", flags=("--spec-type",), parse=_spec_type, choices=SPEC_TYPES + tuple(SPEC_ALIASES),
-                         help="speculative decoding: ngram-simple (drafts from text already seen) or draft-simple "
-                              "(a draft model, -md)")
+                         help="speculative decoding: ngram-simple (drafts from text already seen), draft-simple "
+                              "(a draft model, -md) or draft-mtp (the model's own NextN/MTP head)")
     draft_model: str = opt("", flags=("-md", "--spec-draft-model"), parse=_path, metavar="GGUF",
                            help="draft model with the target's vocabulary (implies --spec-type draft-simple)")
     draft_max: int = opt(3, flags=("--spec-draft-n-max",), parse=_count(1, "draft_max"),

@@ -126,8 +126,13 @@ class llama_chat_message(Structure):
     _fields_ = [("role", c_char_p), ("content", c_char_p)]
 
 
+# struct llama_embd { const float * data; size_t n_rows; size_t n_embd; };  (llama.h, the extended batch)
+class llama_embd(Structure):
+    _fields_ = [("data", POINTER(c_float)), ("n_rows", c_size_t), ("n_embd", c_size_t)]
+
+
 STRUCTS = (llama_model_tensor_buft_override, llama_model_params, llama_context_params, llama_batch,
-           llama_sampler_chain_params, llama_logit_bias, llama_chat_message, ggml_tensor)
+           llama_sampler_chain_params, llama_logit_bias, llama_chat_message, llama_embd, ggml_tensor)
 
 # name: (restype, argtypes), each under its C prototype.
 _LLAMA = {
@@ -159,6 +164,24 @@ _LLAMA = {
     "llama_model_get_vocab": (c_void_p, [c_void_p]),
     # int32_t llama_vocab_n_tokens(const struct llama_vocab * vocab);
     "llama_vocab_n_tokens": (c_int32, [c_void_p]),
+    # int32_t llama_model_n_layer_nextn(const struct llama_model * model);
+    "llama_model_n_layer_nextn": (c_int32, [c_void_p]),
+    # struct llama_batch_ext * llama_batch_ext_init(struct llama_context * ctx);
+    "llama_batch_ext_init": (c_void_p, [c_void_p]),
+    # void llama_batch_ext_free(struct llama_batch_ext * batch);
+    "llama_batch_ext_free": (None, [c_void_p]),
+    # void llama_batch_ext_clear(struct llama_batch_ext * batch);
+    "llama_batch_ext_clear": (None, [c_void_p]),
+    # int32_t llama_batch_ext_add_token(struct llama_batch_ext * batch, llama_seq_id seq_id, llama_token id);
+    "llama_batch_ext_add_token": (c_int32, [c_void_p, llama_seq_id, llama_token]),
+    # bool llama_batch_ext_set_pos(struct llama_batch_ext * batch, int32_t idx, const llama_pos * pos);
+    "llama_batch_ext_set_pos": (c_bool, [c_void_p, c_int32, POINTER(llama_pos)]),
+    # bool llama_batch_ext_set_embd_token(struct llama_batch_ext * batch, int32_t idx, struct llama_embd embd);
+    "llama_batch_ext_set_embd_token": (c_bool, [c_void_p, c_int32, llama_embd]),
+    # bool llama_batch_ext_set_output_logits(struct llama_batch_ext * batch, int32_t idx, bool value);
+    "llama_batch_ext_set_output_logits": (c_bool, [c_void_p, c_int32, c_bool]),
+    # int32_t llama_process(struct llama_context * ctx, enum llama_process_type type, struct llama_batch_ext * batch);
+    "llama_process": (c_int32, [c_void_p, c_int32, c_void_p]),
     # int32_t llama_model_n_embd_out(const struct llama_model * model);
     "llama_model_n_embd_out": (c_int32, [c_void_p]),
     # llama_token llama_vocab_bos(const struct llama_vocab * vocab);
@@ -252,6 +275,19 @@ _LLAMA = {
     "llama_sampler_free": (None, [c_void_p]),
 }
 
+# llama.cpp's staging API (src/llama-ext.h: C++ linkage, so bound by mangled name), for MTP drafting:
+# name: (symbol, restype, argtypes)
+_LLAMA_STAGING = {
+    # void llama_set_embeddings_nextn(llama_context * ctx, bool value, bool masked);
+    "llama_set_embeddings_nextn": ("_Z26llama_set_embeddings_nextnP13llama_contextbb", None,
+                                   [c_void_p, c_bool, c_bool]),
+    # float * llama_get_embeddings_nextn(llama_context * ctx);
+    "llama_get_embeddings_nextn": ("_Z26llama_get_embeddings_nextnP13llama_context", POINTER(c_float), [c_void_p]),
+    # float * llama_get_embeddings_nextn_ith(llama_context * ctx, int32_t i);
+    "llama_get_embeddings_nextn_ith": ("_Z30llama_get_embeddings_nextn_ithP13llama_contexti", POINTER(c_float),
+                                       [c_void_p, c_int32]),
+}
+
 _GGML_BASE = {
     # void ggml_backend_tensor_get(const struct ggml_tensor * tensor, void * data, size_t offset, size_t size);
     "ggml_backend_tensor_get": (None, [c_void_p, c_void_p, c_size_t, c_size_t]),
@@ -304,14 +340,16 @@ class Lib:
             except OSError as e:
                 raise NativeError(f"cannot load {path}: {e}") from None
         self._bind(handles["llama"], _LLAMA, "libllama.so")
+        self._bind(handles["llama"], {name: (restype, args) for name, (_, restype, args) in _LLAMA_STAGING.items()},
+                   "libllama.so", {name: symbol for name, (symbol, _, _) in _LLAMA_STAGING.items()})
         self._bind(handles["ggml-base"], _GGML_BASE, "libggml-base.so")
         self._bind(handles["ggml"], _GGML, "libggml.so")
         self._bind(handles["ggml-rpc"], _GGML_RPC, "libggml-rpc.so")
 
-    def _bind(self, handle, table, soname) -> None:
+    def _bind(self, handle, table, soname, symbols: dict | None = None) -> None:
         for name, (restype, argtypes) in table.items():
             try:
-                fn = getattr(handle, name)
+                fn = getattr(handle, (symbols or {}).get(name, name))
             except AttributeError:
                 raise NativeError(f"{self.lib_dir}/{soname} has no function {name}: "
                                   "a library of another llama.cpp version; rebuild with `make native`") from None

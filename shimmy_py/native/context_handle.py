@@ -3,11 +3,13 @@ KV cache (memory) calls, with Python values in and out."""
 from __future__ import annotations
 
 import ctypes
+from ctypes import POINTER, c_float
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import NativeError
+from .binding import llama_embd, llama_pos
 from .model_handle import ModelHandle
 from .owned import Owned
 from .runtime import lib
@@ -17,6 +19,8 @@ from .tap import Tap
 KV_TYPES = {"f32": 0, "f16": 1, "bf16": 30, "q8_0": 8, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7}
 # enum llama_flash_attn_type (llama.cpp's -fa)
 FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
+CONTEXT_TYPE_MTP = 1      # enum llama_context_type
+PROCESS_DECODE = 1        # enum llama_process_type
 # enum llama_pooling_type (llama.cpp's --pooling); "": the model's own
 POOLING = {"": -1, "none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
 
@@ -33,6 +37,8 @@ class ContextSpec:
     flash_attn: str = "auto"   # (shimmy_py.defaults.FLASH_ATTN)
     embeddings: bool = False   # outputs pooled embeddings (a whole input in one ubatch)
     pooling: str = ""          # POOLING's names; "": the model's own
+    nextn: str = ""            # MTP: "target" outputs every token's hidden state for the MTP head,
+    #                            "mtp" is the MTP head's own context (LLAMA_CONTEXT_TYPE_MTP); "": neither
 
 
 class ContextHandle(Owned):
@@ -60,10 +66,14 @@ class ContextHandle(Owned):
             cp.embeddings, cp.pooling_type, cp.n_ubatch = True, POOLING[spec.pooling], spec.n_batch
         if tap is not None:
             cp.cb_eval = tap.address
+        if spec.nextn == "mtp":
+            cp.ctx_type = CONTEXT_TYPE_MTP
         with model.using() as model_ptr:
             ptr = L.llama_init_from_model(model_ptr, cp)
         super().__init__(ptr, f"llama_init_from_model({model.path})")
         self._memory = L.llama_get_memory(ptr)
+        if spec.nextn:   # the target: a row per batch token; the head: a row per output (llama.cpp's "masked")
+            L.llama_set_embeddings_nextn(ptr, True, spec.nextn == "mtp")
 
     def new_batch(self, capacity: int) -> "Batch":
         """A batch for this context, sharing its lock (filled and decoded together)."""
@@ -105,6 +115,35 @@ class ContextHandle(Owned):
         first one on a tie, as llama.cpp's greedy sampler chooses)."""
         with self._lock:
             return int(self._logits_view(i).argmax())
+
+    def nextn_row(self, i: int) -> np.ndarray:
+        """A copy of row `i` of the hidden states for the MTP head (the target:
+        batch token i; the head's own context: output i)."""
+        with self.using() as ptr:
+            row = lib().llama_get_embeddings_nextn_ith(ptr, i)
+            if not row:
+                raise NativeError(f"no MTP hidden state at row {i} ({self.model.path})")
+            return np.ctypeslib.as_array(row, shape=(self.model.n_embd_out,)).copy()
+
+    def nextn_rows(self, n: int) -> np.ndarray:
+        """A copy of the first n rows of the hidden states for the MTP head
+        (the target's: one per token of the last batch)."""
+        with self.using() as ptr:
+            rows = lib().llama_get_embeddings_nextn(ptr)
+            if not rows:
+                raise NativeError(f"no MTP hidden states ({self.model.path})")
+            return np.ctypeslib.as_array(rows, shape=(n, self.model.n_embd_out)).copy()
+
+    def process(self, batch: "ExtBatch") -> None:
+        """llama_process (decode) of an extended batch: tokens with a hidden state each (MTP)."""
+        with self.using() as ptr, batch.using() as bptr:
+            rc = lib().llama_process(ptr, PROCESS_DECODE, bptr)
+        if rc != 0:
+            raise NativeError(f"llama_process({self.model.path}) returned {rc}")
+
+    def new_ext_batch(self) -> "ExtBatch":
+        with self.using() as ptr:
+            return ExtBatch(lib().llama_batch_ext_init(ptr), lock=self._lock)
 
     def pooling(self) -> str:
         """The pooling this context applies (its spec's, or the model's)."""
@@ -188,3 +227,33 @@ class Batch(Owned):
 
     def _free(self, ptr) -> None:
         lib().llama_batch_free(self.struct)
+
+
+class ExtBatch(Owned):
+    """struct llama_batch_ext *: entries of a token, its position and a hidden
+    state (the MTP head's input), for llama_process."""
+
+    def __init__(self, ptr, lock=None):
+        super().__init__(ptr, "llama_batch_ext_init", lock)
+        self._rows: list = []   # the hidden states llama.cpp points into until the next fill
+
+    def fill(self, tokens, positions, seqs, states, outputs) -> None:
+        """Entry i: tokens[i] at positions[i] of seqs[i], with the float32 row
+        states[i]; outputs[i]: its logits (and hidden state) are wanted."""
+        L = lib()
+        with self.using() as ptr:
+            L.llama_batch_ext_clear(ptr)
+            self._rows = [np.ascontiguousarray(s, dtype=np.float32) for s in states]
+            for i, (tok, pos, seq, row, out) in enumerate(zip(tokens, positions, seqs, self._rows, outputs)):
+                idx = L.llama_batch_ext_add_token(ptr, seq, tok)
+                if idx != i:
+                    raise NativeError(f"llama_batch_ext_add_token returned {idx} for entry {i}")
+                p = llama_pos(pos)
+                embd = llama_embd(row.ctypes.data_as(POINTER(c_float)), 1, row.size)
+                if not (L.llama_batch_ext_set_pos(ptr, i, ctypes.byref(p)) and
+                        L.llama_batch_ext_set_embd_token(ptr, i, embd) and
+                        (not out or L.llama_batch_ext_set_output_logits(ptr, i, True))):
+                    raise NativeError(f"llama_batch_ext refused entry {i} (token {tok}, position {pos})")
+
+    def _free(self, ptr) -> None:
+        lib().llama_batch_ext_free(ptr)

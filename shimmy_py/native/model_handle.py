@@ -67,6 +67,7 @@ class LoadSpec:
     devices: tuple[str, ...] | None = ()  # devices to offload to, by name (() none); None lets llama.cpp choose
     overrides: tuple[tuple[str, str], ...] = ()  # (pattern, buffer type or device name), first match wins
     tensor_split: tuple[float, ...] = ()  # share of the layers per device of `devices`; () lets llama.cpp choose
+    load_mtp: bool = False            # also load the NextN/MTP block (speculative draft-mtp)
 
 
 class ModelHandle(Owned):
@@ -76,7 +77,7 @@ class ModelHandle(Owned):
         self.path = path
         L = lib()
         params = L.llama_model_default_params()
-        params.vocab_only, params.no_alloc = spec.vocab_only, spec.no_alloc
+        params.vocab_only, params.no_alloc, params.load_mtp = spec.vocab_only, spec.no_alloc, spec.load_mtp
         if spec.load_mode is not None:
             if spec.load_mode not in LOAD_MODES:
                 raise NativeError(f"load mode {spec.load_mode!r}: choose one of {', '.join(LOAD_MODES)}")
@@ -91,6 +92,7 @@ class ModelHandle(Owned):
         self._vocab = L.llama_model_get_vocab(ptr)
         self.n_vocab = L.llama_vocab_n_tokens(self._vocab)
         self.n_embd_out = L.llama_model_n_embd_out(ptr)      # an embedding's size
+        self.n_layer_nextn = L.llama_model_n_layer_nextn(ptr) if not spec.vocab_only else 0   # MTP blocks in the file
 
     def _free(self, ptr) -> None:
         lib().llama_model_free(ptr)

@@ -98,14 +98,15 @@ def load_spec(plan_: Plan, load_mode: str | None = None, no_alloc: bool = False)
                              "it can be printed, not loaded")
     for notice in plan_.notices:
         logger.warning(notice)
+    mtp = plan_.request.mtp
     if plan_.accelerator is None:
-        return LoadSpec(no_alloc=no_alloc, load_mode=load_mode, n_gpu_layers=0)
+        return LoadSpec(no_alloc=no_alloc, load_mode=load_mode, n_gpu_layers=0, load_mtp=mtp)
     if load_mode is None and any(b == CPU for _, b in plan_.overrides):
         load_mode = "none"
     if not no_alloc:
         check_fits(plan_, mapped_host=load_mode not in ("none", "mlock"))
     return LoadSpec(no_alloc=no_alloc, load_mode=load_mode, n_gpu_layers=-1, devices=local_names(plan_),
-                    overrides=tuple(plan_.overrides), tensor_split=plan_.layer_split)
+                    overrides=tuple(plan_.overrides), tensor_split=plan_.layer_split, load_mtp=mtp)
 
 
 def check_fits(plan_: Plan, mapped_host: bool) -> None:

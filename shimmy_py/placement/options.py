@@ -219,6 +219,7 @@ class PlacementOptions:
     n_seq: int = 1                     # sequences decoded together (the server's --parallel)
     flash_attn: bool = True            # False when the context turns it off: the reserve holds attention scores
     fit_margin: bool = True            # False: the capacities are budgets already (the server's admission)
+    mtp: bool = False                  # the NextN/MTP block loads too (speculative draft-mtp)
     cpu_moe: InitVar[bool] = False
     n_cpu_moe: InitVar[int | None] = None
     fit: InitVar[bool] = False
@@ -243,7 +244,7 @@ class PlacementOptions:
         if s.name == "plan":
             return s.plan.request
         return PlanRequest(s.name, s.n_cpu_moe, s.vram_budget, self.overrides, self.n_ctx,
-                           flash_attn=self.flash_attn, fit_margin=self.fit_margin, n_seq=self.n_seq)
+                           flash_attn=self.flash_attn, fit_margin=self.fit_margin, n_seq=self.n_seq, mtp=self.mtp)
 
 
 def parse_placement_spec(spec: str, rpc=(), n_ctx: int = defaults.N_CTX) -> PlacementOptions:

@@ -37,6 +37,7 @@ class PlanRequest:
     fit_margin: bool = True             # fit leaves margin_for(capacity) free; False: capacities are budgets
     n_seq: int = 1                      # sequences decoded together: recurrent state is per sequence
     measured_reserve: tuple[tuple[str, int], ...] = ()   # (device, bytes) from a dry run, instead of the estimate
+    mtp: bool = False                   # the NextN/MTP block is loaded (speculative draft-mtp)
 
 
 @dataclass(frozen=True)

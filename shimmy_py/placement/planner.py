@@ -85,11 +85,12 @@ def _layer_devices(accs: list[DeviceSpec], counts: list[int], n_layer: int) -> l
     return out[:n_layer + 1]
 
 
-def _base_device(t: Tensor, slot_device: list[str]) -> str:
+def _base_device(t: Tensor, slot_device: list[str], mtp: bool = False) -> str:
     """llama.cpp's placement with every layer offloaded: the token embedding
     on the CPU, a layer's tensors on its layer's device, the rest (output
-    head, final norm) with the output. A NextN block is not loaded at all."""
-    if t.role == "mtp":
+    head, final norm) with the output. A NextN block is not loaded at all,
+    unless MTP drafting uses it (its layer's device, as llama.cpp puts it)."""
+    if t.role == "mtp" and not mtp:
         return NOT_LOADED
     if not slot_device or t.role == "token_embd":
         return CPU
@@ -196,7 +197,7 @@ def plan(table: TensorTable, devices: list[DeviceSpec], request: PlanRequest = P
     device_of: dict[str, str] = {}
     pinned = set()
     for t in table.tensors:
-        device_of[t.name] = _base_device(t, slot_device)
+        device_of[t.name] = _base_device(t, slot_device, request.mtp)
         for pattern, target in user if t.role != "mtp" else ():
             if pattern.search(t.name):
                 device_of[t.name] = target
@@ -248,12 +249,23 @@ def _spill(table, names: set[str], ram: list[DeviceSpec], device_of: dict[str, s
 
 
 def _kv_by_device(table: TensorTable, request: PlanRequest, slot_device: list[str]) -> dict[str, int]:
-    """The KV cache of each layer lives with the layer."""
+    """The KV cache of each layer lives with the layer (the MTP head's, of
+    its own context, with the output)."""
     hp = table.hparams
     out: dict[str, int] = defaultdict(int)
     for layer, dev in enumerate(slot_device[:hp.n_layer_trunk]):
         out[dev] += hp.kv_layer_bytes(layer, request.n_ctx, n_seq=request.n_seq)
+    if slot_device:
+        out[slot_device[-1]] += _mtp_kv(table, request)
     return dict(out)
+
+
+def _mtp_kv(table: TensorTable, request: PlanRequest) -> int:
+    """The KV cache of speculative draft-mtp's head: its NextN layers, for the whole context."""
+    hp = table.hparams
+    if not request.mtp:
+        return 0
+    return sum(hp.kv_layer_bytes(i, request.n_ctx, n_seq=request.n_seq) for i in range(hp.n_layer_trunk, hp.n_layer))
 
 
 def _reserve_by_device(table, request, accs, slot_device) -> dict[str, int]:
@@ -320,7 +332,7 @@ def _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve,
     weights: dict[str, int] = defaultdict(int)
     for p in placements:
         weights[p.device] += p.bytes
-    cpu_kv = 0 if accs else table.hparams.kv_bytes(request.n_ctx, n_seq=request.n_seq)
+    cpu_kv = 0 if accs else table.hparams.kv_bytes(request.n_ctx, n_seq=request.n_seq) + _mtp_kv(table, request)
     devs = [DevicePlan(CPU, "cpu", weights[CPU], cpu_kv, 0, cpu_spec.capacity_bytes)]
     for acc in accs:
         devs.append(DevicePlan(acc.name, acc.kind, weights[acc.name], kv.get(acc.name, 0),

@@ -32,7 +32,7 @@ from ..generation.hostcache import HostCache
 from ..generation.kvcache import common_prefix
 from ..generation.loop import check_request
 from ..generation.sampling import SamplingParams, build_sampler
-from ..generation.speculative import Drafter, ModelDrafter, verify
+from ..generation.speculative import Drafter, verify
 from ..generation.vocab import Vocab
 from .batch import _END, _SHUTDOWN, BatchedSequence, SlotState, StepBatch, _Slot, build_batch, token_logprobs
 
@@ -289,7 +289,7 @@ class Engine:
             n_max = min(share, self.context.n_ctx - slot.n_past - 2, slot.req.max_tokens - slot.generated - 1)
             if n_max > 0:
                 wants.append((slot, n_max))
-        if isinstance(self.drafter, ModelDrafter):     # the draft model decodes every sequence together
+        if hasattr(self.drafter, "draft_many"):     # a draft model (or head) decodes every sequence together
             drafts = self.drafter.draft_many([(s.seq, self.context.kv.tokens(s.seq), s.last, n) for s, n in wants])
         else:
             drafts = [self.drafter.draft(s.seq, self.context.kv.tokens(s.seq), s.last, n) for s, n in wants]

@@ -46,6 +46,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from gguf import GGMLQuantizationType
 
 from .families import write
 from .layouts import Shape
@@ -70,7 +71,8 @@ def tool_caller(out: str | os.PathLike, seed: int = 0) -> Path:
     return write(out, "qwen3moe", seed=seed, shape=SHAPE, name="tool-caller", arrays=Weights(seed).array)
 
 
-def looper(out: str | os.PathLike, seed: int = 0, family: str = "deepseek") -> Path:
+def looper(out: str | os.PathLike, seed: int = 0, family: str = "deepseek", shape: Shape = Shape(),
+           dtype: GGMLQuantizationType = GGMLQuantizationType.F32, mtp_loops: bool = True) -> Path:
     """Writes a model of `family` whose greedy output enters a loop of
     LOOP_LENGTH tokens at once and never leaves it: text that repeats, for
     n-gram speculation (speculative.py) to draft from. Its layers keep their
@@ -78,8 +80,16 @@ def looper(out: str | os.PathLike, seed: int = 0, family: str = "deepseek") -> P
     anything a layer adds (each layer reads its input through a norm), so the
     last position's stream points along its token's embedding, and the head
     maps each loop token to the next one and every other token to the
-    loop's first (every non-loop embedding shares one direction for it)."""
-    return write(out, family, seed=seed, name=f"looper-{family}", arrays=Loop(seed).array)
+    loop's first (every non-loop embedding shares one direction for it).
+    Where the family has a NextN/MTP block (glm4moe), it predicts the loop
+    too: its eh_proj passes the normed token embedding on, LOOP_SCALE times
+    longer than what its attention and experts add, so the shared head (the
+    model's own) maps it to the token after next (with mtp_loops=False the
+    block keeps random weights: drafts that are mostly wrong). `shape` and
+    `dtype` as families.write takes them (a real-size looper costs what a
+    random model of its shape costs per token)."""
+    return write(out, family, seed=seed, shape=shape, dtype=dtype, name=f"looper-{family}",
+                 arrays=Loop(seed, mtp_loops).array)
 
 
 LOOP_TOKENS = tuple(range(1000, 1000 + 24))   # ordinary pieces in every family's vocabulary
@@ -87,8 +97,9 @@ LOOP_LENGTH, LOOP_SCALE, LOOP_STEP = len(LOOP_TOKENS), 100.0, 16.0
 
 
 class Loop:
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, mtp_loops: bool = True):
         self.rng = np.random.default_rng(seed)
+        self.mtp_loops = mtp_loops
         self.emb: np.ndarray | None = None
 
     def array(self, name: str, shape: tuple) -> np.ndarray | None:
@@ -97,6 +108,18 @@ class Loop:
             return self.embeddings(rows)
         if name == "output.weight":
             return self.head(rows)
+        if ".nextn." in name and self.mtp_loops:
+            return self.nextn(name, rows)
+        return None
+
+    def nextn(self, name: str, rows) -> np.ndarray | None:
+        if name.endswith("eh_proj.weight"):         # [token embedding | hidden state] -> the token's, scaled
+            e = rows[0]
+            w = np.zeros(rows, np.float32)
+            w[:, :e] = LOOP_SCALE * np.eye(e, dtype=np.float32)
+            return w
+        if name.endswith("norm.weight"):
+            return np.ones(rows, np.float32)
         return None
 
     def embeddings(self, rows) -> np.ndarray:

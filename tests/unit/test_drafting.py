@@ -105,3 +105,19 @@ def test_a_sequence_with_drafts_shares_the_batch_with_plain_ones():
     assert batch.want == [True, True, True, True, False, False, True]   # every draft row has logits
     assert batch.owners == [spec, None, None, plain, None, None, prompt]  # the first row samples the drafts
     assert spec.n_past == 13
+
+
+def test_draft_mtp_plans_the_nextn_block_and_its_kv_cache():
+    from shimmy_py.placement.plan import DeviceSpec, PlanRequest
+    from shimmy_py.placement.planner import plan
+    from shimmy_py.synthetic import families
+    from shimmy_py.synthetic.layouts import Shape
+    table = families.table("glm4moe", Shape(n_vocab=32000))
+    devices = [DeviceSpec("CPU", "cpu", 10**11, "CPU"), DeviceSpec("GPU", "accelerator", 10**10, "GPU")]
+    plain, mtp = plan(table, devices, PlanRequest(n_ctx=4096)), plan(table, devices, PlanRequest(n_ctx=4096, mtp=True))
+    block = {t.name for t in table.tensors if t.layer == table.hparams.n_layer_trunk}
+    assert plain.not_loaded() == block and mtp.not_loaded() == set()
+    assert mtp.device("GPU").weights_bytes - plain.device("GPU").weights_bytes == \
+        sum(t.nbytes for t in table.tensors if t.name in block)
+    one_layer = table.hparams.kv_layer_bytes(table.hparams.n_layer_trunk, 4096)
+    assert mtp.device("GPU").kv_bytes - plain.device("GPU").kv_bytes == one_layer > 0
