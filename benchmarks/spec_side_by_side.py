@@ -52,12 +52,14 @@ CASES = (("none", "deepseek"), ("ngram-simple", "deepseek"), ("draft-simple", "d
 
 
 def write_models() -> None:
+    from dataclasses import replace
+
     from shimmy_py.synthetic.behaviours import looper
     from shimmy_py.synthetic.synth import DTYPES, PRESETS
     for family, path in MODELS.items():
-        if not path.exists():
+        if not path.exists():   # the family's own vocabulary (the preset's is DeepSeek LLM's)
             print(f"writing {path} (looper, {family}, bench preset's shape)", file=sys.stderr)
-            looper(path, family=family, shape=PRESETS["bench"].shape, dtype=DTYPES["f16"])
+            looper(path, family=family, shape=replace(PRESETS["bench"].shape, n_vocab=0), dtype=DTYPES["f16"])
 
 
 def spec_flags(mode: str, model: Path) -> list[str]:

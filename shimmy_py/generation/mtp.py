@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from ..native.context_handle import ContextHandle
-from .speculative import SpeculativeOptions, top_choice
+from .speculative import SpeculativeOptions, choose
 
 
 class MtpDrafter:
@@ -110,9 +110,9 @@ class MtpDrafter:
             self._process(*step, [True] * len(step[0]))
             order, step = step[2], ([], [], [], [])
             for row, seq in enumerate(order):
-                token, prob = top_choice(self.head.logits(row))
+                token = choose(self.head, row, o.draft_p_min)
                 pos, want, _ = live[seq]
-                if prob < o.draft_p_min:
+                if token is None:
                     continue
                 out[seq].append(token)
                 if len(out[seq]) < want:

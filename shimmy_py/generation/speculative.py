@@ -199,6 +199,16 @@ def verify(sample: Callable[[int], int], first_row: int, drafts: Sequence[int]) 
     return kept
 
 
+def choose(ctx, row: int, p_min: float) -> int | None:
+    """The draft token at output `row` of a draft context (a Context or a
+    ContextHandle): its most likely token, or None below the p_min floor.
+    With no floor (llama.cpp's default) an argmax in place, no copy."""
+    if p_min <= 0.0:
+        return ctx.argmax(row)
+    token, prob = top_choice(ctx.logits(row))
+    return token if prob >= p_min else None
+
+
 def top_choice(logits: np.ndarray, top: int = 10) -> tuple[int, float]:
     """The most likely token and its probability among the `top` best, as
     llama.cpp's draft sampler (top-k 10) measures it against p_min."""
@@ -251,8 +261,8 @@ class ModelDrafter:
             while live:
                 step = []
                 for p in live:
-                    token, prob = top_choice(ctx.logits(p.row))
-                    if prob < o.draft_p_min:
+                    token = choose(ctx, p.row, o.draft_p_min)
+                    if token is None:
                         p.want = 0
                         continue
                     p.out.append(token)
