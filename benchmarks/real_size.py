@@ -3,6 +3,7 @@ with Q8_0 random weights (about 17 GB), against stock llama-bench, and its
 decode speed against the memory-bandwidth limit. Not part of `make test`.
 
     python benchmarks/real_size.py [--model models/ds16b-q8-loop.gguf] [-p 512] [-n 128] [-r 2]
+    python benchmarks/real_size.py --pairs 3      # decode only, llama-bench and shimmy-py alternating
 
 The model is the `looper` behaviour at the deepseek-moe-16b preset's shape
 (`shimmy-py synth ... --behaviour looper --preset deepseek-moe-16b --dtype
@@ -19,11 +20,14 @@ so n-gram speculation has drafts to verify.
 3. stock llama-bench (pp P, tg N at depth P) and `shimmy-py bench` in
    separate processes, each load mode its own process (peak RSS is the
    process's high-water mark), then shimmy-py with --spec-type ngram-simple.
+4. With --pairs N instead: decode only (64 tokens after a 64-token prompt),
+   llama-bench and shimmy-py alternating N times, the ratio within each pair.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -60,11 +64,14 @@ def bytes_per_token(model: Path) -> int:
     return int(total)
 
 
-def llama_bench(model: Path, p: int, n: int, reps: int, threads: int) -> dict:
+def llama_bench(model: Path, p: int, n: int, reps: int, threads: int,
+                keys: tuple = ("prefill_tps", "decode_tps")) -> dict:
     tool = str(native.mode_tool("stock", "llama-bench"))
     out = {}
     for key, args in (("prefill_tps", ["-p", str(p), "-n", "0"]),
                       ("decode_tps", ["-p", "0", "-n", str(n), "-d", str(p)])):
+        if key not in keys:
+            continue
         proc = subprocess.run([tool, "-m", str(model), "-r", str(reps), "-t", str(threads), "-o", "json", *args],
                               capture_output=True, text=True, timeout=7200, check=True)
         out[key] = json.loads(proc.stdout)[0]["avg_ts"]
@@ -78,6 +85,17 @@ def ours(model: Path, p: int, n: int, reps: int, threads: int, *flags: str) -> d
     return json.loads(proc.stdout)[0]
 
 
+def pairs(model: Path, threads: int, n: int) -> None:
+    ratios = []
+    for i in range(n):
+        theirs = llama_bench(model, 64, 64, 1, threads, ("decode_tps",))["decode_tps"]
+        mine = ours(model, 64, 64, 1, threads, "--load-mode", "mmap")["decode_tps"]
+        ratios.append(mine / theirs)
+        print(f"pair {i + 1}: llama-bench {theirs:.2f} tok/s, shimmy-py {mine:.2f} tok/s, ratio {ratios[-1]:.3f}",
+              flush=True)
+    print(f"median ratio {statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "ds16b-q8-loop.gguf")
@@ -85,12 +103,16 @@ def main() -> None:
     ap.add_argument("-p", type=int, default=512)
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("-r", type=int, default=2)
+    ap.add_argument("--pairs", type=int, default=0, help="decode only: N alternating pairs")
     a = ap.parse_args()
     if not a.model.exists():
         from shimmy_py.synthetic.behaviours import looper
         from shimmy_py.synthetic.synth import DTYPES, PRESETS
         print(f"writing {a.model} (about 17 GB)", file=sys.stderr)
         looper(a.model, family="deepseek", shape=PRESETS["deepseek-moe-16b"].shape, dtype=DTYPES["q8_0"])
+    if a.pairs:
+        pairs(a.model, a.threads, a.pairs)
+        return
     t0 = time.time()
     bw = bandwidth_gbs()
     per_token = bytes_per_token(a.model)
