@@ -4,6 +4,7 @@ decode speed against the memory-bandwidth limit. Not part of `make test`.
 
     python benchmarks/real_size.py [--model models/ds16b-q8-loop.gguf] [-p 512] [-n 128] [-r 2]
     python benchmarks/real_size.py --pairs 3      # decode only, llama-bench and shimmy-py alternating
+    python benchmarks/real_size.py --pairs 2 --random-tokens   # the same, random tokens fed to Context.step
 
 The model is the `looper` behaviour at the deepseek-moe-16b preset's shape
 (`shimmy-py synth ... --behaviour looper --preset deepseek-moe-16b --dtype
@@ -21,7 +22,9 @@ so n-gram speculation has drafts to verify.
    separate processes, each load mode its own process (peak RSS is the
    process's high-water mark), then shimmy-py with --spec-type ngram-simple.
 4. With --pairs N instead: decode only (64 tokens after a 64-token prompt),
-   llama-bench and shimmy-py alternating N times, the ratio within each pair.
+   llama-bench and shimmy-py alternating N times, the ratio within each pair;
+   with --random-tokens shimmy-py decodes random tokens as llama-bench does
+   (straight to Context.step: no sampling, no generation loop).
 """
 from __future__ import annotations
 
@@ -85,11 +88,29 @@ def ours(model: Path, p: int, n: int, reps: int, threads: int, *flags: str) -> d
     return json.loads(proc.stdout)[0]
 
 
-def pairs(model: Path, threads: int, n: int) -> None:
+def random_tokens_tps(model: Path, threads: int, p: int = 64, n: int = 64) -> float:
+    """Decode tokens/s of random tokens fed to the context one at a time after
+    a random p-token prompt, as llama-bench's tg test feeds them."""
+    from shimmy_py import Model
+    with Model(model, n_ctx=p + n + 16, n_threads=threads) as m:
+        rng = np.random.default_rng(0)
+        tokens = rng.integers(0, m.n_vocab, n).tolist()
+        with m.context.session() as c:
+            c.clear()
+            c.prefill([m.bos] + rng.integers(0, m.n_vocab, p - 1).tolist())
+            c.step(tokens[0], p)                     # the first, as llama-bench's warm-up
+            t0 = time.perf_counter()
+            for i, token in enumerate(tokens[1:]):
+                c.step(token, p + 1 + i)
+            return (n - 1) / (time.perf_counter() - t0)
+
+
+def pairs(model: Path, threads: int, n: int, random_tokens: bool) -> None:
     ratios = []
     for i in range(n):
         theirs = llama_bench(model, 64, 64, 1, threads, ("decode_tps",))["decode_tps"]
-        mine = ours(model, 64, 64, 1, threads, "--load-mode", "mmap")["decode_tps"]
+        mine = random_tokens_tps(model, threads) if random_tokens else \
+            ours(model, 64, 64, 1, threads, "--load-mode", "mmap")["decode_tps"]
         ratios.append(mine / theirs)
         print(f"pair {i + 1}: llama-bench {theirs:.2f} tok/s, shimmy-py {mine:.2f} tok/s, ratio {ratios[-1]:.3f}",
               flush=True)
@@ -104,6 +125,7 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("-r", type=int, default=2)
     ap.add_argument("--pairs", type=int, default=0, help="decode only: N alternating pairs")
+    ap.add_argument("--random-tokens", action="store_true", help="--pairs: shimmy-py decodes random tokens")
     a = ap.parse_args()
     if not a.model.exists():
         from shimmy_py.synthetic.behaviours import looper
@@ -111,7 +133,7 @@ def main() -> None:
         print(f"writing {a.model} (about 17 GB)", file=sys.stderr)
         looper(a.model, family="deepseek", shape=PRESETS["deepseek-moe-16b"].shape, dtype=DTYPES["q8_0"])
     if a.pairs:
-        pairs(a.model, a.threads, a.pairs)
+        pairs(a.model, a.threads, a.pairs, a.random_tokens)
         return
     t0 = time.time()
     bw = bandwidth_gbs()

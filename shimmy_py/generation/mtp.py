@@ -34,14 +34,20 @@ class MtpDrafter:
         self.head, self.options, self.n_embd = head, options, n_embd
         self.batch = head.new_ext_batch()
         self.target = None
-        self._held: dict[int, int] = {}            # seq -> positions the head's cache holds (0..n-1)
-        self._pending: dict[int, np.ndarray] = {}  # seq -> the target's hidden state at its last decoded position
-        self._rows: dict[int, tuple[int, list]] = {}   # seq -> (first position, hidden states) of its last decode
+        self._held: dict[int, int] = {}                # seq -> positions the head's cache holds (0..n-1)
+        self._rows: dict[int, tuple[int, list]] = {}   # seq -> (first position, the target's hidden states from
+        #                                                there to the last position its cache holds)
 
     def attach(self, target) -> None:
         """Follows `target` (a generation Context): its decodes and truncations."""
         self.target = target
         target.observer = self
+
+    def _state_before(self, seq: int) -> np.ndarray:
+        """The target's hidden state at the position before `seq`'s next
+        token (zeros where unknown: worse drafts, the same output)."""
+        _, rows = self._rows.get(seq, (0, []))
+        return rows[-1] if rows else np.zeros(self.n_embd, np.float32)
 
     # --- following the target ---------------------------------------------------
     def decoded(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int]) -> None:
@@ -49,37 +55,31 @@ class MtpDrafter:
         hidden state of the token before it (a sequence's rows are
         consecutive in every batch this project builds)."""
         rows = self.target.native.nextn_rows(len(tokens))
-        states, by_seq = [], {}
-        for i, (pos, seq) in enumerate(zip(positions, seqs)):
-            first = seq not in by_seq
-            by_seq.setdefault(seq, (pos, []))[1].append(rows[i])
-            if first:
+        entries, by_seq = [], {}
+        for i, (token, pos, seq) in enumerate(zip(tokens, positions, seqs)):
+            if seq not in by_seq:
                 if self._held.get(seq, 0) != pos:     # out of step (a shared or restored prefix): start afresh
                     self.head.seq_rm(seq)
-                states.append(self._pending.get(seq, np.zeros(self.n_embd, np.float32)))
+                state = self._state_before(seq)
+                by_seq[seq] = (pos, [])
             else:
-                states.append(rows[i - 1])
-        self._process(tokens, positions, seqs, states, [False] * len(tokens))
+                state = rows[i - 1]
+            by_seq[seq][1].append(rows[i])
+            entries.append((token, pos, seq, state))
+        self._process(entries, outputs=False)
         for seq, (first, seq_rows) in by_seq.items():
             self._rows[seq] = (first, seq_rows)
-            self._pending[seq] = seq_rows[-1]
             self._held[seq] = first + len(seq_rows)
 
     def truncated(self, seq: int, n: int) -> None:
         """The target keeps only positions 0..n-1 of `seq`: so does the head,
         and the hidden state of position n-1 is the one to draft from."""
-        if n <= 0:
-            self.head.seq_rm(seq)
-            self._held[seq] = 0
-            self._pending.pop(seq, None)
-            return
-        self.head.seq_rm(seq, n, -1)
-        self._held[seq] = min(self._held.get(seq, 0), n)
-        first, rows = self._rows.get(seq, (0, []))
-        if first <= n - 1 < first + len(rows):
-            self._pending[seq] = rows[n - 1 - first]
-        elif self._held[seq] < n:
-            self._pending.pop(seq, None)    # not known: the next drafts start from zeros (worse, still lossless)
+        self.head.seq_rm(seq, max(n, 0), -1)
+        self._held[seq] = min(self._held.get(seq, 0), max(n, 0))
+        first, rows = self._rows.pop(seq, (0, []))
+        kept = rows[:n - first] if n > first else []
+        if kept and first + len(kept) == n:        # position n-1's state is known
+            self._rows[seq] = (first, kept)
 
     def cleared(self) -> None:
         for seq in list(self._held):
@@ -93,42 +93,33 @@ class MtpDrafter:
         """Drafts for several sequences at once: (seq, history, last, n_max) each."""
         o = self.options
         out = {seq: [] for seq, *_ in wants}
-        live = {}   # seq -> [position of the next entry, tokens wanted]
-        step = ([], [], [], [])  # tokens, positions, seqs, states
+        starts, want = {}, {}
+        entries = []   # (token, position, seq, hidden state) for the head's next decode
         for seq, history, last, n_max in wants:
-            want = min(n_max, o.draft_max)
-            if want < max(1, o.draft_min):
+            if min(n_max, o.draft_max) < max(1, o.draft_min):
                 continue
-            pos = len(history)
-            if self._held.get(seq, 0) != pos:       # the head is not where the target is: start afresh
+            start = len(history)
+            if self._held.get(seq, 0) != start:       # the head is not where the target is: start afresh
                 self.head.seq_rm(seq)
                 self._held[seq] = 0
-            live[seq] = [pos, want, pos]
-            for part, value in zip(step, (last, pos, seq, self._pending.get(seq, np.zeros(self.n_embd, np.float32)))):
-                part.append(value)
-        while step[0]:
-            self._process(*step, [True] * len(step[0]))
-            order, step = step[2], ([], [], [], [])
-            for row, seq in enumerate(order):
+            starts[seq], want[seq] = start, min(n_max, o.draft_max)
+            entries.append((last, start, seq, self._state_before(seq)))
+        while entries:
+            self._process(entries, outputs=True)
+            decoded, entries = entries, []
+            for row, (_, _, seq, _) in enumerate(decoded):
                 token = choose(self.head, row, o.draft_p_min)
-                pos, want, _ = live[seq]
                 if token is None:
                     continue
                 out[seq].append(token)
-                if len(out[seq]) < want:
-                    for part, value in zip(step, (token, pos + 1, seq, self.head.nextn_row(row))):
-                        part.append(value)
-                    live[seq][0] = pos + 1
-        for seq, (_, _, start) in live.items():   # the draft entries go: the verify batch brings the real ones
+                if len(out[seq]) < want[seq]:
+                    entries.append((token, starts[seq] + len(out[seq]), seq, self.head.nextn_row(row)))
+        for seq, start in starts.items():     # the draft entries go: the verify batch brings the real ones
             self.head.seq_rm(seq, start, -1)
         return [out[seq] if len(out[seq]) >= o.draft_min else [] for seq, *_ in wants]
 
-    def _process(self, tokens, positions, seqs, states, outputs) -> None:
-        for first in range(0, len(tokens), self.head.n_batch):
-            end = first + self.head.n_batch
-            self.batch.fill(tokens[first:end], positions[first:end], seqs[first:end], states[first:end],
-                            outputs[first:end])
+    def _process(self, entries: list, outputs: bool) -> None:
+        for first in range(0, len(entries), self.head.n_batch):
+            tokens, positions, seqs, states = zip(*entries[first:first + self.head.n_batch])
+            self.batch.fill(tokens, positions, seqs, states, [outputs] * len(tokens))
             self.head.process(self.batch)
-
-    def close(self) -> None:
-        """The head's context and batch belong to the Model, which closes them."""

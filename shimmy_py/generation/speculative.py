@@ -140,20 +140,16 @@ class DraftStats:
     """Drafted and accepted tokens, as llama-server counts them."""
     drafted: int = 0       # draft tokens verified
     accepted: int = 0      # of which the target kept
-    steps: int = 0         # verify steps (decodes with a draft)
 
     def add(self, drafted: int, accepted: int) -> None:
         self.drafted += drafted
         self.accepted += accepted
-        self.steps += 1
 
 
 class Drafter(Protocol):
     """Proposes tokens to follow `last` for sequence `seq`, whose KV cache
     holds `history`; at most n_max of them."""
     def draft(self, seq: int, history: Sequence[int], last: int, n_max: int) -> list[int]: ...
-
-    def close(self) -> None: ...
 
 
 def ngram_draft(tokens: Sequence[int], sampled: int, n: int, m: int) -> list[int]:
@@ -180,9 +176,6 @@ class NgramDrafter:
 
     def draft(self, seq: int, history: Sequence[int], last: int, n_max: int) -> list[int]:
         return ngram_draft(history, last, self.n, self.m)[:n_max]
-
-    def close(self) -> None:
-        """Nothing native."""
 
 
 def verify(sample: Callable[[int], int], first_row: int, drafts: Sequence[int]) -> list[int]:
@@ -276,22 +269,16 @@ class ModelDrafter:
         return [p.out if len(p.out) >= o.draft_min else [] for p in pending]
 
     def _decode_rows(self, rows: list, live: list[_Pending]) -> None:
-        """Decodes `rows` in batches of n_batch; each live sequence's row with
-        logits is remembered (its last one)."""
+        """Decodes `rows` in batches of n_batch; each live sequence's last row
+        with logits is remembered (its index in the batch, as llama_get_logits_ith takes it)."""
         ctx = self.context
         by_seq = {p.seq: p for p in live}
         for first in range(0, len(rows), ctx.n_batch):
             chunk = rows[first:first + ctx.n_batch]
-            ctx.decode([r[0] for r in chunk], [r[1] for r in chunk], [r[2] for r in chunk], [r[3] for r in chunk])
-            out = 0
-            for r in chunk:
-                if r[3]:
-                    if r[2] in by_seq:
-                        by_seq[r[2]].row = out
-                    out += 1
-
-    def close(self) -> None:
-        """The context belongs to the draft Model, which closes it."""
+            ctx.decode(*zip(*chunk))
+            for i, (_, _, seq, logits) in enumerate(chunk):
+                if logits and seq in by_seq:
+                    by_seq[seq].row = i
 
 
 def check_same_vocab(target, draft) -> None:

@@ -120,19 +120,15 @@ class ContextHandle(Owned):
         """A copy of row `i` of the hidden states for the MTP head (the target:
         batch token i; the head's own context: output i)."""
         with self.using() as ptr:
-            row = lib().llama_get_embeddings_nextn_ith(ptr, i)
-            if not row:
-                raise NativeError(f"no MTP hidden state at row {i} ({self.model.path})")
-            return np.ctypeslib.as_array(row, shape=(self.model.n_embd_out,)).copy()
+            return self._floats(lib().llama_get_embeddings_nextn_ith(ptr, i), (self.model.n_embd_out,),
+                                f"MTP hidden state at row {i}")
 
     def nextn_rows(self, n: int) -> np.ndarray:
         """A copy of the first n rows of the hidden states for the MTP head
         (the target's: one per token of the last batch)."""
         with self.using() as ptr:
-            rows = lib().llama_get_embeddings_nextn(ptr)
-            if not rows:
-                raise NativeError(f"no MTP hidden states ({self.model.path})")
-            return np.ctypeslib.as_array(rows, shape=(n, self.model.n_embd_out)).copy()
+            return self._floats(lib().llama_get_embeddings_nextn(ptr), (n, self.model.n_embd_out),
+                                "MTP hidden states")
 
     def process(self, batch: "ExtBatch") -> None:
         """llama_process (decode) of an extended batch: tokens with a hidden state each (MTP)."""
@@ -158,6 +154,12 @@ class ContextHandle(Owned):
             if not out:
                 raise NativeError(f"no pooled embedding for sequence {seq} (pooling {self.pooling()})")
             return np.ctypeslib.as_array(out, shape=(self.model.n_embd_out,)).copy()
+
+    def _floats(self, ptr, shape: tuple, what: str) -> np.ndarray:
+        """A copy of the float array llama.cpp returned (NULL: an error naming `what`)."""
+        if not ptr:
+            raise NativeError(f"no {what} ({self.model.path})")
+        return np.ctypeslib.as_array(ptr, shape=shape).copy()
 
     def _logits_view(self, i: int) -> np.ndarray:
         """llama.cpp's logits of output `i`, valid until the next decode or the
