@@ -7,7 +7,7 @@ import time
 
 import pytest
 from support.batch_noise import assert_decisive
-from support.http import metric, post_json, read_until, request, sse_events
+from support.http import address, metric, post_json, read_until, request, sse_events
 from support.servers import config
 
 from shimmy_py.serving.server import Server
@@ -61,6 +61,20 @@ def test_generate_streams_by_default_and_round_trips(server):
     events = sse_events(text)
     assert events[-1] == "[DONE]"
     assert "".join(events[:-1]) == whole["response"].replace("\r\n", "\n").replace("\r", "\n")
+
+
+def test_a_streams_first_token_leaves_with_its_head(server):
+    """The handler, which waited for the first piece, makes its chunk, and the
+    transport writes it in the head's write: the first token waits on no
+    further thread (a head written alone would arrive alone)."""
+    body = json.dumps({"prompt": "Hello", "max_tokens": 8, "temperature": 0, "stream": True}).encode()
+    host, port = address(server)
+    with socket.create_connection((host, port), timeout=60) as s:
+        s.sendall(b"POST /api/generate HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % (host.encode(), port, len(body)) + body)
+        first = s.recv(65536)
+    head, _, rest = first.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"data: " in rest
 
 
 def test_pieces_with_newlines_survive_sse_framing(server):

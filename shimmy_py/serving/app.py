@@ -55,6 +55,7 @@ class Response:
     content_type: str = "application/json"
     headers: dict = field(default_factory=dict)
     stream: Iterator[bytes] | None = None   # chunks written and flushed one by one; closed if the client leaves
+    ready: bytes = b""                      # a stream's chunks made at once, written with the head
 
     @classmethod
     def json(cls, status: int, obj, headers: dict | None = None) -> "Response":
@@ -65,8 +66,8 @@ class Response:
         return cls(status, text.encode(), content_type)
 
     @classmethod
-    def events(cls, chunks: Iterator[bytes], content_type: str = "text/event-stream") -> "Response":
-        return cls(200, content_type=content_type, stream=chunks, headers={"Cache-Control": "no-cache"})
+    def events(cls, chunks: Iterator[bytes], content_type: str = "text/event-stream", ready: bytes = b"") -> "Response":
+        return cls(200, content_type=content_type, stream=chunks, headers={"Cache-Control": "no-cache"}, ready=ready)
 
 
 def sse(data: str) -> bytes:

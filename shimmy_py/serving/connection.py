@@ -190,10 +190,10 @@ class Connection:
                                                                 headers.items()])
 
     async def send(self, *events) -> None:
-        for event in events:
-            data = self.h11.send(event)
-            if data:
-                self.writer.write(data)
+        """`events` in one write (a stream's head and its first chunks leave together)."""
+        data = b"".join(self.h11.send(event) or b"" for event in events)
+        if data:
+            self.writer.write(data)
         await asyncio.wait_for(self.writer.drain(), self.policy.body_timeout)
 
     async def respond(self, resp: Response, close: bool = False, head_only: bool = False) -> None:
@@ -217,7 +217,7 @@ class Connection:
         chunks: Iterator[bytes] = resp.stream
         pool = self.server.model_lane.pool
         try:
-            await self.send(self._head(resp, close=False))
+            await self.send(self._head(resp, close=False), *([h11.Data(data=resp.ready)] if resp.ready else []))
             while not self.gone.is_set():
                 chunk = await loop.run_in_executor(pool, next, chunks, _END)
                 if chunk is _END:

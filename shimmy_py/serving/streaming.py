@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .server import App
 
 CLIENT_CHECK_EVERY = 8          # pieces between checks that a non-streaming client is still there
+_READY = object()                # _stream's mark after the first piece's events: those were made at once
 
 
 @dataclass(frozen=True)
@@ -68,12 +69,25 @@ def answer(app: "App", req: Request, gr: "GenRequest", shapes: Callable) -> Resp
     shape = shapes(lease.name, gr, clock)
     if gr.stream:
         content_type = "application/x-ndjson" if shape.framing == "ndjson" else "text/event-stream"
-        return Response.events(_stream(app, streams, shape, lease), content_type)
+        chunks = _stream(app, streams, shape, lease)
+        return Response.events(chunks, content_type, ready=_made_at_once(chunks))
     with lease:
         done = [drain(pieces, _client_check(req)) for pieces in streams]
         for c in done:
             app.state.metrics.completion(c)
         return Response.json(200, shape.final(done[0], done[1:]) if gr.n > 1 else shape.final(done[0]))
+
+
+def _made_at_once(chunks: Iterator[bytes]) -> bytes:
+    """A stream's chunks up to its first piece's, which has arrived (generate()
+    waits for it): made on the handler's thread, so that the transport writes
+    them with the head, without waiting on a thread again for the first token."""
+    ready = []
+    for chunk in chunks:
+        if chunk is _READY:
+            break
+        ready.append(chunk)
+    return b"".join(ready)
 
 
 def _client_check(req: Request):
@@ -91,8 +105,9 @@ def _stream(app: "App", streams: list, shape, lease) -> Iterator[bytes]:
     """The events of a streamed answer (n > 1: each choice in turn). If the
     model fails meanwhile (its worker died), the stream ends with the
     dialect's error event: its status was sent. Closed early (the client
-    left), it cancels the generations."""
-    framing, done = shape.framing, []
+    left), it cancels the generations. After the first piece's events comes
+    _READY, once (_made_at_once takes what precedes it)."""
+    framing, done, marked = shape.framing, [], False
     with lease, contextlib.ExitStack() as stack:
         for pieces in streams:
             stack.enter_context(contextlib.closing(pieces))
@@ -116,6 +131,9 @@ def _stream(app: "App", streams: list, shape, lease) -> Iterator[bytes]:
                     return
                 for event in shape.piece(*piece):
                     yield frame(event, framing)
+                if not marked:
+                    marked = True
+                    yield _READY
             app.state.metrics.completion(done[-1])
         for event in shape.closing(done[-1], done[:-1]) if len(done) > 1 else shape.closing(done[-1]):
             yield frame(event, framing)
