@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import enum
 import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -38,8 +37,7 @@ class BatchedSequence:
     """One request's token source; tokens arrive from the scheduler thread."""
 
     def __init__(self, engine: Engine, tokens: list[int], sampling: SamplingParams, max_tokens: int,
-                 logprobs: int | None = None, experts: bool = False,
-                 delivered: threading.Event | None = None):
+                 logprobs: int | None = None, experts: bool = False):
         self.engine, self.tokens, self.sampling, self.max_tokens = engine, tokens, sampling, max_tokens
         # routing traced: every token of its own decoded (no cached prefix) with logits, so that every
         # layer routes it; per token, (MoE layers, k) ids and weights
@@ -52,7 +50,6 @@ class BatchedSequence:
         self.cancelled = False
         self.end_reason = "length"   # why next_token() returned None: a full context, or "cancelled"
         self.draft_stats = DraftStats()   # speculative decoding: its drafted and accepted tokens
-        self.delivered = delivered        # a stream's: set once its first token is with the client
 
     def next_token(self) -> int | None:
         item = self.out.get()
@@ -132,11 +129,3 @@ def build_batch(slots, n_batch: int, prefill_chunk: int) -> StepBatch:
     return batch
 
 
-def awaited_deliveries(firsts: list[_Slot], n_slots: int, n_waiting: int) -> list[threading.Event]:
-    """What the next step waits for after `firsts` made their first token: the
-    delivery to the client of those that are streams and go on decoding, but
-    only when they are every sequence there is and no request waits, so that
-    the wait delays nobody else (Engine._await_delivery)."""
-    if not firsts or len(firsts) != n_slots or n_waiting:
-        return []
-    return [s.req.delivered for s in firsts if s.req.delivered is not None and s.state is not SlotState.DONE]

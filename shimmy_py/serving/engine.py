@@ -34,17 +34,7 @@ from ..generation.loop import check_request
 from ..generation.sampling import SamplingParams, build_sampler
 from ..generation.speculative import Drafter, verify
 from ..generation.vocab import Vocab
-from .batch import (
-    _END,
-    _SHUTDOWN,
-    BatchedSequence,
-    SlotState,
-    StepBatch,
-    _Slot,
-    awaited_deliveries,
-    build_batch,
-    token_logprobs,
-)
+from .batch import _END, _SHUTDOWN, BatchedSequence, SlotState, StepBatch, _Slot, build_batch, token_logprobs
 
 logger = logging.getLogger("shimmy_py.engine")
 
@@ -60,7 +50,6 @@ class EngineFailed(ShimmyError):
 MIN_SAVED_TOKENS = 32   # a sequence holding fewer is not worth a copy to host RAM
 MIN_RESTORE_GAIN = 8    # prompt tokens a restore must save over what the slot already holds
 MIN_SHARED_PREFIX = 8   # prompt tokens another sequence must hold beyond a slot's own to be shared
-DELIVERY_WAIT_S = 0.005  # at most this long a lone new stream's first token may hold the next step
 
 @dataclass
 class EngineStats:
@@ -108,14 +97,13 @@ class Engine:
 
     # --- the requests' side ---------------------------------------------------
     def submit(self, tokens: list[int], sampling: SamplingParams, max_tokens: int,
-               logprobs: int | None = None, experts: bool = False,
-               delivered: threading.Event | None = None) -> BatchedSequence:
+               logprobs: int | None = None, experts: bool = False) -> BatchedSequence:
         check_request(tokens, max_tokens, self.context.n_ctx)
         sampling.validate(self.vocab.n_vocab)
         if experts and self.routing is None:
             raise GenerationError("routed experts were asked for, but this model's server does not trace them: "
                                   "start it with --trace-experts (or trace_experts in its --config entry)")
-        seq = BatchedSequence(self, tokens, sampling, max_tokens, logprobs, experts, delivered)
+        seq = BatchedSequence(self, tokens, sampling, max_tokens, logprobs, experts)
         with self._cv:
             if self.failure is not None:
                 raise EngineFailed(f"the engine stopped after a native error: {self.failure}")
@@ -268,29 +256,12 @@ class Engine:
         self.stats.decode_s += time.perf_counter() - t_decode
         if self.routing is not None:
             self._route(batch)
-        firsts = [slot for slot in batch.owners if slot is not None and not slot.generated]
         for idx, slot in enumerate(batch.owners):    # 4. sample each sequence
             if slot is not None:
                 self._sample(slot, idx)
         self.stats.steps += 1
         self.stats.batch_tokens += len(batch.tokens)
         self.stats.step_s += time.perf_counter() - t0
-        self._await_delivery(awaited_deliveries(firsts, len(self._slots), len(self._waiting)))
-
-    @staticmethod
-    def _await_delivery(events: list[threading.Event]) -> None:
-        """Waits, DELIVERY_WAIT_S at most, until these streams have their
-        first token with the client (awaited_deliveries says when): the hops
-        that take it there (worker thread, pipe, handler, event loop) run on
-        free cores instead of in the gaps of a llama_decode that takes every
-        core (time to first token)."""
-        # a first token the worker holds back (a stop string's start, a tool call being parsed) sends
-        # nothing, and the step waits the whole DELIVERY_WAIT_S
-        deadline = time.monotonic() + DELIVERY_WAIT_S
-        for event in events:
-            left = deadline - time.monotonic()
-            if left <= 0 or not event.wait(left):
-                return
 
     def _route(self, batch: StepBatch) -> None:
         routed = self.routing.take()

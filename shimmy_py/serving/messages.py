@@ -2,9 +2,9 @@
 worker.py), as small frozen records dispatched by type: llama.cpp's server
 has `server_task_type` and `struct server_task` for the same purpose.
 
-Server -> worker: `Generate` (a streamed generation), `Delivered` (its first
-piece is with the client), any `Call` (a request answered by one value:
-tokenize, embed, ...), `Cancel`, `CacheLimit`, `Stop`. Worker -> server: `Ready` or `LoadFailed` once, then `Piece`s and
+Server -> worker: `Generate` (a streamed generation), any `Call` (a request
+answered by one value: tokenize, embed, ...), `Cancel`, `CacheLimit`,
+`Stop`. Worker -> server: `Ready` or `LoadFailed` once, then `Piece`s and
 `Done` for a generation, `Result` for a call, `Failed` for either, and a
 `Heartbeat` with the engine's counters every second (watchdog.py).
 
@@ -62,11 +62,6 @@ class RenderChat(Call):
 @dataclass(frozen=True)
 class Cancel:
     rid: int                          # the client went away: stop at the next piece
-
-
-@dataclass(frozen=True)
-class Delivered:
-    rid: int                          # a stream's first piece is with its client: the engine may step on
 
 
 @dataclass(frozen=True)

@@ -302,20 +302,14 @@ class Supervisor:
         if not isinstance(first, (m.Piece, m.Done)):
             self._forget(rid)
             raise self._error(first)
-        return self._pieces(rid, q, first, req.stream)
+        return self._pieces(rid, q, first)
 
-    def _pieces(self, rid: int, q, first, stream: bool) -> Generator[tuple, None, Completion]:
-        """The replies as deltas. A stream's consumer that asks for a second
-        piece has handled the first (written it to the client): the worker's
-        engine, which may wait for that before its next step, hears so."""
+    def _pieces(self, rid: int, q, first) -> Generator[tuple, None, Completion]:
         msg, finished = first, False
         try:
             while True:
                 if isinstance(msg, m.Piece):
                     yield (msg.kind, msg.call if msg.kind == "tool_call" else msg.text)
-                    if stream:
-                        stream = False
-                        self._delivered(rid)
                 elif isinstance(msg, m.Done):
                     finished = True
                     return msg.completion
@@ -330,12 +324,6 @@ class Supervisor:
                 except OSError:
                     pass
             self._forget(rid)
-
-    def _delivered(self, rid: int) -> None:
-        try:
-            self._send(m.Delivered(rid))
-        except OSError:
-            pass                                  # the worker is gone: the next reply says so
 
     def _forget(self, rid: int) -> None:
         with self._lock:

@@ -10,9 +10,7 @@ dispatched by type (`Worker.HANDLERS`); a `Call` is answered by the method
 CALLS names for its type, on a thread of its own. Each generation runs on a
 thread of its own that tokenizes, submits to the engine and drains the
 generation loop; a Cancel (the client went away) closes its generation at
-the next piece, which frees its sequence; a Delivered (a stream's first
-piece is with its client) lets the engine take its next step
-(engine.py's _await_delivery).
+the next piece, which frees its sequence.
 """
 from __future__ import annotations
 
@@ -57,9 +55,7 @@ class Worker:
         self._send_lock = threading.Lock()
         self._cancelled: set[int] = set()
         self._threads: dict[int, threading.Thread] = {}
-        self._delivered: dict[int, threading.Event] = {}   # a stream's: set once its first piece is with the client
         self.HANDLERS = {m.Generate: self._start, m.Cancel: lambda msg: self._cancelled.add(msg.rid),
-                         m.Delivered: self._on_delivered,
                          m.CacheLimit: lambda msg: self.engine.limit_cache(msg.bytes)}
         self._stop = threading.Event()
         threading.Thread(target=self._heartbeat, name="shimmy-heartbeat", daemon=True).start()
@@ -125,7 +121,6 @@ class Worker:
         finally:
             self._cancelled.discard(rid)
             self._threads.pop(rid, None)
-            self._delivered.pop(rid, None)
 
     def _call(self, msg: m.Call) -> None:
         method = self.CALLS.get(type(msg))
@@ -183,18 +178,11 @@ class Worker:
 
     # --- generations ------------------------------------------------------------------
     def _start(self, msg: m.Generate) -> None:
-        if msg.request.stream and msg.request.n == 1:   # n > 1: the next choice comes once this one has begun
-            self._delivered[msg.rid] = threading.Event()
         self._spawn(msg.rid, self._generate, msg)
-
-    def _on_delivered(self, msg: m.Delivered) -> None:
-        delivered = self._delivered.get(msg.rid)
-        if delivered is not None:
-            delivered.set()
 
     def _generate(self, msg: m.Generate) -> None:
         rid = msg.rid
-        gen, source = self._open(msg.request, self._delivered.get(rid))
+        gen, source = self._open(msg.request)
 
         def forward(delta) -> None:
             if rid in self._cancelled:
@@ -210,7 +198,7 @@ class Worker:
         self.send(m.Heartbeat(self.stats()))    # the counters include this request when its answer arrives
         self.send(done)
 
-    def _open(self, req: GenRequest, delivered: threading.Event | None = None):
+    def _open(self, req: GenRequest):
         """The request's generation as (kind, value) deltas: tokenized,
         submitted, wrapped in the loop (a chat: in its parser too)."""
         model = self.model
@@ -218,12 +206,12 @@ class Worker:
             turn = prepare(model.vocab, req.messages, req.chat or ChatOptions(), req.sampling)
             tokens = model.tokenize(turn.prompt, parse_special=True)
             max_tokens = _budget(req, len(tokens), model.n_ctx)
-            source = self.engine.submit(tokens, turn.sampling, max_tokens, req.logprobs, req.experts, delivered)
+            source = self.engine.submit(tokens, turn.sampling, max_tokens, req.logprobs, req.experts)
             pieces = run(source, model.vocab, max_tokens, req.stop, model.vocab.special_ids(turn.special))
             return structured(pieces, turn.parser), source
         tokens = model.tokenize(req.prompt)
         max_tokens = _budget(req, len(tokens), model.n_ctx)
-        source = self.engine.submit(tokens, req.sampling, max_tokens, req.logprobs, req.experts, delivered)
+        source = self.engine.submit(tokens, req.sampling, max_tokens, req.logprobs, req.experts)
         return as_content(run(source, model.vocab, max_tokens, req.stop)), source
 
     def routed(self, source, c) -> ExpertTrace:
