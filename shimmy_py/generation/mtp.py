@@ -96,13 +96,14 @@ class MtpDrafter:
         starts, want = {}, {}
         entries = []   # (token, position, seq, hidden state) for the head's next decode
         for seq, history, last, n_max in wants:
-            if min(n_max, o.draft_max) < max(1, o.draft_min):
+            n = min(n_max, o.draft_max)
+            if n < max(1, o.draft_min):
                 continue
             start = len(history)
             if self._held.get(seq, 0) != start:       # the head is not where the target is: start afresh
                 self.head.seq_rm(seq)
                 self._held[seq] = 0
-            starts[seq], want[seq] = start, min(n_max, o.draft_max)
+            starts[seq], want[seq] = start, n
             entries.append((last, start, seq, self._state_before(seq)))
         while entries:
             self._process(entries, outputs=True)

@@ -150,10 +150,8 @@ class ContextHandle(Owned):
     def embedding(self, seq: int) -> np.ndarray:
         """A copy of sequence `seq`'s pooled embedding from the last decode."""
         with self.using() as ptr:
-            out = lib().llama_get_embeddings_seq(ptr, seq)
-            if not out:
-                raise NativeError(f"no pooled embedding for sequence {seq} (pooling {self.pooling()})")
-            return np.ctypeslib.as_array(out, shape=(self.model.n_embd_out,)).copy()
+            return self._floats(lib().llama_get_embeddings_seq(ptr, seq), (self.model.n_embd_out,),
+                                f"pooled embedding for sequence {seq} (pooling {self.pooling()})")
 
     def _floats(self, ptr, shape: tuple, what: str) -> np.ndarray:
         """A copy of the float array llama.cpp returned (NULL: an error naming `what`)."""
