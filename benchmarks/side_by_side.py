@@ -8,7 +8,8 @@ The peer is stock llama.cpp (`native/build.sh --stock`: its CMake defaults and
 project's own choices.
 1. llama-bench (pp P at depth 0, tg N at depth P) against `shimmy-py bench`
    (a P-token prompt, then N greedy tokens through the Python generation loop),
-   alternating over five rounds; ratios within rounds, their median (the HTTP part too).
+   -r repetitions each (default 4), alternating over five rounds; ratios
+   within rounds, their median (the HTTP part too).
 2. llama-server against `shimmy-py serve` over HTTP with the same client
    (benchmarks/http_client.py): time to first token and tokens/s with one
    client, aggregate tokens/s with 4 and 8 clients, --parallel = -np; and
@@ -105,10 +106,13 @@ def http_rounds(model: Path, threads: int, n_gen: int, rounds: int, per_client: 
         if parallel == 4:  # the same load on both servers without batching
             configs += [(name + (" -np 1" if name == "llama-server" else " --parallel 1"), argv, port)
                         for name, argv, port in servers(model, threads, 1024, 1)]
+        # one client sends three times the requests: the single stream's speed is a target, and its
+        # rounds spread the most (a request is a few seconds on this machine)
+        requests = per_client * (3 if parallel == 1 else 1)
         for _ in range(rounds):
             for name, argv, port in configs:
                 with ServerProcess(argv, port) as srv:
-                    m = measure(srv.url, clients=parallel, requests_per_client=per_client, n_gen=n_gen,
+                    m = measure(srv.url, clients=parallel, requests_per_client=requests, n_gen=n_gen,
                                 prompt_tokens=64)
                 runs.setdefault((name, parallel), []).append(m)
     return runs
@@ -158,7 +162,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=psutil.cpu_count(logical=False))
     ap.add_argument("-p", type=int, default=512)
     ap.add_argument("-n", type=int, default=128)
-    ap.add_argument("-r", type=int, default=3)
+    ap.add_argument("-r", type=int, default=4, help="repetitions per tool and round (llama-bench's -r)")
     ap.add_argument("--quick", action="store_true", help="fewer tokens and requests (a smoke run)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
     a = ap.parse_args()
@@ -169,7 +173,7 @@ def main() -> None:
         shimmy_py.synth.write(a.model, "bench")
     t0 = time.time()
     rounds = 1 if a.quick else 5
-    theirs, ours, invariant = bench_rounds(a.model, a.p, a.n, 2 if not a.quick else a.r, a.threads, rounds)
+    theirs, ours, invariant = bench_rounds(a.model, a.p, a.n, a.r, a.threads, rounds)
     http = http_rounds(a.model, a.threads, 32 if a.quick else 64, 1 if a.quick else 5, 1 if a.quick else 2)
     ttft = paired_ttft(servers(a.model, a.threads, 1024, 1), 6 if a.quick else 40)
     plan_s = planning_time()

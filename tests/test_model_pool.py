@@ -281,3 +281,45 @@ def test_max_models_holds_while_models_swap(models):
         assert most[0] == 1, most
         assert sorted(answers) == sorted((m, 200) for m, _ in answers)    # all served, taking turns
         assert metric(srv.url, "shimmy_model_loads_total") >= 2
+
+
+def test_models_computing_at_once_share_the_cores(tmp_path):
+    """Two models streaming at once compute with their share of the cores
+    (serving/threads.py: with a thread per core each, OpenMP's spinning
+    barriers on an oversubscribed CPU cost more than half of each one's
+    speed); alone again, a model computes with its own count. The models
+    are `looper`s (their greedy output repeats and never ends), so the two
+    streams run until the test closes them. Each worker reports the threads
+    its last step ran on (/api/ps "threads")."""
+    import http.client
+    import json
+
+    from shimmy_py import defaults
+    from shimmy_py.serving.threads import thread_shares
+    from shimmy_py.synthetic.behaviours import looper
+    paths = [looper(tmp_path / "alpha.gguf", seed=1), looper(tmp_path / "beta.gguf", seed=2)]
+    own = 2 * defaults.threads()               # more than the cores even alone: a share is always smaller
+    expected = thread_shares({"alpha": own, "beta": own}, ["alpha", "beta"], defaults.threads())
+    assert expected["alpha"] < own
+    cfg = config(None, ctx=4096, parallel=1, known_paths=tuple(paths), max_models=2, threads=own)
+    with Server(cfg).start() as srv:
+        host, port = srv.url.split("//")[1].split(":")
+        streams = []
+        for name in ("alpha", "beta"):
+            conn = http.client.HTTPConnection(host, int(port), timeout=60)
+            conn.request("POST", "/api/generate", json.dumps({"model": name, "prompt": "Hello", "max_tokens": 4000,
+                                                              "temperature": 0, "stream": True}))
+            response = conn.getresponse()
+            assert response.status == 200 and response.readline().startswith(b"data: ")   # shimmy's SSE
+            streams.append(conn)
+
+        def threads():
+            return {m["name"]: m["threads"] for m in post_json(srv.url, "/api/ps", None)[1]["models"]}
+        assert wait_for(lambda: threads() == expected), threads()
+        for conn in streams:                    # the clients go away: both requests end
+            conn.close()
+        assert wait_for(lambda: all(m["active_requests"] == 0
+                                    for m in post_json(srv.url, "/api/ps", None)[1]["models"]))
+        status, _ = ask(srv, "alpha", max_tokens=64)
+        assert status == 200
+        assert wait_for(lambda: threads()["alpha"] == own), threads()

@@ -236,3 +236,20 @@ def test_draft_mtp_needs_a_nextn_block(models):
     loop, _ = models("deepseek")
     with pytest.raises(GenerationError, match="has none"):
         Model(loop, n_ctx=256, speculative="draft-mtp")
+
+
+def test_a_share_of_the_cores_reaches_every_context_that_generates(models, mtp_models):
+    """The server's share of the cores (serving/threads.py) is applied by
+    Model.set_threads: to the main context, the draft model's and the MTP
+    head's; decoding and drafting go on with it."""
+    loop, _ = models("deepseek")
+    with Model(loop, n_ctx=256, n_threads=2, speculative=SpeculativeOptions(draft_model=str(loop))) as m:
+        m.set_threads(1)
+        assert m.context.native.n_threads == m.draft.context.native.n_threads == 1
+        c = m.generate(PROMPT, max_tokens=32, temperature=0)
+        assert c.completion_tokens == 32 and c.draft_accepted == c.drafted > 0
+    with Model(mtp_models[0], n_ctx=256, n_threads=2, speculative="draft-mtp") as m:
+        m.set_threads(1)
+        assert m.context.native.n_threads == m._mtp.head.n_threads == 1
+        c = m.generate(PROMPT, max_tokens=32, temperature=0)
+        assert c.completion_tokens == 32 and c.draft_accepted == c.drafted > 0

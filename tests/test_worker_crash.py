@@ -189,3 +189,37 @@ def test_a_stopped_rpc_server_is_reported_by_the_watchdog(tiny_named):
                 assert status == 200 and "shimmy_worker_stalls_total 1" in text   # never waits on the worker
             finally:
                 os.kill(rpc.proc.pid, signal.SIGCONT)
+
+
+def test_a_restarted_worker_keeps_its_share_of_the_cores(tiny_named):
+    """The pool's share of the cores (serving/threads.py) outlives a crash:
+    the supervisor tells the restarted worker, whose next steps run on it
+    (the heartbeat reports the threads its last step ran on)."""
+    from shimmy_py.generation.sampling import SamplingParams
+    from shimmy_py.serving.api import GenRequest
+    from shimmy_py.serving.supervisor import Supervisor, WorkerSpec
+
+    def threads_after_a_request(sup):
+        steps = (sup.stats or {}).get("steps", 0)
+        pieces = sup.generate(GenRequest(None, "Hello", None, SamplingParams(temperature=0), 4))
+        for _ in pieces:
+            pass
+        deadline = time.monotonic() + 10               # the next heartbeat (every second) counts the steps
+        while (sup.stats or {}).get("steps", 0) <= steps and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return sup.stats["threads"]
+
+    sup = Supervisor(WorkerSpec(str(tiny_named("tiny.gguf")), options(n_ctx=512), 4))
+    sup.start()
+    try:
+        assert threads_after_a_request(sup) == 2
+        sup.share_threads(1)
+        assert threads_after_a_request(sup) == 1
+        os.kill(sup.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while sup.restarts == 0 or not sup.ready.is_set():
+            assert time.monotonic() < deadline, "the worker did not come back"
+            time.sleep(0.1)
+        assert threads_after_a_request(sup) == 1
+    finally:
+        sup.stop()

@@ -43,6 +43,9 @@ class Context:
         # told of every decode and every cache change (speculative draft-mtp's head follows the cache: mtp.py)
         self.observer = None
 
+    def set_threads(self, n: int) -> None:
+        self.native.set_threads(n)
+
     def close(self) -> None:
         """Frees the batch, then the context. Safe to call twice."""
         self._batch.close()

@@ -47,17 +47,6 @@ from .vocab import Vocab
 SAMPLING_FIELDS = {f.name for f in fields(SamplingParams)}
 
 
-def load_failure(log_lines: list[str]) -> str:
-    """The line of llama.cpp's log that says why a load failed: its "error
-    loading model: ..." (a missing tensor, a wrong shape), not the closing
-    "failed to load model"."""
-    for line in log_lines:
-        if "error loading model:" in line:
-            return line.split("error loading model:", 1)[1].strip()
-    errors = [ln.strip() for ln in log_lines if "error" in ln.lower() or "failed" in ln.lower()]
-    return errors[0] if errors else "see the log with verbose=True"
-
-
 class Model:
     """A loaded model with one context, loaded as its ModelOptions say.
 
@@ -185,7 +174,8 @@ class Model:
         try:
             return ModelHandle(self.path, spec)
         except NativeError as e:
-            raise NativeError(f"{e}: llama.cpp could not load {self.path}: {load_failure(self._load_log)}") from None
+            why = log.load_failure(self._load_log)
+            raise NativeError(f"{e}: llama.cpp could not load {self.path}: {why}") from None
 
     def placement_report(self) -> PlacementReport:
         """llama.cpp's own account of bytes per device (its buffer sizes and
@@ -195,6 +185,13 @@ class Model:
         return build_report(self.plan, self._load_log, buffer_devices=planned_buffer_devices(self.plan))
 
     # --- lifetime -------------------------------------------------------------
+    def set_threads(self, n: int) -> None:
+        """The CPU threads of the contexts that generate (the main one, the MTP head, the draft model's)
+        from their next decode: the server's share of the cores (serving/threads.py), between decodes."""
+        for part in (self.context, self._mtp, self.draft):
+            if part is not None:
+                part.set_threads(n)
+
     def close(self) -> None:
         """Frees the contexts, then the model. Safe to call twice."""
         if getattr(self, "_embedder", None) is not None:

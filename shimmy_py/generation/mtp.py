@@ -38,6 +38,9 @@ class MtpDrafter:
         self._rows: dict[int, tuple[int, list]] = {}   # seq -> (first position, the target's hidden states from
         #                                                there to the last position its cache holds)
 
+    def set_threads(self, n: int) -> None:
+        self.head.set_threads(n)
+
     def attach(self, target) -> None:
         """Follows `target` (a generation Context): its decodes and truncations."""
         self.target = target

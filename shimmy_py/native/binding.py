@@ -160,6 +160,10 @@ _LLAMA = {
     "llama_n_ctx": (c_uint32, [c_void_p]),
     # uint32_t llama_n_batch(const struct llama_context * ctx);
     "llama_n_batch": (c_uint32, [c_void_p]),
+    # void llama_set_n_threads(struct llama_context * ctx, int32_t n_threads, int32_t n_threads_batch);
+    "llama_set_n_threads": (None, [c_void_p, c_int32, c_int32]),
+    # int32_t llama_n_threads(struct llama_context * ctx);
+    "llama_n_threads": (c_int32, [c_void_p]),
     # const struct llama_vocab * llama_model_get_vocab(const struct llama_model * model);
     "llama_model_get_vocab": (c_void_p, [c_void_p]),
     # int32_t llama_vocab_n_tokens(const struct llama_vocab * vocab);

@@ -95,6 +95,16 @@ class ContextHandle(Owned):
         with self.using() as ptr:
             return lib().llama_n_batch(ptr)
 
+    @property
+    def n_threads(self) -> int:
+        with self.using() as ptr:
+            return lib().llama_n_threads(ptr)
+
+    def set_threads(self, n: int) -> None:
+        """The CPU threads its next decodes run on (prompts and generation alike)."""
+        with self.using() as ptr:
+            lib().llama_set_n_threads(ptr, n, n)
+
     def decode(self, batch: "Batch") -> None:
         with self.using() as ptr, batch.using():
             rc = lib().llama_decode(ptr, batch.struct)

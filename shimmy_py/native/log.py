@@ -6,6 +6,7 @@ one), so pieces are joined until a newline. Observers (see `capture`) also see
 each whole line: the placement report reads llama.cpp's buffer sizes that way.
 llama.cpp's warning for a tensor it skips is shown at debug level for the
 tensors the plan expects it to skip (`expected_unused`: a NextN block).
+`load_failure` picks from captured lines the one that says why a load failed.
 """
 from __future__ import annotations
 
@@ -88,3 +89,14 @@ def capture():
     finally:
         with router.lock:
             router.observers.remove(lines)
+
+
+def load_failure(log_lines: list[str]) -> str:
+    """The line of llama.cpp's log that says why a load failed: its "error
+    loading model: ..." (a missing tensor, a wrong shape), not the closing
+    "failed to load model"."""
+    for line in log_lines:
+        if "error loading model:" in line:
+            return line.split("error loading model:", 1)[1].strip()
+    errors = [ln.strip() for ln in log_lines if "error" in ln.lower() or "failed" in ln.lower()]
+    return errors[0] if errors else "see the log with verbose=True"

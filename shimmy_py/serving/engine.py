@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -62,6 +63,7 @@ class EngineStats:
     shared_tokens: int = 0   # prompt tokens taken from another sequence's cache instead of decoded
     draft_tokens: int = 0    # speculative decoding: draft tokens verified
     draft_accepted: int = 0  # of which kept
+    threads: int = 0         # CPU threads the last step ran on (the server's share: threads.py)
     finished: collections.Counter = field(default_factory=collections.Counter)
 
 
@@ -70,14 +72,17 @@ class Engine:
 
     def __init__(self, context: Context, vocab: Vocab, queue_limit: int = defaults.QUEUE,
                  prefill_chunk: int = defaults.PREFILL_CHUNK, cache_bytes: int = 0, n_experts: int = 0,
-                 drafter: Drafter | None = None):
+                 drafter: Drafter | None = None, set_threads: Callable[[int], None] | None = None):
         self.context, self.vocab = context, vocab
+        # sets the threads of every context a step decodes with (Model.set_threads); the context's alone by default
+        self._set_threads = set_threads or context.native.set_threads
+        self._threads_asked: int | None = None
         self.drafter = drafter                # speculative decoding (speculative.py), or None
         self.cache = HostCache(cache_bytes)   # conversations whose slot went to another request
         self.n_seq = context.n_seq_max
         self.queue_limit = queue_limit
         self.prefill_chunk = prefill_chunk
-        self.stats = EngineStats()
+        self.stats = EngineStats(threads=context.native.n_threads)
         self._waiting: collections.deque[BatchedSequence] = collections.deque()
         self._slots: dict[int, _Slot] = {}
         self._cv = threading.Condition()
@@ -122,6 +127,12 @@ class Engine:
         with self._cv:
             self.cache.set_limit(limit_bytes)
 
+    def share_threads(self, n: int) -> None:
+        """Decode with `n` CPU threads from the next step on (the scheduler
+        thread applies it between decodes)."""
+        with self._cv:
+            self._threads_asked = n
+
     def wake(self) -> None:
         with self._cv:
             self._cv.notify()
@@ -148,6 +159,10 @@ class Engine:
                     if not self._slots:
                         self._cv.wait(timeout=1.0)
                         continue
+                    threads, self._threads_asked = self._threads_asked, None
+                if threads is not None and threads != self.stats.threads:
+                    self._set_threads(threads)
+                    self.stats.threads = threads
                 self._step()
         except BaseException as e:  # a native failure ends every open request with it
             logger.exception("engine stopped")

@@ -4,7 +4,7 @@ has `server_task_type` and `struct server_task` for the same purpose.
 
 Server -> worker: `Generate` (a streamed generation), any `Call` (a request
 answered by one value: tokenize, embed, ...), `Cancel`, `CacheLimit`,
-`Stop`. Worker -> server: `Ready` or `LoadFailed` once, then `Piece`s and
+`Threads`, `Stop`. Worker -> server: `Ready` or `LoadFailed` once, then `Piece`s and
 `Done` for a generation, `Result` for a call, `Failed` for either, and a
 `Heartbeat` with the engine's counters every second (watchdog.py).
 
@@ -67,6 +67,11 @@ class Cancel:
 @dataclass(frozen=True)
 class CacheLimit:
     bytes: int                        # the host-RAM conversation cache's new bound
+
+
+@dataclass(frozen=True)
+class Threads:
+    n: int                            # CPU threads to compute with from the next step (threads.py)
 
 
 @dataclass(frozen=True)

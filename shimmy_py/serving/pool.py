@@ -24,10 +24,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+from .. import defaults
 from ..errors import ShimmyError, Unavailable
 from ..placement.plan import HOST_RAM
 from .admission import POLICIES, Decision, Holder, Limits, Loading, Newcomer, Replan, admit
 from .supervisor import Supervisor, WorkerSpec
+from .threads import thread_shares
 
 logger = logging.getLogger("shimmy_py.server")
 FOREVER = math.inf
@@ -71,13 +73,16 @@ class ModelPool:
     def __init__(self, spec_for: Callable[[str], WorkerSpec], keep_alive: Callable[[str], float], max_models: int,
                  need_for: Callable[[str], dict] | None = None, budget: dict | None = None,
                  replan_for: Replan | None = None, policy: str = "unload",
-                 worker_factory: Callable[[WorkerSpec], Supervisor] = Supervisor, admit_wait: float = 0.0):
+                 worker_factory: Callable[[WorkerSpec], Supervisor] = Supervisor, admit_wait: float = 0.0,
+                 cores: int | None = None):
         if policy not in POLICIES:
             raise ShimmyError(f"unknown admission policy {policy!r}; choose one of {', '.join(POLICIES)}")
         self.spec_for, self.keep_alive_for = spec_for, keep_alive
         self.need_for, self.replan_for = need_for, replan_for   # (name, room per device) -> (need, Plan) or None
         self.limits = Limits(budget or {}, max_models, policy)
         self.worker_factory, self.admit_wait = worker_factory, admit_wait
+        self.cores = cores or defaults.threads()   # shared by the models computing at once (threads.py)
+        self._threads_lock = threading.Lock()      # one share-out at a time, so that the last one told wins
         self._loading: dict[str, Loading] = {}   # what models being loaded will hold (their cache on the host)
         self._unloading: dict[str, Resident] = {}  # unloaded models whose process has not ended yet
         self.residents: dict[str, Resident] = {}
@@ -105,6 +110,11 @@ class ModelPool:
         While admission says the others are busy, it waits up to `admit_wait`
         seconds for one to go idle (as Ollama queues such a request) before
         the 503."""
+        resident = self._acquire(name, keep_alive)
+        self._share_threads()       # before the request reaches its worker
+        return resident
+
+    def _acquire(self, name: str, keep_alive: float | None) -> Resident:
         with self._lock:
             while name in self._loading:         # another request is loading it: wait for that
                 self._lock.wait()
@@ -169,8 +179,23 @@ class ModelPool:
             self._set_keep_alive(resident, keep_alive)
             unload = resident.active == 0 and resident.keep_alive == 0
             self._lock.notify_all()               # a newcomer waiting for an idle model
+        self._share_threads()
         if unload:
             self.unload(resident.name, "keep_alive 0: unloaded after its request")
+
+    def _share_threads(self) -> None:
+        """Tells each resident worker whose share of the cores changed its new
+        thread count (threads.py): the models computing at once never put
+        more threads on the CPU than it has cores."""
+        with self._threads_lock:
+            with self._lock:
+                residents = list(self.residents.values())
+                active = [r.name for r in residents if r.active]
+            wanted = {r.name: r.supervisor.spec.options.threads for r in residents}
+            shares = thread_shares(wanted, active, self.cores)
+            for r in residents:
+                if shares[r.name] != (r.supervisor.threads or wanted[r.name]):
+                    r.supervisor.share_threads(shares[r.name])
 
     def _set_keep_alive(self, resident: Resident, keep_alive: float | None) -> None:
         if keep_alive is not None:
@@ -208,7 +233,7 @@ class ModelPool:
 
     def preload(self, name: str, keep_alive: float = FOREVER) -> Resident:
         """Loads `name` now (the server's --model), resident until told otherwise."""
-        resident = self.acquire(name, keep_alive)
+        resident = self._acquire(name, keep_alive)
         with self._lock:
             resident.active -= 1
             resident.keep_alive = keep_alive
@@ -275,5 +300,7 @@ class ModelPool:
                         "active_requests": r.active, "idle_s": round(now - r.last_used, 1) if not r.active else 0.0,
                         "expires_at": None if expires is None else wall + (expires - now),
                         "ready": r.supervisor.ready.is_set(), "restarts": r.supervisor.restarts,
+                        # what its last step ran on (its share of the cores while others compute: threads.py)
+                        "threads": (r.supervisor.stats or {}).get("threads"),
                         "context_length": r.supervisor.info.get("n_ctx")})
         return out

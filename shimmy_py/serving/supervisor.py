@@ -12,6 +12,7 @@ request), ShimmyError (inside the worker); the HTTP layer maps them.
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -117,6 +118,7 @@ class Supervisor:
         self._restarting = False
         self._conn = self._proc = None
         self._watchdog = None
+        self.threads: int | None = None       # the pool's share of the cores; None: the worker's own count
 
     # --- lifetime -----------------------------------------------------------------
     def start(self) -> None:
@@ -136,6 +138,9 @@ class Supervisor:
         if self.stats:                       # a restart: the last process's counts stay counted
             self._carried = self.counters()
             self.stats = None
+        if self.threads is not None:         # a restart: the share the pool gave its predecessor
+            with contextlib.suppress(OSError):
+                self._send(m.Threads(self.threads))
         self.ready.set()
         threading.Thread(target=self._read, args=(ours, proc), name="shimmy-worker-reader", daemon=True).start()
         if self.spec.watchdog_s and self._watchdog is None:
@@ -262,6 +267,16 @@ class Supervisor:
                 self._send(m.CacheLimit(limit_bytes))
             except OSError:
                 pass                          # the worker is gone; its restart starts with the bound
+
+    def share_threads(self, n: int) -> None:
+        """The CPU threads the worker computes with from its next step (the
+        pool's share of the cores, threads.py); a restarted worker is told again."""
+        self.threads = n
+        if self.ready.is_set():
+            try:
+                self._send(m.Threads(n))
+            except OSError:
+                pass                          # the worker is gone; start() tells its successor
 
     def _submit(self, msg):
         """Sends `msg` (Generate or a Call) with a request id of its own; returns

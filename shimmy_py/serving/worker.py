@@ -51,12 +51,14 @@ class Worker:
     def __init__(self, conn, model, queue_limit: int, cache_bytes: int = 0):
         self.conn, self.model = conn, model
         self.engine = Engine(model.context, model.vocab, queue_limit=queue_limit, cache_bytes=cache_bytes,
-                             n_experts=model.header.arch_key("expert_count", 0), drafter=model.drafter())
+                             n_experts=model.header.arch_key("expert_count", 0), drafter=model.drafter(),
+                             set_threads=model.set_threads)
         self._send_lock = threading.Lock()
         self._cancelled: set[int] = set()
         self._threads: dict[int, threading.Thread] = {}
         self.HANDLERS = {m.Generate: self._start, m.Cancel: lambda msg: self._cancelled.add(msg.rid),
-                         m.CacheLimit: lambda msg: self.engine.limit_cache(msg.bytes)}
+                         m.CacheLimit: lambda msg: self.engine.limit_cache(msg.bytes),
+                         m.Threads: lambda msg: self.engine.share_threads(msg.n)}
         self._stop = threading.Event()
         threading.Thread(target=self._heartbeat, name="shimmy-heartbeat", daemon=True).start()
 
@@ -95,7 +97,7 @@ class Worker:
 
     def stats(self) -> dict:
         s, c = self.engine.stats, self.engine.cache
-        return {"queue_depth": s.queue_depth, "active": s.active, "steps": s.steps,
+        return {"queue_depth": s.queue_depth, "active": s.active, "steps": s.steps, "threads": s.threads,
                 "batch_tokens": s.batch_tokens, "step_s": s.step_s, "decode_s": s.decode_s,
                 "shared_tokens": s.shared_tokens, "draft_tokens": s.draft_tokens, "draft_accepted": s.draft_accepted,
                 **({"experts": {layer: c.tolist() for layer, c in self.engine.expert_counts.items()}}

@@ -19,7 +19,7 @@ class FakeWorker:
 
     def __init__(self, spec: WorkerSpec):
         self.spec, self.ready, self.info, self.restarts, self.stalls = spec, threading.Event(), {"devices": {}}, 0, 0
-        self.cache_limits = []
+        self.cache_limits, self.shares, self.threads, self.stats = [], [], None, None
 
     def counters(self):
         return {"steps": 0}
@@ -39,6 +39,10 @@ class FakeWorker:
     def limit_cache(self, n):
         self.cache_limits.append(n)
 
+    def share_threads(self, n):
+        self.threads = n
+        self.shares.append(n)
+
 
 @pytest.fixture
 def pool(tmp_path):
@@ -47,7 +51,8 @@ def pool(tmp_path):
         (tmp_path / name).write_bytes(b"x" * 10)
 
     def make(max_models=2, keep_alive=60.0, **kw):
-        p = ModelPool(lambda name: WorkerSpec(str(tmp_path / name), ModelOptions(), 4, 0), lambda name: keep_alive,
+        p = ModelPool(lambda name: WorkerSpec(str(tmp_path / name), ModelOptions(n_threads=2), 4, 0),
+                      lambda name: keep_alive,
                       max_models, worker_factory=FakeWorker, **kw)
         made.append(p)
         return p
@@ -119,3 +124,20 @@ def test_with_admit_wait_a_request_waits_for_the_busy_model_and_the_swap_is_comp
     b = p.acquire("b")
     assert list(p.residents) == ["b"] and b.name == "b"
     assert FakeWorker.events == [("start", "a"), ("stop", "a"), ("start", "b")]   # a ended before b started
+
+
+def test_models_computing_at_once_are_told_their_share_of_the_cores(pool, tmp_path):
+    """Two models with a request each on a 2-core machine compute with 1
+    thread each; when one goes idle the other gets its own count back, and
+    the idle one is told its own count before its next request."""
+    p = pool(cores=2)
+    a = p.acquire("a")
+    assert a.supervisor.shares == []                  # alone: its own count, nothing to tell
+    b = p.acquire("b")
+    assert (a.supervisor.threads, b.supervisor.threads) == (1, 1)
+    p.release(b)
+    assert a.supervisor.threads == 2 and b.supervisor.threads == 2
+    p.release(a)
+    assert a.supervisor.shares == [1, 2] and b.supervisor.shares == [1, 2]
+    p.acquire("a")
+    assert a.supervisor.shares == [1, 2]              # nothing changed: no message
