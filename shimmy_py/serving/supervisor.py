@@ -272,7 +272,7 @@ class Supervisor:
         """The CPU threads the worker computes with from its next step (the
         pool's share of the cores, threads.py); a restarted worker is told again."""
         self.threads = n
-        if self.ready.is_set():
+        if self._conn is not None:            # a worker still loading reads it once ready
             try:
                 self._send(m.Threads(n))
             except OSError:
