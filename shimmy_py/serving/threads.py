@@ -7,10 +7,10 @@ and each barrier then waits for a thread that is not running: on a 2-core
 machine two stock llama-bench runs of the bench model with 2 threads each
 decoded at 9.9 tok/s each, one alone at 36.5, two with 1 thread each at 20.9
 each (benchmarks/concurrent_models.py; docs/BENCHMARKS.md, history of
-2026-12-02). So while the models computing
-at once want more threads than the machine has cores, they share the cores
-(no less than one thread each); a model computing alone, or among models
-that fit, keeps its own count (`--threads`, or its `threads` in --config).
+2026-12-02). So while the models computing at once want more threads than
+the machine has cores, they share the cores (no less than one thread each);
+a model computing alone, or among models that fit, keeps its own count
+(`--threads`, or its `threads` in --config).
 """
 from __future__ import annotations
 
