@@ -1,8 +1,10 @@
 """Where each server's CPU time goes under the 4-client load of
 `benchmarks/side_by_side.py`: llama-server -np 4 and `shimmy-py serve
 --parallel 4` on the bench model, the CPU seconds of every thread of each
-server's process tree (psutil's per-thread times) over 4 clients x 2
-streamed requests of 64 tokens, beside the aggregate tokens/s.
+server's process tree over 4 clients x 2 streamed requests of 64 tokens:
+the busiest threads (as many as --threads: llama.cpp's decode threads)
+and all the others (the process times, so that threads which ended
+meanwhile count), beside the aggregate tokens/s.
 
     python benchmarks/server_cpu.py [--model models/bench.gguf] [--rounds 2] [--threads N]
 
@@ -29,17 +31,20 @@ from side_by_side import servers  # noqa: E402
 from shimmy_py import defaults  # noqa: E402
 
 
-def thread_seconds(pid: int) -> dict:
-    """CPU seconds of every thread of the process tree at `pid`, by (pid, thread id)."""
-    out = {}
+def thread_seconds(pid: int) -> tuple[dict, float]:
+    """CPU seconds of every live thread of the process tree at `pid`, by
+    (pid, thread id), and of the whole tree (threads that have ended too)."""
+    out, total = {}, 0.0
     root = psutil.Process(pid)
     for proc in [root, *root.children(recursive=True)]:
         try:
             for t in proc.threads():
                 out[(proc.pid, t.id)] = t.user_time + t.system_time
+            times = proc.cpu_times()
+            total += times.user + times.system
         except psutil.Error:
             continue
-    return out
+    return out, total
 
 
 def main() -> None:
@@ -54,11 +59,12 @@ def main() -> None:
         for name, argv, port in servers(a.model, a.threads, 1024, 4):
             with ServerProcess(argv, port) as srv:
                 measure(srv.url, clients=4, requests_per_client=1, n_gen=16, prompt_tokens=64)   # warm
-                before, t0 = thread_seconds(srv.proc.pid), time.perf_counter()
+                (before, total0), t0 = thread_seconds(srv.proc.pid), time.perf_counter()
                 m = measure(srv.url, clients=4, requests_per_client=2, n_gen=64, prompt_tokens=64)
-                wall, after = time.perf_counter() - t0, thread_seconds(srv.proc.pid)
+                wall, (after, total1) = time.perf_counter() - t0, thread_seconds(srv.proc.pid)
             used = sorted((after[t] - before.get(t, 0.0) for t in after), reverse=True)
-            decode, rest = sum(used[:a.threads]), sum(used[a.threads:])
+            decode = sum(used[:a.threads])
+            rest = total1 - total0 - decode          # every other thread, those that ended meanwhile too
             print(f"| {k + 1} | {name} | {m['aggregate_tps']:.1f} | {wall:.1f} | {decode:.2f} | {rest:.2f} |",
                   flush=True)
 
