@@ -3,6 +3,8 @@ the CLI and the server read their defaults from here (sampling defaults live
 on SamplingParams, generation/sampling.py, each with its reason there)."""
 from __future__ import annotations
 
+import functools
+
 # --- model and context ----------------------------------------------------------
 N_CTX = 4096
 """Context length in tokens: DeepSeekMoE 16B's trained context, and llama.cpp's
@@ -89,9 +91,12 @@ PREFILL_CHUNK = 512
 prompt never stalls the other sequences for more than one chunk (llama.cpp's n_ubatch)."""
 
 
+@functools.cache
 def threads() -> int:
     """CPU threads for decoding: the physical cores, as llama.cpp's tools default
-    to (a second thread per core only competes for the same vector units)."""
+    to (a second thread per core only competes for the same vector units).
+    Counted once: psutil reads sysfs for it (about 0.1 ms), and the model
+    pool asks for each resident model's count on every request."""
     import os
 
     import psutil

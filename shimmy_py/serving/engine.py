@@ -75,7 +75,7 @@ class Engine:
                  drafter: Drafter | None = None, set_threads: Callable[[int], None] | None = None):
         self.context, self.vocab = context, vocab
         # sets the threads of every context a step decodes with (Model.set_threads); the context's alone by default
-        self._set_threads = set_threads or context.native.set_threads
+        self._set_threads = set_threads or context.set_threads
         self._threads_asked: int | None = None
         self.drafter = drafter                # speculative decoding (speculative.py), or None
         self.cache = HostCache(cache_bytes)   # conversations whose slot went to another request
