@@ -101,6 +101,11 @@ class ServeConfig:
         answer health, metrics and model lists meanwhile."""
         return self.parallel + self.queue + CONTROL_THREADS
 
+    def stream_threads(self) -> int:
+        """Each generation the resident models hold may be a stream, which
+        holds a thread from its first piece to its end."""
+        return self.max_models * (self.parallel + self.queue)
+
     def policy(self) -> HttpPolicy:
         """Host check: on loopback, the Host header must name loopback (or an
         allowed host); bound to all interfaces, any name unless some are given."""

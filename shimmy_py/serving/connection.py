@@ -33,8 +33,8 @@ logger = logging.getLogger("shimmy_py.server")
 
 MAX_HEAD = 16 << 10             # bytes of a request line and headers (h11's own default)
 MAX_HEADERS = 100               # header fields of one request (http.server's limit too)
+HIGH_WATER = 256 << 10        # bytes of a stream unsent before its thread waits for the client to read
 DRAIN_LIMIT = 16 << 20          # bytes of an unread body read and dropped before closing, so the client hears us
-_END = object()
 
 
 class Headers:
@@ -70,6 +70,44 @@ def _duplicates(head: bytes) -> str | None:
     if b"content-length" in names and b"transfer-encoding" in names:
         return "content-length beside transfer-encoding"
     return None
+
+
+class _Outbox:
+    """A stream's bytes between its thread and the socket: handed to the loop
+    and not yet written, or written and not yet taken by the socket
+    (draining). `room` is set while the thread may hand more."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.pending, self.draining = 0, False
+        self.room = threading.Event()
+        self.room.set()
+
+    def _update(self) -> None:
+        if self.pending > HIGH_WATER or self.draining:
+            self.room.clear()
+        else:
+            self.room.set()
+
+    def handed(self, n: int) -> None:
+        with self._lock:
+            self.pending += n
+            self._update()
+
+    def written(self, n: int, buffered: int) -> bool:
+        """After the loop wrote n bytes, with `buffered` left in the
+        transport: True when it must now wait for them to drain."""
+        with self._lock:
+            self.pending -= n
+            start = buffered > HIGH_WATER and not self.draining
+            self.draining = self.draining or start
+            self._update()
+        return start
+
+    def drained(self) -> None:
+        with self._lock:
+            self.draining = False
+            self._update()
 
 
 class Connection:
@@ -170,7 +208,9 @@ class Connection:
                     self.gone.set()
                     return
                 self.h11.receive_data(data)
-        except (OSError, asyncio.CancelledError):
+        except OSError:                  # reset: gone as well
+            self.gone.set()
+        except asyncio.CancelledError:
             pass
 
     # --- writing ------------------------------------------------------------------
@@ -211,25 +251,60 @@ class Connection:
             pass
 
     async def stream(self, resp: Response) -> None:
-        """Each chunk as it comes (the iterator blocks: it runs on a handler
-        thread), flushed; the iterator is closed whatever happens."""
+        """The head (with the chunks made at once), then each chunk as its
+        stream thread makes it (_pump), then the end; ClientGone if the
+        client left meanwhile."""
         loop = asyncio.get_running_loop()
-        chunks: Iterator[bytes] = resp.stream
-        pool = self.server.model_lane.pool
+        await self.send(self._head(resp, close=False), *([h11.Data(data=resp.ready)] if resp.ready else []))
+        box = _Outbox()
         try:
-            await self.send(self._head(resp, close=False), *([h11.Data(data=resp.ready)] if resp.ready else []))
-            while not self.gone.is_set():
-                chunk = await loop.run_in_executor(pool, next, chunks, _END)
-                if chunk is _END:
-                    break
-                await self.send(h11.Data(data=chunk))
-            else:
-                raise ClientGone()
-            await self.send(h11.EndOfMessage())
+            await loop.run_in_executor(self.server.stream_pool, self._pump, resp.stream, loop, box)
+        except BaseException:      # cancelled (the server stops): the pump ends at its next chunk
+            self.gone.set()
+            raise
+        if self.gone.is_set():
+            raise ClientGone()
+        await self.send(h11.EndOfMessage())
+
+    def _pump(self, chunks: Iterator[bytes], loop: asyncio.AbstractEventLoop, box: "_Outbox") -> None:
+        """On a stream thread: each chunk as the iterator makes it (it blocks
+        on the model), handed to the event loop to write; neither waits on
+        the other while less than HIGH_WATER bytes are unsent. Ends when the
+        chunks do or the client is gone; the iterator is closed here, on the
+        thread that ran it."""
+        try:
+            for chunk in chunks:
+                while not box.room.wait(0.5):
+                    if self.gone.is_set():
+                        return
+                if self.gone.is_set():
+                    return
+                box.handed(len(chunk))
+                loop.call_soon_threadsafe(self._write, chunk, box)
         finally:
             close = getattr(chunks, "close", None)
             if close is not None:
-                await loop.run_in_executor(pool, close)
+                close()
+
+    def _write(self, chunk: bytes, box: "_Outbox") -> None:
+        """On the event loop: one chunk, which the transport sends as the
+        socket takes it; past HIGH_WATER bytes it holds, the pump waits
+        until they drain (a client that reads nothing for body_timeout is gone)."""
+        if self.writer.is_closing():       # reset by the peer, or closed for not reading
+            self.gone.set()
+        if not self.gone.is_set():
+            self.writer.write(self.h11.send(h11.Data(data=chunk)))
+        if box.written(len(chunk), self.writer.transport.get_write_buffer_size()):
+            asyncio.ensure_future(self._drained(box))
+
+    async def _drained(self, box: "_Outbox") -> None:
+        try:
+            await asyncio.wait_for(self.writer.drain(), self.policy.body_timeout)
+        except (OSError, TimeoutError):
+            self.gone.set()
+            self.writer.close()
+        finally:
+            box.drained()
 
     # --- one exchange ---------------------------------------------------------------
     async def serve(self) -> None:

@@ -114,7 +114,7 @@ class Server:
         try:
             self.httpd = HttpServer(self.app, self.state.metrics, self.app.policy, (config.host, config.port),
                                     model_threads=config.parallel + config.queue, control_threads=CONTROL_THREADS,
-                                    max_pending=config.max_pending)
+                                    max_pending=config.max_pending, stream_threads=config.stream_threads())
         except OSError as e:
             raise ShimmyError(f"cannot listen on {config.host}:{config.port}: {e.strerror or e}"
                               + (" (the port is in use; pick another or --port 0)" if e.errno == 98 else "")) from None

@@ -3,7 +3,8 @@ idle or slow client costs a coroutine and a socket, never a thread (h11
 parses the bytes: connection.py). The route handlers run on bounded pools
 of threads: model routes on `model_threads` (beyond those, `max_pending`
 requests wait, then 503 at once), the others on threads of their own, so
-that /health answers whatever the models do. Binding happens at
+that /health answers whatever the models do; a stream's chunks are made
+on a stream thread and written by the loop as they come. Binding happens at
 construction (IPv4 or IPv6, "::" for both), so a busy port is an error there.
 """
 from __future__ import annotations
@@ -66,12 +67,15 @@ class HttpServer:
     request_queue_size = BACKLOG
 
     def __init__(self, app, metrics, policy: HttpPolicy, address: tuple[str, int], model_threads: int,
-                 control_threads: int, max_pending: int, max_connections: int = 10000):
+                 control_threads: int, max_pending: int, stream_threads: int, max_connections: int = 10000):
         self.app, self.metrics, self.policy = app, metrics, policy
         self.socket = _bind(*address)
         self.server_address = self.socket.getsockname()
         self.model_lane = _Lane(model_threads, max_pending, "shimmy-model")
         self.control_lane = _Lane(control_threads, max_pending, "shimmy-http")
+        # a streamed answer's chunks are made on a thread of their own from its first piece to its end
+        # (Connection._pump): as many as the engines hold generations, so a stream never waits for one
+        self.stream_pool = ThreadPoolExecutor(stream_threads, thread_name_prefix="shimmy-stream")
         self.max_connections = max_connections
         self._connections: set[asyncio.Task] = set()
         self.busy = 0                   # exchanges in progress (the loop's own count: no lock)
@@ -138,5 +142,5 @@ class HttpServer:
 
     def server_close(self) -> None:
         self.socket.close()
-        for lane in (self.model_lane, self.control_lane):
-            lane.pool.shutdown(wait=False, cancel_futures=True)
+        for pool in (self.model_lane.pool, self.control_lane.pool, self.stream_pool):
+            pool.shutdown(wait=False, cancel_futures=True)
