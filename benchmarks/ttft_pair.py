@@ -29,10 +29,13 @@ from shimmy_py.procs import free_port  # noqa: E402
 
 
 def checkout_server(ours: list[str], port: int, checkout: Path) -> tuple[str, list[str], int]:
-    """`ours` (shimmy-py serve's argv) run from another checkout's package, on `port`."""
+    """`ours` (shimmy-py serve's argv) run from another checkout's package, on `port`:
+    started in that checkout, since `python -m` puts the working directory
+    first on sys.path (from this one, this checkout's package would run)."""
     argv = list(ours)
     argv[argv.index("--port") + 1] = str(port)
-    return f"serve at {checkout.name}", ["env", f"PYTHONPATH={checkout.resolve()}", *argv], port
+    where = str(checkout.resolve())
+    return f"serve at {checkout.name}", ["env", "-C", where, f"PYTHONPATH={where}", *argv], port
 
 
 def main() -> None:
@@ -43,7 +46,7 @@ def main() -> None:
     ap.add_argument("--against", type=Path, action="append", default=[], metavar="DIR",
                     help="another checkout's shimmy-py serve in the same run")
     a = ap.parse_args()
-    configs = servers(a.model, a.threads, 1024, 1)
+    configs = servers(a.model.resolve(), a.threads, 1024, 1)
     configs += [checkout_server(configs[1][1], free_port(), d) for d in a.against]
     ttft = paired_ttft(configs, a.requests)
     theirs = ttft["llama-server"]

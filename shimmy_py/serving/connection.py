@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import threading
 from typing import Iterator
@@ -33,7 +34,6 @@ logger = logging.getLogger("shimmy_py.server")
 
 MAX_HEAD = 16 << 10             # bytes of a request line and headers (h11's own default)
 MAX_HEADERS = 100               # header fields of one request (http.server's limit too)
-HIGH_WATER = 256 << 10        # bytes of a stream unsent before its thread waits for the client to read
 DRAIN_LIMIT = 16 << 20          # bytes of an unread body read and dropped before closing, so the client hears us
 
 
@@ -70,44 +70,6 @@ def _duplicates(head: bytes) -> str | None:
     if b"content-length" in names and b"transfer-encoding" in names:
         return "content-length beside transfer-encoding"
     return None
-
-
-class _Outbox:
-    """A stream's bytes between its thread and the socket: handed to the loop
-    and not yet written, or written and not yet taken by the socket
-    (draining). `room` is set while the thread may hand more."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self.pending, self.draining = 0, False
-        self.room = threading.Event()
-        self.room.set()
-
-    def _update(self) -> None:
-        if self.pending > HIGH_WATER or self.draining:
-            self.room.clear()
-        else:
-            self.room.set()
-
-    def handed(self, n: int) -> None:
-        with self._lock:
-            self.pending += n
-            self._update()
-
-    def written(self, n: int, buffered: int) -> bool:
-        """After the loop wrote n bytes, with `buffered` left in the
-        transport: True when it must now wait for them to drain."""
-        with self._lock:
-            self.pending -= n
-            start = buffered > HIGH_WATER and not self.draining
-            self.draining = self.draining or start
-            self._update()
-        return start
-
-    def drained(self) -> None:
-        with self._lock:
-            self.draining = False
-            self._update()
 
 
 class Connection:
@@ -252,13 +214,18 @@ class Connection:
 
     async def stream(self, resp: Response) -> None:
         """The head (with the chunks made at once), then each chunk as its
-        stream thread makes it (_pump), then the end; ClientGone if the
-        client left meanwhile."""
+        stream thread makes it and sends it (_pump), then the end;
+        ClientGone if the client left meanwhile."""
         loop = asyncio.get_running_loop()
         await self.send(self._head(resp, close=False), *([h11.Data(data=resp.ready)] if resp.ready else []))
-        box = _Outbox()
+        # the pump writes to the socket itself, on a descriptor of its own, so that the socket stays
+        # open (and its number is not reused) until it ends; the transport is empty, and stays so
+        # while it runs: whatever the socket does not take at once is written by the transport,
+        # and the pump waits until the transport has sent all of it (low-water mark 0)
+        fd = os.dup(self.writer.get_extra_info("socket").fileno())
+        self.writer.transport.set_write_buffer_limits(0)
         try:
-            await loop.run_in_executor(self.server.stream_pool, self._pump, resp.stream, loop, box)
+            await loop.run_in_executor(self.server.stream_pool, self._pump, resp.stream, loop, fd)
         except BaseException:      # cancelled (the server stops): the pump ends at its next chunk
             self.gone.set()
             raise
@@ -266,45 +233,59 @@ class Connection:
             raise ClientGone()
         await self.send(h11.EndOfMessage())
 
-    def _pump(self, chunks: Iterator[bytes], loop: asyncio.AbstractEventLoop, box: "_Outbox") -> None:
+    def _pump(self, chunks: Iterator[bytes], loop: asyncio.AbstractEventLoop, fd: int) -> None:
         """On a stream thread: each chunk as the iterator makes it (it blocks
-        on the model), handed to the event loop to write; neither waits on
-        the other while less than HIGH_WATER bytes are unsent. Ends when the
-        chunks do or the client is gone; the iterator is closed here, on the
-        thread that ran it."""
+        on the model), framed and written to the socket at once: no other
+        thread is woken for it while the socket has room. Meanwhile the
+        event loop only feeds h11's receiving side (watch), this thread its
+        sending side. Ends when the chunks do or the client is gone; the
+        iterator is closed here, on the thread that ran it, then `fd`."""
+        sent_all = threading.Event()
         try:
             for chunk in chunks:
-                while not box.room.wait(0.5):
-                    if self.gone.is_set():
-                        return
                 if self.gone.is_set():
                     return
-                box.handed(len(chunk))
-                loop.call_soon_threadsafe(self._write, chunk, box)
+                data = memoryview(self.h11.send(h11.Data(data=chunk)))
+                try:
+                    n = os.write(fd, data)
+                except BlockingIOError:
+                    n = 0
+                except OSError:             # reset by the peer, or the pipe broke
+                    self.gone.set()
+                    return
+                if n < len(data):           # the client reads slowly: the transport writes the rest
+                    sent_all.clear()
+                    loop.call_soon_threadsafe(self._write_rest, bytes(data[n:]), sent_all)
+                    while not sent_all.wait(0.5):
+                        if self.gone.is_set():
+                            return
         finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+            try:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+            finally:
+                os.close(fd)
 
-    def _write(self, chunk: bytes, box: "_Outbox") -> None:
-        """On the event loop: one chunk, which the transport sends as the
-        socket takes it; past HIGH_WATER bytes it holds, the pump waits
-        until they drain (a client that reads nothing for body_timeout is gone)."""
-        if self.writer.is_closing():       # reset by the peer, or closed for not reading
+    def _write_rest(self, data: bytes, sent_all: threading.Event) -> None:
+        """On the event loop: what the socket did not take, written as the
+        client reads; `sent_all` once all of it is sent (a client that reads
+        nothing for body_timeout is gone)."""
+        if self.writer.is_closing():
             self.gone.set()
-        if not self.gone.is_set():
-            self.writer.write(self.h11.send(h11.Data(data=chunk)))
-        if box.written(len(chunk), self.writer.transport.get_write_buffer_size()):
-            asyncio.ensure_future(self._drained(box))
+            sent_all.set()
+            return
+        self.writer.write(data)
+        asyncio.ensure_future(self._drained(sent_all))
 
-    async def _drained(self, box: "_Outbox") -> None:
+    async def _drained(self, sent_all: threading.Event) -> None:
         try:
             await asyncio.wait_for(self.writer.drain(), self.policy.body_timeout)
         except (OSError, TimeoutError):
             self.gone.set()
             self.writer.close()
         finally:
-            box.drained()
+            sent_all.set()
 
     # --- one exchange ---------------------------------------------------------------
     async def serve(self) -> None:
