@@ -4,8 +4,10 @@ llama context, one sequence each, in the same llama_decode calls.
 A scheduler thread owns the context (generation/context.py). Each step it admits queued requests into
 free sequences, builds one batch (one token per decoding sequence, plus chunks
 of prompts still being processed, so a long prompt never stalls the others for
-more than one chunk), decodes it with the GIL released, and samples each
-sequence with its own sampler chain. Requests consume their tokens through
+more than one chunk), decodes it with the GIL released, samples each
+sequence with its own sampler chain, and only then hands the tokens to
+their requests (a request thread woken earlier would contend with the
+sampling for the GIL and the cores). Requests consume their tokens through
 `BatchedSequence`, a token source for generate.run(); closing it (a client
 that went away) frees the sequence at the next step. A freed sequence keeps
 its KV cache: a later prompt that starts the same way decodes only the rest
@@ -271,9 +273,12 @@ class Engine:
         self.stats.decode_s += time.perf_counter() - t_decode
         if self.routing is not None:
             self._route(batch)
+        handed: list = []
         for idx, slot in enumerate(batch.owners):    # 4. sample each sequence
             if slot is not None:
-                self._sample(slot, idx)
+                self._sample(slot, idx, handed)
+        for out, item in handed:                     # 5. then wake their requests, none while sampling
+            out.put(item)
         self.stats.steps += 1
         self.stats.batch_tokens += len(batch.tokens)
         self.stats.step_s += time.perf_counter() - t0
@@ -311,9 +316,10 @@ class Engine:
         for (slot, _), found in zip(wants, drafts):
             slot.drafts = found
 
-    def _sample(self, slot: _Slot, idx: int) -> None:
+    def _sample(self, slot: _Slot, idx: int, handed: list) -> None:
         """Samples the slot's row `idx` (and, with drafts, the rows after it
-        while the drafts hold) and hands the tokens to its request."""
+        while the drafts hold); what its request gets goes to `handed` as
+        (its queue, token or end)."""
         drafts, slot.drafts = slot.drafts, []
         if drafts:
             start = slot.n_past - len(drafts) - 1      # where `last` went
@@ -328,13 +334,13 @@ class Engine:
             kept = [self._sample_row(slot, idx)]
         for tok in kept:
             slot.generated += 1
-            slot.req.out.put(tok)
+            handed.append((slot.req.out, tok))
             slot.last, slot.state = tok, SlotState.DECODE
             if self.vocab.is_eog(tok) or slot.generated >= slot.req.max_tokens:
                 slot.state = SlotState.DONE
                 return
         if slot.n_past >= self.context.n_ctx:       # no room to feed the last one back
-            slot.req.out.put(_END)
+            handed.append((slot.req.out, _END))
             slot.state = SlotState.DONE
 
     def _sample_row(self, slot: _Slot, idx: int) -> int:
