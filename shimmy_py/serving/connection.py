@@ -216,18 +216,26 @@ class Connection:
         """The head (with the chunks made at once), then each chunk as its
         stream thread makes it and sends it (_pump), then the end;
         ClientGone if the client left meanwhile."""
-        loop = asyncio.get_running_loop()
-        await self.send(self._head(resp, close=False), *([h11.Data(data=resp.ready)] if resp.ready else []))
-        # the pump writes to the socket itself, on a descriptor of its own, so that the socket stays
-        # open (and its number is not reused) until it ends; the transport is empty, and stays so
-        # while it runs: whatever the socket does not take at once is written by the transport,
-        # and the pump waits until the transport has sent all of it (low-water mark 0)
-        fd = os.dup(self.writer.get_extra_info("socket").fileno())
-        self.writer.transport.set_write_buffer_limits(0)
+        loop, chunks, started = asyncio.get_running_loop(), resp.stream, False
         try:
-            await loop.run_in_executor(self.server.stream_pool, self._pump, resp.stream, loop, fd)
-        except BaseException:      # cancelled (the server stops): the pump ends at its next chunk
+            await self.send(self._head(resp, close=False), *([h11.Data(data=resp.ready)] if resp.ready else []))
+            # the pump writes to the socket itself, on a descriptor of its own, so that the socket stays
+            # open (and its number is not reused) until it ends; the transport is empty, and stays so
+            # while it runs: whatever the socket does not take at once is written by the transport,
+            # and the pump waits until the transport has sent all of it (low-water mark 0)
+            fd = os.dup(self.writer.get_extra_info("socket").fileno())
+            try:
+                self.writer.transport.set_write_buffer_limits(0)
+                pumped = loop.run_in_executor(self.server.stream_pool, self._pump, chunks, loop, fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            started = True           # the pump owns the chunks and the descriptor now
+            await pumped
+        except BaseException:        # the client left, or the server stops: the pump ends at its next chunk
             self.gone.set()
+            if not started:
+                self._close_soon(chunks)
             raise
         if self.gone.is_set():
             raise ClientGone()
@@ -266,6 +274,17 @@ class Connection:
                     close()
             finally:
                 os.close(fd)
+
+    def _close_soon(self, chunks) -> None:
+        """Closes a stream that never reached its pump, on a stream thread
+        (closing it may wait on the model), or here if the server stops."""
+        close = getattr(chunks, "close", None)
+        if close is None:
+            return
+        try:
+            self.server.stream_pool.submit(close)
+        except RuntimeError:         # the pool is shut down: no thread left to wait on
+            close()
 
     def _write_rest(self, data: bytes, sent_all: threading.Event) -> None:
         """On the event loop: what the socket did not take, written as the
