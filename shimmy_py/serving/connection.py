@@ -302,7 +302,7 @@ class Connection:
             await asyncio.wait_for(self.writer.drain(), self.policy.body_timeout)
         except (OSError, TimeoutError):
             self.gone.set()
-            self.writer.close()
+            self.writer.transport.abort()     # a close would wait for the unread bytes to leave
         finally:
             sent_all.set()
 

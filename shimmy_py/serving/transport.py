@@ -4,7 +4,8 @@ parses the bytes: connection.py). The route handlers run on bounded pools
 of threads: model routes on `model_threads` (beyond those, `max_pending`
 requests wait, then 503 at once), the others on threads of their own, so
 that /health answers whatever the models do; a stream's chunks are made
-on a stream thread and written by the loop as they come. Binding happens at
+on a stream thread, which writes them to the socket itself (the loop
+writes only what a slow client's socket does not take). Binding happens at
 construction (IPv4 or IPv6, "::" for both), so a busy port is an error there.
 """
 from __future__ import annotations
