@@ -1,8 +1,8 @@
 """The engine hands a step's tokens to their requests after it has sampled
 every sequence of the step: a request thread woken while the engine still
-samples competes with it for the GIL and the cores. (Measured with
-/metrics' step and decode seconds under 4 streaming clients on a 2-core
-machine: the engine's Python share of a step went from 2.5% to 0.9%.)"""
+samples competes with it for the GIL and the cores. (`make bench`'s
+profile line, the engine's step time outside llama_decode over its HTTP
+runs: 1.8% before, 0.9% after; docs/BENCHMARKS.md, history of 2026-12-02.)"""
 import collections
 
 from shimmy_py.generation.model import Model

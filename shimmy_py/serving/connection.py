@@ -37,6 +37,13 @@ MAX_HEADERS = 100               # header fields of one request (http.server's li
 DRAIN_LIMIT = 16 << 20          # bytes of an unread body read and dropped before closing, so the client hears us
 
 
+def _close(chunks: Iterator[bytes]) -> None:
+    """Closes a stream's iterator (a generator's close ends its generation)."""
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
+
+
 class Headers:
     """A request's headers, case-insensitive, from h11's (name, value) pairs."""
 
@@ -253,7 +260,7 @@ class Connection:
             for chunk in chunks:
                 if self.gone.is_set():
                     return
-                data = memoryview(self.h11.send(h11.Data(data=chunk)))
+                data = self.h11.send(h11.Data(data=chunk))
                 try:
                     n = os.write(fd, data)
                 except BlockingIOError:
@@ -263,28 +270,23 @@ class Connection:
                     return
                 if n < len(data):           # the client reads slowly: the transport writes the rest
                     sent_all.clear()
-                    loop.call_soon_threadsafe(self._write_rest, bytes(data[n:]), sent_all)
+                    loop.call_soon_threadsafe(self._write_rest, data[n:], sent_all)
                     while not sent_all.wait(0.5):
                         if self.gone.is_set():
                             return
         finally:
             try:
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    close()
+                _close(chunks)
             finally:
                 os.close(fd)
 
     def _close_soon(self, chunks) -> None:
         """Closes a stream that never reached its pump, on a stream thread
         (closing it may wait on the model), or here if the server stops."""
-        close = getattr(chunks, "close", None)
-        if close is None:
-            return
         try:
-            self.server.stream_pool.submit(close)
+            self.server.stream_pool.submit(_close, chunks)
         except RuntimeError:         # the pool is shut down: no thread left to wait on
-            close()
+            _close(chunks)
 
     def _write_rest(self, data: bytes, sent_all: threading.Event) -> None:
         """On the event loop: what the socket did not take, written as the
