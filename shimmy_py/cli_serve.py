@@ -10,8 +10,6 @@ from .errors import ShimmyError
 
 def serve(args) -> int:
     import logging
-    import signal
-    import threading
 
     from .fields import from_flags
     from .placement.machine import make_plan
@@ -44,9 +42,7 @@ def serve(args) -> int:
     else:
         print(f"shimmy-py: serving {len(set(server.state.catalog.values()))} discovered models on demand "
               f"(at most {config.max_models} resident) on {server.url}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop = StopSignal()
     server.start()
     print(f"shimmy-py: ready on {server.url} (parallel {config.parallel}, context {config.ctx} per request)",
           flush=True)
@@ -56,6 +52,37 @@ def serve(args) -> int:
         print("shimmy-py: stopping", flush=True)
         server.stop()
     return 0
+
+
+class StopSignal:
+    """SIGTERM or SIGINT, waited for in the main thread. The kernel hands a
+    process's signal to any of its threads that does not block it, and Python
+    runs the handler in the main thread only when that thread next runs Python:
+    a main thread asleep on a lock (an Event's wait) is not woken by a signal
+    another thread took, and the server went on serving after a SIGTERM (two
+    runs in eight). The C handler writes the signal's number to the wakeup
+    descriptor whichever thread takes it, and the main thread sleeps on a read
+    of that descriptor instead."""
+
+    SIGNALS = ("SIGTERM", "SIGINT")
+
+    def __init__(self):
+        import os
+        import signal
+        self._read, write = os.pipe()
+        os.set_blocking(write, False)
+        for name in self.SIGNALS:
+            signal.signal(getattr(signal, name), lambda *_: None)   # caught (its byte written), no more
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        self._numbers = {int(getattr(signal, name)) for name in self.SIGNALS}
+
+    def wait(self) -> int:
+        """Blocks until one of SIGNALS arrives; returns its number."""
+        import os
+        while True:
+            for number in os.read(self._read, 64):
+                if number in self._numbers:
+                    return number
 
 
 def memory_budget(args, config) -> dict:
