@@ -2,11 +2,13 @@
 token, with their gate weights, and the figures a researcher reads off them.
 
 `ExpertRecorder` is the sink of a graph tap (native/tap.py) on the nodes
-llama.cpp names `ffn_moe_topk-<layer>` (the chosen ids) and
-`ffn_moe_weights*-<layer>` (their weights, at each stage: the last one present
-is what multiplies the experts' outputs: after gpt-oss's softmax over the
-chosen, DeepSeek-V3's normalisation and scale). Shared experts are not
-routed and do not appear. `ExpertTrace` is the result: arrays shaped
+llama.cpp names `ffn_moe_weights*-<layer>` (the chosen experts' weights, at
+each stage: the last one present is what multiplies the experts' outputs:
+after gpt-oss's softmax over the chosen, DeepSeek-V3's normalisation and
+scale). The chosen ids, `ffn_moe_topk-<layer>`, are read as the operand of
+the first stage (the probabilities' rows at those ids): tapped as a node of
+their own they would pause the graph once more per MoE layer. Shared experts
+are not routed and do not appear. `ExpertTrace` is the result: arrays shaped
 (tokens, MoE layers, k), the tokens and their text, and the statistics.
 """
 from __future__ import annotations
@@ -20,14 +22,15 @@ import numpy as np
 from ..errors import GenerationError
 
 TOPK = "ffn_moe_topk"
-WEIGHT_STAGES = ("ffn_moe_weights", "ffn_moe_weights_softmax", "ffn_moe_weights_norm", "ffn_moe_weights_scaled")
+WEIGHTS = "ffn_moe_weights"          # get_rows(probabilities, ids): its operand is the TOPK node
+WEIGHT_STAGES = (WEIGHTS, "ffn_moe_weights_softmax", "ffn_moe_weights_norm", "ffn_moe_weights_scaled")
 ROUTER_LOGITS = "ffn_moe_logits"     # with its operand: the router's input
 DEFAULT_CAP = 1 << 16                # tokens kept per trace: a long generation stops recording, never grows
 
 
-def tap_names(router_inputs: bool = False) -> dict[str, bool]:
+def tap_names(router_inputs: bool = False) -> dict[str, bool | str]:
     """The graph nodes a routing trace reads (and whether each one's operand)."""
-    names = {TOPK: False, **{s: False for s in WEIGHT_STAGES}}
+    names = {WEIGHTS: TOPK, **{s: False for s in WEIGHT_STAGES[1:]}}
     if router_inputs:
         names[ROUTER_LOGITS] = True
     return names
@@ -51,8 +54,8 @@ class ExpertRecorder:
 
     def __call__(self, name: str, data: np.ndarray, operand: np.ndarray | None) -> None:
         base, _, layer_s = name.rpartition("-")
-        if base in (ROUTER_LOGITS, TOPK):   # in graph order, the router's logits, then its choice
-            at = (int(layer_s), base == TOPK)
+        if base in (ROUTER_LOGITS, WEIGHTS):   # in graph order, the router's logits, then its choice
+            at = (int(layer_s), base == WEIGHTS)
             if at <= self._last:
                 self.flush()                # a new ubatch: an earlier layer (or the same node) again
             self._last = at
@@ -252,10 +255,11 @@ class StepRouting:
     def __call__(self, name: str, data: np.ndarray, operand: np.ndarray | None) -> None:
         base, _, layer_s = name.rpartition("-")
         slot = self._layers.setdefault(int(layer_s), {"ids": [], "weights": {}})
-        if base == TOPK:
-            slot["ids"].append(data.reshape(-1, data.shape[-1]).astype(np.int32))
-        elif base in WEIGHT_STAGES:
-            slot["weights"].setdefault(WEIGHT_STAGES.index(base), []).append(data.astype(np.float32).ravel())
+        if base == WEIGHTS:
+            slot["ids"].append(operand.reshape(-1, operand.shape[-1]).astype(np.int32, copy=False))
+        if base in WEIGHT_STAGES:
+            slot["weights"].setdefault(WEIGHT_STAGES.index(base), []).append(
+                data.astype(np.float32, copy=False).ravel())
 
     def take(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """{layer: (ids, weights) shaped (rows routed, k)} of the last decode; then empty."""

@@ -105,9 +105,8 @@ def test_recorder_assembles_ubatches():
     for ubatch in ([[0, 1], [2, 3]], [[1, 2]]):               # 2 tokens, then 1
         ids, n = np.array(ubatch, np.int32)[None, None], len(ubatch)       # ne [k, tokens, 1, 1]
         for layer in (1, 2):                                  # MoE layers 1 and 2 (0 is dense)
-            r(f"ffn_moe_topk-{layer}", ids + layer, None)
-            # as the tap hands them: ne [1, k, tokens] is NumPy's (1, tokens, k, 1)
-            r(f"ffn_moe_weights-{layer}", np.full((1, n, 2, 1), 0.1, np.float32), None)
+            # as the tap hands them: ne [1, k, tokens] is NumPy's (1, tokens, k, 1); the ids, the operand
+            r(f"ffn_moe_weights-{layer}", np.full((1, n, 2, 1), 0.1, np.float32), ids + layer)
             r(f"ffn_moe_weights_norm-{layer}", np.full((1, 1, n, 2), 0.5, np.float32), None)
     t = r.trace([7, 8, 9], ["x", "y", "z"], n_prompt=2, n_experts=8)
     assert t.layers == (1, 2) and t.ids.shape == (3, 2, 2)
@@ -118,18 +117,15 @@ def test_recorder_assembles_ubatches():
 def test_recorder_caps_memory():
     r = ExpertRecorder(cap_tokens=3)
     for _ in range(5):
-        r("ffn_moe_topk-0", np.zeros((2, 2), np.int32), None)
-        r("ffn_moe_weights-0", np.zeros((2, 2, 1), np.float32), None)
+        r("ffn_moe_weights-0", np.zeros((2, 2, 1), np.float32), np.zeros((2, 2), np.int32))
     t = r.trace(list(range(10)), ["."] * 10, n_prompt=2, n_experts=4)
     assert len(t.ids) == 3 and t.truncated and len(t.tokens) == 3
 
 
 def test_recorder_refuses_a_layer_that_routed_fewer_tokens():
     r = ExpertRecorder()
-    r("ffn_moe_topk-0", np.zeros((4, 2), np.int32), None)
-    r("ffn_moe_weights-0", np.zeros((4, 2, 1), np.float32), None)
-    r("ffn_moe_topk-1", np.zeros((1, 2), np.int32), None)
-    r("ffn_moe_weights-1", np.zeros((1, 2, 1), np.float32), None)      # the last layer routed 1 of 4
+    r("ffn_moe_weights-0", np.zeros((4, 2, 1), np.float32), np.zeros((4, 2), np.int32))
+    r("ffn_moe_weights-1", np.zeros((1, 2, 1), np.float32), np.zeros((1, 2), np.int32))   # the last layer: 1 of 4
     with pytest.raises(GenerationError, match="layer"):
         r.trace([1, 2, 3, 4], ["."] * 4, 4, 4)
 
@@ -140,10 +136,9 @@ def test_step_routing_and_batch_rows():
     from shimmy_py.generation.experts import StepRouting, batch_rows
     s = StepRouting()
     for ids in (np.array([[0, 1], [2, 3]]), np.array([[4, 5], [6, 7]])):    # layer 1, ubatches of 2 rows
-        s("ffn_moe_topk-1", ids[None, None], None)
-        s("ffn_moe_weights-1", np.full((1, 2, 2, 1), 0.5, np.float32), None)
-        s("ffn_moe_topk-2", ids[1:][None, None] + 10, None)                   # the row with logits
-        s("ffn_moe_weights-2", np.full((1, 1, 2, 1), 0.25, np.float32), None)
+        s("ffn_moe_weights-1", np.full((1, 2, 2, 1), 0.5, np.float32), ids[None, None])
+        # layer 2: only the row with logits
+        s("ffn_moe_weights-2", np.full((1, 1, 2, 1), 0.25, np.float32), ids[1:][None, None] + 10)
     routed = s.take()
     assert routed[1][0].tolist() == [[0, 1], [2, 3], [4, 5], [6, 7]] and routed[2][0].tolist() == [[12, 13], [16, 17]]
     assert (routed[2][1] == 0.25).all() and s.take() == {}
