@@ -258,7 +258,9 @@ def test_max_models_holds_while_models_swap(models):
         def sample():
             while not stop.is_set():
                 try:
-                    workers = [c for c in me.children(recursive=True)
+                    # the server's children (a worker's own short-lived children, forked
+                    # with its command line, are not workers: the regex checker was one)
+                    workers = [c for c in me.children()
                                if "shimmy_py.serving.worker" in " ".join(c.cmdline())]
                 except psutil.Error:
                     continue

@@ -83,8 +83,11 @@ def mode_info(mode: str) -> dict[str, str]:
 def std_regex_errors(patterns: list[str]) -> dict[str, str]:
     """The patterns llama.cpp's std::regex cannot compile, with its reason
     (native/regex_check.cpp, built beside the libraries). Empty when the
-    checker is not built: then nothing can be loaded here either."""
+    checker is not built: then nothing can be loaded here either. No patterns:
+    no process (every plan asks, and a worker plans as it loads)."""
     import subprocess
+    if not patterns:
+        return {}
     try:
         checker = tool("regex_check")
     except NativeError:
