@@ -3,6 +3,8 @@
 per-model settings, memory budget, API key), until Ctrl-C or SIGTERM."""
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 from .errors import ShimmyError
@@ -59,26 +61,21 @@ class StopSignal:
     process's signal to any of its threads that does not block it, and Python
     runs the handler in the main thread only when that thread next runs Python:
     a main thread asleep on a lock (an Event's wait) is not woken by a signal
-    another thread took, and the server went on serving after a SIGTERM (two
-    runs in eight). The C handler writes the signal's number to the wakeup
-    descriptor whichever thread takes it, and the main thread sleeps on a read
-    of that descriptor instead."""
+    another thread took, and the server went on serving after a SIGTERM
+    (tests/unit/test_stop_signal.py). The C handler writes the signal's number
+    to the wakeup descriptor whichever thread takes it, and the main thread
+    sleeps on a read of that descriptor instead."""
 
-    SIGNALS = ("SIGTERM", "SIGINT")
-
-    def __init__(self):
-        import os
-        import signal
+    def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
         self._read, write = os.pipe()
         os.set_blocking(write, False)
-        for name in self.SIGNALS:
-            signal.signal(getattr(signal, name), lambda *_: None)   # caught (its byte written), no more
+        self._numbers = frozenset(int(s) for s in signals)
+        for s in signals:
+            signal.signal(s, lambda *_: None)   # caught (its byte written), no more
         signal.set_wakeup_fd(write, warn_on_full_buffer=False)
-        self._numbers = {int(getattr(signal, name)) for name in self.SIGNALS}
 
     def wait(self) -> int:
-        """Blocks until one of SIGNALS arrives; returns its number."""
-        import os
+        """Blocks until one of the signals arrives; returns its number."""
         while True:
             for number in os.read(self._read, 64):
                 if number in self._numbers:
@@ -100,7 +97,6 @@ def memory_budget(args, config) -> dict:
 
 def api_key(args) -> str | None:
     """--api-key-file (first line), else SHIMMY_API_KEY, else --api-key (visible in `ps`)."""
-    import os
     if args.api_key_file:
         try:
             with open(args.api_key_file, encoding="utf-8") as f:

@@ -258,8 +258,8 @@ def test_max_models_holds_while_models_swap(models):
         def sample():
             while not stop.is_set():
                 try:
-                    # the server's children (a worker's own short-lived children, forked
-                    # with its command line, are not workers: the regex checker was one)
+                    # the server's own children: a descendant with a worker's command line
+                    # that is not this server's worker (a worker's forked child) does not count
                     workers = [c for c in me.children()
                                if "shimmy_py.serving.worker" in " ".join(c.cmdline())]
                 except psutil.Error:

@@ -2,8 +2,8 @@
 the signal to. A main thread asleep on an Event was not woken by a signal
 another thread took, and the server went on serving (CI at a695c0f:
 tests/test_cli.py::test_serve_sigterm_ends_open_streams_and_exits saw its
-stream run to "length"; two local runs in eight hung). Here a thread sends
-the signal to itself, so it is never the main thread that takes it."""
+stream run to "length"). Here a thread sends the signal to itself, so it is
+never the main thread that takes it: an Event's wait hangs on this every time."""
 import signal
 import subprocess
 import sys
