@@ -17,6 +17,7 @@
 # LLAMA_CPP_DIR=/path/to/llama.cpp to build an existing checkout instead.
 # Output: $SHIMMY_PY_CACHE/<key>/install/{lib,bin,include,share}, and the symlink
 # $SHIMMY_PY_CACHE/current pointing at it, which shimmy_py finds by itself.
+# Stdout is that install path and nothing else; everything else goes to stderr.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -46,7 +47,7 @@ while [[ $# -gt 0 ]]; do
         --batch-invariant) MODE=batch-invariant ;;
         --stock) MODE=stock ;;
         --libs-only) LIBS_ONLY=1 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) die "unknown option '$1' (try --help)" ;;
     esac
     shift
@@ -250,7 +251,9 @@ rm -rf "$INSTALL"
 mkdir -p "$OUT"
 cmake -S "$SRC" -B "$OUT/build" "${CMAKE_ARGS[@]}" >"$OUT.cmake.log" 2>&1 \
     || { tail -40 "$OUT.cmake.log" >&2; die "cmake configure failed (log: $OUT.cmake.log)"; }
-cmake --build "$OUT/build" -j "$JOBS" --target "${TARGETS[@]}" \
+# The build's progress goes to stderr: stdout carries only the install path,
+# which callers read with $(native/build.sh) (make test-invariant does).
+cmake --build "$OUT/build" -j "$JOBS" --target "${TARGETS[@]}" >&2 \
     || die "cmake build failed"
 
 mkdir -p "$INSTALL/lib" "$INSTALL/bin" "$INSTALL/include"
