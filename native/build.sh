@@ -225,6 +225,14 @@ regex_checker() {
         || die "native/regex_check.cpp failed to compile"
 }
 
+# The graph tap answers llama.cpp's per-node asks in C (shimmy_py/native/tap.py),
+# compiled against this build's ggml.h.
+tap_filter() {
+    [[ -f "$INSTALL/lib/libshimmy_tap.so" && "$INSTALL/lib/libshimmy_tap.so" -nt "$HERE/tap_filter.c" ]] && return
+    cc -O2 -std=c11 -shared -fPIC -I"$INSTALL/include" "$HERE/tap_filter.c" -o "$INSTALL/lib/libshimmy_tap.so" \
+        || die "native/tap_filter.c failed to compile"
+}
+
 # What the package and the tests read about this build (install.build_info()).
 write_version() {
     cat >"$INSTALL/lib/VERSION" <<INFO
@@ -237,7 +245,7 @@ INFO
 }
 
 if [[ $FORCE == 0 && -f "$INSTALL/BUILD_OK" ]]; then
-    [[ $MODE == stock ]] || { probe; regex_checker; share_vocabularies; }
+    [[ $MODE == stock ]] || { probe; regex_checker; tap_filter; share_vocabularies; }
     write_version
     link
     say "cached build: $INSTALL"
@@ -268,6 +276,7 @@ if [[ $MODE != stock ]]; then
     say "compiling the struct layout probe"
     probe
     regex_checker
+    tap_filter
 fi
 write_version
 touch "$INSTALL/BUILD_OK"

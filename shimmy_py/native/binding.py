@@ -331,6 +331,16 @@ _GGML_RPC = {
 DEV_TYPE_NAMES = {0: "cpu", 1: "gpu", 2: "igpu", 3: "accel", 4: "meta"}
 
 
+# libshimmy_tap.so (native/tap_filter.c, built by native/build.sh beside the libraries)
+_SHIMMY_TAP = {
+    "shimmy_tap_eval": (c_bool, [c_void_p, c_bool, c_void_p]),
+    "shimmy_tap_size": (c_size_t, []),
+    "shimmy_tap_names_offset": (c_size_t, []),
+    "shimmy_tap_max_names": (c_int32, []),
+    "shimmy_tap_max_name": (c_int32, []),
+}
+
+
 class Lib:
     """The loaded libraries with typed functions as attributes."""
 
@@ -359,3 +369,17 @@ class Lib:
                                   "a library of another llama.cpp version; rebuild with `make native`") from None
             fn.restype, fn.argtypes = restype, argtypes
             setattr(self, name, fn)
+
+
+class TapFilterLib(Lib):
+    """The graph tap's C filter (native/tap_filter.c), loaded on first use:
+    only tracing needs it."""
+
+    def __init__(self, lib_dir):
+        self.lib_dir = lib_dir
+        path = lib_dir / "libshimmy_tap.so"
+        try:
+            handle = ctypes.CDLL(str(path))
+        except OSError as e:
+            raise NativeError(f"cannot load {path}: {e}; native/build.sh builds it (`make native`)") from None
+        self._bind(handle, _SHIMMY_TAP, "libshimmy_tap.so")

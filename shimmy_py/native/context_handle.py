@@ -65,7 +65,7 @@ class ContextHandle(Owned):
                 raise NativeError(f"pooling {spec.pooling!r}: choose one of {', '.join(p for p in POOLING if p)}")
             cp.embeddings, cp.pooling_type, cp.n_ubatch = True, POOLING[spec.pooling], spec.n_batch
         if tap is not None:
-            cp.cb_eval = tap.address
+            cp.cb_eval, cp.cb_eval_user_data = tap.address, tap.user_data
         if spec.nextn == "mtp":
             cp.ctx_type = CONTEXT_TYPE_MTP
         with model.using() as model_ptr:

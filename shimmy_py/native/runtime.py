@@ -2,7 +2,8 @@
 
 `lib()` finds the build (install.py), binds it (binding.py), checks every
 struct layout against the C probe (layout.py), initialises llama.cpp's
-backends and routes its log into Python (log.py). At interpreter exit the
+backends and routes its log into Python (log.py); `tap_filter_lib()` loads
+the graph tap's C filter beside them on first use. At interpreter exit the
 hooks registered with `before_exit` run (the owners free what is still open,
 children first) before the log callback goes.
 """
@@ -13,10 +14,11 @@ import threading
 from typing import Callable
 
 from . import install, layout, log
-from .binding import STRUCTS, Lib, ggml_log_callback
+from .binding import STRUCTS, Lib, TapFilterLib, ggml_log_callback
 
 _lock = threading.Lock()
 _lib: Lib | None = None
+_tap_filter: TapFilterLib | None = None
 _exit_hooks: list[Callable[[], None]] = []
 
 
@@ -28,6 +30,17 @@ def lib() -> Lib:
         if _lib is None:
             _lib = _load()
         return _lib
+
+
+def tap_filter_lib() -> TapFilterLib:
+    """The graph tap's C filter, beside the libraries lib() loaded."""
+    global _tap_filter
+    if _tap_filter is None:
+        loaded = lib()
+        with _lock:
+            if _tap_filter is None:
+                _tap_filter = TapFilterLib(loaded.lib_dir)
+    return _tap_filter
 
 
 def before_exit(hook: Callable[[], None]) -> None:

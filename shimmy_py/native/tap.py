@@ -2,14 +2,16 @@
 context parameters) that copies chosen intermediate tensors out as they are
 computed.
 
-The scheduler asks the callback about every node of the graph (`ask`); for a
-node whose name (less its "-<layer>") the listener asked for it answers yes, and
-calls again once the node is computed, when the tap copies it (and, where
-asked, the node's second operand: a matmul's input, a get_rows' indices) into
-NumPy arrays and hands them to the current sink. Each yes pauses the graph's
-computation at that node, so a listener asks for as few nodes as it can. A
-context made without a tap has no callback at all: tapping costs nothing
-unless it was asked for.
+The scheduler asks the callback about every node of the graph (`ask`), some
+300 per decoded token, and calls again once a node it was told yes for is
+computed. The asks are answered in C (native/tap_filter.c, built beside the
+libraries): yes for a node whose name, less its "-<layer>", the listener asked
+for. Only those computed nodes reach Python, where the tap copies each (and,
+where asked, the node's second operand: a matmul's input, a get_rows' indices)
+into NumPy arrays and hands them to the current sink. Each yes pauses the
+graph's computation at that node, so a listener asks for as few nodes as it
+can. A context made without a tap has no callback at all: tapping costs
+nothing unless it was asked for.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import numpy as np
 
 from ..errors import NativeError
 from .binding import ggml_backend_sched_eval_callback, ggml_tensor
-from .runtime import lib
+from .runtime import lib, tap_filter_lib
 
 # enum ggml_type values of the tensors a tap reads
 _DTYPES = {0: np.float32, 1: np.float16, 26: np.int32, 27: np.int64}
@@ -28,6 +30,24 @@ _DTYPES = {0: np.float32, 1: np.float16, 26: np.int32, 27: np.int64}
 # where a node's name lies in it: the scheduler asks about every node of every
 # decode, and reading the name alone is cheaper than building the structure
 _NAME, _NAME_SIZE = ggml_tensor.name.offset, ggml_tensor.name.size
+
+class _Filter(ctypes.Structure):
+    """struct shimmy_tap (native/tap_filter.c): what the C side asks for, and
+    the Python callback it hands computed nodes to."""
+    _fields_ = [("computed", ggml_backend_sched_eval_callback),
+                ("n_names", ctypes.c_int),
+                ("names", (ctypes.c_char * _NAME_SIZE) * 8)]
+
+
+def _check_filter_layout() -> None:
+    helper = tap_filter_lib()
+    want = (helper.shimmy_tap_size(), helper.shimmy_tap_names_offset(),
+            helper.shimmy_tap_max_names(), helper.shimmy_tap_max_name())
+    have = (ctypes.sizeof(_Filter), _Filter.names.offset, len(_Filter().names), _NAME_SIZE)
+    if want != have:
+        raise NativeError(f"struct shimmy_tap is (size, names offset, names, name size) {want} in "
+                          f"native/tap_filter.c but {have} in tap.py; rebuild with `make native`")
+
 
 # sink(name, data, operand): name as the graph has it ("ffn_moe_weights-3"); operand
 # is the node's second source (a matmul's input, a get_rows' indices) when its prefix asked for it
@@ -64,41 +84,54 @@ class Tap:
     nodes whose base names (before "-<layer>") are in `names`, which maps each to
     whether the node's second operand is copied too: False, True, or the base
     name the operand must have (an error if the graph has another there);
-    `stop()` ends it. While nothing listens every node is declined."""
+    `stop()` ends it. While nothing listens every node is declined (in C)."""
 
     def __init__(self):
+        _check_filter_layout()
         self.names: dict[bytes, bool | bytes] = {}
         self.sink: Sink | None = None
         self.error: BaseException | None = None
-        self.callback = ggml_backend_sched_eval_callback(self._on_node)   # kept alive while the tap lives
+        # the C filter and the Python callback it calls, kept alive while the tap lives
+        self.filter = _Filter(computed=ggml_backend_sched_eval_callback(self._on_computed))
+        self._eval = tap_filter_lib().shimmy_tap_eval
 
     @property
     def address(self) -> int:
-        return ctypes.cast(self.callback, ctypes.c_void_p).value
+        """cb_eval: the C filter."""
+        return ctypes.cast(self._eval, ctypes.c_void_p).value
+
+    @property
+    def user_data(self) -> int:
+        """cb_eval_user_data: the filter's struct."""
+        return ctypes.addressof(self.filter)
 
     def listen(self, sink: Sink, names: dict[str, bool | str]) -> None:
-        self.names = {n.encode(): operand.encode() if isinstance(operand, str) else operand
-                      for n, operand in names.items()}
-        self.sink, self.error = sink, None
+        if len(names) > len(self.filter.names):
+            raise NativeError(f"the tap reads at most {len(self.filter.names)} node names, not {len(names)}")
+        encoded = {n.encode(): operand.encode() if isinstance(operand, str) else operand
+                   for n, operand in names.items()}
+        for n in encoded:
+            if not 0 < len(n) < _NAME_SIZE or b"\0" in n:
+                raise NativeError(f"node name {n!r}: 1 to {_NAME_SIZE - 1} bytes, no NUL")
+        self.names, self.sink, self.error = encoded, sink, None
+        for i, n in enumerate(encoded):
+            self.filter.names[i].value = n
+        self.filter.n_names = len(encoded)
 
     def stop(self) -> None:
+        self.filter.n_names = 0
         self.sink, self.names = None, {}
 
-    def _on_node(self, tensor, ask, _user) -> bool:
-        # an exception must not cross into C: it is kept, and raised by take_error()
+    def _on_computed(self, tensor, _ask, _user) -> bool:
+        # called only for the nodes the filter asked for; an exception must not
+        # cross into C: it is kept, and raised by take_error()
         try:
-            sink = self.sink
-            if sink is None:
-                return not ask
             name = ctypes.string_at(tensor + _NAME, _NAME_SIZE).partition(b"\0")[0]
-            base, _, layer = name.rpartition(b"-")
-            operand = self.names.get(base) if layer.isdigit() else None   # not "... (reshaped)"
-            if ask:
-                return operand is not None
-            if operand is not None:
+            operand = self.names.get(name.rpartition(b"-")[0])
+            if self.sink is not None and operand is not None:
                 t = ggml_tensor.from_address(tensor)
                 src = _operand(t, operand, name) if operand else None
-                sink(name.decode(), read_tensor(t), read_tensor(src) if src is not None else None)
+                self.sink(name.decode(), read_tensor(t), read_tensor(src) if src is not None else None)
             return True
         except BaseException as e:   # noqa: BLE001 - reported after llama_decode returns
             self.error = self.error or e
