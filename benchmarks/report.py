@@ -82,9 +82,9 @@ def write_report(out: Path, machine: str, builds: list[str], args: dict, theirs,
         "Written by `make bench` (`benchmarks/side_by_side.py`); rerun it to replace this file. "
         "Model: the `bench` synthetic preset (DeepSeekMoE layout: 64 routed experts, 6 active, 2 shared; "
         "random weights, F16), all layers on the CPU (this machine has no accelerator). Each round runs "
-        "llama.cpp's tool and shimmy_py back to back; a ratio is taken within a round, and the median "
-        "over rounds is shown with its range, since this machine's speed drifts between rounds by more "
-        "than the differences measured.", "",
+        "llama.cpp's tool and shimmy_py back to back, which goes first alternating; a ratio is taken "
+        "within a round, and the median over rounds is shown with its range, since this machine's speed "
+        "drifts between rounds by more than the differences measured.", "",
         f"- machine: {machine}", *builds,
         f"- run: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {_commit()}, "
         f"{took_s / 60:.1f} min; threads {args['threads']}, prompt {args['p']}, generated {args['n']}, "

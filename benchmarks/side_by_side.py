@@ -72,12 +72,18 @@ def bench_rounds(model: Path, p: int, n: int, reps: int, threads: int, rounds: i
     """Stock llama-bench and shimmy_py alternately, `rounds` times, with the
     --batch-invariant build's llama-bench beside them when it is built. This
     machine's speed drifts by several percent over tens of seconds: ratios are
-    taken within each round (adjacent runs) and summarised by their median."""
+    taken within each round (adjacent runs) and summarised by their median.
+    Which of the two runs first alternates from round to round, so that a
+    drift within a round (or a cost of going first) favours neither."""
     theirs, ours, invariant = [], [], []
     with_invariant = bool(native.mode_info("batch-invariant"))
-    for _ in range(rounds):
-        theirs.append(llama_bench(model, p, n, reps, threads))
-        ours.append(ours_bench(model, p, n, reps, threads))
+    for r in range(rounds):
+        if r % 2 == 0:
+            theirs.append(llama_bench(model, p, n, reps, threads))
+            ours.append(ours_bench(model, p, n, reps, threads))
+        else:
+            ours.append(ours_bench(model, p, n, reps, threads))
+            theirs.append(llama_bench(model, p, n, reps, threads))
         if with_invariant:
             invariant.append(llama_bench(model, p, n, reps, threads, "batch-invariant"))
     return theirs, ours, invariant
