@@ -9,7 +9,7 @@
  * Python (shimmy_py/native/tap.py), through `computed`.
  *
  * user_data points at a struct shimmy_tap that Python owns and fills
- * (shimmy_py/native/tap.py, TapFilter): the node names' bases (the name less
+ * (shimmy_py/native/tap.py, _Filter): the node names' bases (the name less
  * its "-<layer>" suffix) to stop at. A node is asked for when its name is
  * "<base>-<digits>" with <base> in the list; n_names 0 declines every node.
  */

@@ -27,9 +27,10 @@ from .runtime import lib, tap_filter_lib
 # enum ggml_type values of the tensors a tap reads
 _DTYPES = {0: np.float32, 1: np.float16, 26: np.int32, 27: np.int64}
 
-# where a node's name lies in it: the scheduler asks about every node of every
-# decode, and reading the name alone is cheaper than building the structure
+# where a node's name lies in it: reading the name alone is cheaper than
+# building the structure
 _NAME, _NAME_SIZE = ggml_tensor.name.offset, ggml_tensor.name.size
+
 
 class _Filter(ctypes.Structure):
     """struct shimmy_tap (native/tap_filter.c): what the C side asks for, and
