@@ -2,7 +2,7 @@
  *
  * llama.cpp's scheduler calls the evaluation callback twice for a node it is
  * told to stop at: once to ask (before computing), once when computed. It asks
- * about every node of every graph, some 300 per decoded token on a small MoE
+ * about every node of every graph, hundreds per decoded token on a small MoE
  * model, and a tracing listener wants a handful of them. Each ask answered in
  * Python is a ctypes callback (the GIL, argument conversion, a name read); here
  * the ask is a string comparison, and only the computed nodes asked for reach

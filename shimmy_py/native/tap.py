@@ -2,8 +2,8 @@
 context parameters) that copies chosen intermediate tensors out as they are
 computed.
 
-The scheduler asks the callback about every node of the graph (`ask`), some
-300 per decoded token, and calls again once a node it was told yes for is
+The scheduler asks the callback about every node of the graph (`ask`),
+hundreds per decoded token, and calls again once a node it was told yes for is
 computed. The asks are answered in C (native/tap_filter.c, built beside the
 libraries): yes for a node whose name, less its "-<layer>", the listener asked
 for. Only those computed nodes reach Python, where the tap copies each (and,

@@ -1,10 +1,11 @@
 """native/build.sh's output contract: stdout is the install path alone.
 
 `make test-invariant` reads the path as $(native/build.sh --batch-invariant).
-Before this was held, a build from nothing printed ninja's progress on stdout
-too, and the captured text (an environment variable of about 100 KB) failed
-the next command with "Argument list too long" (CI on a clean machine, where
-that build is not cached). The script runs here with a stand-in toolchain: a
+Before this was held, a build from nothing printed its output on stdout too
+(ninja's progress and the compiler's warnings, over a megabyte), and the
+captured text, one environment variable, failed the next command with
+"Argument list too long" (CI on a clean machine, where that build is not
+cached). The script runs here with a stand-in toolchain: a
 `cmake` that prints a build's worth of progress on stdout and leaves the files
 a build leaves, over a source tree of empty files, so no compiler is needed.
 """
