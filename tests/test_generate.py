@@ -1,6 +1,7 @@
 """Generation: equal to llama.cpp's own tool, streamed = whole, seeded, stopped."""
 import subprocess
 
+import numpy as np
 import pytest
 from support.batch_noise import EXACT_LLAMA_ARGS, assert_decisive
 
@@ -203,6 +204,29 @@ def test_plain_greedy_picks_what_llama_cpps_greedy_sampler_picks(model):
             model.reset()
             results.append(drain(run(InlineSequence(model.context, tokens, params), model.vocab, 32)).tokens)
         assert len(results[0]) > 0 and results[0] == results[1]
+
+
+def test_logits_rows_are_read_where_llama_cpp_puts_them_now(model):
+    """The context keeps a view per logits address llama.cpp hands out
+    (ContextHandle._logits_view). Batches of other sizes in between (llama.cpp
+    may move its output buffer for them) must not leave a row read from an
+    old place: the same batch gives the same floats before and after, and
+    each row is the one llama.cpp returns for its index now."""
+    import ctypes
+
+    from shimmy_py.native.runtime import lib
+    ids = model.tokenize(PROMPT + " and why its experts are small")
+    first = model.eval_logits(ids[:9])
+    for n in (1, 3, len(ids), 2):
+        model.eval_logits(ids[:n])
+    again = model.eval_logits(ids[:9])
+    assert np.array_equal(first, again)
+    native = model.context.native
+    for i in range(9):
+        addr = lib().llama_get_logits_ith(native.ptr(), i)
+        fresh = np.ctypeslib.as_array(ctypes.cast(addr, ctypes.POINTER(ctypes.c_float)), shape=(model.n_vocab,))
+        assert np.array_equal(native.logits(i), fresh) and np.array_equal(fresh, again[i])
+    model.reset()
 
 
 def test_a_context_below_llama_cpps_padding_generates_in_batches_it_accepts(tiny_path):

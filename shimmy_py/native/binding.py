@@ -220,7 +220,8 @@ _LLAMA = {
     # int32_t llama_decode(struct llama_context * ctx, struct llama_batch batch);
     "llama_decode": (c_int32, [c_void_p, llama_batch]),
     # float * llama_get_logits_ith(struct llama_context * ctx, int32_t i);
-    "llama_get_logits_ith": (POINTER(c_float), [c_void_p, c_int32]),
+    # (an address: ContextHandle keeps a view per address it has seen)
+    "llama_get_logits_ith": (c_void_p, [c_void_p, c_int32]),
     # float * llama_get_embeddings_seq(struct llama_context * ctx, llama_seq_id seq_id);
     "llama_get_embeddings_seq": (POINTER(c_float), [c_void_p, c_int32]),
     # enum llama_pooling_type llama_pooling_type(const struct llama_context * ctx);

@@ -21,6 +21,8 @@ KV_TYPES = {"f32": 0, "f16": 1, "bf16": 30, "q8_0": 8, "q4_0": 2, "q4_1": 3, "q5
 FLASH_ATTN = {"auto": -1, "off": 0, "on": 1}
 CONTEXT_TYPE_MTP = 1      # enum llama_context_type
 PROCESS_DECODE = 1        # enum llama_process_type
+# logits rows a context keeps a view of (ContextHandle._logits_view)
+_MAX_VIEWS = 256
 # enum llama_pooling_type (llama.cpp's --pooling); "": the model's own
 POOLING = {"": -1, "none": 0, "mean": 1, "cls": 2, "last": 3, "rank": 4}
 
@@ -72,6 +74,7 @@ class ContextHandle(Owned):
             ptr = L.llama_init_from_model(model_ptr, cp)
         super().__init__(ptr, f"llama_init_from_model({model.path})")
         self._memory = L.llama_get_memory(ptr)
+        self._views: dict[int, np.ndarray] = {}   # logits rows by address (_logits_view)
         if spec.nextn:   # the target: a row per batch token; the head: a row per output (llama.cpp's "masked")
             L.llama_set_embeddings_nextn(ptr, True, spec.nextn == "mtp")
 
@@ -80,6 +83,7 @@ class ContextHandle(Owned):
         return Batch(capacity, lock=self._lock)
 
     def _free(self, ptr) -> None:
+        self._views.clear()
         lib().llama_free(ptr)
 
     @property
@@ -171,11 +175,23 @@ class ContextHandle(Owned):
 
     def _logits_view(self, i: int) -> np.ndarray:
         """llama.cpp's logits of output `i`, valid until the next decode or the
-        context's close: no copy, so only read under the lock."""
-        ptr = lib().llama_get_logits_ith(self.ptr(), i)
-        if not ptr:
+        context's close: no copy, so only read under the lock.
+
+        A view is made once per address llama.cpp hands out and kept: a
+        decoded token reads its row at the same address as the last one, and
+        making an array over a pointer costs more than the greedy argmax over
+        it (tens of microseconds, just after a decode has evicted Python's
+        caches). Reuse is safe because llama.cpp is asked every time: an
+        address it returns now holds output `i`'s n_vocab logits."""
+        addr = lib().llama_get_logits_ith(self.ptr(), i)
+        if not addr:
             raise NativeError(f"llama_get_logits_ith({i}) returned NULL ({self.model.path})")
-        return np.ctypeslib.as_array(ptr, shape=(self.model.n_vocab,))
+        view = self._views.get(addr)
+        if view is None:
+            if len(self._views) >= _MAX_VIEWS:   # rows of many batch sizes seen: start over
+                self._views.clear()
+            view = self._views[addr] = np.ctypeslib.as_array((c_float * self.model.n_vocab).from_address(addr))
+        return view
 
     def clear(self) -> None:
         """Forgets every cached token. Metadata only, as llama-bench clears it:
