@@ -42,11 +42,13 @@ def targets(theirs, ours, http, ttft, plan_s) -> list[tuple[str, str, bool | Non
     rows = [("prefill tok/s vs stock llama-bench >= 0.98", paired(ours, theirs, "prefill_tps"), 0.98),
             ("decode tok/s vs stock llama-bench >= 0.98", paired(ours, theirs, "decode_tps"), 0.98),
             ("HTTP single-stream tok/s vs stock llama-server >= 0.97", paired(*one, "request_tps"), 0.97),
-            ("4 clients aggregate vs stock llama-server -np 4 >= 1.0", paired(*four, "aggregate_tps"), 1.0),
-            ("4 clients aggregate vs shimmy-py --parallel 1 >= 1.6",
-             paired(four[0], unbatched, "aggregate_tps"), 1.6)]
+            ("4 clients aggregate vs stock llama-server -np 4 >= 1.0", paired(*four, "aggregate_tps"), 1.0)]
     out = [(name, _fmt(v), v[0] >= goal) for name, v, goal in rows]
+    # What batching gains over one slot is the hardware's as much as the server's (4 MoE tokens
+    # read up to 4 times the experts one does): shown for both servers, compared by the row above.
+    ours_gain = paired(four[0], unbatched, "aggregate_tps")
     theirs_gain = paired(four[1], http[("llama-server -np 1", 4)], "aggregate_tps")
+    out.append(("(for reference, not a target) shimmy-py --parallel 4 vs its --parallel 1", _fmt(ours_gain), None))
     out.append(("(for reference, not a target) llama-server -np 4 vs its -np 1", _fmt(theirs_gain), None))
     theirs_ms, ours_ms = ttft["llama-server"], ttft["shimmy-py serve"]
     diffs = [o - t for o, t in zip(ours_ms, theirs_ms)]
@@ -82,9 +84,10 @@ def write_report(out: Path, machine: str, builds: list[str], args: dict, theirs,
         "Written by `make bench` (`benchmarks/side_by_side.py`); rerun it to replace this file. "
         "Model: the `bench` synthetic preset (DeepSeekMoE layout: 64 routed experts, 6 active, 2 shared; "
         "random weights, F16), all layers on the CPU (this machine has no accelerator). Each round runs "
-        "llama.cpp's tool and shimmy_py back to back, which goes first alternating; a ratio is taken "
-        "within a round, and the median over rounds is shown with its range, since this machine's speed "
-        "drifts between rounds by more than the differences measured.", "",
+        "llama.cpp's tool and shimmy_py back to back, which goes first alternating (the servers compared "
+        "are up at once and take turns); a ratio is taken within a round, and the median over rounds is "
+        "shown with its range, since this machine's speed drifts between rounds by more than the "
+        "differences measured.", "",
         f"- machine: {machine}", *builds,
         f"- run: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {_commit()}, "
         f"{took_s / 60:.1f} min; threads {args['threads']}, prompt {args['p']}, generated {args['n']}, "
@@ -117,10 +120,10 @@ def write_report(out: Path, machine: str, builds: list[str], args: dict, theirs,
     lines += ["", "## llama-server against shimmy-py serve (same client, /v1/completions, streamed; medians)", "",
               "Same model, threads and context per slot; for more than one slot llama-server runs with "
               "`--kv-unified`, one KV cache shared by the slots, as shimmy-py serve does.", "",
-              "| server | clients | requests per round | TTFT ms | tok/s per request | aggregate tok/s |",
-              "|---|---|---|---|---|---|"]
+              "| server | clients | rounds | requests per round | TTFT ms | tok/s per request | aggregate tok/s |",
+              "|---|---|---|---|---|---|---|"]
     for (name, clients), ms in sorted(http.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        lines.append(f"| {name} | {clients} | {ms[0]['requests']} | {_median(ms, 'ttft_ms'):.1f} | "
+        lines.append(f"| {name} | {clients} | {len(ms)} | {ms[0]['requests']} | {_median(ms, 'ttft_ms'):.1f} | "
                      f"{_median(ms, 'request_tps'):.2f} | {_median(ms, 'aggregate_tps'):.2f} |")
     lines += ["", f"Time to first token with both servers up at once (-np 1 / --parallel 1), "
               f"{len(ttft['llama-server'])} requests each, the order alternating: median "

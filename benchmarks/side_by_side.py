@@ -8,13 +8,14 @@ The peer is stock llama.cpp (`native/build.sh --stock`: its CMake defaults and
 project's own choices.
 1. llama-bench (pp P at depth 0, tg N at depth P) against `shimmy-py bench`
    (a P-token prompt, then N greedy tokens through the Python generation loop),
-   -r repetitions each (default 4), alternating over five rounds; ratios
-   within rounds, their median (the HTTP part too).
+   -r repetitions each (default 4), over seven rounds, which goes first
+   alternating; ratios within rounds, their median (the HTTP part too).
 2. llama-server against `shimmy-py serve` over HTTP with the same client
    (benchmarks/http_client.py): time to first token and tokens/s with one
    client, aggregate tokens/s with 4 and 8 clients, --parallel = -np; and
    4 clients on both servers without batching (-np 1, --parallel 1). The
-   TTFT target is taken from both servers up at once, request by request.
+   servers compared are up at once and take turns, a block of requests
+   each; the TTFT target is taken the same way, request by request.
 3. Planning the DeepSeekMoE 16B table (shape-only file).
 4. What tracing expert routing costs (benchmarks/trace_cost.py).
 5. Speculative decoding beside llama-server's, mode by mode
@@ -30,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import psutil
@@ -104,23 +106,26 @@ def servers(model: Path, threads: int, ctx: int, parallel: int):
 
 
 def http_rounds(model: Path, threads: int, n_gen: int, rounds: int, per_client: int) -> dict:
-    """TTFT and tokens/s with 1 client, aggregate tokens/s with 4 and 8 clients;
-    the servers alternate within each round; every round's figures are kept."""
+    """TTFT and tokens/s with 1 client, aggregate tokens/s with 4 and 8 clients.
+    The servers compared are up at once and take turns, a block of requests
+    each per round, the order reversed every other round; a round's ratio
+    compares blocks seconds apart, and every round's figures are kept."""
     runs: dict = {}
     for parallel in (1, 4, 8):
         configs = servers(model, threads, 1024, parallel)
         if parallel == 4:  # the same load on both servers without batching
             configs += [(name + (" -np 1" if name == "llama-server" else " --parallel 1"), argv, port)
                         for name, argv, port in servers(model, threads, 1024, 1)]
-        # one client sends three times the requests: the single stream's speed is a target, and its
-        # rounds spread the most (a request is a few seconds on this machine)
-        requests = per_client * (3 if parallel == 1 else 1)
-        for _ in range(rounds):
-            for name, argv, port in configs:
-                with ServerProcess(argv, port) as srv:
-                    m = measure(srv.url, clients=parallel, requests_per_client=requests, n_gen=n_gen,
-                                prompt_tokens=64)
-                runs.setdefault((name, parallel), []).append(m)
+        # one client runs three times the rounds: the single stream's speed is a target, and its
+        # blocks spread the most (a request is about a second on this machine)
+        n_rounds = rounds * (3 if parallel == 1 else 1)
+        with ExitStack() as stack:
+            urls = [(name, stack.enter_context(ServerProcess(argv, port)).url) for name, argv, port in configs]
+            for r in range(n_rounds):
+                for name, url in (urls if r % 2 == 0 else urls[::-1]):
+                    m = measure(url, clients=parallel, requests_per_client=per_client, n_gen=n_gen,
+                                prompt_tokens=64, batch=r)
+                    runs.setdefault((name, parallel), []).append(m)
     return runs
 
 
@@ -178,13 +183,13 @@ def main() -> None:
         print(f"writing {a.model} (bench preset)", file=sys.stderr)
         shimmy_py.synth.write(a.model, "bench")
     t0 = time.time()
-    rounds = 1 if a.quick else 5
+    rounds = 1 if a.quick else 7
     theirs, ours, invariant = bench_rounds(a.model, a.p, a.n, a.r, a.threads, rounds)
-    http = http_rounds(a.model, a.threads, 32 if a.quick else 64, 1 if a.quick else 5, 1 if a.quick else 2)
-    ttft = paired_ttft(servers(a.model, a.threads, 1024, 1), 6 if a.quick else 40)
+    http = http_rounds(a.model, a.threads, 32 if a.quick else 64, rounds, 1 if a.quick else 2)
+    ttft = paired_ttft(servers(a.model, a.threads, 1024, 1), 6 if a.quick else 80)
     plan_s = planning_time()
     trace = summary(trace_rounds(a.model, a.p, a.n, a.threads, rounds))
-    spec_n, spec_r = (64, 1) if a.quick else (256, 3)
+    spec_n, spec_r = (64, 1) if a.quick else (256, 5)
     spec = spec_summary(spec_rounds(a.threads, spec_n, spec_r))
     text = write_report(a.out, machine(), builds(), vars(a), theirs, ours, invariant, http, ttft, plan_s,
                         time.time() - t0, trace, (spec, spec_markdown(spec, spec_n, spec_r)))

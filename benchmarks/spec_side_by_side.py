@@ -3,7 +3,7 @@ same --spec-type and draft settings on stock llama-server and on shimmy-py
 serve, one client, greedy; decode tokens/s and drafts kept, and each mode
 against no speculation on the same server.
 
-    python benchmarks/spec_side_by_side.py [--rounds 3] [-n 256]
+    python benchmarks/spec_side_by_side.py [--rounds 5] [-n 256]
 
 The models are `looper`s of the bench preset's shape (64 routed experts, 6
 active, F16; shimmy_py/synthetic/behaviours.py): their layers are random, so
@@ -22,8 +22,9 @@ Modes, at llama.cpp's defaults unless named:
                 drafting and verifying cost on a MoE model on a CPU (a draft
                 as large as the target costs as much as the tokens it saves);
   draft-mtp     the GLM looper's own NextN head (--spec-draft-n-max 3).
-Servers alternate within each round (a fresh process each); a ratio is
-taken within a round and the median over rounds shown with its range.
+Servers alternate within each round (a fresh process each), which goes
+first alternating from round to round; a ratio is taken within a round and
+the median over rounds shown with its range.
 """
 from __future__ import annotations
 
@@ -98,12 +99,15 @@ def complete(url: str, n: int) -> dict:
 
 
 def spec_rounds(threads: int, n: int, rounds: int) -> dict:
-    """{(server, (mode, family)): [one result per round]}; each a fresh server process."""
+    """{(server, (mode, family)): [one result per round]}; each a fresh server
+    process. Which server runs first alternates from round to round, so that
+    a drift within a round favours neither."""
     write_models()
     runs: dict = {}
-    for _ in range(rounds):
+    for r in range(rounds):
         for case in CASES:
-            for name, argv, port in servers(MODELS[case[1]], threads, 1024, case[0]):
+            pair = servers(MODELS[case[1]], threads, 1024, case[0])
+            for name, argv, port in (pair if r % 2 == 0 else pair[::-1]):
                 with ServerProcess(argv, port) as srv:
                     complete(srv.url, 8)                  # warm-up
                     runs.setdefault((name, case), []).append(complete(srv.url, n))
@@ -138,10 +142,11 @@ def _fmt(v: tuple) -> str:
 
 def markdown(s: dict, n: int, rounds: int) -> list[str]:
     lines = [f"One client, greedy, {n} tokens after a 5-token prompt, non-streamed /v1/completions; "
-             f"{rounds} rounds, a fresh server per run; medians, ranges in brackets. Models: `looper`s of the "
-             "bench preset's shape, DeepSeekMoE's layout and GLM-4.5's with its NextN block (random layers, greedy "
-             "output that repeats; `benchmarks/spec_side_by_side.py` says why). draft-simple drafts with the "
-             "target itself (every draft agrees): the upper bound of a draft model, at a draft's full price.", "",
+             f"{rounds} rounds, a fresh server per run, which server goes first alternating; medians, ranges in "
+             "brackets. Models: `looper`s of the bench preset's shape, DeepSeekMoE's layout and GLM-4.5's with "
+             "its NextN block (random layers, greedy output that repeats; `benchmarks/spec_side_by_side.py` "
+             "says why). draft-simple drafts with the target itself (every draft agrees): the upper bound of a "
+             "draft model, at a draft's full price.", "",
              "| mode | llama-server tok/s | drafts kept | vs its plain | shimmy-py tok/s | drafts kept | vs its plain "
              "| shimmy / llama | same text |", "|---|---|---|---|---|---|---|---|---|"]
     for case, row in s.items():
@@ -156,7 +161,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=psutil.cpu_count(logical=False))
     ap.add_argument("-n", type=int, default=256)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
     s = summary(spec_rounds(a.threads, a.n, a.rounds))
     print("\n".join(markdown(s, a.n, a.rounds)))
