@@ -78,10 +78,10 @@ def engine_seconds(url: str) -> tuple[float, float] | None:
 
 
 def measure(url: str, clients: int, requests_per_client: int, n_gen: int, prompt_tokens: int,
-            batch: int = 0) -> dict:
+            block: int = 0) -> dict:
     """`clients` threads, each sending requests back to back; medians and aggregate,
     and for shimmy-py the share of engine time spent outside llama_decode.
-    `batch` numbers the prompts: calls with different batches send different
+    `block` numbers the prompts: calls with different blocks send different
     prompts, so a server kept up between calls finds none of them cached."""
     one_request(url, prompt(-1, 8), 4)  # warm-up
     before = engine_seconds(url)
@@ -90,7 +90,7 @@ def measure(url: str, clients: int, requests_per_client: int, n_gen: int, prompt
 
     def client(c: int) -> None:
         for k in range(requests_per_client):
-            r = one_request(url, prompt(batch * 100_000 + c * 1000 + k, prompt_tokens // 2), n_gen)
+            r = one_request(url, prompt(block * 100_000 + c * 1000 + k, prompt_tokens // 2), n_gen)
             with lock:
                 results.append(r)
 

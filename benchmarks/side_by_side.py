@@ -124,7 +124,7 @@ def http_rounds(model: Path, threads: int, n_gen: int, rounds: int, per_client: 
             for r in range(n_rounds):
                 for name, url in (urls if r % 2 == 0 else urls[::-1]):
                     m = measure(url, clients=parallel, requests_per_client=per_client, n_gen=n_gen,
-                                prompt_tokens=64, batch=r)
+                                prompt_tokens=64, block=r)
                     runs.setdefault((name, parallel), []).append(m)
     return runs
 
