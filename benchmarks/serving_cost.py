@@ -92,8 +92,8 @@ def main() -> None:
                 runs.setdefault(name, []).append(turn(r + 1))
             print(f"round {r + 1}: " + ", ".join(f"{n} {v[-1]:.1f}" for n, v in runs.items()), file=sys.stderr)
     peer, engine_name = configs[0][0], turns[0][0]
-    print(f"{a.rounds} rounds of {CLIENTS} clients x {PER_CLIENT} streamed requests of {N_GEN} tokens, "
-          f"{a.threads} threads; aggregate tokens/s\n")
+    print(f"{a.rounds} rounds of {CLIENTS} clients x {PER_CLIENT} requests of {N_GEN} tokens "
+          f"(streamed over HTTP to the servers), {a.threads} threads; aggregate tokens/s\n")
     print(f"| | median tok/s | median ratio to {peer} | rounds above it | median ratio to the engine |")
     print("|---|---|---|---|---|")
     for name, tps in runs.items():
