@@ -77,6 +77,23 @@ def engine_seconds(url: str) -> tuple[float, float] | None:
     return values["shimmy_engine_step_seconds_total"], values["shimmy_engine_decode_seconds_total"]
 
 
+def run_block(clients: int, requests_per_client: int, prompt_tokens: int, block: int, request) -> float:
+    """`clients` threads, each calling `request(text)` for its prompts back to
+    back; the wall seconds until all are done. `block` numbers the prompts:
+    blocks with different numbers send different prompts."""
+    def client(c: int) -> None:
+        for k in range(requests_per_client):
+            request(prompt(block * 100_000 + c * 1000 + k, prompt_tokens // 2))
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
 def measure(url: str, clients: int, requests_per_client: int, n_gen: int, prompt_tokens: int,
             block: int = 0) -> dict:
     """`clients` threads, each sending requests back to back; medians and aggregate,
@@ -88,19 +105,11 @@ def measure(url: str, clients: int, requests_per_client: int, n_gen: int, prompt
     results: list[dict] = []
     lock = threading.Lock()
 
-    def client(c: int) -> None:
-        for k in range(requests_per_client):
-            r = one_request(url, prompt(block * 100_000 + c * 1000 + k, prompt_tokens // 2), n_gen)
-            with lock:
-                results.append(r)
-
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    def request(text: str) -> None:
+        r = one_request(url, text, n_gen)
+        with lock:
+            results.append(r)
+    wall = run_block(clients, requests_per_client, prompt_tokens, block, request)
     after = engine_seconds(url)
     outside = None
     if before and after and after[0] > before[0]:

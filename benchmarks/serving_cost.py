@@ -23,14 +23,13 @@ import argparse
 import statistics
 import sys
 import threading
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from http_client import ServerProcess, measure, prompt  # noqa: E402
+from http_client import ServerProcess, measure, run_block  # noqa: E402
 from side_by_side import servers  # noqa: E402
 from ttft_pair import checkout_server  # noqa: E402
 
@@ -49,20 +48,13 @@ def engine_block(model: Model, engine: Engine, block: int) -> float:
     counts: list[int] = []
     lock = threading.Lock()
 
-    def client(c: int) -> None:
-        for k in range(PER_CLIENT):
-            tokens = model.tokenize(prompt(block * 100_000 + c * 1000 + k, PROMPT_TOKENS // 2))
-            source = engine.submit(tokens, SamplingParams(temperature=0), N_GEN)
-            done = drain(run(source, model.vocab, N_GEN))
-            with lock:
-                counts.append(done.completion_tokens)
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(CLIENTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(counts) / (time.perf_counter() - t0)
+    def request(text: str) -> None:
+        source = engine.submit(model.tokenize(text), SamplingParams(temperature=0), N_GEN)
+        done = drain(run(source, model.vocab, N_GEN))
+        with lock:
+            counts.append(done.completion_tokens)
+    wall = run_block(CLIENTS, PER_CLIENT, PROMPT_TOKENS, block, request)
+    return sum(counts) / wall
 
 
 def main() -> None:
