@@ -97,6 +97,11 @@ def main() -> None:
         print(f"| {name} | {statistics.median(tps):.1f} | {statistics.median(to_peer):.3f} "
               f"({min(to_peer):.3f}-{max(to_peer):.3f}) | {sum(x > 1 for x in to_peer)} of {len(tps)} | "
               f"{statistics.median(to_engine):.3f} |")
+    ours = runs[turns[2][0]]                    # this checkout's serve, against each other checkout's
+    for name in list(runs)[3:]:
+        paired = [x / y for x, y in zip(ours, runs[name])]
+        print(f"\n{turns[2][0]} / {name}: median {statistics.median(paired):.3f} "
+              f"({min(paired):.3f}-{max(paired):.3f}), above 1 in {sum(x > 1 for x in paired)} of {len(paired)} rounds")
 
 
 if __name__ == "__main__":
