@@ -59,6 +59,16 @@ def engine_block(model: Model, engine: Engine, clients: int, block: int) -> floa
     return sum(counts) / wall
 
 
+def paired(xs: list[float], ys: list[float]) -> list[float]:
+    """Round by round, xs over ys."""
+    return [x / y for x, y in zip(xs, ys)]
+
+
+def spread(ratios: list[float]) -> str:
+    """The median, and the range in brackets."""
+    return f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "bench.gguf")
@@ -86,22 +96,19 @@ def main() -> None:
             for name, turn in turns if r % 2 == 0 else turns[::-1]:
                 runs.setdefault(name, []).append(turn(r + 1))
             print(f"round {r + 1}: " + ", ".join(f"{n} {v[-1]:.1f}" for n, v in runs.items()), file=sys.stderr)
-    peer, engine_name = configs[0][0], turns[0][0]
+    peer, ours, engine_name = configs[0][0], configs[1][0], turns[0][0]
     print(f"{a.rounds} rounds of {a.clients} clients x {PER_CLIENT} requests of {N_GEN} tokens "
           f"(streamed over HTTP to the servers), {a.threads} threads; aggregate tokens/s\n")
     print(f"| | median tok/s | median ratio to {peer} | rounds above it | median ratio to the engine |")
     print("|---|---|---|---|---|")
     for name, tps in runs.items():
-        to_peer = [x / y for x, y in zip(tps, runs[peer])]
-        to_engine = [x / y for x, y in zip(tps, runs[engine_name])]
-        print(f"| {name} | {statistics.median(tps):.1f} | {statistics.median(to_peer):.3f} "
-              f"({min(to_peer):.3f}-{max(to_peer):.3f}) | {sum(x > 1 for x in to_peer)} of {len(tps)} | "
-              f"{statistics.median(to_engine):.3f} |")
-    ours = runs[turns[2][0]]                    # this checkout's serve, against each other checkout's
-    for name in list(runs)[3:]:
-        paired = [x / y for x, y in zip(ours, runs[name])]
-        print(f"\n{turns[2][0]} / {name}: median {statistics.median(paired):.3f} "
-              f"({min(paired):.3f}-{max(paired):.3f}), above 1 in {sum(x > 1 for x in paired)} of {len(paired)} rounds")
+        to_peer = paired(tps, runs[peer])
+        print(f"| {name} | {statistics.median(tps):.1f} | {spread(to_peer)} | {sum(x > 1 for x in to_peer)} of "
+              f"{len(tps)} | {statistics.median(paired(tps, runs[engine_name])):.3f} |")
+    for name, _, _ in configs[2:]:              # this checkout's serve, against each other checkout's
+        ratios = paired(runs[ours], runs[name])
+        print(f"\n{ours} / {name}: median {spread(ratios)}, above 1 in {sum(x > 1 for x in ratios)} of "
+              f"{len(ratios)} rounds")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ def checkout_server(ours: list[str], port: int, checkout: Path) -> tuple[str, li
     first on sys.path (from this one, this checkout's package would run)."""
     argv = list(ours)
     argv[argv.index("--port") + 1] = str(port)
-    where = str(checkout.resolve())
+    checkout = checkout.resolve()                # "." is named by its folder
+    where = str(checkout)
     return f"serve at {checkout.name}", ["env", "-C", where, f"PYTHONPATH={where}", *argv], port
 
 
