@@ -36,11 +36,11 @@ from side_by_side import servers  # noqa: E402
 from ttft_pair import checkout_server  # noqa: E402
 
 from shimmy_py import defaults  # noqa: E402
+from shimmy_py.generation.engine import Engine  # noqa: E402
 from shimmy_py.generation.loop import drain, run  # noqa: E402
 from shimmy_py.generation.model import Model  # noqa: E402
 from shimmy_py.generation.sampling import SamplingParams  # noqa: E402
 from shimmy_py.procs import free_port  # noqa: E402
-from shimmy_py.serving.engine import Engine  # noqa: E402
 
 PER_CLIENT, N_GEN, PROMPT_TOKENS, CTX = 2, 64, 64, 1024
 

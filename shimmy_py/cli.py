@@ -119,8 +119,8 @@ def serve_command(args) -> int:
 
 
 def _list(args) -> int:
-    from .serving.discovery import describe, discover
-    from .serving.names import short_name
+    from .serving.models.discovery import describe, discover
+    from .serving.models.names import short_name
     rows = []
     for found in discover(args.model_dirs):
         try:

@@ -16,10 +16,10 @@ def serve(args) -> int:
     from .fields import from_flags
     from .placement.machine import make_plan
     from .placement.plan import to_text
-    from .serving import models_config
     from .serving.config import ServeConfig
-    from .serving.discovery import discover
-    from .serving.names import resolve_model
+    from .serving.models import settings as models_config
+    from .serving.models.discovery import discover
+    from .serving.models.names import resolve_model
     from .serving.server import Server
     logging.basicConfig(format="shimmy-py: %(message)s")
     logging.getLogger("shimmy_py.server").setLevel(logging.INFO)   # requests, loads and unloads, with reasons

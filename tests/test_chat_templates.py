@@ -57,10 +57,10 @@ def test_chat_prompts_equal_llama_servers(tmp_path, family):
 def test_template_variables_as_llama_server_takes_them(tmp_path, family, extra, kwargs):
     """chat_template_kwargs and reasoning_effort, as the request fields
     llama-server takes and as parse_request turns them into variables."""
-    from shimmy_py.serving.api import parse_request
+    from shimmy_py.serving.dialects.parse import parse_request
     path = families.write(tmp_path / f"{family}.gguf", family, seed=1)
     [theirs] = llama_server_prompts(path, CHATS[:1], extra)
-    assert parse_request({"messages": CHATS[0], **extra}, "chat").chat.template_kwargs == kwargs
+    assert parse_request({"messages": CHATS[0], **extra}, "chat").job.chat.template_kwargs == kwargs
     with Model(path, n_ctx=256, n_threads=2, vocab_only=True) as m:
         ours = m.apply_chat_template(CHATS[0], template_kwargs=kwargs)
         assert ours == theirs and ours != m.apply_chat_template(CHATS[0])

@@ -5,9 +5,9 @@ profile line, the engine's step time outside llama_decode over its HTTP
 runs: 1.8% before, 0.9% after; docs/BENCHMARKS.md, history of 2026-12-02.)"""
 import collections
 
+from shimmy_py.generation.engine import Engine
 from shimmy_py.generation.model import Model
 from shimmy_py.generation.sampling import SamplingParams
-from shimmy_py.serving.engine import Engine
 
 N = 4
 

@@ -91,7 +91,7 @@ def test_a_model_loading_does_not_block_another(models):
 
 
 def test_admission_by_memory_unloads_or_refuses_with_the_figures(models):
-    from shimmy_py.serving.state import State
+    from shimmy_py.serving.models.state import State
     probe = State(config(None, ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models)))
     need = probe._need("alpha")["CPU"]             # weights and KV cache of one tiny model on the CPU
     probe.pool.close()
@@ -117,7 +117,7 @@ def test_admission_by_memory_unloads_or_refuses_with_the_figures(models):
 
 def test_per_model_settings_from_a_config_file(models, tmp_path):
     from shimmy_py.errors import ShimmyError
-    from shimmy_py.serving import models_config
+    from shimmy_py.serving.models import settings as models_config
     conf = tmp_path / "models.toml"
     conf.write_text('[models.alpha]\nctx = 512\n\n[models."beta"]\nkeep_alive = "0"\n')
     cfg = config(None, ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models),
@@ -161,8 +161,8 @@ def test_one_ggml_rpc_server_is_held_by_one_model_at_a_time(models, rpc, budget)
 def _two_placements(models, rpc, **extra):
     """alpha on the CPU alone; beta on the RPC stand-in with --cpu-moe (its
     experts in host RAM). Returns the config and the figures admission weighs."""
-    from shimmy_py.serving.models_config import ModelSettings
-    from shimmy_py.serving.state import State
+    from shimmy_py.serving.models.settings import ModelSettings
+    from shimmy_py.serving.models.state import State
     settings = {"beta": ModelSettings(options(rpc=(rpc,), cpu_moe=True))}
     base = dict(ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models), settings=settings)
     probe = State(config(None, **base))
@@ -209,8 +209,8 @@ def test_a_newcomer_over_the_budget_alone_is_planned_with_fit(models, rpc):
     """beta's own plan (everything on the accelerator) is over the
     accelerator's budget: it loads planned with fit instead of a 503."""
     from shimmy_py.gguf_io.tensors import read_table
-    from shimmy_py.serving.models_config import ModelSettings
-    from shimmy_py.serving.state import State
+    from shimmy_py.serving.models.settings import ModelSettings
+    from shimmy_py.serving.models.state import State
     base = dict(ctx=256, parallel=1, known_paths=(Path(models[1]),),
                 settings={"beta": ModelSettings(options(rpc=(rpc,)))})
     probe = State(config(None, **base))
@@ -297,7 +297,7 @@ def test_models_computing_at_once_share_the_cores(tmp_path):
     import json
 
     from shimmy_py import defaults
-    from shimmy_py.serving.threads import thread_shares
+    from shimmy_py.serving.models.threads import thread_shares
     from shimmy_py.synthetic.behaviours import looper
     paths = [looper(tmp_path / "alpha.gguf", seed=1), looper(tmp_path / "beta.gguf", seed=2)]
     own = 2 * defaults.threads()               # more than the cores even alone: a share is always smaller

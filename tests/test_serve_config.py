@@ -16,8 +16,8 @@ from support.http import metric, post_json, request
 from support.servers import config
 
 from shimmy_py.errors import ShimmyError
-from shimmy_py.serving import models_config
-from shimmy_py.serving.discovery import discover
+from shimmy_py.serving.models import settings as models_config
+from shimmy_py.serving.models.discovery import discover
 from shimmy_py.serving.server import Server
 
 
@@ -140,7 +140,7 @@ def test_counters_only_grow_and_busy_messages_count_loading(two):
         assert post_json(srv.url, "/api/generate", {"model": "beta", "prompt": "x", "max_tokens": 1,
                                                     "stream": False})[0] == 200        # alpha unloaded for beta
         assert metric(srv.url, "shimmy_worker_restarts_total") == 1
-    from shimmy_py.serving.admission import Limits, Loading, Newcomer, admit
+    from shimmy_py.serving.models.admission import Limits, Loading, Newcomer, admit
     with pytest.raises(ShimmyError, match="0 models are resident and 1 loading"):
         admit([], [Loading("alpha", {})], Newcomer("beta", {}), Limits({}, 1))
 

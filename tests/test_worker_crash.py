@@ -195,13 +195,13 @@ def test_a_restarted_worker_keeps_its_share_of_the_cores(tiny_named):
     """The pool's share of the cores (serving/threads.py) outlives a crash:
     the supervisor tells the restarted worker, whose next steps run on it
     (the heartbeat reports the threads its last step ran on)."""
+    from shimmy_py.generation.job import Job
     from shimmy_py.generation.sampling import SamplingParams
-    from shimmy_py.serving.api import GenRequest
-    from shimmy_py.serving.supervisor import Supervisor, WorkerSpec
+    from shimmy_py.serving.worker.supervisor import Supervisor, WorkerSpec
 
     def threads_after_a_request(sup):
         steps = (sup.stats or {}).get("steps", 0)
-        pieces = sup.generate(GenRequest(None, "Hello", None, SamplingParams(temperature=0), 4))
+        pieces = sup.generate(Job("Hello", None, SamplingParams(temperature=0), 4))
         for _ in pieces:
             pass
         deadline = time.monotonic() + 10               # the next heartbeat (every second) counts the steps

@@ -12,13 +12,11 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generator, Optional, Protocol, Sequence
+from typing import Generator, Optional, Protocol, Sequence
 
 from ..errors import GenerationError
+from .experts import ExpertTrace
 from .textstream import PieceDecoder, StopMatcher
-
-if TYPE_CHECKING:
-    from .experts import ExpertTrace
 
 
 @dataclass
@@ -43,7 +41,7 @@ class Completion:
     tool_calls: list = field(default_factory=list)   # a chat's tool calls (ToolCall); finish_reason "tool_calls"
     stop_word: str = ""            # the stop string that ended it, if one did
     logprobs: list | None = None   # per generated token (logprob, ((token, logprob), ...)), when asked for
-    experts: "ExpertTrace | None" = None   # the routing of every token, when traced (experts.py)
+    experts: ExpertTrace | None = None   # the routing of every token, when traced (experts.py)
     drafted: int = 0               # speculative decoding: draft tokens verified (speculative.py)
     draft_accepted: int = 0        # of which the model kept
 

@@ -14,7 +14,7 @@ from ..generation.options import ModelOptions, positive_int
 from ..placement.plan import Plan
 from ..sizes import parse_size
 from .durations import parse_duration
-from .http import HttpPolicy
+from .http.policy import HttpPolicy
 
 CONTROL_THREADS = 8             # handler threads beyond the requests a server holds (health, metrics, models)
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})

@@ -4,7 +4,7 @@ figures are bytes per device, as plans give them."""
 import pytest
 
 from shimmy_py.errors import Unavailable
-from shimmy_py.serving.admission import Holder, Limits, Loading, Newcomer, admit
+from shimmy_py.serving.models.admission import Holder, Limits, Loading, Newcomer, admit
 
 G = 1 << 30
 

@@ -1,5 +1,6 @@
 """The package's layering, checked on its source: ctypes only in the native
-layer, no import cycles between modules, small modules."""
+layer, no import cycles between modules or between serving's rooms, the
+model worker and the engine below HTTP and the dialects, small modules."""
 from __future__ import annotations
 
 import ast
@@ -17,21 +18,16 @@ def modules() -> dict[str, Path]:
     return {module_name(p): p for p in PKG.rglob("*.py")}
 
 
-def imports_of(path: Path) -> set[str]:
-    """Modules of the package that `path` imports (also inside functions), less
-    those under `if TYPE_CHECKING:`."""
-    tree = ast.parse(path.read_text())
+def imports_of(path: Path, source: str | None = None) -> set[str]:
+    """Modules of the package that `path` imports: anywhere, inside functions
+    and under `if TYPE_CHECKING:` too (a type-only import is still a
+    dependency: a circle made of them is a circle)."""
+    tree = ast.parse(path.read_text() if source is None else source)
     me = module_name(path)
     package = me if path.name == "__init__.py" else me.rpartition(".")[0]
-    skip = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skip |= {id(n) for n in ast.walk(node)}
     known = modules()
     out = set()
     for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")[:len(package.split(".")) - node.level + 1]
@@ -65,6 +61,8 @@ def test_the_checks_see_a_violation():
     assert {"shimmy_py.native.model_handle", "shimmy_py.gguf_io.reader", "shimmy_py.generation.vocab"} <= deps
     assert "shimmy_py.native.log" in deps            # `from ..native import log`
     assert "shimmy_py.generation.model" in imports_of(PKG / "cli.py")   # imported inside a function
+    typed = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..http.app import App\n"
+    assert imports_of(PKG / "serving" / "dialects" / "openai.py", typed) == {"shimmy_py.serving.http.app"}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -95,6 +93,51 @@ def test_no_import_cycles():
     assert importers == []
     assert find_cycle(graph) is None, find_cycle(graph)
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+SERVING_ROOMS = ("http", "dialects", "models", "worker")
+
+
+def room_of(module: str) -> str:
+    """serving's rooms by name (shimmy_py.serving.http.app -> serving.http); a
+    module at serving's top level is a room of its own; elsewhere, the layer."""
+    parts = module.split(".")[1:]
+    return ".".join(parts[:2]) if parts[:1] == ["serving"] else parts[0]
+
+
+def test_serving_rooms_form_no_circle():
+    """Between serving's rooms (http, dialects, models, worker, and each
+    top-level module) the imports go one way: a room never reaches back."""
+    graph: dict[str, set[str]] = {}
+    for name, path in modules().items():
+        if name.startswith("shimmy_py.serving."):
+            deps = {room_of(d) for d in imports_of(path) if d.startswith("shimmy_py.serving.")}
+            graph.setdefault(room_of(name), set()).update(deps - {room_of(name)})
+    assert set(SERVING_ROOMS) <= {r.split(".")[1] for r in graph}
+    assert find_cycle(graph) is None, find_cycle(graph)
+
+
+def reached_from(start: str, graph: dict[str, set[str]]) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        for dep in graph.get(todo.pop(), ()):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
+def test_the_worker_and_the_engine_never_reach_http_or_dialects():
+    """The model process runs the worker's modules and the engine: nothing
+    they import, directly or through another module, is HTTP or a dialect."""
+    graph = {name: imports_of(path) for name, path in modules().items()}
+    below = [n for n in graph if n.startswith("shimmy_py.serving.worker") or n.startswith("shimmy_py.generation")]
+    assert "shimmy_py.serving.worker.process" in below and "shimmy_py.generation.engine" in below
+    problems = {n: sorted(d for d in reached_from(n, graph)
+                          if d.startswith(("shimmy_py.serving.http", "shimmy_py.serving.dialects")))
+                for n in below}
+    assert {n: p for n, p in problems.items() if p} == {}
+    assert reached_from("a", {"a": {"b"}, "b": {"c"}}) == {"b", "c"}
 
 
 def test_layers_depend_downwards_only():

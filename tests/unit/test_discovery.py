@@ -2,8 +2,8 @@
 import json
 from pathlib import Path
 
-from shimmy_py.serving.discovery import discover
-from shimmy_py.serving.names import name_table
+from shimmy_py.serving.models.discovery import discover
+from shimmy_py.serving.models.names import name_table
 
 FEED = "feed" * 16
 

@@ -8,9 +8,9 @@ import pytest
 
 from shimmy_py.errors import ShimmyError
 from shimmy_py.fields import add_flags, from_flags, from_mapping
+from shimmy_py.generation.batch import Slot, SlotState, build_batch
 from shimmy_py.generation.options import ModelOptions
 from shimmy_py.generation.speculative import SpeculativeOptions, ngram_draft, top_choice, verify
-from shimmy_py.serving.batch import SlotState, _Slot, build_batch
 
 
 def test_ngram_draft_copies_what_followed_the_last_occurrence():
@@ -96,9 +96,9 @@ def test_options_come_from_llama_servers_flags_and_config_keys():
 
 
 def test_a_sequence_with_drafts_shares_the_batch_with_plain_ones():
-    spec = _Slot(0, req=None, sampler=None, pending=[], n_past=10, last=7, state=SlotState.DECODE, drafts=[8, 9])
-    plain = _Slot(1, req=None, sampler=None, pending=[], n_past=4, last=3, state=SlotState.DECODE)
-    prompt = _Slot(2, req=None, sampler=None, pending=[1, 2, 3], n_past=0)
+    spec = Slot(0, req=None, sampler=None, pending=[], n_past=10, last=7, state=SlotState.DECODE, drafts=[8, 9])
+    plain = Slot(1, req=None, sampler=None, pending=[], n_past=4, last=3, state=SlotState.DECODE)
+    prompt = Slot(2, req=None, sampler=None, pending=[1, 2, 3], n_past=0)
     batch = build_batch([spec, plain, prompt], n_batch=16, prefill_chunk=8)
     assert batch.tokens == [7, 8, 9, 3, 1, 2, 3]
     assert batch.positions == [10, 11, 12, 4, 0, 1, 2] and batch.seqs == [0, 0, 0, 1, 2, 2, 2]

@@ -1,10 +1,10 @@
 """The engine's step, as a pure function of its slots: which tokens of which
 sequences go into one llama_decode."""
-from shimmy_py.serving.batch import SlotState, _Slot, build_batch
+from shimmy_py.generation.batch import Slot, SlotState, build_batch
 
 
 def slot(seq, pending=(), last=None, n_past=0, state=SlotState.PREFILL):
-    return _Slot(seq, req=None, sampler=None, pending=list(pending), n_past=n_past, last=last, state=state)
+    return Slot(seq, req=None, sampler=None, pending=list(pending), n_past=n_past, last=last, state=state)
 
 
 def test_decoding_sequences_come_first_then_prompt_chunks():

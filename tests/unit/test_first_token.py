@@ -1,6 +1,6 @@
 """A stream's first chunks are made on the handler's thread, which waited for
 the first piece, so that the transport writes them with the head."""
-from shimmy_py.serving.streaming import _READY, _made_at_once
+from shimmy_py.serving.dialects.streaming import _READY, _made_at_once
 
 
 def test_the_chunks_up_to_the_first_pieces_are_made_at_once():

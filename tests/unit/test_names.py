@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from shimmy_py.errors import ShimmyError
-from shimmy_py.serving.names import name_table, resolve_model, short_name
+from shimmy_py.serving.models.names import name_table, resolve_model, short_name
 
 
 @pytest.mark.parametrize("name, short", [("deepseek-moe-16b-f16", "deepseek-moe-16b"), ("qwen3-30b-a3b-q4_k_m",

@@ -8,8 +8,8 @@ import pytest
 
 from shimmy_py.errors import ShimmyError, Unavailable
 from shimmy_py.generation.options import ModelOptions
-from shimmy_py.serving.pool import LoadFailed, ModelPool
-from shimmy_py.serving.supervisor import WorkerSpec
+from shimmy_py.serving.models.pool import LoadFailed, ModelPool
+from shimmy_py.serving.worker.supervisor import WorkerSpec
 
 
 class FakeWorker:

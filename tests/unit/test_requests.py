@@ -2,32 +2,32 @@
 import pytest
 
 from shimmy_py import defaults
-from shimmy_py.serving.api import ApiError, parse_request
+from shimmy_py.serving.dialects.parse import ApiError, parse_request
 
 
 def test_generate_defaults_follow_shimmy_and_openai_routes_llama_server():
     g = parse_request({"prompt": "hi"}, "generate")
-    assert g.prompt == "hi" and g.messages is None and g.stream is True
-    assert g.max_tokens == defaults.MAX_TOKENS and g.sampling.temperature == 0.8
+    assert g.job.prompt == "hi" and g.job.messages is None and g.stream is True
+    assert g.job.max_tokens == defaults.MAX_TOKENS and g.job.sampling.temperature == 0.8
     c = parse_request({"prompt": "hi"}, "completions")
-    assert c.stream is False and c.max_tokens is None      # the rest of the context
+    assert c.stream is False and c.job.max_tokens is None      # the rest of the context
     chat = parse_request({"messages": [{"role": "user", "content": "hi"}]}, "chat")
-    assert chat.messages == [{"role": "user", "content": "hi"}] and chat.prompt is None
+    assert chat.job.messages == [{"role": "user", "content": "hi"}] and chat.job.prompt is None
 
 
 def test_fields_are_read():
     r = parse_request({"prompt": "x", "temperature": 0, "top_k": 5, "top_p": 0.5, "min_p": 0.1,
                        "repeat_penalty": 1.1, "seed": 7, "stop": "END", "max_tokens": 9,
                        "logit_bias": {"12": -1.5}, "model": "m", "user": "u-1", "metadata": {"a": "b"}}, "completions")
-    s = r.sampling
+    s = r.job.sampling
     assert (s.temperature, s.top_k, s.top_p, s.min_p, s.repeat_penalty, s.seed) == (0, 5, 0.5, 0.1, 1.1, 7)
-    assert s.logit_bias == ((12, -1.5),) and r.stop == ("END",) and r.max_tokens == 9 and r.model == "m"
+    assert s.logit_bias == ((12, -1.5),) and r.job.stop == ("END",) and r.job.max_tokens == 9 and r.model == "m"
 
 
 def test_system_and_content_parts():
     r = parse_request({"system": "Be brief.", "messages": [
         {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]}, "generate")
-    assert r.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "ab"}]
+    assert r.job.messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "ab"}]
 
 
 def test_unknown_fields_are_named_not_ignored_and_harmless_ones_pass():
@@ -44,7 +44,7 @@ def test_unknown_fields_are_named_not_ignored_and_harmless_ones_pass():
     r = parse_request({"messages": [{"role": "user", "content": "x"}], "user": "u", "store": False,
                        "metadata": {}, "service_tier": "auto", "parallel_tool_calls": False,
                        "stream_options": {"include_usage": True}, "max_completion_tokens": 8}, "chat")
-    assert r.max_tokens == 8 and r.include_usage and not r.chat.parallel_tool_calls
+    assert r.job.max_tokens == 8 and r.include_usage and not r.job.chat.parallel_tool_calls
 
 
 def test_tool_turns_and_tools_are_read():
@@ -58,12 +58,13 @@ def test_tool_turns_and_tools_are_read():
             "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
         "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}
     r = parse_request(body, "chat")
-    assert r.messages[1]["content"] is None and r.messages[1]["tool_calls"][0]["function"]["name"] == "get_weather"
-    assert r.messages[2] == {"role": "tool", "content": "sunny", "tool_call_id": "call_1"}
-    assert [t.name for t in r.chat.tools] == ["get_weather"] and r.chat.tool_choice == "get_weather"
+    assert r.job.messages[1]["content"] is None
+    assert r.job.messages[1]["tool_calls"][0]["function"]["name"] == "get_weather"
+    assert r.job.messages[2] == {"role": "tool", "content": "sunny", "tool_call_id": "call_1"}
+    assert [t.name for t in r.job.chat.tools] == ["get_weather"] and r.job.chat.tool_choice == "get_weather"
     legacy = parse_request({"messages": body["messages"][:1], "functions": [body["tools"][0]["function"]],
                             "function_call": {"name": "get_weather"}}, "chat")
-    assert legacy.chat.tool_choice == "get_weather"
+    assert legacy.job.chat.tool_choice == "get_weather"
     for bad, message in [({"tool_choice": "required"}, "no tools are offered"),
                          ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
                              "type": "object", "properties": {"x": {"type": "string", "not": {}}}}}}]}, "'not'"),

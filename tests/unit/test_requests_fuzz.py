@@ -9,7 +9,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shimmy_py.serving.api import ApiError, GenRequest, parse_request
+from shimmy_py.serving.dialects.parse import ApiError, GenRequest, parse_request
 
 ROUTES = ["generate", "completions", "chat"]
 KEYS = ["prompt", "messages", "system", "max_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "stop",
@@ -32,7 +32,7 @@ def test_any_body_is_a_request_or_a_4xx(route, body):
         assert 400 <= e.status < 500 and e.message
         return
     assert isinstance(req, GenRequest)
-    s = req.sampling
+    s = req.job.sampling
     assert math.isfinite(s.temperature) and s.temperature >= 0 and 0 < s.top_p <= 1
-    assert req.max_tokens is None or req.max_tokens >= 1
-    assert (req.prompt is None) != (req.messages is None) or route == "generate"
+    assert req.job.max_tokens is None or req.job.max_tokens >= 1
+    assert (req.job.prompt is None) != (req.job.messages is None) or route == "generate"

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from shimmy_py.serving.app import Response
-from shimmy_py.serving.http import HttpPolicy
-from shimmy_py.serving.transport import HttpServer
+from shimmy_py.serving.http.exchange import Response
+from shimmy_py.serving.http.policy import HttpPolicy
+from shimmy_py.serving.http.transport import HttpServer
 
 CHUNK = 64 << 10
 

@@ -1,6 +1,6 @@
 """The share of the cores each resident model computes with (serving/threads.py):
 models computing at once never put more threads on the CPU than it has cores."""
-from shimmy_py.serving.threads import thread_shares
+from shimmy_py.serving.models.threads import thread_shares
 
 
 def test_a_model_alone_keeps_its_own_count():

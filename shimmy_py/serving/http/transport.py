@@ -18,7 +18,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from .connection import MAX_HEAD, Connection
-from .http import HttpPolicy
+from .policy import HttpPolicy
 
 logger = logging.getLogger("shimmy_py.server")
 BACKLOG = 512                   # listen backlog: bursts wait in the kernel, not in SYN retransmits

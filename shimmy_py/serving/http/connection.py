@@ -25,10 +25,10 @@ from typing import Iterator
 
 import h11
 
-from ..errors import Unavailable
-from .app import ClientGone, Request, Response
-from .http import HttpPolicy
-from .httperror import ApiError
+from ...errors import Unavailable
+from .errors import ApiError
+from .exchange import ClientGone, Request, Response
+from .policy import HttpPolicy
 
 logger = logging.getLogger("shimmy_py.server")
 

@@ -14,16 +14,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .api import parse_request
-from .app import Request, Response
+from ..http.app import App
+from ..http.errors import bad
+from ..http.exchange import Request, Response
 from .chat_fields import text_parts
-from .httperror import bad
+from .parse import parse_request
 from .streaming import answer
-
-if TYPE_CHECKING:
-    from .server import App
 
 KNOWN = {"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens",
          "temperature", "top_p", "stream", "text", "reasoning", "store", "metadata", "user", "truncation",
@@ -256,6 +254,6 @@ class ResponsesShapes:
         return [self._event("error", code=str(status), message=message, param=None)]
 
 
-def create(app: "App", req: Request) -> Response:
+def create(app: App, req: Request) -> Response:
     gr, body = request(req.json())
     return answer(app, req, gr, lambda name, gr, clock: ResponsesShapes(name, body))

@@ -29,15 +29,15 @@ import numpy as np
 
 from .. import defaults
 from ..errors import GenerationError, ShimmyError
-from ..generation.context import Context
-from ..generation.experts import StepRouting, batch_rows, tap_names
-from ..generation.hostcache import HostCache
-from ..generation.kvcache import common_prefix
-from ..generation.loop import check_request
-from ..generation.sampling import SamplingParams, build_sampler
-from ..generation.speculative import Drafter, verify
-from ..generation.vocab import Vocab
-from .batch import _END, _SHUTDOWN, BatchedSequence, SlotState, StepBatch, _Slot, build_batch, token_logprobs
+from .batch import END, SHUTDOWN, BatchedSequence, Slot, SlotState, StepBatch, build_batch, token_logprobs
+from .context import Context
+from .experts import StepRouting, batch_rows, tap_names
+from .hostcache import HostCache
+from .kvcache import common_prefix
+from .loop import check_request
+from .sampling import SamplingParams, build_sampler
+from .speculative import Drafter, verify
+from .vocab import Vocab
 
 logger = logging.getLogger("shimmy_py.engine")
 
@@ -86,7 +86,7 @@ class Engine:
         self.prefill_chunk = prefill_chunk
         self.stats = EngineStats(threads=context.native.n_threads)
         self._waiting: collections.deque[BatchedSequence] = collections.deque()
-        self._slots: dict[int, _Slot] = {}
+        self._slots: dict[int, Slot] = {}
         self._cv = threading.Condition()
         self._stopping = False
         self.failure: Exception | None = None
@@ -110,7 +110,7 @@ class Engine:
         if experts and self.routing is None:
             raise GenerationError("routed experts were asked for, but this model's server does not trace them: "
                                   "start it with --trace-experts (or trace_experts in its --config entry)")
-        seq = BatchedSequence(self, tokens, sampling, max_tokens, logprobs, experts)
+        seq = BatchedSequence(self.wake, tokens, sampling, max_tokens, logprobs, experts)
         with self._cv:
             if self.failure is not None:
                 raise EngineFailed(f"the engine stopped after a native error: {self.failure}")
@@ -177,10 +177,10 @@ class Engine:
         with self._cv:
             self._stopping = True
             for slot in list(self._slots.values()):
-                slot.req.out.put(error or _SHUTDOWN)
+                slot.req.out.put(error or SHUTDOWN)
                 self._release(slot)
             while self._waiting:
-                self._waiting.popleft().out.put(error or _SHUTDOWN)
+                self._waiting.popleft().out.put(error or SHUTDOWN)
 
     def _admit(self) -> None:
         free = [s for s in range(self.n_seq) if s not in self._slots]
@@ -207,7 +207,7 @@ class Engine:
             else:
                 kept = self.context.reuse(seq, req.tokens)
                 kept = req.cached_tokens = self._share(seq, req.tokens, kept)
-            self._slots[seq] = _Slot(seq, req, sampler, req.tokens[kept:], n_past=kept)
+            self._slots[seq] = Slot(seq, req, sampler, req.tokens[kept:], n_past=kept)
         self.stats.queue_depth, self.stats.active = len(self._waiting), len(self._slots)
 
     def _prefilling_same(self, req: BatchedSequence) -> bool:
@@ -256,7 +256,7 @@ class Engine:
                 self._release(slot)
         self.stats.active = len(self._slots)
 
-    def _release(self, slot: _Slot) -> None:
+    def _release(self, slot: Slot) -> None:
         """Frees the slot; its cache stays for a later prompt that starts the same way."""
         slot.sampler.close()
         del self._slots[slot.seq]
@@ -316,7 +316,7 @@ class Engine:
         for (slot, _), found in zip(wants, drafts):
             slot.drafts = found
 
-    def _sample(self, slot: _Slot, idx: int, handed: list) -> None:
+    def _sample(self, slot: Slot, idx: int, handed: list) -> None:
         """Samples the slot's row `idx` (and, with drafts, the rows after it
         while the drafts hold); what its request gets goes to `handed` as
         (its queue, token or end)."""
@@ -340,10 +340,10 @@ class Engine:
                 slot.state = SlotState.DONE
                 return
         if slot.n_past >= self.context.n_ctx:       # no room to feed the last one back
-            handed.append((slot.req.out, _END))
+            handed.append((slot.req.out, END))
             slot.state = SlotState.DONE
 
-    def _sample_row(self, slot: _Slot, idx: int) -> int:
+    def _sample_row(self, slot: Slot, idx: int) -> int:
         tok = slot.sampler.sample(self.context, idx)
         if slot.req.logprobs is not None:
             slot.req.token_logprobs.append(token_logprobs(self.context.logits(idx), tok, slot.req.logprobs))

@@ -158,7 +158,7 @@ class Description:
 
 def describe(found: Found) -> Description:
     """Reads `found`'s header and tensor table (no weights). Raises GGUFError."""
-    from ..gguf_io.tensors import read_table
+    from ...gguf_io.tensors import read_table
     table = read_table(found.path)
     total = table.total()
     by_type: dict[str, int] = {}

@@ -16,14 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..generation.loop import Completion
-from .api import GenRequest
+from ...generation.job import Job
+from ...generation.loop import Completion
 
 
 # --- server -> worker ----------------------------------------------------------------
 @dataclass(frozen=True)
 class Generate:
-    request: GenRequest
+    job: Job
     rid: int = 0                      # set by the supervisor: the replies carry it
 
 
@@ -56,7 +56,7 @@ class Embed(Call):
 @dataclass(frozen=True)
 class RenderChat(Call):
     """A chat request's prompt (template, tools) and its token count, not generated."""
-    request: GenRequest
+    job: Job
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,13 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import GenerationError, ShimmyError
-from ..generation.chatting import ChatOptions, prepare, structured
-from ..generation.experts import ExpertTrace
-from ..generation.loop import drain, run
+from ...errors import GenerationError, ShimmyError
+from ...generation.chatting import ChatOptions, prepare, structured
+from ...generation.engine import Engine, EngineFailed, QueueFull
+from ...generation.experts import ExpertTrace
+from ...generation.job import Job
+from ...generation.loop import drain, run
 from . import messages as m
-from .api import GenRequest
-from .engine import Engine, EngineFailed, QueueFull
 from .watchdog import HEARTBEAT_S
 
 
@@ -162,7 +162,7 @@ class Worker:
         return self.model.detokenize(list(msg.tokens))
 
     def render_chat(self, msg: m.RenderChat) -> dict:
-        req = msg.request
+        req = msg.job
         turn = prepare(self.model.vocab, req.messages, req.chat or ChatOptions(), req.sampling)
         return {"prompt": turn.prompt, "tokens": len(self.model.tokenize(turn.prompt, parse_special=True))}
 
@@ -184,7 +184,7 @@ class Worker:
 
     def _generate(self, msg: m.Generate) -> None:
         rid = msg.rid
-        gen, source = self._open(msg.request)
+        gen, source = self._open(msg.job)
 
         def forward(delta) -> None:
             if rid in self._cancelled:
@@ -200,7 +200,7 @@ class Worker:
         self.send(m.Heartbeat(self.stats()))    # the counters include this request when its answer arrives
         self.send(done)
 
-    def _open(self, req: GenRequest):
+    def _open(self, req: Job):
         """The request's generation as (kind, value) deltas: tokenized,
         submitted, wrapped in the loop (a chat: in its parser too)."""
         model = self.model
@@ -226,7 +226,7 @@ class Worker:
                            tokens=tokens, n_prompt=len(source.tokens))
 
 
-def _budget(req: GenRequest, n_prompt: int, n_ctx: int) -> int:
+def _budget(req: Job, n_prompt: int, n_ctx: int) -> int:
     """The tokens the answer may take: max_tokens (None: the rest of the
     context), within Ollama's num_ctx where the request sets one."""
     max_tokens = req.max_tokens if req.max_tokens is not None else n_ctx
@@ -253,7 +253,7 @@ def as_content(pieces):
 
 def main(conn, spec) -> None:
     """The worker process: load, say ready (or why not), serve."""
-    from ..generation.model import Model
+    from ...generation.model import Model
     try:
         model = Model(spec.model_path, spec.options)
     except ShimmyError as e:
@@ -265,10 +265,7 @@ def main(conn, spec) -> None:
 
 
 def _entry() -> None:
-    """`python -m shimmy_py.serving.worker FD`: the spec, then main()."""
+    """`python -m shimmy_py.serving.worker FD` (__main__.py): the spec, then main()."""
     conn = Connection(int(sys.argv[1]))
     main(conn, conn.recv())
 
-
-if __name__ == "__main__":
-    _entry()

@@ -8,18 +8,15 @@ import enum
 import queue
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Callable
 
 import numpy as np
 
-from ..generation.sampling import Sampler, SamplingParams
-from ..generation.speculative import DraftStats
+from .sampling import Sampler, SamplingParams
+from .speculative import DraftStats
 
-if TYPE_CHECKING:
-    from .engine import Engine
-
-_END = object()       # queued to a sequence when its context is full
-_SHUTDOWN = object()  # queued to every open sequence when the server stops
+END = object()       # queued to a sequence when its context is full
+SHUTDOWN = object()  # queued to every open sequence when the server stops
 
 
 def token_logprobs(logits: np.ndarray, token: int, top: int) -> tuple:
@@ -36,9 +33,10 @@ def token_logprobs(logits: np.ndarray, token: int, top: int) -> tuple:
 class BatchedSequence:
     """One request's token source; tokens arrive from the scheduler thread."""
 
-    def __init__(self, engine: Engine, tokens: list[int], sampling: SamplingParams, max_tokens: int,
+    def __init__(self, wake: Callable[[], None], tokens: list[int], sampling: SamplingParams, max_tokens: int,
                  logprobs: int | None = None, experts: bool = False):
-        self.engine, self.tokens, self.sampling, self.max_tokens = engine, tokens, sampling, max_tokens
+        self.wake = wake                  # the scheduler's: a closed sequence frees its slot at the next step
+        self.tokens, self.sampling, self.max_tokens = tokens, sampling, max_tokens
         # routing traced: every token of its own decoded (no cached prefix) with logits, so that every
         # layer routes it; per token, (MoE layers, k) ids and weights
         self.experts: list[tuple[np.ndarray, np.ndarray]] | None = [] if experts else None
@@ -55,14 +53,14 @@ class BatchedSequence:
         item = self.out.get()
         if isinstance(item, BaseException):
             raise item
-        if item is _SHUTDOWN:
+        if item is SHUTDOWN:
             self.end_reason = "cancelled"
             return None
-        return None if item is _END else item
+        return None if item is END else item
 
     def close(self) -> None:
         self.cancelled = True
-        self.engine.wake()
+        self.wake()
 
 
 class SlotState(enum.Enum):
@@ -72,7 +70,7 @@ class SlotState(enum.Enum):
 
 
 @dataclass
-class _Slot:
+class Slot:
     """One sequence of the context serving one request."""
     seq: int
     req: BatchedSequence
@@ -95,7 +93,7 @@ class StepBatch:
     owners: list = field(default_factory=list)
     slots: list = field(default_factory=list)       # the slot of each row
 
-    def add(self, slot: _Slot, token: int, sample: bool, logits: bool = False) -> None:
+    def add(self, slot: Slot, token: int, sample: bool, logits: bool = False) -> None:
         """Token at the slot's next position; `sample`: the slot samples this
         row; `logits`: computed anyway (a draft, sampled after the row before)."""
         self.tokens.append(token)

@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from ..errors import Unavailable
-from ..placement.plan import CPU as HOST_RAM  # host RAM's device name in plans and budgets
-from ..sizes import gib, mib
+from ...errors import Unavailable
+from ...placement.plan import CPU as HOST_RAM  # host RAM's device name in plans and budgets
+from ...sizes import gib, mib
 
 POLICIES = ("unload", "offload")
 RETRY_S = 5                  # what a refused request is told to wait where a busy model may free room

@@ -15,15 +15,13 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import Callable, Iterator
 
-from ..errors import ShimmyError
-from ..generation.loop import drain
-from .app import ClientGone, Request, Response, as_api_error, sse
-
-if TYPE_CHECKING:
-    from .api import GenRequest
-    from .server import App
+from ...errors import ShimmyError
+from ...generation.loop import drain
+from ..http.app import App
+from ..http.exchange import ClientGone, Request, Response, as_api_error, sse
+from .parse import GenRequest
 
 CLIENT_CHECK_EVERY = 8          # pieces between checks that a non-streaming client is still there
 _READY = object()                # _stream's mark after the first piece's events: those were made at once
@@ -48,7 +46,7 @@ def frame(event, framing: str) -> bytes:
     return sse(event)
 
 
-def answer(app: "App", req: Request, gr: "GenRequest", shapes: Callable) -> Response:
+def answer(app: App, req: Request, gr: GenRequest, shapes: Callable) -> Response:
     """`gr` answered by its model: `shapes(model name, gr, clock)` shapes it.
     n > 1 (OpenAI's routes): n generations of the prompt, submitted together
     (the engine decodes them in the same steps; a seed given is seed + i)."""
@@ -58,8 +56,9 @@ def answer(app: "App", req: Request, gr: "GenRequest", shapes: Callable) -> Resp
     streams = []
     try:
         for i in range(gr.n):
-            seeded = gr if gr.sampling.seed is None or i == 0 else \
-                replace(gr, sampling=replace(gr.sampling, seed=(gr.sampling.seed + i) % 2**32))
+            job, seed = gr.job, gr.job.sampling.seed
+            seeded = job if seed is None or i == 0 else replace(job, sampling=replace(job.sampling,
+                                                                                      seed=(seed + i) % 2**32))
             streams.append(lease.resident.supervisor.generate(seeded))   # the worker tokenizes and queues it
     except BaseException:
         for pieces in streams:
@@ -101,7 +100,7 @@ def _client_check(req: Request):
     return check
 
 
-def _stream(app: "App", streams: list, shape, lease) -> Iterator[bytes]:
+def _stream(app: App, streams: list, shape, lease) -> Iterator[bytes]:
     """The events of a streamed answer (n > 1: each choice in turn). If the
     model fails meanwhile (its worker died), the stream ends with the
     dialect's error event: its status was sent. Closed early (the client

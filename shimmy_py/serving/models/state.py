@@ -6,16 +6,16 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import BrokenModel, GenerationError, NotFound, PlacementError, ShimmyError, Unavailable
-from ..generation.options import ModelOptions
-from ..placement.options import Strategy
-from .config import ServeConfig
+from ...errors import BrokenModel, GenerationError, NotFound, PlacementError, ShimmyError, Unavailable
+from ...generation.options import ModelOptions
+from ...placement.options import Strategy
+from ..config import ServeConfig
+from ..worker.supervisor import WorkerSpec
 from .discovery import Found
 from .metrics import Metrics
-from .models_config import ModelSettings
 from .names import name_table
 from .pool import ModelPool
-from .supervisor import WorkerSpec
+from .settings import ModelSettings
 
 
 class State:
@@ -68,7 +68,7 @@ class State:
         ggml-rpc-server serves one client at a time, so once a model's worker
         holds it, a handshake from this process would wait for that model to
         leave."""
-        from ..placement.devices import device_specs
+        from ...placement.devices import device_specs
         found = (rpc, host_ram)
         if found not in self._devices:
             self._devices[found] = device_specs(rpc, host_ram=host_ram)
@@ -134,7 +134,7 @@ class State:
 
     def _need(self, name: str) -> dict:
         """Bytes per device the model's plan holds: what admission weighs."""
-        from ..placement.machine import make_plan
+        from ...placement.machine import make_plan
         placement = self.options_for(name).placement
         plan = make_plan(self.catalog[name], placement, self._devices_for(placement.rpc, placement.host_ram))
         return {d.name: d.total_bytes for d in plan.devices}
@@ -143,7 +143,7 @@ class State:
         """The model planned with fit into `room` (bytes per device; the budget's
         margin is already taken), as (need, Plan), or None where even that does
         not fit. The model's own -ot overrides stay."""
-        from ..placement.machine import make_plan
+        from ...placement.machine import make_plan
         placement = self.options_for(name).placement
         devices = self._devices_for(placement.rpc, placement.host_ram)
         known = {d.name for d in devices}

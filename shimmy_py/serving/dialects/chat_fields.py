@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import GenerationError
-from ..generation.chatting import TOOL_CHOICES, ChatOptions
-from ..generation.grammar import JSON_OBJECT, schema_to_grammar
-from ..generation.reasoning import REASONING_FORMATS
-from ..generation.tool_formats import Tool
-from .httperror import bad
+from ...errors import GenerationError
+from ...generation.chatting import TOOL_CHOICES, ChatOptions
+from ...generation.grammar import JSON_OBJECT, schema_to_grammar
+from ...generation.reasoning import REASONING_FORMATS
+from ...generation.tool_formats import Tool
+from ..http.errors import bad
 
 MAX_MESSAGES = 4096
 MAX_TOOLS = 128

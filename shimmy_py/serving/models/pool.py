@@ -24,11 +24,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from .. import defaults
-from ..errors import ShimmyError, Unavailable
-from ..placement.plan import HOST_RAM
+from ... import defaults
+from ...errors import ShimmyError, Unavailable
+from ...placement.plan import HOST_RAM
+from ..worker.supervisor import Supervisor, WorkerSpec
 from .admission import POLICIES, Decision, Holder, Limits, Loading, Newcomer, Replan, admit
-from .supervisor import Supervisor, WorkerSpec
 from .threads import thread_shares
 
 logger = logging.getLogger("shimmy_py.server")

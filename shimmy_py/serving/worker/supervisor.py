@@ -27,11 +27,11 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Generator
 
-from ..errors import GenerationError, ShimmyError, Unavailable
-from ..generation.loop import Completion
-from ..generation.options import ModelOptions
+from ...errors import GenerationError, ShimmyError, Unavailable
+from ...generation.job import Job
+from ...generation.loop import Completion
+from ...generation.options import ModelOptions
 from . import messages as m
-from .api import GenRequest
 from .watchdog import Liveness, stalled
 
 logger = logging.getLogger("shimmy_py.server")
@@ -309,7 +309,7 @@ class Supervisor:
             return reply.value
         raise self._error(reply)
 
-    def generate(self, req: GenRequest) -> Generator[tuple, None, Completion]:
+    def generate(self, req: Job) -> Generator[tuple, None, Completion]:
         """Submits `req` now (errors raise here) and returns its deltas:
         ("content" | "reasoning", text), ("tool_call", ToolCall)."""
         rid, q = self._submit(m.Generate(req))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from ..generation.loop import Completion
+from ...generation.loop import Completion
 
 
 def usage(c: Completion, more: list[Completion] = ()) -> dict:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from ..errors import BrokenModel, GenerationError, GGUFError, NotFound, PlacementError, ShimmyError, Unavailable
-from .httperror import ApiError, anthropic_error, openai_error
+from ...errors import BrokenModel, GenerationError, GGUFError, NotFound, PlacementError, ShimmyError, Unavailable
+from .errors import ApiError, anthropic_error, openai_error
 
 logger = logging.getLogger("shimmy_py.server")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)+[\w.+-]+")

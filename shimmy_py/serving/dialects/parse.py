@@ -13,30 +13,24 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .. import defaults
-from ..generation.chatting import ChatOptions
-from ..generation.sampling import SamplingParams
+from ... import defaults
+from ...generation.job import Job
+from ...generation.sampling import SamplingParams
+from ..durations import BadDuration, parse_duration
+from ..http.errors import ApiError
 from . import chat_fields
-from .durations import BadDuration, parse_duration
-from .httperror import ApiError
 
 
 @dataclass(frozen=True)
 class GenRequest:
+    """A generation request as it came over HTTP: the job the model computes
+    (generation/job.py) and what only the server's side reads."""
     model: str | None
-    prompt: str | None            # raw text, no template
-    messages: list | None         # chat messages, formatted with the model's template
-    sampling: SamplingParams
-    max_tokens: int | None        # None: until end of generation or a full context
-    stop: tuple[str, ...] = ()
+    job: Job
     stream: bool = False
     keep_alive: float | None = None  # seconds the model stays loaded after this request; None: the server's
-    chat: ChatOptions | None = None  # tools, tool_choice, reasoning_format, template variables (chats)
     include_usage: bool = False      # stream_options.include_usage: a last chunk with usage
-    context_limit: int | None = None  # Ollama's num_ctx: prompt and answer within this many tokens
-    logprobs: int | None = None       # None: none; else each token's logprob and this many alternatives
-    n: int = 1                        # choices: generations of the same prompt (OpenAI's routes)
-    experts: bool = False             # return_routed_experts: each token's routed experts in the answer
+    n: int = 1                       # choices: generations of the same prompt (OpenAI's routes)
 
 
 # Per-request lists are bounded: a flood of stop strings or messages would
@@ -204,7 +198,7 @@ def parse_request(body: Any, route: str) -> GenRequest:
     experts = _get(body, "return_routed_experts", (bool,), False)
     if experts and stream:
         raise ApiError(400, "'return_routed_experts' comes with the whole answer: set \"stream\": false")
-    return GenRequest(_get(body, "model", (str,)), prompt, messages, sampling, _max_tokens(body, route),
-                      _stops(body), stream, keep_alive, chat, bool(options.get("include_usage")),
-                      logprobs=_logprobs(body, route) if route != "generate" else None, n=n, experts=experts)
+    job = Job(prompt, messages, sampling, _max_tokens(body, route), _stops(body), chat,
+              logprobs=_logprobs(body, route) if route != "generate" else None, experts=experts)
+    return GenRequest(_get(body, "model", (str,)), job, stream, keep_alive, bool(options.get("include_usage")), n)
 

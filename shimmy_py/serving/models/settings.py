@@ -24,10 +24,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ShimmyError
-from ..fields import config_keys, from_mapping
-from ..generation.options import ModelOptions, positive_int
-from .durations import parse_duration
+from ...errors import ShimmyError
+from ...fields import config_keys, from_mapping
+from ...generation.options import ModelOptions, positive_int
+from ..durations import parse_duration
 
 MAX_FILE = 256 << 10           # bytes of a settings file
 MAX_MODELS = 1000              # models it names

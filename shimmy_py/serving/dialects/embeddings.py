@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from . import messages as m
-from .app import Request, Response
-from .durations import BadDuration, parse_duration
-from .httperror import bad
-
-if TYPE_CHECKING:
-    from .server import App
+from ..durations import BadDuration, parse_duration
+from ..http.app import App
+from ..http.errors import bad
+from ..http.exchange import Request, Response
+from ..worker import messages as m
 
 MAX_INPUTS = 2048
 
@@ -61,7 +59,7 @@ def _inputs(value: Any, tokens_allowed: bool) -> tuple:
     return tuple(items)
 
 
-def _embed(app: "App", model: str | None, inputs: tuple, normalize: bool, keep_alive=None) -> tuple:
+def _embed(app: App, model: str | None, inputs: tuple, normalize: bool, keep_alive=None) -> tuple:
     """(the worker's answer, seconds waiting for the model, its name)."""
     t0 = time.monotonic()
     with app.state.lease(model, keep_alive) as lease:
@@ -74,7 +72,7 @@ def _dimensions(body: dict, n: int) -> None:
         raise bad(f"'dimensions' {body['dimensions']!r}: this model's embeddings have {n} dimensions")
 
 
-def openai_embeddings(app: "App", req: Request) -> Response:
+def openai_embeddings(app: App, req: Request) -> Response:
     body = _body(req, {"model", "input", "encoding_format", "dimensions", "user"})
     fmt = body.get("encoding_format") or "float"
     if fmt not in ("float", "base64"):
@@ -96,7 +94,7 @@ def _keep_alive(body: dict):
         raise bad(str(e)) from None
 
 
-def ollama_embed(app: "App", req: Request) -> Response:
+def ollama_embed(app: App, req: Request) -> Response:
     body = _body(req, {"model", "input", "truncate", "options", "keep_alive", "dimensions"})
     # truncate: Ollama cuts inputs longer than the context by default; here such an input is an error
     # naming its length, whatever truncate says (never a silently shortened input)
@@ -111,7 +109,7 @@ def ollama_embed(app: "App", req: Request) -> Response:
                                "prompt_eval_count": out["tokens"]})
 
 
-def ollama_embeddings(app: "App", req: Request) -> Response:
+def ollama_embeddings(app: App, req: Request) -> Response:
     """Ollama's older route: one prompt, the embedding as computed (not normalized)."""
     body = _body(req, {"model", "prompt", "options", "keep_alive"})
     if not isinstance(body.get("prompt"), str) or not body["prompt"]:

@@ -9,16 +9,14 @@ from __future__ import annotations
 import datetime
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import NotFound
-from ..gguf_io.reader import read_header
-from ..version import __version__
-from .app import Request, Response
-from .httperror import ApiError
-
-if TYPE_CHECKING:
-    from .server import App
+from ...errors import NotFound
+from ...gguf_io.reader import read_header
+from ...version import __version__
+from ..http.app import App
+from ..http.errors import ApiError
+from ..http.exchange import Request, Response
 
 _BLOB = re.compile(r"^sha256-([0-9a-f]{64})$")
 
@@ -34,7 +32,7 @@ def parameter_size(n: int | None) -> str:
     return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
 
 
-def details(app: "App", path: Path) -> dict:
+def details(app: App, path: Path) -> dict:
     d = app.state.describe(path)
     arch = d.architecture if d else ""
     return {"parent_model": "", "format": "gguf", "family": arch, "families": [arch] if arch else [],
@@ -49,7 +47,7 @@ def digest(path: Path) -> dict:
     return {"digest": m.group(1)} if m else {}
 
 
-def tags(app: "App", req: Request) -> Response:
+def tags(app: App, req: Request) -> Response:
     models = []
     for name, path in sorted(app.state.catalog.items()):
         try:
@@ -61,7 +59,7 @@ def tags(app: "App", req: Request) -> Response:
     return Response.json(200, {"models": models})
 
 
-def show(app: "App", req: Request) -> Response:
+def show(app: App, req: Request) -> Response:
     body = req.json()
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
@@ -94,7 +92,7 @@ def show(app: "App", req: Request) -> Response:
                                "modified_at": iso(path.stat().st_mtime)})
 
 
-def ps(app: "App", req: Request) -> Response:
+def ps(app: App, req: Request) -> Response:
     """Ollama's fields (model, size, size_vram, expires_at, details,
     context_length) beside shimmy's (devices, planned_bytes, idle_s, ...)."""
     out = []
@@ -110,5 +108,5 @@ def ps(app: "App", req: Request) -> Response:
     return Response.json(200, {"models": out})
 
 
-def version(app: "App", req: Request) -> Response:
+def version(app: App, req: Request) -> Response:
     return Response.json(200, {"version": __version__})

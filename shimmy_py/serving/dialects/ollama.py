@@ -23,15 +23,13 @@ from __future__ import annotations
 import datetime
 import json
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-from .api import parse_request
-from .app import Request, Response
-from .httperror import bad
+from ..http.app import App
+from ..http.errors import bad
+from ..http.exchange import Request, Response
+from .parse import parse_request
 from .streaming import answer
-
-if TYPE_CHECKING:
-    from .server import App
 
 OLLAMA_ONLY = {"options", "format", "raw", "suffix", "template", "context", "think", "images"}
 # options Ollama takes per request, and the server field each becomes
@@ -180,7 +178,7 @@ def generate_request(body: dict):
 def _parse(fields: dict, route: str):
     limit = fields.pop("context_limit", None)
     gr = parse_request(fields, route)
-    return replace(gr, context_limit=limit) if limit is not None else gr
+    return replace(gr, job=replace(gr.job, context_limit=limit)) if limit is not None else gr
 
 
 # --- answers ----------------------------------------------------------------------------------
@@ -255,11 +253,11 @@ class OllamaShapes:
         return [json.dumps({"error": message})]
 
 
-def chat(app: "App", req: Request) -> Response:
+def chat(app: App, req: Request) -> Response:
     gr = chat_request(req.json())
     return answer(app, req, gr, lambda name, gr, clock: OllamaShapes(name, True, clock))
 
 
-def generate(app: "App", req: Request, body: Any) -> Response:
+def generate(app: App, req: Request, body: Any) -> Response:
     gr = generate_request(body)
     return answer(app, req, gr, lambda name, gr, clock: OllamaShapes(name, False, clock))

@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from . import messages as m
-from .api import parse_request
-from .app import Request, Response
+from ..http.app import App
+from ..http.errors import ApiError, anthropic_error, bad
+from ..http.exchange import Request, Response
+from ..worker import messages as m
 from .chat_fields import text_parts
-from .httperror import ApiError, anthropic_error, bad
+from .parse import parse_request
 from .streaming import answer
-
-if TYPE_CHECKING:
-    from .server import App
 
 KNOWN = {"model", "messages", "system", "max_tokens", "stop_sequences", "stream", "temperature", "top_p", "top_k",
          "tools", "tool_choice", "thinking", "metadata", "service_tier", "output_config", "cache_control"}
@@ -256,13 +254,13 @@ class AnthropicShapes:
         return [("error", json.dumps(anthropic_error(ApiError(status, message, kind))))]
 
 
-def messages(app: "App", req: Request) -> Response:
+def messages(app: App, req: Request) -> Response:
     gr = request(req.json())
     return answer(app, req, gr, lambda name, gr, clock: AnthropicShapes(name))
 
 
-def count_tokens(app: "App", req: Request) -> Response:
+def count_tokens(app: App, req: Request) -> Response:
     gr = parse_request(chat_fields(req.json(), COUNT_KNOWN), "chat")
     with app.state.lease(gr.model) as lease:
-        rendered = lease.resident.supervisor.call(m.RenderChat(gr))
+        rendered = lease.resident.supervisor.call(m.RenderChat(gr.job))
     return Response.json(200, {"input_tokens": rendered["tokens"]})
