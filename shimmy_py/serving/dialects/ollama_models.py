@@ -93,15 +93,17 @@ def show(app: App, req: Request) -> Response:
 
 
 def ps(app: App, req: Request) -> Response:
-    """Ollama's fields (model, size, size_vram, expires_at, details,
-    context_length) beside shimmy's (devices, planned_bytes, idle_s, ...)."""
+    """Ollama's fields (model, size and size_vram in bytes, expires_at,
+    details, context_length) beside shimmy's (devices and planned_bytes:
+    bytes per device; idle_s, ...)."""
     out = []
     for entry in app.state.pool.snapshot():
         path = app.state.catalog.get(entry["name"])
         devices = entry.get("devices") or {}
         vram = sum(b for dev, b in devices.items() if not dev.upper().startswith("CPU"))
         expires = entry.get("expires_at")
-        out.append({**entry, "model": entry["name"], "size": entry.get("planned_bytes") or sum(devices.values()),
+        planned = entry.get("planned_bytes") or devices        # bytes per device: shimmy's keys
+        out.append({**entry, "model": entry["name"], "size": sum(planned.values()),   # Ollama's: an integer
                     "size_vram": vram, "expires_at": iso(expires) if expires is not None else None,
                     **(digest(path) if path else {}), "details": details(app, path) if path else {},
                     "context_length": entry.get("context_length")})
