@@ -41,7 +41,12 @@ class OpenAIStreamShapes(SSEShapes, OpenAIShapes):
         return [json.dumps(chunk, ensure_ascii=False)]
 
     def choice_end(self, c) -> list:
-        return [json.dumps(self.chunk(None, c.finish_reason, c=c), ensure_ascii=False)]
+        """A choice's finish_reason. Usage goes out once per stream: in this
+        chunk, or, with stream_options.include_usage, only in the usage chunk
+        that closes the stream (as OpenAI and llama-server send it; clients
+        such as LangChain add up the usage of every chunk)."""
+        return [json.dumps(self.chunk(None, c.finish_reason, c=c, with_usage=not self.include_usage),
+                           ensure_ascii=False)]
 
     def next_choice(self) -> None:
         self.index, self.calls = self.index + 1, 0

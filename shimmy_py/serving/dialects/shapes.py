@@ -97,11 +97,11 @@ class OpenAIShapes:
                           **routed_prompt(c))
 
     def chunk(self, piece: str | None, finish: str | None = None, first: bool = False, c=None,
-              kind: str = "content", value=None) -> dict:
+              kind: str = "content", value=None, with_usage: bool = False) -> dict:
         """A stream chunk: the opening role, a content or reasoning delta, a
-        tool call (whole: its id, name and arguments in one fragment), or the
-        last chunk with finish_reason (and usage)."""
-        extra = {"usage": usage(c)} if c is not None else {}
+        tool call (whole: its id, name and arguments in one fragment), or a
+        choice's last chunk with finish_reason (and its usage, `with_usage`)."""
+        extra = {"usage": usage(c)} if c is not None and with_usage else {}
         if self.chat:
             if first:
                 delta = {"role": "assistant", "content": ""}
