@@ -9,7 +9,7 @@ from dataclasses import asdict
 from . import defaults
 from .errors import ShimmyError
 from .fields import add_flags, from_flags
-from .sizes import gib, mib
+from .sizes import gib
 
 
 def _int_at_least(lo: int):
@@ -76,40 +76,6 @@ def _generate(args) -> int:
         drafts = f", drafts kept {result.draft_accepted}/{result.drafted}" if result.drafted else ""
         print(f"[{result.prompt_tokens} prompt + {result.completion_tokens} generated tokens, "
               f"finish: {result.finish_reason}, TTFT {result.ttft_s * 1000:.0f} ms, {tps}{drafts}]", file=sys.stderr)
-    return 0
-
-
-def _synth(args) -> int:
-    from .synthetic import behaviours, families, shapes, synth
-    if args.behaviour == "looper":      # any family, any preset's shape
-        from .synthetic.layouts import Shape
-        from .synthetic.synth import DTYPES, PRESETS
-        shape = PRESETS[args.preset].shape if args.preset in PRESETS and args.preset != "tiny" else Shape()
-        path = behaviours.looper(args.out, args.seed, args.arch or "deepseek", shape,
-                                 DTYPES[args.dtype or "f32"])
-        print(f"wrote {path} ({mib(path.stat().st_size, 1)}, looper: weights set by hand, "
-              f"see shimmy_py/synthetic/behaviours.py)")
-        return 0
-    if args.behaviour:
-        path = behaviours.BEHAVIOURS[args.behaviour](args.out, seed=args.seed)
-        print(f"wrote {path} ({mib(path.stat().st_size, 1)}, {args.behaviour}: weights set by hand, "
-              f"see shimmy_py/synthetic/behaviours.py)")
-        return 0
-    if args.arch:
-        path = families.write(args.out, args.arch, seed=args.seed)
-        what = f"family {args.arch}"
-    elif args.preset in shapes.REAL:
-        if not args.shape_only:
-            raise ShimmyError(f"preset {args.preset} is a real model's size: only --shape-only (for planning)")
-        quant = args.quant or shapes.DEFAULT_QUANT.get(args.preset, "Q4_K_M")
-        path = shapes.write_real(args.out, args.preset, quant)
-        what = f"preset {args.preset}, {quant} as llama-quantize types it"
-    else:
-        path = synth.write(args.out, args.preset, seed=args.seed, dtype=args.dtype, shape_only=args.shape_only,
-                           vocab=args.vocab)
-        what = f"preset {args.preset}"
-    kind = "shape-only (sparse, not loadable)" if args.shape_only else "random weights: its text is gibberish"
-    print(f"wrote {path} ({mib(path.stat().st_size, 1)}, {what}; {kind})")
     return 0
 
 
@@ -206,13 +172,9 @@ def _add_serve_and_list(sub) -> None:
 
 
 def _add_bench_and_synth(sub) -> None:
+    from .cli_synth import add_synth
     from .generation.options import ModelOptions
     from .generation.speculative import FIELDS as SPECULATIVE_FIELDS
-    from .synthetic.behaviours import BEHAVIOURS
-    from .synthetic.families import FAMILIES
-    from .synthetic.quant_mix import FTYPES
-    from .synthetic.shapes import REAL
-    from .synthetic.synth import DTYPES, PRESETS
     b = sub.add_parser("bench", help="load time, TTFT, prompt and decode speed per placement")
     b.add_argument("model")
     b.add_argument("--placements", default="gpu", help="comma-separated: gpu,cpu-moe,n-cpu-moe=8,fit[=SIZE]")
@@ -223,24 +185,7 @@ def _add_bench_and_synth(sub) -> None:
     add_flags(b, ModelOptions, only={"n_threads", "rpc", "load_mode", *SPECULATIVE_FIELDS})
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_bench)
-    s = sub.add_parser("synth", help="write a synthetic DeepSeekMoE GGUF (random weights)")
-    s.add_argument("out", help="output .gguf path")
-    s.add_argument("--preset", choices=sorted([*PRESETS, *REAL]), default="tiny")
-    s.add_argument("--quant", default=None, choices=["BF16", *FTYPES],
-                   help="real-size presets: llama-quantize's type (default: as people download it, "
-                        "MXFP4_MOE for gpt-oss, else Q4_K_M)")
-    s.add_argument("--arch", choices=sorted(FAMILIES), default=None,
-                   help="another MoE family instead of DeepSeekMoE (small shapes, the family's tokenizer)")
-    s.add_argument("--behaviour", choices=sorted(BEHAVIOURS), default=None,
-                   help="a model that does something on purpose (tool-caller: a Qwen3-MoE that thinks, calls "
-                        "the offered tool, then answers; looper: greedy output that repeats a 24-token loop, of "
-                        "--arch's family, --preset's shape and --dtype)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: the preset's")
-    s.add_argument("--shape-only", action="store_true", help="header and tensor table only (sparse file)")
-    s.add_argument("--vocab", default=None, metavar="GGUF",
-                   help="tokenizer GGUF to copy (default: llama.cpp's DeepSeek LLM vocabulary from the build)")
-    s.set_defaults(func=_synth)
+    add_synth(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:

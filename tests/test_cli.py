@@ -45,6 +45,41 @@ def test_synth_shape_only_16b(tmp_path):
     assert out.stat().st_blocks * 512 < 50e6  # but nothing is stored: a sparse file
 
 
+def test_synth_quant_types_every_preset(tmp_path):
+    """One flag for the weight type: DeepSeekMoE 16B's shapes at Q8_0 are Q8_0
+    (they were written F16 without a word); a llama-quantize mix is made by the
+    built quantizer and loads; a real-size preset takes it as before; --dtype
+    is the same flag."""
+    from collections import Counter
+
+    from shimmy_py.gguf_io.reader import read_header
+
+    def matrix_types(path):     # the routers stay F32, as llama.cpp's converters keep them
+        return Counter(t.ggml_type.name for t in read_header(path).tensors
+                       if len(t.shape) > 1 and "ffn_gate_inp" not in t.name)
+    p = cli("synth", tmp_path / "ds16b-q8.gguf", "--preset", "deepseek-moe-16b", "--quant", "Q8_0", "--shape-only")
+    assert p.returncode == 0, p.stderr
+    assert set(matrix_types(tmp_path / "ds16b-q8.gguf")) == {"Q8_0"}
+    p = cli("synth", tmp_path / "k.gguf", "--preset", "tiny-k", "--quant", "q4_k_m")
+    assert p.returncode == 0, p.stderr
+    assert {"Q4_K", "Q6_K"} <= set(matrix_types(tmp_path / "k.gguf")) and "F16" not in matrix_types(tmp_path / "k.gguf")
+    g = cli("generate", tmp_path / "k.gguf", "-p", "Hello", "-n", "3", "--temperature", "0", "--json")
+    assert g.returncode == 0 and json.loads(g.stdout)["completion_tokens"] == 3, g.stderr
+    p = cli("synth", tmp_path / "q3.gguf", "--preset", "qwen3-30b-a3b", "--shape-only", "--dtype", "Q8_0")
+    assert p.returncode == 0, p.stderr
+    assert matrix_types(tmp_path / "q3.gguf").most_common(1)[0][0] == "Q8_0"
+
+
+def test_synth_flags_that_do_not_apply_are_errors_naming_them(tmp_path):
+    for args, named in [(["--behaviour", "tool-caller", "--quant", "Q8_0"], "--quant"),
+                        (["--arch", "qwen3moe", "--preset", "bench"], "--preset"),
+                        (["--preset", "tiny", "--shape-only", "--seed", "2"], "--seed"),
+                        (["--preset", "qwen3-30b-a3b", "--shape-only", "--vocab", "v.gguf"], "--vocab")]:
+        p = cli("synth", tmp_path / "x.gguf", *args)
+        assert p.returncode == 1 and named in p.stderr and "does not apply" in p.stderr, (args, p.stderr)
+        assert not (tmp_path / "x.gguf").exists()
+
+
 def test_synth_with_a_given_vocab(tmp_path, tiny_path):
     """--vocab copies another tokenizer GGUF (here: the tiny model's own, which
     holds DeepSeek's); a missing one is a clear error naming it."""

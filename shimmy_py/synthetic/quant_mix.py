@@ -2,7 +2,8 @@
 quantizing anything: `llama-quantize --dry-run` on a shape-only file prints
 each tensor's target type (Q4_K_M keeps some at Q6_K, falls back to Q8_0
 where a row is not a whole number of K blocks, leaves norms in F32). A
-shape-only file in that mix is then written for planning."""
+shape-only file in that mix is then written for planning; `quantize` runs
+the quantizer itself on a file with weights."""
 from __future__ import annotations
 
 import os
@@ -54,3 +55,14 @@ def write_shape_only(src: str | os.PathLike, out: str | os.PathLike, ftype: str 
     out = Path(out)
     b.write(out)
     return out
+
+
+def quantize(src: str | os.PathLike, out: str | os.PathLike, ftype: str) -> Path:
+    """`llama-quantize src out ftype`: the built quantizer, on real bytes."""
+    from ..native.install import tool
+    proc = subprocess.run([str(tool("llama-quantize")), str(src), str(out), ftype], capture_output=True,
+                          text=True, timeout=3600)
+    if proc.returncode != 0:
+        Path(out).unlink(missing_ok=True)
+        raise ShimmyError(f"llama-quantize {ftype} failed: {(proc.stderr or proc.stdout).strip()[-300:]}")
+    return Path(out)

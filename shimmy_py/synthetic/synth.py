@@ -24,7 +24,8 @@ from .layouts import Shape
 from .vocabularies import vocabulary_path
 
 FAMILY = "deepseek"
-DTYPES = {"f32": GGMLQuantizationType.F32, "f16": GGMLQuantizationType.F16, "q8_0": GGMLQuantizationType.Q8_0}
+DTYPES = {"f32": GGMLQuantizationType.F32, "f16": GGMLQuantizationType.F16, "bf16": GGMLQuantizationType.BF16,
+          "q8_0": GGMLQuantizationType.Q8_0}
 DEEPSEEK_LLM_VOCAB = 102400   # the DeepSeek LLM tokenizer's size
 
 
@@ -86,7 +87,7 @@ def write(out: str | os.PathLike, preset: str | Preset = "tiny", seed: int = 0,
           dtype: str | None = None, shape_only: bool = False, vocab: str | os.PathLike | None = None) -> Path:
     """Writes a synthetic DeepSeekMoE GGUF to `out` and returns its path.
 
-    `dtype` ("f32", "f16", "q8_0") overrides the preset's; vectors (norms) and the
+    `dtype` ("f32", "f16", "bf16", "q8_0") overrides the preset's; vectors (norms) and the
     router stay F32, as llama.cpp's converters keep them. `shape_only` writes a
     valid header and tensor table with the data left as holes of a sparse file:
     enough for planning, not for loading. `vocab`: the tokenizer GGUF to copy
