@@ -21,6 +21,7 @@ setup(
     # to the versions the suite was last run with, so that a fresh install resolves at once
     extras_require={"test": ["pytest", "hypothesis", "jsonschema", "rfc3339-validator", "openai==2.54.0",
                              "langchain-openai==1.4.3", "instructor==1.17.0", "litellm==1.110.2",
-                             "openai-agents==0.20.0", "ollama==0.6.3", "anthropic==2.15.0"]},
+                             "openai-agents==0.20.0", "ollama==0.6.3", "anthropic==2.15.0",
+                             "llama-index-llms-ollama==0.11.0"]},
     entry_points={"console_scripts": ["shimmy-py = shimmy_py.cli:main"]},
 )

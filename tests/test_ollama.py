@@ -114,14 +114,40 @@ def test_list_show_ps_version(client, server):
 @pytest.mark.parametrize("kwargs, named", [
     ({"options": {"num_gpu": 1}}, "num_gpu"),
     ({"options": {"mirostat": 2}}, "mirostat"),
-    ({"options": {"num_ctx": 1 << 20}}, "num_ctx"),
     ({"options": {"num_ctx": 8}}, "num_ctx"),
-], ids=["load-option", "sampler", "ctx-too-big", "ctx-too-small"])
+], ids=["load-option", "sampler", "ctx-too-small"])
 def test_what_cannot_be_honoured_is_an_error_naming_it(client, kwargs, named):
     import ollama
     with pytest.raises(ollama.ResponseError, match=named) as e:
         client.chat(model=MODEL, messages=ASK, **kwargs)
     assert e.value.status_code == 400
+
+
+def test_a_num_ctx_above_the_loaded_context_is_served_in_it(client, server):
+    """Ollama does not refuse a num_ctx: it caps it at what the model holds.
+    Served in the loaded context (4096 here) while the prompt fits; a prompt
+    that cannot fit is refused with the numbers."""
+    r = client.chat(model=MODEL, messages=ASK, options={**GREEDY, "num_ctx": 1 << 20})
+    assert r.message.content == ANSWER and r.done_reason == "stop"
+    import ollama
+    with pytest.raises(ollama.ResponseError, match=r"the prompt \(\d+ tokens\) does not fit num_ctx 1048576 "
+                                                   r"\(the model is loaded with a context of 4096 tokens\)"):
+        client.generate(model=MODEL, prompt="word " * 5000, options={"num_ctx": 1 << 20})
+
+
+def test_llama_index_ollama_completes_and_streams(server):
+    """llama-index's Ollama integration as its users make it: with its
+    defaults it asks /api/show for the model's context length and sends it as
+    num_ctx; with a context_window above the loaded context it sends that
+    (before, 'num_ctx ... is more than the model's context' refused it)."""
+    from llama_index.core.llms import ChatMessage
+    from llama_index.llms.ollama import Ollama
+    for window in (-1, 8192):        # -1: its default
+        llm = Ollama(model=MODEL, base_url=server.url, request_timeout=120, temperature=0, context_window=window)
+        assert llm.complete(ASK[0]["content"]).text == ANSWER
+        assert "".join(c.delta or "" for c in llm.stream_complete(ASK[0]["content"])) == ANSWER
+        assert llm.chat([ChatMessage(role="user", content="Hi")]).message.content == ANSWER
+        assert llm.context_window >= 4096
 
 
 @pytest.mark.parametrize("extra, named", [({"format": "yaml"}, "format"), ({"think": "maybe"}, "think"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
@@ -23,6 +24,7 @@ from ..http.app import App
 from ..http.exchange import ClientGone, Request, Response, as_api_error, sse
 from .parse import GenRequest
 
+logger = logging.getLogger("shimmy_py.server")
 CLIENT_CHECK_EVERY = 8          # pieces between checks that a non-streaming client is still there
 _READY = object()                # _stream's mark after the first piece's events: those were made at once
 
@@ -53,6 +55,10 @@ def answer(app: App, req: Request, gr: GenRequest, shapes: Callable) -> Response
     t0 = time.monotonic()
     lease = app.state.lease(gr.model, gr.keep_alive)
     clock = Clock(t0, time.monotonic() - t0)
+    loaded = lease.resident.supervisor.info.get("n_ctx")
+    if gr.job.context_limit and loaded and gr.job.context_limit > loaded:
+        logger.info("%s: num_ctx %d asked, served in its loaded context of %d tokens", lease.name,
+                    gr.job.context_limit, loaded)
     streams = []
     try:
         for i in range(gr.n):

@@ -228,16 +228,18 @@ class Worker:
 
 def _budget(req: Job, n_prompt: int, n_ctx: int) -> int:
     """The tokens the answer may take: max_tokens (None: the rest of the
-    context), within Ollama's num_ctx where the request sets one."""
+    context), within Ollama's num_ctx where the request sets one. A num_ctx
+    above the loaded context is served in the loaded one, as Ollama caps it
+    at what the model holds (the server logs it); only a prompt that cannot
+    fit is refused, naming the numbers."""
     max_tokens = req.max_tokens if req.max_tokens is not None else n_ctx
     if req.context_limit is None:
         return max_tokens
-    if req.context_limit > n_ctx:
-        raise GenerationError(f"num_ctx {req.context_limit} is more than the model's context of {n_ctx} tokens "
-                              "(serve --ctx, or ctx in the model's --config entry, sets it)")
-    if n_prompt >= req.context_limit:
-        raise GenerationError(f"the prompt ({n_prompt} tokens) does not fit num_ctx {req.context_limit}")
-    return min(max_tokens, req.context_limit - n_prompt)
+    limit = min(req.context_limit, n_ctx)
+    if n_prompt >= limit:
+        held = f" (the model is loaded with a context of {n_ctx} tokens)" if req.context_limit > n_ctx else ""
+        raise GenerationError(f"the prompt ({n_prompt} tokens) does not fit num_ctx {req.context_limit}{held}")
+    return min(max_tokens, limit - n_prompt)
 
 
 def as_content(pieces):
