@@ -152,7 +152,7 @@ def _add_plan_and_devices(sub) -> None:
 
 def _add_serve_and_list(sub) -> None:
     from .serving.config import ServeConfig
-    sv = sub.add_parser("serve", help="serve shimmy's, OpenAI's and Ollama's HTTP APIs")
+    sv = sub.add_parser("serve", help="serve shimmy's, OpenAI's, Ollama's and Anthropic's HTTP APIs")
     sv.add_argument("--model", "--model-path", dest="model", help="GGUF path, or a name found in --model-dirs")
     sv.add_argument("--model-dirs", default="", help='folders to discover GGUF files in, "DIR;DIR" (recursive)')
     sv.add_argument("--config", default=None, metavar="FILE",

@@ -16,17 +16,17 @@ from support.reference import Reference
 
 from shimmy_py import Model
 from shimmy_py.generation.experts import ExpertRecorder, ExpertTrace
+from shimmy_py.gguf_io import arch
 from shimmy_py.gguf_io.reader import read_header, tensor_array
 from shimmy_py.synthetic import families
 
 PROMPT = "Explain the architecture of a mixture of experts"
 
-# family: (gating, normalise the chosen weights) where the file's keys do not say;
-# gpt-oss takes the softmax over the chosen experts' logits (after top-k)
-ROUTERS = {"deepseek": ("softmax", False), "qwen2moe": ("softmax", False), "qwen3moe": ("softmax", True),
-           "mixtral": ("softmax", True), "qwen3next": ("softmax", True), "gpt-oss": ("softmax_after_topk", False),
-           "deepseek2": ("file", "file"), "glm4moe": ("file", "file")}
-GATING_KEY = {1: "softmax", 2: "sigmoid"}
+# whether a family normalises the chosen experts' weights, where the file's keys do not say; the
+# gating itself is the architecture table's (gguf_io/arch.py: ArchFacts.router), or the file's key
+NORMALISED = {"deepseek": False, "qwen2moe": False, "qwen3moe": True, "mixtral": True, "qwen3next": True,
+              "gpt-oss": False}
+GATING_KEY = {1: arch.SOFTMAX, 2: arch.SIGMOID}
 
 
 def softmax(x):
@@ -41,15 +41,14 @@ def numpy_router(x, header, layer, family, k):
     logits = x.astype(np.float64) @ tensor_array(header, t[b + "ffn_gate_inp.weight"]).astype(np.float64).T
     if b + "ffn_gate_inp.bias" in t:
         logits += tensor_array(header, t[b + "ffn_gate_inp.bias"])
-    gating, norm = ROUTERS[family]
-    if gating == "file":
-        gating, norm = GATING_KEY[header.arch_key("expert_gating_func")], header.arch_key("expert_weights_norm")
-    probs = {"softmax": softmax, "sigmoid": lambda v: 1 / (1 + np.exp(-v)),
-             "softmax_after_topk": lambda v: v}[gating](logits)
+    gating = GATING_KEY.get(header.arch_key("expert_gating_func")) or arch.facts(header.architecture).router
+    norm = header.arch_key("expert_weights_norm", NORMALISED.get(family))
+    probs = {arch.SOFTMAX: softmax, arch.SIGMOID: lambda v: 1 / (1 + np.exp(-v)),
+             arch.SOFTMAX_AFTER_TOPK: lambda v: v}[gating](logits)
     select = probs + tensor_array(header, t[b + "exp_probs_b.bias"]) if b + "exp_probs_b.bias" in t else probs
     ids = np.argsort(-select, axis=1, kind="stable")[:, :k]
     w = np.take_along_axis(probs, ids, axis=1)
-    if gating == "softmax_after_topk":
+    if gating == arch.SOFTMAX_AFTER_TOPK:
         w = softmax(w)
     if norm:
         w = w / w.sum(1, keepdims=True)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import GenerationError
+from .loop import relay
 from .reasoning import (
     REASONING_FORMATS,
     THINK_CLOSE,
@@ -146,15 +147,7 @@ def structured(pieces, parser: ChatParser):
     """run()'s text pieces as the parser's (kind, value) deltas; returns the
     Completion with the reply's content as its text, its reasoning and tool
     calls (finish_reason "tool_calls"). Closing it closes `pieces`."""
-    import contextlib
-    with contextlib.closing(pieces):
-        while True:
-            try:
-                piece = next(pieces)
-            except StopIteration as done:
-                completion = done.value
-                break
-            yield from parser.feed(piece)
+    completion = yield from relay(pieces, parser.feed)
     out, reply = parser.finish()
     yield from out
     completion.text, completion.reasoning, completion.tool_calls = reply.content, reply.reasoning, reply.tool_calls

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Generator, Optional, Protocol, Sequence
+from typing import Callable, Generator, Optional, Protocol, Sequence
 
 from ..errors import GenerationError
 from .experts import ExpertTrace
@@ -153,6 +153,19 @@ def run(source: TokenSource, vocab: TokenTexts, max_tokens: int, stop: Sequence[
     if t_first is not None and out.completion_tokens > 1 and t_end > t_first:
         out.tokens_per_s = (out.completion_tokens - 1) / (t_end - t_first)
     return out
+
+
+def relay(gen, each: Callable):
+    """A generator of `each(item)`'s items for every item `gen` yields; it
+    returns `gen`'s return value (its Completion), and closing it closes `gen`.
+    The one loop for every stage that turns one stream into another."""
+    with contextlib.closing(gen):
+        while True:
+            try:
+                item = next(gen)
+            except StopIteration as done:
+                return done.value
+            yield from each(item)
 
 
 def drain(gen, on_piece=None) -> Completion:

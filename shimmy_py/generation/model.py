@@ -10,7 +10,6 @@ generation runs through its Vocab and Context (this package).
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from dataclasses import fields, replace
@@ -36,7 +35,7 @@ from .chatting import ChatOptions, prepare, structured
 from .context import Context
 from .experts import ExpertRecorder
 from .inline import InlineSequence
-from .loop import Completion, check_request, check_stops, drain, run
+from .loop import Completion, check_request, check_stops, drain, relay, run
 from .mtp import MtpDrafter
 from .options import ModelOptions
 from .sampling import SamplingParams, grammar_of_schema
@@ -343,15 +342,7 @@ class Model:
     def chat_stream(self, messages: Sequence[dict], **kwargs):
         """The answer's text pieces of chat_deltas() (thinking and tool calls
         are in the Completion it returns)."""
-        deltas = self.chat_deltas(messages, **kwargs)
-        with contextlib.closing(deltas):
-            while True:
-                try:
-                    kind, value = next(deltas)
-                except StopIteration as done:
-                    return done.value
-                if kind == "content":
-                    yield value
+        return relay(self.chat_deltas(messages, **kwargs), lambda d: (d[1],) if d[0] == "content" else ())
 
     def chat(self, messages: Sequence[dict], **kwargs) -> Completion:
         """The assistant's reply to `messages`; keywords as for chat_deltas()."""

@@ -3,7 +3,7 @@
 template's thinking tags (<think>...</think> for Qwen3, DeepSeek-R1/V3.1 and
 GLM-4.5) is `reasoning`, the rest `content`; a prompt that ends inside an
 open thinking block (DeepSeek-V3.1's thinking mode) starts in reasoning.
-gpt-oss's harmony channels are told apart by toolcalls.py's harmony format.
+gpt-oss's harmony channels are told apart by tool_formats.py's harmony format.
 
 `ThinkSplitter` works on a stream: it holds back text that may be the
 start of a tag, so that thinking never leaks into content when a stream is

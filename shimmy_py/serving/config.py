@@ -39,6 +39,16 @@ def bounded(value, what: str, most: int, least: int = 1) -> int:
     return n
 
 
+def ctx_value(value) -> int:
+    """A request's context, from `--ctx` or a model's `ctx` in --config: one bound for both."""
+    return bounded(value, "ctx", MAX_CTX)
+
+
+def parallel_value(value) -> int:
+    """Sequences decoded together, from `--parallel` or a model's `parallel` in --config."""
+    return bounded(value, "parallel", MAX_SEQ)
+
+
 def names(value) -> tuple[str, ...]:
     """NAME[,NAME] (or a list) as a tuple."""
     items = value.split(",") if isinstance(value, str) else value
@@ -51,9 +61,9 @@ class ServeConfig:
     model_path: Path | None            # the model loaded at start; None: every discovered model, on demand
     host: str = opt(defaults.HOST, flags=("--host",), help="address to listen on")
     port: int = opt(defaults.PORT, flags=("--port",), parse=port_number, help="0 takes a free port")
-    ctx: int = opt(defaults.N_CTX, flags=("--ctx",), parse=lambda v: bounded(v, "ctx", MAX_CTX),
+    ctx: int = opt(defaults.N_CTX, flags=("--ctx",), parse=ctx_value,
                    help="context of each request (the KV cache holds ctx x parallel)")
-    parallel: int = opt(defaults.PARALLEL, flags=("--parallel",), parse=lambda v: bounded(v, "parallel", MAX_SEQ),
+    parallel: int = opt(defaults.PARALLEL, flags=("--parallel",), parse=parallel_value,
                         help=f"requests decoded together (at most {MAX_SEQ}, llama.cpp's LLAMA_MAX_SEQ)")
     queue: int = opt(defaults.QUEUE, flags=("--queue",), parse=lambda v: bounded(v, "queue", MAX_QUEUE, 0),
                      help=f"requests waiting beyond those (at most {MAX_QUEUE}: each holds a handler thread)")

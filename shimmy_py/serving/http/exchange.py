@@ -1,7 +1,7 @@
 """The server's application, apart from HTTP mechanics: a `Request` in (the
-transport reads it: http.py), a `Response` out (JSON, text, or a stream of
+transport reads it: transport.py), a `Response` out (JSON, text, or a stream of
 events the transport writes and flushes one by one). `App.handle` checks the
-Host header and the API key, finds the route (routes.py: one handler per
+Host header and the API key, finds the route (dialects/routes.py: one handler per
 route), runs it, and turns every error into JSON in the dialect's own
 shape: a domain error (GenerationError, NotFound, Unavailable, ...) becomes
 its status here and only here.

@@ -26,14 +26,14 @@ from pathlib import Path
 
 from ...errors import ShimmyError
 from ...fields import config_keys, from_mapping
-from ...generation.options import ModelOptions, positive_int
+from ...generation.options import ModelOptions
+from ..config import ctx_value, parallel_value
 from ..durations import parse_duration
 
 MAX_FILE = 256 << 10           # bytes of a settings file
 MAX_MODELS = 1000              # models it names
 MAX_KEY_PARTS = 16             # dotted parts (or brackets) of one key
-SERVE_KEYS = {"ctx": lambda v: positive_int(v, "ctx"), "parallel": lambda v: positive_int(v, "parallel"),
-              "keep_alive": parse_duration}
+SERVE_KEYS = {"ctx": ctx_value, "parallel": parallel_value, "keep_alive": parse_duration}   # bounded as the flags
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ the next piece, which frees its sequence.
 """
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
 from multiprocessing.connection import Connection
@@ -27,7 +26,7 @@ from ...generation.chatting import ChatOptions, prepare, structured
 from ...generation.engine import Engine, EngineFailed, QueueFull
 from ...generation.experts import ExpertTrace
 from ...generation.job import Job
-from ...generation.loop import drain, run
+from ...generation.loop import drain, relay, run
 from . import messages as m
 from .watchdog import HEARTBEAT_S
 
@@ -244,13 +243,7 @@ def _budget(req: Job, n_prompt: int, n_ctx: int) -> int:
 
 def as_content(pieces):
     """Text pieces as ("content", text) deltas; returns their Completion."""
-    with contextlib.closing(pieces):
-        while True:
-            try:
-                piece = next(pieces)
-            except StopIteration as done:
-                return done.value
-            yield ("content", piece)
+    return relay(pieces, lambda piece: (("content", piece),))
 
 
 def main(conn, spec) -> None:
