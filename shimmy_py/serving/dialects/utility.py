@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from types import SimpleNamespace
 
 from ..http.app import App
 from ..http.errors import ApiError
 from ..http.exchange import Request, Response
 from ..worker import messages as m
-from ..worker.supervisor import COUNTERS
+from ..worker.figures import COUNTERS
 from .parse import parse_request
 
 
@@ -46,12 +45,10 @@ def metrics(app: App, req: Request) -> Response:
         totals.update({"restarts": w.restarts, "stalls": w.stalls, **w.counters()})
         totals.update({k: v for k, v in (w.stats or {}).items()
                        if k not in COUNTERS and k != "experts"})   # gauges: resident only
-    values = {"queue_depth": 0, "active": 0, "cache_ram_bytes": 0, **totals}
-    engine = SimpleNamespace(**values) if any(r.supervisor.stats for r in residents) or pool.gone else None
+    engine = totals if any(r.supervisor.stats for r in residents) or pool.gone else None
     experts = {r.name: r.supervisor.stats["experts"] for r in residents if "experts" in (r.supervisor.stats or {})}
     text = app.state.metrics.render(devices, engine, totals["restarts"], pool, totals["stalls"], experts)
     return Response.text(200, text, "text/plain; version=0.0.4")
-
 
 
 def call(app: App, model: str | None, msg) -> object:

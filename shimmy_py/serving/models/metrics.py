@@ -4,6 +4,8 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+from ..worker.figures import exposition
+
 
 def _label(value: str) -> str:
     """A Prometheus label value: backslash, quote and newline escaped."""
@@ -40,10 +42,10 @@ class Metrics:
 
     def render(self, device_bytes: dict[str, int], engine=None, restarts: int = 0, pool=None, stalls: int = 0,
                experts: dict | None = None) -> str:
-        """The exposition text; `engine` holds the engine's counters (None while
-        the model is loading); `restarts` counts the model workers' crashes,
-        `stalls` the times a watchdog found one making no progress."""
-        queue_depth, active = (engine.queue_depth, engine.active) if engine is not None else (0, 0)
+        """The exposition text; `engine` holds the engines' figures summed
+        (worker/figures.py; None while no model has reported any);
+        `restarts` counts the model workers' crashes, `stalls` the times a
+        watchdog found one making no progress."""
         with self._lock:
             lines = ["# HELP shimmy_requests_total HTTP requests by route and status.",
                      "# TYPE shimmy_requests_total counter"]
@@ -67,8 +69,6 @@ class Metrics:
                 "# HELP shimmy_decode_tokens_per_second Mean per-request decode speed.",
                 "# TYPE shimmy_decode_tokens_per_second gauge",
                 f"shimmy_decode_tokens_per_second {mean_tps:.3f}",
-                "# TYPE shimmy_queue_depth gauge", f"shimmy_queue_depth {queue_depth}",
-                "# TYPE shimmy_active_sequences gauge", f"shimmy_active_sequences {active}",
                 "# HELP shimmy_placement_bytes Planned weight bytes per device.",
                 "# TYPE shimmy_placement_bytes gauge"]
             lines += [f'shimmy_placement_bytes{{device="{d}"}} {b}' for d, b in sorted(device_bytes.items())]
@@ -84,33 +84,7 @@ class Metrics:
                           "# TYPE shimmy_model_load_seconds_total counter",
                           f"shimmy_model_load_seconds_total {st.load_seconds:.3f}",
                           "# TYPE shimmy_models_resident gauge", f"shimmy_models_resident {len(pool.residents)}"]
-            if engine is not None:
-                lines += ["# HELP shimmy_engine_step_seconds_total Engine steps: batch, decode, sampling.",
-                          "# TYPE shimmy_engine_step_seconds_total counter",
-                          f"shimmy_engine_step_seconds_total {engine.step_s:.6f}",
-                          "# HELP shimmy_engine_decode_seconds_total Of which inside llama_decode.",
-                          "# TYPE shimmy_engine_decode_seconds_total counter",
-                          f"shimmy_engine_decode_seconds_total {engine.decode_s:.6f}",
-                          "# TYPE shimmy_engine_batch_tokens_total counter",
-                          f"shimmy_engine_batch_tokens_total {engine.batch_tokens}",
-                          "# HELP shimmy_prompt_tokens_shared_total Prompt tokens taken from another sequence's "
-                          "cache (n > 1 choices, a repeated prompt) instead of decoded.",
-                          "# TYPE shimmy_prompt_tokens_shared_total counter",
-                          f"shimmy_prompt_tokens_shared_total {getattr(engine, 'shared_tokens', 0)}",
-                          "# HELP shimmy_draft_tokens_total Speculative decoding: draft tokens verified.",
-                          "# TYPE shimmy_draft_tokens_total counter",
-                          f"shimmy_draft_tokens_total {getattr(engine, 'draft_tokens', 0)}",
-                          "# HELP shimmy_draft_tokens_accepted_total Speculative decoding: draft tokens the model "
-                          "kept.",
-                          "# TYPE shimmy_draft_tokens_accepted_total counter",
-                          f"shimmy_draft_tokens_accepted_total {getattr(engine, 'draft_accepted', 0)}"]
-                if hasattr(engine, "cache_ram_bytes"):
-                    lines += ["# HELP shimmy_cache_ram_bytes Host RAM holding conversations saved from their slot.",
-                              "# TYPE shimmy_cache_ram_bytes gauge", f"shimmy_cache_ram_bytes {engine.cache_ram_bytes}",
-                              "# TYPE shimmy_cache_ram_hits_total counter",
-                              f"shimmy_cache_ram_hits_total {engine.cache_ram_hits}",
-                              "# TYPE shimmy_cache_ram_saves_total counter",
-                              f"shimmy_cache_ram_saves_total {engine.cache_ram_saves}"]
+            lines += exposition(engine or {})
             if experts:
                 lines += ["# HELP shimmy_expert_selections_total Routed-expert choices per model, MoE layer and "
                           "expert, of tokens whose logits were computed (generated ones, a prompt's last; the "

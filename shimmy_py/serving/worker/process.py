@@ -28,6 +28,7 @@ from ...generation.experts import ExpertTrace
 from ...generation.job import Job
 from ...generation.loop import drain, relay, run
 from . import messages as m
+from .figures import read_all
 from .watchdog import HEARTBEAT_S
 
 
@@ -95,13 +96,10 @@ class Worker:
         self.model.close()
 
     def stats(self) -> dict:
-        s, c = self.engine.stats, self.engine.cache
-        return {"queue_depth": s.queue_depth, "active": s.active, "steps": s.steps, "threads": s.threads,
-                "batch_tokens": s.batch_tokens, "step_s": s.step_s, "decode_s": s.decode_s,
-                "shared_tokens": s.shared_tokens, "draft_tokens": s.draft_tokens, "draft_accepted": s.draft_accepted,
-                **({"experts": {layer: c.tolist() for layer, c in self.engine.expert_counts.items()}}
-                   if self.engine.routing is not None else {}),
-                "cache_ram_bytes": c.bytes, "cache_ram_hits": c.hits, "cache_ram_saves": c.saves}
+        """The heartbeat's figures (figures.py), with the expert counts when traced."""
+        experts = {"experts": {layer: c.tolist() for layer, c in self.engine.expert_counts.items()}} \
+            if self.engine.routing is not None else {}
+        return {**read_all(self.engine.stats, self.engine.cache), **experts}
 
     def _spawn(self, rid: int, target, msg) -> None:
         t = threading.Thread(target=self._run, args=(rid, target, msg), name=f"shimmy-request-{rid}", daemon=True)

@@ -32,6 +32,7 @@ from ...generation.job import Job
 from ...generation.loop import Completion
 from ...generation.options import ModelOptions
 from . import messages as m
+from .figures import COUNTERS
 from .watchdog import Liveness, stalled
 
 logger = logging.getLogger("shimmy_py.server")
@@ -74,9 +75,6 @@ class WorkerSpec:
     watchdog_s: float = 0.0          # a worker with requests in flight and no progress this long is stalled; 0: off
 
 
-# the heartbeat's counters (the rest are gauges); carried over restarts, so that /metrics only grows
-COUNTERS = ("steps", "batch_tokens", "step_s", "decode_s", "cache_ram_hits", "cache_ram_saves", "shared_tokens",
-            "draft_tokens", "draft_accepted")
 
 
 class WorkerError(ShimmyError):
