@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import ApiError
-from .exchange import ClientGone, Request, Response, as_api_error, authorized, error_body, scrub
+from .errors import SHAPES, ApiError, dialect_of, error_body
+from .exchange import ClientGone, Request, Response, as_api_error, authorized, scrub
 from .policy import HttpPolicy, host_allowed, origin_allowed
 
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
@@ -20,10 +20,13 @@ class Route:
     method: str
     path: str
     handler: Callable[["App", Request], Response]
-    dialect: str = "shimmy"     # the error shape its clients parse: "openai", "anthropic" or {"error": "..."}
+    dialect: str = "shimmy"     # the error shape its clients parse (errors.SHAPES)
     public: bool = False        # answered without the API key (health checks)
     model: bool = False         # runs a model: its handler runs on the model routes' threads
 
+    def __post_init__(self):
+        if self.dialect not in SHAPES:
+            raise ValueError(f"route {self.method} {self.path}: no error shape for dialect {self.dialect!r}")
 
 
 class App:
@@ -92,8 +95,7 @@ class App:
     def error(self, e: BaseException, req: Request) -> Response:
         """An error as JSON in the dialect of the request's route, with no server paths."""
         route = self.route(req)
-        dialect = route.dialect if route else "anthropic" if req.path.startswith("/v1/messages") else \
-            "openai" if req.path.startswith("/v1/") else "shimmy"
+        dialect = route.dialect if route else dialect_of(req.path)
         err = as_api_error(e)
         err = ApiError(err.status, self.scrub(err.message), err.kind, err.headers)
         return Response.json(err.status, error_body(err, dialect), err.headers)

@@ -1,7 +1,7 @@
 """An HTTP error answer (ApiError: status, message, OpenAI error type, extra
-headers) and its shapes in OpenAI's and Anthropic's dialects; raised by
-request validation and the HTTP layer, and what app.py turns every domain
-error into."""
+headers) and its shape in each dialect (SHAPES: a dialect's error shape is a
+row there); raised by request validation and the HTTP layer, and what
+exchange.py turns every domain error into."""
 from __future__ import annotations
 
 
@@ -30,3 +30,23 @@ ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 40
 
 def anthropic_error(e: ApiError) -> dict:
     return {"type": "error", "error": {"type": ANTHROPIC_TYPES.get(e.status, "api_error"), "message": e.message}}
+
+
+def shimmy_error(e: ApiError) -> dict:
+    return {"error": e.message}
+
+
+# the error body each dialect's clients parse, by the dialect a Route names (shimmy's and Ollama's: {"error": ...})
+SHAPES = {"shimmy": shimmy_error, "openai": openai_error, "anthropic": anthropic_error}
+# a path no route answers is answered in the dialect of its prefix (the first that matches)
+PREFIXES = (("/v1/messages", "anthropic"), ("/v1/", "openai"), ("/", "shimmy"))
+
+
+def dialect_of(path: str) -> str:
+    """The dialect of a path that no route answers."""
+    return next(d for prefix, d in PREFIXES if path.startswith(prefix))
+
+
+def error_body(e: ApiError, dialect: str) -> dict:
+    """The error in the shape the route's clients parse."""
+    return SHAPES[dialect](e)

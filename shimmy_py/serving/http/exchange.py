@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from ...errors import BrokenModel, GenerationError, GGUFError, NotFound, PlacementError, ShimmyError, Unavailable
-from .errors import ApiError, anthropic_error, openai_error
+from .errors import ApiError
 
 logger = logging.getLogger("shimmy_py.server")
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[\w.+-]+/)+[\w.+-]+")
@@ -93,15 +93,6 @@ def as_api_error(e: BaseException) -> ApiError:
         return ApiError(500, str(e), "server_error")
     logger.error("internal error", exc_info=e)
     return ApiError(500, f"internal error ({type(e).__name__}); see the server log", "server_error")
-
-
-def error_body(e: ApiError, dialect: str) -> dict:
-    """The error in the shape the route's clients parse."""
-    if dialect == "openai":
-        return openai_error(e)
-    if dialect == "anthropic":
-        return anthropic_error(e)
-    return {"error": e.message}
 
 
 def scrub(message: str, path_names: Mapping[str, str]) -> str:
