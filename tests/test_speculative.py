@@ -250,6 +250,6 @@ def test_a_share_of_the_cores_reaches_every_context_that_generates(models, mtp_m
         assert c.completion_tokens == 32 and c.draft_accepted == c.drafted > 0
     with Model(mtp_models[0], n_ctx=256, n_threads=2, speculative="draft-mtp") as m:
         m.set_threads(1)
-        assert m.context.native.n_threads == m._mtp.head.n_threads == 1
+        assert m.context.native.n_threads == m.mtp.head.n_threads == 1
         c = m.generate(PROMPT, max_tokens=32, temperature=0)
         assert c.completion_tokens == 32 and c.draft_accepted == c.drafted > 0

@@ -10,6 +10,7 @@ generation runs through its Vocab and Context (this package).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import fields, replace
@@ -18,12 +19,11 @@ from typing import Sequence
 import numpy as np
 
 from .. import defaults
-from ..errors import GenerationError, NativeError, PlacementError, ShimmyError
-from ..gguf_io.arch import facts
+from ..errors import GenerationError, NativeError, PlacementError
 from ..gguf_io.reader import read_header
 from ..gguf_io.validate import check_model
 from ..native import log
-from ..native.context_handle import ContextHandle, ContextSpec
+from ..native.context_handle import ContextSpec
 from ..native.model_handle import LoadSpec, ModelHandle
 from ..native.tap import Tap
 from ..placement.devices import attach_rpc_servers, planned_buffer_devices
@@ -39,7 +39,8 @@ from .loop import Completion, check_request, check_stops, drain, relay, run
 from .mtp import MtpDrafter
 from .options import ModelOptions
 from .sampling import SamplingParams, grammar_of_schema
-from .speculative import Drafter, ModelDrafter, NgramDrafter, SpeculativeOptions, check_same_vocab
+from .spec_modes import mode_of
+from .speculative import Drafter, SpeculativeOptions
 from .tool_formats import as_tool
 from .vocab import Vocab
 
@@ -89,85 +90,63 @@ class Model:
         self._embedder = None                  # made on first embed()
         self._embedder_lock = threading.Lock()
         self._tracing: Context | None = None   # made on the first generation with trace_experts
-        self.draft: Model | None = None        # speculative draft-simple's draft model (loaded first)
-        self._mtp: MtpDrafter | None = None    # speculative draft-mtp: the NextN head's context (mtp.py)
+        self._mode = mode_of(o.speculative)    # speculative decoding's mode (spec_modes.py) and what it loaded
+        self._spec_part = None
+        self._parts = contextlib.ExitStack()   # every native part, closed in the reverse of their making
         try:
             self._load_all(o, vocab_only)
         except BaseException:
             self.close()  # the model (and its draft) freed now, not whenever GC runs
             raise
 
+    def _own(self, part):
+        """`part` (anything with close()) closed with the model, before what was made before it."""
+        if part is not None:
+            self._parts.callback(part.close)
+        return part
+
     def _load_all(self, o: ModelOptions, vocab_only: bool) -> None:
-        """The draft model (draft-simple) first, so that the plan leaves it
-        room; then the plan, the weights, the context and the vocabulary."""
+        """The speculative mode's part that the plan leaves room for (a draft
+        model) first; then the plan, the weights, the context, the mode's
+        part over it (the MTP head) and the vocabulary."""
         spec = LoadSpec(vocab_only=True)
         if not vocab_only:
             attach_rpc_servers([*o.placement.rpc, *o.placement.host_ram])
-            self._check_speculative(o.speculative)
-            if o.speculative.spec_type == "draft-simple":
-                self.draft = self._load_draft(o)
-            held = self.draft.plan.accelerator_bytes() if self.draft is not None else None
+            self._mode.check(self.header, self.path, o.speculative)
+            self._spec_part = self._own(self._mode.before_plan(self))
+            held = self._mode.held_bytes(self._spec_part) if self._spec_part is not None else None
             self.plan = make_plan(self.header, o.placement, held=held)
             spec = load_spec(self.plan, o.load_mode)
         skipped = self.plan.not_loaded() if self.plan else set()
         with log.capture() as self._load_log, log.expected_unused(skipped):  # llama.cpp's account of its buffers
-            self._handle = self._load(spec)
+            self.handle = self._own(self._load(spec))
             if not vocab_only:
-                mtp = o.speculative.spec_type == "draft-mtp"
                 spec = ContextSpec(o.n_ctx, o.n_batch, o.n_seq_max, self.n_threads, o.unified, o.kv_type,
-                                   o.flash_attn, nextn="target" if mtp else "")
-                self.context = Context(self._handle, spec, tap=Tap() if o.trace_experts else None)
-                if mtp:
-                    self._mtp = self._mtp_head(spec, o.speculative)
-        self.vocab = Vocab(self._handle, o.chat_template)
-        if self.draft is not None:
-            check_same_vocab(self, self.draft)
+                                   o.flash_attn, nextn="target" if self._mode.nextn else "")
+                self.context = self._own(Context(self.handle, spec, tap=Tap() if o.trace_experts else None))
+                self._spec_part = self._own(self._mode.after_context(self, spec)) or self._spec_part
+        self.vocab = Vocab(self.handle, o.chat_template)
+        if not vocab_only:
+            self._mode.loaded(self, self._spec_part)
 
-    def _check_speculative(self, options: SpeculativeOptions) -> None:
-        if options.on and facts(self.header.architecture).recurrent_interval:
-            raise GenerationError(f"speculative decoding ({options.spec_type}) needs a KV cache that drops rejected "
-                                  f"drafts; {self.header.architecture} keeps a recurrent state that cannot go back")
-        if options.spec_type == "draft-mtp" and not self.header.arch_key("nextn_predict_layers", 0):
-            raise GenerationError(f"draft-mtp drafts with the model's own NextN/MTP head, and {self.path} has none "
-                                  f"({self.header.architecture}.nextn_predict_layers is not set)")
+    @property
+    def draft(self) -> "Model | None":
+        """speculative draft-simple's draft model."""
+        return self._spec_part if isinstance(self._spec_part, Model) else None
 
-    def _mtp_head(self, spec: ContextSpec, options: SpeculativeOptions) -> MtpDrafter:
-        """The MTP head's context over this model's weights, following the main context."""
-        try:
-            head = ContextHandle(self._handle, replace(spec, nextn="mtp"))
-        except NativeError as e:
-            raise GenerationError(f"llama.cpp could not make the MTP context of {self.path} "
-                                  f"({self.header.architecture}): {e}") from None
-        drafter = MtpDrafter(head, options, self._handle.n_embd_out)
-        drafter.attach(self.context)
-        return drafter
-
-    def _load_draft(self, o: ModelOptions) -> "Model":
-        """The draft model, planned like any weights (ModelOptions.for_draft)."""
-        try:
-            return Model(o.speculative.draft_model, o.for_draft())
-        except ShimmyError as e:   # a missing or broken file: say it is the draft
-            raise type(e)(f"draft model: {e}") from None
+    @property
+    def mtp(self) -> MtpDrafter | None:
+        """speculative draft-mtp's drafter over the model's NextN/MTP head."""
+        return self._spec_part if isinstance(self._spec_part, MtpDrafter) else None
 
     def drafter(self, speculative=None) -> Drafter | None:
         """The drafter a generation uses: the model's own (its options'
         speculative), or `speculative`'s (SpeculativeOptions or a type name;
         draft-simple only with the draft model this model was loaded with)."""
         options = self.options.speculative if speculative is None else SpeculativeOptions.of(speculative)
-        self._check_speculative(options)
-        if options.spec_type == "ngram-simple":
-            return NgramDrafter(options)
-        if options.spec_type == "draft-mtp":
-            if self._mtp is None:
-                raise GenerationError("draft-mtp needs the model loaded with it: "
-                                      "Model(..., speculative=\"draft-mtp\") (it loads the NextN/MTP block)")
-            return self._mtp
-        if options.spec_type == "draft-simple":
-            if self.draft is None or options.draft_model != self.options.speculative.draft_model:
-                raise GenerationError("draft-simple drafts with the model loaded beside this one: load it with "
-                                      "Model(..., speculative=SpeculativeOptions(draft_model=PATH))")
-            return ModelDrafter(self.draft.context, options)
-        return None
+        mode = mode_of(options)
+        mode.check(self.header, self.path, options)
+        return mode.drafter(self, self._spec_part, options)
 
     def _load(self, spec: LoadSpec) -> ModelHandle:
         try:
@@ -187,25 +166,15 @@ class Model:
     def set_threads(self, n: int) -> None:
         """The CPU threads of the contexts that generate (the main one, the MTP head, the draft model's)
         from their next decode: the server's share of the cores (serving/threads.py), between decodes."""
-        for part in (self.context, self._mtp, self.draft):
+        for part in (self.context, self._spec_part):
             if part is not None:
                 part.set_threads(n)
 
     def close(self) -> None:
-        """Frees the contexts, then the model. Safe to call twice."""
-        if getattr(self, "_embedder", None) is not None:
-            self._embedder.close()
-        if getattr(self, "_tracing", None) is not None:
-            self._tracing.close()
-        if getattr(self, "_mtp", None) is not None:
-            self._mtp.batch.close()
-            self._mtp.head.close()
-        if getattr(self, "context", None) is not None:
-            self.context.close()
-        if getattr(self, "_handle", None) is not None:
-            self._handle.close()
-        if getattr(self, "draft", None) is not None:
-            self.draft.close()
+        """Frees every part in the reverse of their making (the embedder and the
+        tracing context, the MTP head, the context, the model, its draft).
+        Safe to call twice."""
+        self._parts.close()
 
     def __enter__(self) -> "Model":
         return self
@@ -214,7 +183,7 @@ class Model:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._handle.closed else f"n_ctx={self.n_ctx}"
+        state = "closed" if self.handle.closed else f"n_ctx={self.n_ctx}"
         return f"Model({self.path!r}, {state})"
 
     # --- what the model is ------------------------------------------------------
@@ -302,7 +271,7 @@ class Model:
                 self._require_context()
                 o = self.options
                 spec = ContextSpec(self.n_ctx, o.n_batch, 1, self.n_threads, True, o.kv_type, o.flash_attn)
-                self._tracing = Context(self._handle, spec, tap=Tap())
+                self._tracing = self._own(Context(self.handle, spec, tap=Tap()))
         return self._tracing
 
     def stream(self, prompt: str, **kwargs):
@@ -364,7 +333,7 @@ class Model:
         with self._embedder_lock:
             if self._embedder is None:
                 self._require_context()
-                self._embedder = Embedder(self._handle, min(self.n_ctx, 8192), self.n_threads)
+                self._embedder = self._own(Embedder(self.handle, min(self.n_ctx, 8192), self.n_threads))
         return self._embedder
 
     def reset(self) -> None:

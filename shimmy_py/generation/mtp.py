@@ -41,6 +41,11 @@ class MtpDrafter:
     def set_threads(self, n: int) -> None:
         self.head.set_threads(n)
 
+    def close(self) -> None:
+        """Frees its batch, then the head's context. Safe to call twice."""
+        self.batch.close()
+        self.head.close()
+
     def attach(self, target) -> None:
         """Follows `target` (a generation Context): its decodes and truncations."""
         self.target = target

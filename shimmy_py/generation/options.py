@@ -16,6 +16,7 @@ from ..native.context_handle import FLASH_ATTN, KV_TYPES
 from ..native.model_handle import LOAD_MODES
 from ..placement.options import SHORTCUTS, PlacementOptions
 from ..placement.plan import Plan
+from .spec_modes import mode_of
 from .speculative import SpeculativeOptions
 
 
@@ -100,7 +101,7 @@ class ModelOptions:
             _choice(LOAD_MODES, "load mode")(self.load_mode)
         object.__setattr__(self, "speculative", SpeculativeOptions.of(self.speculative))
         planned = replace(self.placement, n_ctx=self.n_ctx, n_seq=self.n_seq_max, flash_attn=self.flash_attn != "off",
-                          mtp=self.speculative.spec_type == "draft-mtp")
+                          mtp=mode_of(self.speculative).nextn)
         object.__setattr__(self, "placement", planned)   # the plan is for this context
 
     @property
