@@ -39,7 +39,7 @@ def serve(args) -> int:
         print(f"shimmy-py: warning: listening on {config.host} without an API key: anyone who can reach "
               "this port can use the model (set SHIMMY_API_KEY or --api-key-file)", file=sys.stderr, flush=True)
     if config.main_plan is not None:
-        print(f"shimmy-py: serving {path} as {', '.join(server.state.names)} on {server.url}", flush=True)
+        print(f"shimmy-py: serving {path} as {', '.join(server.state.catalog.names)} on {server.url}", flush=True)
         print(to_text(config.main_plan).split("per layer")[0].rstrip(), flush=True)
     else:
         print(f"shimmy-py: serving {len(set(server.state.catalog.values()))} discovered models on demand "

@@ -93,7 +93,7 @@ def test_a_model_loading_does_not_block_another(models):
 def test_admission_by_memory_unloads_or_refuses_with_the_figures(models):
     from shimmy_py.serving.models.state import State
     probe = State(config(None, ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models)))
-    need = probe._need("alpha")["CPU"]             # weights and KV cache of one tiny model on the CPU
+    need = probe.plans.need("alpha")["CPU"]             # weights and KV cache of one tiny model on the CPU
     probe.pool.close()
     cfg = config(None, ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models),
                       max_models=3, memory_budget={"CPU": int(need * 1.5)})
@@ -166,9 +166,9 @@ def _two_placements(models, rpc, **extra):
     settings = {"beta": ModelSettings(options(rpc=(rpc,), cpu_moe=True))}
     base = dict(ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models), settings=settings)
     probe = State(config(None, **base))
-    alpha, beta = probe._need("alpha"), probe._need("beta")
+    alpha, beta = probe.plans.need("alpha"), probe.plans.need("beta")
     acc = next(d for d in beta if d != "CPU")
-    beta_fit, fit_plan = probe._replan("beta", {"CPU": 1 << 40, acc: 1 << 40})
+    beta_fit, fit_plan = probe.plans.replan("beta", {"CPU": 1 << 40, acc: 1 << 40})
     probe.pool.close()
     # host RAM holds alpha and beta's fit plan (experts on the accelerator), not its cpu-moe plan
     host = alpha["CPU"] + (beta_fit["CPU"] + beta["CPU"]) // 2
@@ -214,7 +214,7 @@ def test_a_newcomer_over_the_budget_alone_is_planned_with_fit(models, rpc):
     base = dict(ctx=256, parallel=1, known_paths=(Path(models[1]),),
                 settings={"beta": ModelSettings(options(rpc=(rpc,)))})
     probe = State(config(None, **base))
-    own = probe._need("beta")
+    own = probe.plans.need("beta")
     probe.pool.close()
     acc = next(d for d in own if d != "CPU")
     experts = read_table(models[1]).by_role()["routed_experts"].nbytes

@@ -17,7 +17,7 @@ from shimmy_py.serving.http.policy import HttpPolicy
 
 
 def app(key: str | None = None) -> App:
-    state = SimpleNamespace(config=SimpleNamespace(api_key=key), path_names={})
+    state = SimpleNamespace(config=SimpleNamespace(api_key=key), catalog=SimpleNamespace(path_names={}))
     return App(state, HttpPolicy(1 << 20, None, None, 10.0), ROUTES)
 
 

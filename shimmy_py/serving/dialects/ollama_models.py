@@ -33,7 +33,7 @@ def parameter_size(n: int | None) -> str:
 
 
 def details(app: App, path: Path) -> dict:
-    d = app.state.describe(path)
+    d = app.state.catalog.describe(path)
     arch = d.architecture if d else ""
     return {"parent_model": "", "format": "gguf", "family": arch, "families": [arch] if arch else [],
             "parameter_size": parameter_size(d.params if d else None),
@@ -69,17 +69,17 @@ def show(app: App, req: Request) -> Response:
     requested = body.get("model") or body.get("name")
     if not isinstance(requested, str) or not requested:
         raise ApiError(400, "'model' is required")
-    name = app.state.resolve(requested)
+    name = app.state.catalog.resolve(requested)
     path = app.state.catalog.get(name)
     if path is None or not path.exists():
         raise NotFound(f"model {requested!r} not found")
-    app.state.check_file(name)
+    app.state.catalog.check_file(name)
     meta = read_header(path).metadata
     template = meta.get("tokenizer.chat_template", "")
     info: dict[str, Any] = {k: v for k, v in meta.items() if isinstance(v, (int, float, str, bool))
                             and (not k.startswith("tokenizer.") or k in ("tokenizer.ggml.model", "tokenizer.ggml.pre"))
                             and k != "tokenizer.chat_template"}
-    d = app.state.describe(path)
+    d = app.state.catalog.describe(path)
     if d:
         info["general.parameter_count"] = d.params
     caps = ["completion"]

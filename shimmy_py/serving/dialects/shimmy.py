@@ -43,8 +43,8 @@ def api_models(app: App, req: Request) -> Response:
             size = path.stat().st_size
         except OSError:           # deleted or unreadable since discovery: not listed
             continue
-        loaded = s.canonical(name) in resident
-        d = s.describe(path)
+        loaded = s.catalog.canonical(name) in resident
+        d = s.catalog.describe(path)
         models.append({"name": name, "size_bytes": size, "model_type": "gguf",
                        "parameter_count": d.params if d else None,
                        "active_parameter_count": d.active_params if d else None,

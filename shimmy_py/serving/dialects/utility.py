@@ -17,14 +17,14 @@ def health(app: App, req: Request) -> Response:
     s, main = app.state, app.state.main
     w = main.supervisor if main is not None else None
     crash = {"restarts": w.restarts if w else 0, "last_crash": w.last_crash if w else None}
-    if s.name is None:                    # models on demand: the server itself is what is healthy
+    if s.catalog.name is None:                    # models on demand: the server itself is what is healthy
         stalled = {r.name: r.supervisor.stalled for r in list(s.pool.residents.values()) if r.supervisor.stalled}
         if stalled:
             return Response.json(503, {"status": "error", "ready": False, "stalled": stalled,
                                        "error": "; ".join(f"{n}: {why}" for n, why in stalled.items())})
         return Response.json(200, {"status": "ok", "ready": True, "loaded": sorted(s.pool.residents)})
     if w is not None and w.healthy:
-        return Response.json(200, {"status": "ok", "model": s.name, "ready": True, **crash})
+        return Response.json(200, {"status": "ok", "model": s.catalog.name, "ready": True, **crash})
     error = s.load_error or (w.stalled or w.load_error if w else None)
     error = app.scrub(error) if error else None
     return Response.json(503, {"status": "error" if error else "loading", "ready": False, "error": error, **crash})

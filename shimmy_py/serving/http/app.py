@@ -40,7 +40,7 @@ class App:
             self.methods.setdefault(r.path, set()).add(r.method)
 
     def scrub(self, message: str) -> str:
-        return scrub(message, self.state.path_names)
+        return scrub(message, self.state.catalog.path_names)
 
     def label(self, path: str) -> str:
         """The route's name in /metrics (unknown paths share one)."""
