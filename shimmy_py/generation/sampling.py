@@ -27,6 +27,28 @@ def _number(integer: bool = False):
     return parse
 
 
+# Each number's bounds (least, most, integer), in one place: the Python API and the CLI (validate) and
+# every HTTP dialect (serving/dialects/parse.py) accept and refuse the same values. Open bounds (top_p and
+# repeat_penalty above 0) as the least positive value a client sends.
+BOUNDS: dict[str, tuple] = {
+    "temperature": (0.0, 100.0, False), "top_k": (0, None, True), "top_p": (1e-9, 1.0, False),
+    "min_p": (0.0, 1.0, False), "repeat_penalty": (1e-9, None, False), "repeat_last_n": (-1, 1 << 20, True),
+    "frequency_penalty": (-2.0, 2.0, False), "presence_penalty": (-2.0, 2.0, False),
+    "seed": (0, 2**32 - 1, True),
+}
+
+
+def within(name: str, value) -> bool:
+    """Whether `value` (a number) is within BOUNDS[name]."""
+    lo, hi, _ = BOUNDS[name]
+    return math.isfinite(value) and (lo is None or value >= lo) and (hi is None or value <= hi)
+
+
+def bounds_text(name: str) -> str:
+    lo, hi, _ = BOUNDS[name]
+    return " and ".join(t for t in (f">= {lo}" if lo is not None else "", f"<= {hi}" if hi is not None else "") if t)
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """How each token is drawn, as one record from the request (or the CLI, or
@@ -70,32 +92,20 @@ class SamplingParams:
         return replace(base or cls(), **changes)
 
     def validate(self, n_vocab: int | None = None) -> None:
-        """Raises GenerationError naming the first bad setting."""
-        for name in ("temperature", "top_p", "min_p", "repeat_penalty", "frequency_penalty", "presence_penalty",
-                     "top_k", "repeat_last_n", "seed"):
+        """Raises GenerationError naming the first bad setting (BOUNDS)."""
+        for name, (_, _, integer) in BOUNDS.items():
             value = getattr(self, name)
-            integer = name in ("top_k", "repeat_last_n", "seed")
             if value is None and name == "seed":
                 continue
             if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
                 raise GenerationError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+            if not within(name, value):
+                raise GenerationError(f"{name} must be {bounds_text(name)}, got {value}")
         bad_ids = [t for t, _ in self.logit_bias if n_vocab is not None and not 0 <= t < n_vocab]
-        checks = [
-            (not bad_ids, f"logit_bias names tokens outside the vocabulary [0, {n_vocab}): {bad_ids[:5]}"),
-            (math.isfinite(self.temperature) and self.temperature >= 0,
-             f"temperature must be >= 0, got {self.temperature}"),
-            (self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}"),
-            (0.0 < self.top_p <= 1.0, f"top_p must be in (0, 1], got {self.top_p}"),
-            (0.0 <= self.min_p <= 1.0, f"min_p must be in [0, 1], got {self.min_p}"),
-            (self.repeat_penalty > 0, f"repeat_penalty must be > 0, got {self.repeat_penalty}"),
-            (all(math.isfinite(x) and -2 <= x <= 2 for x in (self.frequency_penalty, self.presence_penalty)),
-             "frequency_penalty and presence_penalty must be in [-2, 2]"),
-            (self.seed is None or 0 <= self.seed < 2**32, f"seed must be in [0, 2**32), got {self.seed}"),
-            (all(math.isfinite(b) for _, b in self.logit_bias), "logit_bias values must be finite"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise GenerationError(message)
+        if bad_ids:
+            raise GenerationError(f"logit_bias names tokens outside the vocabulary [0, {n_vocab}): {bad_ids[:5]}")
+        if not all(math.isfinite(b) for _, b in self.logit_bias):
+            raise GenerationError("logit_bias values must be finite")
         if not isinstance(self.grammar, str) or not all(isinstance(x, str) and x for x in self.grammar_triggers):
             raise GenerationError("grammar must be GBNF text and its triggers non-empty texts")
 

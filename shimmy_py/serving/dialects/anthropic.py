@@ -161,7 +161,7 @@ def request(body: Any):
                    if body.get(k) is not None})
     if body.get("stop_sequences") is not None:
         fields["stop"] = body["stop_sequences"]
-    return parse_request(fields, "chat")
+    return parse_request(fields, "chat", {"stop": "stop_sequences"})
 
 
 class AnthropicShapes:

@@ -37,6 +37,8 @@ SAMPLING_OPTIONS = {"temperature": "temperature", "top_k": "top_k", "top_p": "to
                     "repeat_penalty": "repeat_penalty", "repeat_last_n": "repeat_last_n", "seed": "seed",
                     "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
                     "stop": "stop", "num_predict": "max_tokens"}
+# what an error names instead of the server's field it was translated to
+SPELLED = {**{ours: f"options.{theirs}" for theirs, ours in SAMPLING_OPTIONS.items()}, "response_format": "format"}
 NEUTRAL_OPTIONS = {"typical_p": 1.0, "tfs_z": 1.0, "mirostat": 0, "penalize_newline": False}   # as no sampler
 LOAD_OPTIONS = {"num_gpu", "main_gpu", "num_thread", "num_batch", "use_mmap", "use_mlock", "numa", "low_vram",
                 "vocab_only", "embedding_only", "logits_all", "num_keep"}
@@ -177,7 +179,7 @@ def generate_request(body: dict):
 
 def _parse(fields: dict, route: str):
     limit = fields.pop("context_limit", None)
-    gr = parse_request(fields, route)
+    gr = parse_request(fields, route, SPELLED)
     return replace(gr, job=replace(gr.job, context_limit=limit)) if limit is not None else gr
 
 

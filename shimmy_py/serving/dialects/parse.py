@@ -15,9 +15,9 @@ from typing import Any
 
 from ... import defaults
 from ...generation.job import Job
-from ...generation.sampling import SamplingParams
+from ...generation.sampling import BOUNDS, SamplingParams
 from ..durations import BadDuration, parse_duration
-from ..http.errors import ApiError
+from ..http.errors import ApiError, bad
 from . import chat_fields
 
 
@@ -75,9 +75,9 @@ def _get(body: dict, key: str, kinds, default=None):
     if value is None:
         return default
     if isinstance(value, bool) and bool not in kinds:
-        raise ApiError(400, f"'{key}' must be {' or '.join(k.__name__ for k in kinds)}, got a boolean")
+        raise bad(f"'{key}' must be {' or '.join(k.__name__ for k in kinds)}, got a boolean", key)
     if not isinstance(value, kinds):
-        raise ApiError(400, f"'{key}' must be {' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__}")
+        raise bad(f"'{key}' must be {' or '.join(k.__name__ for k in kinds)}, got {type(value).__name__}", key)
     return _text(value, f"'{key}'") if isinstance(value, str) else value
 
 
@@ -86,11 +86,17 @@ def _number(body, key, default, lo=None, hi=None, integer=False):
     if value is None:
         return None
     if not integer and not math.isfinite(value):
-        raise ApiError(400, f"'{key}' must be a finite number")
+        raise bad(f"'{key}' must be a finite number", key)
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         bounds = f">= {lo}" if hi is None else f"between {lo} and {hi}"
-        raise ApiError(400, f"'{key}' must be {bounds}, got {value}")
+        raise bad(f"'{key}' must be {bounds}, got {value}", key)
     return value
+
+
+def _sampled(body: dict, key: str, default):
+    """A sampling number within SamplingParams' own bounds (sampling.BOUNDS)."""
+    lo, hi, integer = BOUNDS[key]
+    return _number(body, key, default, lo=lo, hi=hi, integer=integer)
 
 
 def _logit_bias(body: dict) -> tuple:
@@ -123,26 +129,17 @@ def _check_known(body: dict, route: str) -> None:
 
 def _sampling(body: dict) -> SamplingParams:
     d = _DEFAULT_SAMPLING
-    return SamplingParams(
-        temperature=_number(body, "temperature", d.temperature, lo=0.0, hi=100.0),
-        top_k=_number(body, "top_k", d.top_k, lo=0, integer=True),
-        top_p=_number(body, "top_p", d.top_p, lo=1e-9, hi=1.0),
-        min_p=_number(body, "min_p", d.min_p, lo=0.0, hi=1.0),
-        repeat_penalty=_number(body, "repeat_penalty", d.repeat_penalty, lo=1e-9),
-        repeat_last_n=_number(body, "repeat_last_n", d.repeat_last_n, lo=-1, hi=1 << 20, integer=True),
-        frequency_penalty=_number(body, "frequency_penalty", d.frequency_penalty, lo=-2.0, hi=2.0),
-        presence_penalty=_number(body, "presence_penalty", d.presence_penalty, lo=-2.0, hi=2.0),
-        seed=_number(body, "seed", None, lo=0, hi=2**32 - 1, integer=True),
-        logit_bias=_logit_bias(body), grammar=chat_fields.grammar(body))
+    numbers = {key: _sampled(body, key, getattr(d, key)) for key in BOUNDS}
+    return SamplingParams(**numbers, logit_bias=_logit_bias(body), grammar=chat_fields.grammar(body))
 
 
 def _stops(body: dict) -> tuple[str, ...]:
     stop = _get(body, "stop", (str, list), [])
     stop = (stop,) if isinstance(stop, str) else tuple(stop)
     if not all(isinstance(s, str) for s in stop):
-        raise ApiError(400, "'stop' must be a string or a list of strings")
+        raise bad("'stop' must be a string or a list of strings", "stop")
     if len(stop) > MAX_STOPS or any(len(s) > MAX_STOP_CHARS for s in stop):
-        raise ApiError(400, f"'stop' takes at most {MAX_STOPS} strings of at most {MAX_STOP_CHARS} characters")
+        raise bad(f"'stop' takes at most {MAX_STOPS} strings of at most {MAX_STOP_CHARS} characters", "stop")
     return tuple(_text(s, "'stop'") for s in stop)
 
 
@@ -167,8 +164,18 @@ def _logprobs(body: dict, route: str) -> int | None:
     return _number(body, "logprobs", None, lo=0, hi=MAX_TOP_LOGPROBS, integer=True)
 
 
-def parse_request(body: Any, route: str) -> GenRequest:
-    """Validates a generation request of `route` ("generate", "chat", "completions")."""
+def parse_request(body: Any, route: str, spelled: dict | None = None) -> GenRequest:
+    """Validates a generation request of `route` ("generate", "chat",
+    "completions"). `spelled`: the names a dialect translated its fields from
+    (Ollama's options.num_predict for max_tokens): an error names the field
+    as the client sent it."""
+    try:
+        return _parse_request(body, route)
+    except ApiError as e:
+        raise e.spelled(spelled or {}) from None
+
+
+def _parse_request(body: Any, route: str) -> GenRequest:
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object")
     _check_known(body, route)

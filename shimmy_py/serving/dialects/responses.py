@@ -128,7 +128,7 @@ def request(body: Any):
     fields.update({k: body[k] for k in ("temperature", "top_p", "stream", "metadata", "user", "store",
                                         "service_tier", "prompt_cache_key", "safety_identifier", "stream_options")
                    if body.get(k) is not None})
-    return parse_request(fields, "chat"), body
+    return parse_request(fields, "chat", {"max_tokens": "max_output_tokens"}), body
 
 
 class ResponsesShapes:

@@ -8,15 +8,26 @@ from __future__ import annotations
 class ApiError(Exception):
     """An HTTP error answer: status, message and OpenAI error type."""
 
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", headers=None):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", headers=None,
+                 field: str | None = None):
         super().__init__(message)
         self.status, self.message, self.kind = status, message, kind
         self.headers = headers or {}
+        self.field = field               # the request field it names, as parse.py spells it
+
+    def spelled(self, names: dict) -> "ApiError":
+        """The same error naming its field as the client spelled it (names:
+        parse.py's name -> the dialect's), where a dialect translated it."""
+        if self.field not in names:
+            return self
+        theirs = names[self.field]
+        return ApiError(self.status, self.message.replace(f"'{self.field}'", f"'{theirs}'"), self.kind, self.headers,
+                        theirs)
 
 
-def bad(message: str) -> ApiError:
-    """A 400 naming what is wrong with the request."""
-    return ApiError(400, message)
+def bad(message: str, field: str | None = None) -> ApiError:
+    """A 400 naming what is wrong with the request (and the field, if one)."""
+    return ApiError(400, message, field=field)
 
 
 def openai_error(e: ApiError) -> dict:
