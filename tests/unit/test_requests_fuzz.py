@@ -36,3 +36,33 @@ def test_any_body_is_a_request_or_a_4xx(route, body):
     assert math.isfinite(s.temperature) and s.temperature >= 0 and 0 < s.top_p <= 1
     assert req.job.max_tokens is None or req.job.max_tokens >= 1
     assert (req.job.prompt is None) != (req.job.messages is None) or route == "generate"
+
+
+# every dialect's translator, under the same pass: its own keys, nested options and content blocks
+DIALECT_KEYS = ["model", "messages", "prompt", "options", "format", "think", "stream", "keep_alive", "system", "raw",
+                "max_tokens", "stop_sequences", "temperature", "top_k", "thinking", "tools", "tool_choice", "input",
+                "instructions", "max_output_tokens", "text", "reasoning", "metadata"]
+nested = st.dictionaries(st.sampled_from(["num_predict", "temperature", "num_ctx", "stop", "seed", "type", "role",
+                                          "content", "text", "budget_tokens", "effort", "mirostat"]),
+                         values, max_size=4)
+dialect_bodies = st.dictionaries(st.sampled_from(DIALECT_KEYS), values | nested | st.lists(nested, max_size=3),
+                                 max_size=7) | values
+
+
+def _translators():
+    from shimmy_py.serving.dialects import anthropic, ollama, responses
+    return {"ollama-chat": ollama.chat_request,
+            "ollama-generate": lambda b: ollama.generate_request(b) if isinstance(b, dict) else ollama.chat_request(b),
+            "anthropic": anthropic.request, "responses": lambda b: responses.request(b)[0]}
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(sorted(_translators())), body=dialect_bodies)
+def test_any_body_in_any_dialect_is_a_request_or_a_4xx(name, body):
+    body = json.loads(json.dumps(body, allow_nan=True))
+    try:
+        req = _translators()[name](body)
+    except ApiError as e:
+        assert 400 <= e.status < 500 and e.message
+        return
+    assert isinstance(req, GenRequest) and req.job.max_tokens != 0

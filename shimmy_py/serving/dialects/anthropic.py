@@ -23,6 +23,7 @@ from ..http.errors import ApiError, anthropic_error, bad
 from ..http.exchange import Request, Response
 from ..worker import messages as m
 from .chat_fields import text_parts
+from .known import known_fields
 from .parse import parse_request
 from .streaming import answer
 
@@ -38,9 +39,7 @@ def _message(msg, i: int) -> list[dict]:
     where = f"messages[{i}]"
     if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
         raise bad(f"{where} must be an object with role \"user\" or \"assistant\"")
-    extra = sorted(set(msg) - {"role", "content"})
-    if extra:
-        raise bad(f"{where}: unsupported field {extra[0]!r}")
+    known_fields(msg, {"role", "content"}, where)
     role, content = msg["role"], msg.get("content")
     if isinstance(content, str):
         return [{"role": role, "content": content}]
@@ -139,11 +138,7 @@ def _output_config(body: dict) -> dict:
 
 def chat_fields(body: Any, known: set) -> dict:
     """The server's chat request fields for an Anthropic body."""
-    if not isinstance(body, dict):
-        raise bad("the request body must be a JSON object")
-    extra = sorted(set(body) - known)
-    if extra:
-        raise bad(f"unsupported field {extra[0]!r}: this server does not implement it")
+    known_fields(body, known)
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
         raise bad("'messages' must be a non-empty list")

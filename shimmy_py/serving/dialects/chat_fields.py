@@ -16,6 +16,7 @@ from ...generation.grammar import JSON_OBJECT, schema_to_grammar
 from ...generation.reasoning import REASONING_FORMATS
 from ...generation.tool_formats import Tool
 from ..http.errors import bad
+from .known import known_fields
 
 MAX_MESSAGES = 4096
 MAX_TOOLS = 128
@@ -101,10 +102,8 @@ def messages(body: dict, system: str | None) -> list | None:
                 msg[key] = _text(m[key], f"{where}.{key}")
         if msg["content"] is None and not msg.get("tool_calls"):
             raise bad(f"{where}.content must be a string or a list of content parts (null only beside tool_calls)")
-        unknown = sorted(set(m) - {"role", "content", "tool_calls", "tool_call_id", "name", "reasoning_content",
-                                   "refusal", "annotations", "audio"})
-        if unknown:
-            raise bad(f"{where}: unsupported field {unknown[0]!r}")
+        known_fields(m, {"role", "content", "tool_calls", "tool_call_id", "name", "reasoning_content", "refusal",
+                         "annotations", "audio"}, where)
         out.append(msg)
     if not out:
         raise bad("'messages' is empty")

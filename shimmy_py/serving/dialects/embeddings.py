@@ -17,17 +17,13 @@ from ..http.app import App
 from ..http.errors import bad
 from ..http.exchange import Request, Response
 from ..worker import messages as m
+from .known import known_fields
 
 MAX_INPUTS = 2048
 
 
 def _body(req: Request, known: set) -> dict:
-    body = req.json()
-    if not isinstance(body, dict):
-        raise bad("the request body must be a JSON object")
-    extra = sorted(set(body) - known)
-    if extra:
-        raise bad(f"unsupported field {extra[0]!r}: this server does not implement it")
+    body = known_fields(req.json(), known)
     if body.get("model") is not None and not isinstance(body["model"], str):
         raise bad("'model' must be a string")
     return body

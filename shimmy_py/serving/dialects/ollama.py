@@ -28,6 +28,7 @@ from typing import Any, Mapping
 from ..http.app import App
 from ..http.errors import bad
 from ..http.exchange import Request, Response
+from .known import known_fields
 from .parse import parse_request
 from .streaming import answer
 
@@ -53,12 +54,6 @@ def speaks_ollama(body: Any, headers: Mapping[str, str]) -> bool:
     if "application/x-ndjson" in headers.get("Accept", ""):
         return True
     return isinstance(body, dict) and bool(OLLAMA_ONLY & set(body))
-
-
-def _unknown(body: dict, known: set, route: str) -> None:
-    extra = sorted(set(body) - known)
-    if extra:
-        raise bad(f"unsupported field {extra[0]!r} for {route}: this server does not implement it")
 
 
 def _empty(body: dict, key: str, why: str) -> None:
@@ -144,9 +139,7 @@ def _common(body: dict) -> dict:
 
 def chat_request(body: Any):
     """/api/chat's body as the server's chat request."""
-    if not isinstance(body, dict):
-        raise bad("the request body must be a JSON object")
-    _unknown(body, CHAT_KEYS, "/api/chat")
+    known_fields(body, CHAT_KEYS, route="/api/chat")
     fields = {**_common(body), **_think(body), "messages": _messages(body.get("messages"))}
     if body.get("tools"):
         fields["tools"] = body["tools"]
@@ -156,7 +149,7 @@ def chat_request(body: Any):
 def generate_request(body: dict):
     """/api/generate's (Ollama's) body: the prompt through the template as a
     user turn (with `system`), or as it is with `raw`."""
-    _unknown(body, GENERATE_KEYS, "/api/generate")
+    known_fields(body, GENERATE_KEYS, route="/api/generate")
     _empty(body, "images", "this server's models take text only")
     _empty(body, "suffix", "fill-in-the-middle is not implemented")
     _empty(body, "template", "the model's own chat template is used (see /api/show)")

@@ -17,6 +17,7 @@ from ...version import __version__
 from ..http.app import App
 from ..http.errors import ApiError
 from ..http.exchange import Request, Response
+from .known import known_fields
 
 _BLOB = re.compile(r"^sha256-([0-9a-f]{64})$")
 
@@ -60,12 +61,7 @@ def tags(app: App, req: Request) -> Response:
 
 
 def show(app: App, req: Request) -> Response:
-    body = req.json()
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object")
-    extra = sorted(set(body) - {"model", "name", "verbose"})
-    if extra:
-        raise ApiError(400, f"unsupported field {extra[0]!r} for /api/show")
+    body = known_fields(req.json(), {"model", "name", "verbose"}, route="/api/show")
     requested = body.get("model") or body.get("name")
     if not isinstance(requested, str) or not requested:
         raise ApiError(400, "'model' is required")

@@ -19,6 +19,7 @@ from ...generation.sampling import BOUNDS, SamplingParams
 from ..durations import BadDuration, parse_duration
 from ..http.errors import ApiError, bad
 from . import chat_fields
+from .known import known_fields
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,7 @@ _DEFAULT_SAMPLING = SamplingParams()   # a field a request leaves out takes llam
 
 
 def _check_known(body: dict, route: str) -> None:
-    unknown = sorted(set(body) - KNOWN[route])
-    if unknown:
-        raise ApiError(400, f"unsupported field {unknown[0]!r}: this server does not implement it (it would be "
-                       "ignored, and the answer not what was asked)")
+    known_fields(body, KNOWN[route])
     if body.get("modalities") not in (None, ["text"]):
         raise ApiError(400, "'modalities': this server's models give text only")
     if body.get("cache_prompt") is False:
@@ -176,8 +174,6 @@ def parse_request(body: Any, route: str, spelled: dict | None = None) -> GenRequ
 
 
 def _parse_request(body: Any, route: str) -> GenRequest:
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object")
     _check_known(body, route)
     n = _number(body, "n", 1, lo=1, hi=MAX_CHOICES if route != "generate" else 1, integer=True)
     stream = _get(body, "stream", (bool,), route == "generate")  # shimmy streams by default

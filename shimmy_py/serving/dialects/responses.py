@@ -20,6 +20,7 @@ from ..http.app import App
 from ..http.errors import bad
 from ..http.exchange import Request, Response
 from .chat_fields import text_parts
+from .known import known_fields
 from .parse import parse_request
 from .streaming import answer
 
@@ -108,11 +109,7 @@ def _format(body: dict) -> dict:
 
 
 def request(body: Any):
-    if not isinstance(body, dict):
-        raise bad("the request body must be a JSON object")
-    extra = sorted(set(body) - KNOWN)
-    if extra:
-        raise bad(f"unsupported field {extra[0]!r}: this server does not implement it")
+    known_fields(body, KNOWN)
     if body.get("previous_response_id"):
         raise bad("'previous_response_id': this server stores no responses; send the whole conversation as input")
     if body.get("truncation") not in (None, "disabled"):

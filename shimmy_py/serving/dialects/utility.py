@@ -10,6 +10,7 @@ from ..http.errors import ApiError
 from ..http.exchange import Request, Response
 from ..worker import messages as m
 from ..worker.figures import COUNTERS
+from .known import known_fields
 from .parse import parse_request
 
 
@@ -58,12 +59,7 @@ def call(app: App, model: str | None, msg) -> object:
 
 
 def _fields(req: Request, known: set) -> dict:
-    body = req.json()
-    if not isinstance(body, dict):
-        raise ApiError(400, "the request body must be a JSON object")
-    extra = sorted(set(body) - known)
-    if extra:
-        raise ApiError(400, f"unsupported field {extra[0]!r}")
+    body = known_fields(req.json(), known)
     if body.get("model") is not None and not isinstance(body["model"], str):
         raise ApiError(400, "'model' must be a string")
     return body
