@@ -15,7 +15,8 @@ from .. import defaults
 from ..errors import PlacementError
 from ..fields import Shortcut, opt
 from ..sizes import parse_size
-from .plan import STRATEGIES, Plan, PlanRequest
+from .plan import Plan, PlanRequest
+from .strategies import KINDS, USAGE
 
 
 def parse_override_arg(text: str) -> list[tuple[str, str]]:
@@ -103,8 +104,8 @@ class Strategy:
     plan: Plan | None = None
 
     def __post_init__(self):
-        if self.name not in (*STRATEGIES, "plan"):
-            raise PlacementError(f"unknown strategy {self.name!r}: use gpu, cpu-moe, n-cpu-moe=N, fit or fit=SIZE")
+        if self.name not in (*KINDS, "plan"):
+            raise PlacementError(f"unknown strategy {self.name!r}: use {USAGE}")
         if isinstance(self.n_cpu_moe, bool) or not isinstance(self.n_cpu_moe, int) or self.n_cpu_moe < 0:
             raise PlacementError(f"--n-cpu-moe must be a layer count >= 0, got {self.n_cpu_moe!r}")
         if self.vram_budget is not None:
@@ -124,26 +125,19 @@ class Strategy:
         if isinstance(spec, Plan):
             return cls.explicit(spec)
         if not isinstance(spec, str):
-            raise PlacementError(f"strategy {spec!r}: use gpu, cpu-moe, n-cpu-moe=N, fit or fit=SIZE")
+            raise PlacementError(f"strategy {spec!r}: use {USAGE}")
         name, _, arg = spec.strip().partition("=")
-        if name == "n-cpu-moe" and arg.isascii() and arg.isdigit():
-            return cls(name, n_cpu_moe=int(arg))
-        if name == "fit":
-            return cls(name, vram_budget=parse_size(arg) if arg else None)
-        if name in ("gpu", "cpu-moe") and not arg:
-            return cls(name)
-        raise PlacementError(f"unknown placement {spec!r}: use gpu, cpu-moe, n-cpu-moe=N, fit or fit=SIZE")
+        fields = KINDS[name].parse(arg) if name in KINDS else None
+        if fields is None:
+            raise PlacementError(f"unknown placement {spec!r}: use {USAGE}")
+        return cls(name, **fields)
 
     @classmethod
     def explicit(cls, plan: Plan) -> Strategy:
         return cls("plan", plan=plan)
 
     def __str__(self) -> str:
-        if self.name == "n-cpu-moe":
-            return f"n-cpu-moe={self.n_cpu_moe}"
-        if self.name == "fit" and self.vram_budget is not None:
-            return f"fit={self.vram_budget}"
-        return self.name
+        return KINDS[self.name].text(self.n_cpu_moe, self.vram_budget) if self.name in KINDS else self.name
 
 
 def _flag_bool(value, flag: str) -> bool:

@@ -13,7 +13,6 @@ from ..sizes import gib
 CPU = "CPU"                 # llama.cpp's name for host RAM's device, in plans and budgets
 HOST_RAM = CPU
 NOT_LOADED = "not loaded"   # the device of a tensor llama.cpp skips (a NextN block): no memory anywhere
-STRATEGIES = ("gpu", "cpu-moe", "n-cpu-moe", "fit")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ from collections import defaultdict
 from ..errors import PlacementError
 from ..gguf_io.tensors import Tensor, TensorTable
 from ..sizes import gib
-from .plan import CPU, NOT_LOADED, STRATEGIES, DevicePlan, DeviceSpec, Placement, Plan, PlanRequest
+from .plan import CPU, NOT_LOADED, DevicePlan, DeviceSpec, Placement, Plan, PlanRequest
+from .strategies import kind
 
 
 def margin_for(capacity: int) -> int:
@@ -99,43 +100,6 @@ def _base_device(t: Tensor, slot_device: list[str], mtp: bool = False) -> str:
     return slot_device[-1]
 
 
-def _strategy_cpu(req: PlanRequest, movable: list[Tensor], budgets: dict[str, int],
-                  device_of: dict[str, str]) -> set[str]:
-    """Names of the routed-expert tensors the strategy sends to the CPU."""
-    if req.strategy == "gpu":
-        return set()
-    if req.strategy == "cpu-moe":
-        return {t.name for t in movable}
-    if req.strategy == "n-cpu-moe":
-        return {t.name for t in movable if t.layer is not None and t.layer < req.n_cpu_moe}
-    on_cpu = set()
-    for dev, left in budgets.items():     # each accelerator keeps the experts of its own last layers
-        on_cpu |= _fit([t for t in movable if device_of[t.name] == dev], left)
-    return on_cpu
-
-
-def _fit(movable: list[Tensor], budget_left: int) -> set[str]:
-    by_layer: dict[int, list[Tensor]] = defaultdict(list)
-    for t in movable:
-        by_layer[t.layer if t.layer is not None else -1].append(t)
-    on_cpu = {t.name for t in movable}
-    left = budget_left
-    pending: list[Tensor] = []
-    for layer in sorted(by_layer, reverse=True):   # the last layers keep their experts
-        group = by_layer[layer]
-        size = sum(t.nbytes for t in group)
-        if not pending and size <= left:
-            on_cpu -= {t.name for t in group}
-            left -= size
-        else:
-            pending.extend(group)
-    for t in sorted(pending, key=lambda t: (-(t.layer or 0), t.name)):  # finer than layers
-        if t.nbytes <= left:
-            on_cpu.discard(t.name)
-            left -= t.nbytes
-    return on_cpu
-
-
 def anchored_patterns(names: set[str]) -> list[str]:
     """Few anchored regexes matching exactly `names` (blk.N.suffix grouped)."""
     by_suffix: dict[str, set[int]] = defaultdict(set)
@@ -159,12 +123,7 @@ def anchored_patterns(names: set[str]) -> list[str]:
 
 
 def _validate(table: TensorTable, req: PlanRequest) -> None:
-    if req.strategy not in STRATEGIES:
-        raise PlacementError(f"unknown strategy {req.strategy!r}; choose one of {', '.join(STRATEGIES)}")
-    n_layer = table.hparams.n_layer
-    if req.strategy == "n-cpu-moe" and not 0 <= req.n_cpu_moe <= n_layer:
-        raise PlacementError(f"--n-cpu-moe {req.n_cpu_moe} is out of range: {table.path} has "
-                             f"{n_layer} layers (0 to {n_layer})")
+    kind(req.strategy).check(req.n_cpu_moe, table.hparams.n_layer, table.path)
     if req.n_ctx < 1:
         raise PlacementError(f"context length must be >= 1, got {req.n_ctx}")
     if req.vram_budget is not None and req.vram_budget <= 0:
@@ -209,10 +168,11 @@ def plan(table: TensorTable, devices: list[DeviceSpec], request: PlanRequest = P
     movable = [t for t in table.tensors if t.role == "routed_experts" and t.name not in pinned
                and device_of[t.name] != CPU]
     budgets = {}
-    if accs and request.strategy == "fit":
+    strategy = kind(request.strategy)
+    if accs and strategy.budgeted:
         budgets = {a.name: _fit_budget(table, request, a, device_of, movable, kv[a.name] + reserve[a.name])
                    for a in accs if a.name in kv}
-    strategy_cpu = _strategy_cpu(request, movable, budgets, device_of) if accs else set()
+    strategy_cpu = strategy.to_cpu(movable, request.n_cpu_moe, budgets, device_of) if accs else set()
     spill = _spill(table, strategy_cpu, [cpu_spec, *hosts], device_of)
     overrides = list(request.overrides)
     for dev in [cpu_spec, *hosts]:
