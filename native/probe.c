@@ -113,6 +113,19 @@ int main(void) {
     FIELD(llama_chat_message, content);
     close_struct();
 
+    STRUCT(llama_token_data);
+    FIELD(llama_token_data, id);
+    FIELD(llama_token_data, logit);
+    FIELD(llama_token_data, p);
+    close_struct();
+
+    STRUCT(llama_token_data_array);
+    FIELD(llama_token_data_array, data);
+    FIELD(llama_token_data_array, size);
+    FIELD(llama_token_data_array, selected);
+    FIELD(llama_token_data_array, sorted);
+    close_struct();
+
     STRUCT(llama_embd);
     FIELD(llama_embd, data);
     FIELD(llama_embd, n_rows);

@@ -44,7 +44,13 @@ PRIMITIVES = {
     "array": '"[" space ( value ("," space value)* )? "]" space',
 }
 FORMATS = {
-    "date": '[0-9]{4} "-" ( "0" [1-9] | "1" [0-2] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] )',
+    # a calendar date: each month's own days, February's 29th in leap years only (a year divisible by 4,
+    # and by 400 where it ends in 00), which llama.cpp's converter lets through and validators refuse
+    "date": '( [0-9]{4} "-" ( ( "0" [13578] | "1" [02] ) "-" ( "0" [1-9] | [12] [0-9] | "3" [01] ) '
+            '| ( "0" [469] | "11" ) "-" ( "0" [1-9] | [12] [0-9] | "30" ) '
+            '| "02-" ( "0" [1-9] | "1" [0-9] | "2" [0-8] ) ) '
+            '| ( [0-9]{2} ( "0" [48] | [2468] [048] | [13579] [26] ) '
+            '| ( "0" [48] | [2468] [048] | [13579] [26] ) "00" ) "-02-29" )',
     "time": '( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] ":" [0-5] [0-9] ( "." [0-9]{1,6} )? '
             '( "Z" | [+-] ( [01] [0-9] | "2" [0-3] ) ":" [0-5] [0-9] )',      # RFC 3339: the offset is required
     "uuid": '[0-9a-fA-F]{8} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{4} "-" [0-9a-fA-F]{12}',

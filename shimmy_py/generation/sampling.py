@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Union
 
 from ..errors import GenerationError
 from ..fields import Shortcut, opt
-from ..native.sampler_chain import SamplerChain
+from ..native.sampler_chain import Candidates, Grammar, SamplerChain, sample_with_grammar
 
 
 def _number(integer: bool = False):
@@ -136,19 +136,26 @@ class Argmax:
 
 class Chain:
     """llama.cpp's sampler chain for one generation (it holds the RNG and the
-    penalty state)."""
+    penalty state), and its grammar beside it, as llama.cpp's common sampler
+    keeps them: a draw the grammar refuses is drawn again under it."""
 
-    def __init__(self, chain: SamplerChain):
-        self.chain = chain
+    def __init__(self, chain: SamplerChain, grammar: Grammar | None = None, n_vocab: int = 0):
+        self.chain, self.grammar = chain, grammar
+        self._candidates = Candidates(n_vocab) if grammar is not None else None
 
     def sample(self, context, idx: int) -> int:
-        return self.chain.sample(context.native, idx)
+        if self.grammar is None:
+            return self.chain.sample(context.native, idx)
+        return sample_with_grammar(self.chain, self.grammar, self._candidates, context.native, idx)
 
     def accept(self, token: int) -> None:
+        """A token the caller chose (a prompt's, for the penalties' window)."""
         self.chain.accept(token)
 
     def close(self) -> None:
         self.chain.close()
+        if self.grammar is not None:
+            self.grammar.close()
 
 
 Sampler = Union[Argmax, Chain]
@@ -160,23 +167,32 @@ def build_sampler(params: SamplingParams, n_vocab: int, prompt: Sequence[int] = 
     in llama.cpp. A grammar needs the model (its vocabulary)."""
     if params.greedy and not params.logit_bias and not params.penalized and not params.grammar:
         return Argmax()
-    chain = Chain(_chain(params, n_vocab, model))
+    grammar = _grammar(params, model)
+    try:
+        chain = Chain(_chain(params, n_vocab), grammar, n_vocab)
+    except BaseException:
+        if grammar is not None:
+            grammar.close()
+        raise
     if params.penalized:
         for tok in prompt:
             chain.accept(tok)
     return chain
 
 
-def _chain(params: SamplingParams, n_vocab: int, model=None) -> SamplerChain:
-    """llama.cpp's sampler chain for `params`, in llama.cpp's order (a
-    grammar first: the others choose among the tokens it allows)."""
+def _grammar(params: SamplingParams, model) -> Grammar | None:
+    """The grammar sampler of `params`, beside the chain (llama.cpp's common sampler keeps it apart)."""
+    if not params.grammar:
+        return None
+    if model is None:
+        raise GenerationError("a grammar needs the model's vocabulary")
+    return Grammar(model, params.grammar, params.grammar_root, [trigger_pattern(t) for t in params.grammar_triggers])
+
+
+def _chain(params: SamplingParams, n_vocab: int) -> SamplerChain:
+    """llama.cpp's sampler chain for `params`, in llama.cpp's order."""
     chain = SamplerChain()
     try:
-        if params.grammar:
-            if model is None:
-                raise GenerationError("a grammar needs the model's vocabulary")
-            triggers = [trigger_pattern(t) for t in params.grammar_triggers]
-            chain.add_grammar(model, params.grammar, params.grammar_root, triggers=triggers)
         if params.logit_bias:
             chain.add_logit_bias(n_vocab, params.logit_bias)
         if params.penalized:

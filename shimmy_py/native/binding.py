@@ -131,8 +131,19 @@ class llama_embd(Structure):
     _fields_ = [("data", POINTER(c_float)), ("n_rows", c_size_t), ("n_embd", c_size_t)]
 
 
+# typedef struct llama_token_data { llama_token id; float logit; float p; } llama_token_data;
+class llama_token_data(Structure):
+    _fields_ = [("id", llama_token), ("logit", c_float), ("p", c_float)]
+
+
+# typedef struct llama_token_data_array { llama_token_data * data; size_t size; int64_t selected; bool sorted; }
+class llama_token_data_array(Structure):
+    _fields_ = [("data", POINTER(llama_token_data)), ("size", c_size_t), ("selected", c_int64), ("sorted", c_bool)]
+
+
 STRUCTS = (llama_model_tensor_buft_override, llama_model_params, llama_context_params, llama_batch,
-           llama_sampler_chain_params, llama_logit_bias, llama_chat_message, llama_embd, ggml_tensor)
+           llama_sampler_chain_params, llama_logit_bias, llama_chat_message, llama_embd, ggml_tensor,
+           llama_token_data, llama_token_data_array)
 
 # name: (restype, argtypes), each under its C prototype.
 _LLAMA = {
@@ -276,6 +287,8 @@ _LLAMA = {
     "llama_sampler_sample": (llama_token, [c_void_p, c_void_p, c_int32]),
     # void llama_sampler_accept(struct llama_sampler * smpl, llama_token token);
     "llama_sampler_accept": (None, [c_void_p, llama_token]),
+    # void llama_sampler_apply(struct llama_sampler * smpl, llama_token_data_array * cur_p);
+    "llama_sampler_apply": (None, [c_void_p, POINTER(llama_token_data_array)]),
     # void llama_sampler_free(struct llama_sampler * smpl);
     "llama_sampler_free": (None, [c_void_p]),
 }

@@ -124,6 +124,11 @@ class ContextHandle(Owned):
         with self._lock:
             return self._logits_view(i).copy()
 
+    def logits_into(self, i: int, out: np.ndarray) -> None:
+        """Output `i`'s logits copied into `out` (a float32 array or field of n_vocab)."""
+        with self._lock:
+            out[...] = self._logits_view(i)
+
     def argmax(self, i: int) -> int:
         """The token with the largest logit at output `i`, read in place (the
         first one on a tie, as llama.cpp's greedy sampler chooses)."""
