@@ -172,11 +172,12 @@ def drain(gen, on_piece=None) -> Completion:
     """Runs a generation stream to its end, handing each text piece to
     `on_piece` if given, and returns its Completion. If `on_piece` raises (a
     client that went away), the stream is closed, which frees its sequence."""
-    with contextlib.closing(gen):
-        while True:
-            try:
-                piece = next(gen)
-            except StopIteration as done:
-                return done.value
-            if on_piece is not None:
-                on_piece(piece)
+    def hand(piece) -> tuple:
+        if on_piece is not None:
+            on_piece(piece)
+        return ()                    # no items: relay's first step runs the stream to its end
+    try:
+        next(relay(gen, hand))
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("unreachable: hand() yields nothing")
