@@ -24,7 +24,7 @@ from shimmy_py import Model
 m = Model(sys.argv[1], vocab_only=True)
 text = sys.argv[2] * (int(sys.argv[3]) // len(sys.argv[2]))
 threading.stack_size(8 << 20)
-t = threading.Thread(target=lambda: m._handle.tokenize_here(text.encode(), True, False))
+t = threading.Thread(target=lambda: m.handle.tokenize_here(text.encode(), True, False))
 t.start(); t.join()
 """
 

@@ -32,7 +32,7 @@ for unit in sys.argv[2:]:
     tokens = m.tokenize(text)
     assert len(tokens) > 1, unit
     ten_k = (unit * (10_000 // len(unit))).encode()       # on the big stack, and on the caller's (8 MiB holds 10k)
-    assert m.tokenize(ten_k.decode()) == m._handle.tokenize_here(ten_k, True, False), unit
+    assert m.tokenize(ten_k.decode()) == m.handle.tokenize_here(ten_k, True, False), unit
 print("ok", len(sys.argv) - 2)
 """.replace("{n}", str(N))
 
