@@ -118,14 +118,17 @@ def think_first(grammar: str, opened: bool, open_tag: str = "<think>", close_tag
     """`grammar` (its rule `root`) after a think block, as llama-server holds
     a thinking model's answer to a response format: start the grammar at
     THINKING_ROOT. `opened`: the prompt already opened the block (the model
-    is inside it), else the block is optional."""
+    is inside it), else the block is optional. The whitespace around it is
+    where llama-server's grammar has it (llama.cpp's SPACE_RULE before the
+    block, after it and before the answer); its fenced ```json answer is
+    not offered (the chat parser would pass the fence on as content)."""
     until = until_rules("thinking-until", close_tag)
     space = 'thinking-space ::= | " " | "\\n"{1,2} [ \\t]{0,20}\n'
     if opened:
         head = f'thinking-until {literal(close_tag)}'
     else:
         head = f'( {literal(open_tag)} "\\n"? thinking-until "\\n"? {literal(close_tag)} "\\n"? "\\n"? )?'
-    return f"{THINKING_ROOT} ::= {head} thinking-space root\n{space}{until}{grammar}"
+    return f"{THINKING_ROOT} ::= thinking-space {head} thinking-space thinking-space root\n{space}{until}{grammar}"
 
 
 def until_rules(name: str, stop: str) -> str:
