@@ -39,12 +39,19 @@ def test_an_unknown_path_is_answered_in_its_prefix_dialect(path, dialect):
     status, body = answer(app(), "GET", path)
     assert status == 404
     if dialect == "anthropic":
-        assert body["type"] == "error" and body["error"]["type"] == "not_found_error"
-        assert body["error"]["message"].startswith("no route GET")
+        assert body == {"type": "error", "error": {"type": "not_found_error", "message": f"no route GET {path}"}}
     elif dialect == "openai":
         assert body["error"]["type"] == "not_found_error" and body["error"]["code"] == 404
+        assert body["error"]["message"] == f"no route GET {path}"      # the client's own path, not scrubbed
     else:
-        assert set(body) == {"error"} and body["error"].startswith("no route GET")
+        assert body == {"error": f"no route GET {path}"}
+
+
+def test_server_paths_are_scrubbed_but_the_clients_own_path_is_not():
+    from shimmy_py.serving.http.exchange import scrub
+    msg = "cannot read /srv/models/secret/m.gguf for GET /v1/x/y"
+    assert scrub(msg, {}, keep=("/v1/x/y",)) == "cannot read m.gguf for GET /v1/x/y"
+    assert scrub(msg, {"/srv/models/secret/m.gguf": "tiny"}) == "cannot read tiny for GET y"
 
 
 def test_a_routes_own_dialect_shapes_its_errors():

@@ -39,8 +39,8 @@ class App:
         for r in routes:
             self.methods.setdefault(r.path, set()).add(r.method)
 
-    def scrub(self, message: str) -> str:
-        return scrub(message, self.state.catalog.path_names)
+    def scrub(self, message: str, keep: tuple[str, ...] = ()) -> str:
+        return scrub(message, self.state.catalog.path_names, keep)
 
     def label(self, path: str) -> str:
         """The route's name in /metrics (unknown paths share one)."""
@@ -97,5 +97,5 @@ class App:
         route = self.route(req)
         dialect = route.dialect if route else dialect_of(req.path)
         err = as_api_error(e)
-        err = ApiError(err.status, self.scrub(err.message), err.kind, err.headers)
+        err = ApiError(err.status, self.scrub(err.message, keep=(req.path,)), err.kind, err.headers)
         return Response.json(err.status, error_body(err, dialect), err.headers)

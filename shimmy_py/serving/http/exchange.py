@@ -95,8 +95,12 @@ def as_api_error(e: BaseException) -> ApiError:
     return ApiError(500, f"internal error ({type(e).__name__}); see the server log", "server_error")
 
 
-def scrub(message: str, path_names: Mapping[str, str]) -> str:
-    """Errors name models, never the server's filesystem paths."""
+def scrub(message: str, path_names: Mapping[str, str], keep: tuple[str, ...] = ()) -> str:
+    """Errors name models, never the server's filesystem paths; `keep`: what
+    the client sent itself (the request's path: "no route GET /api/x" keeps
+    its /api/x), left as it is."""
+    if keep and keep[0] and keep[0] in message:
+        return keep[0].join(scrub(part, path_names, keep[1:]) for part in message.split(keep[0]))
     for path, name in path_names.items():
         message = message.replace(path, name)
     return _ABSOLUTE_PATH.sub(lambda m: Path(m.group(0)).name, message)
