@@ -1,5 +1,5 @@
 """Generation in the caller's thread, with no engine between: the token source
-of the Python API and the CLI (the server's is serving/engine.py). It reuses
+of the Python API and the CLI (the server's is engine.py). It reuses
 what the KV cache of sequence 0 holds from the previous generation
 (kvcache.py), prefills the rest, then decodes one token per call, or, with
 a drafter (speculative.py), the sampled token and its drafts in one decode,

@@ -5,7 +5,7 @@ output_config's format and effort; the sampling fields older clients send;
 streamed as named SSE events message_start, content_block_start /
 _delta / _stop, message_delta, message_stop) and /v1/messages/count_tokens.
 
-A request becomes the server's own chat request (api.parse_request), so the
+A request becomes the server's own chat request (parse.parse_request), so the
 prompt is the one /v1/chat/completions builds for the same conversation:
 text blocks join, tool_use blocks become an assistant's tool calls,
 tool_result blocks become tool messages, thinking blocks the reasoning an

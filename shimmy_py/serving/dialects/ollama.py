@@ -5,7 +5,7 @@ objects with done_reason, counts and durations in nanoseconds). The model
 routes (/api/tags, /api/show, /api/ps, /api/version): ollama_models.py.
 
 A request is translated into the server's own chat or completion request
-(api.parse_request: one validation for every dialect), so that the prompt
+(parse.parse_request: one validation for every dialect), so that the prompt
 an Ollama chat builds is the one /v1/chat/completions builds for the same
 conversation. What Ollama can do and this server cannot (images, a template
 override, a fill-in-the-middle suffix, load-time options per request) is a

@@ -6,7 +6,7 @@ json_schema), `reasoning.effort`, `max_output_tokens`; the answer as output
 items (reasoning, message, function_call), whole or as the typed stream
 events the openai client parses (response.created ... response.completed).
 
-The request becomes the server's own chat request (api.parse_request), so
+The request becomes the server's own chat request (parse.parse_request), so
 the prompt is the one /v1/chat/completions builds for the same conversation.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The models a server holds, loaded on demand: one supervised worker
-process per resident model (supervisor.py), as Ollama runs a runner per model.
+process per resident model (worker/supervisor.py), as Ollama runs a runner per model.
 
 A request naming a model that is not resident loads it (requests for that
 model wait; requests for others go on). A model stays resident for its

@@ -1,5 +1,5 @@
 """The messages between the server and a model worker (supervisor.py <->
-worker.py), as small frozen records dispatched by type: llama.cpp's server
+process.py), as small frozen records dispatched by type: llama.cpp's server
 has `server_task_type` and `struct server_task` for the same purpose.
 
 Server -> worker: `Generate` (a streamed generation), any `Call` (a request
@@ -8,8 +8,8 @@ answered by one value: tokenize, embed, ...), `Cancel`, `CacheLimit`,
 `Done` for a generation, `Result` for a call, `Failed` for either, and a
 `Heartbeat` with the engine's counters every second (watchdog.py).
 
-A model-backed endpoint is a route (routes.py), a `Call` subclass here, and
-the worker method that answers it (worker.py's CALLS).
+A model-backed endpoint is a route (dialects/routes.py), a `Call` subclass here,
+and the worker method that answers it (process.py's CALLS).
 """
 from __future__ import annotations
 

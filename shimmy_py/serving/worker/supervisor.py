@@ -1,4 +1,4 @@
-"""The server's side of the model worker (worker.py): starts it, relays each
+"""The server's side of the model worker (process.py): starts it, relays each
 request's pieces back to its handler, and when the worker dies (a native
 crash: SIGSEGV, SIGABRT, or a kill) fails the requests in flight with a
 message naming the signal, counts the restart, and starts it again.
