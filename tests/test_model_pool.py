@@ -10,6 +10,7 @@ from support.http import metric, post_json
 from support.servers import config, options
 
 from shimmy_py import Model, synth
+from shimmy_py.gguf_io.tensors import read_table
 from shimmy_py.serving.server import Server
 
 
@@ -325,3 +326,27 @@ def test_models_computing_at_once_share_the_cores(tmp_path):
         status, _ = ask(srv, "alpha", max_tokens=64)
         assert status == 200
         assert wait_for(lambda: threads()["alpha"] == own), threads()
+
+
+def test_a_num_ctx_above_the_usual_loads_the_model_at_it(models):
+    """Ollama loads a model at the context a request asks (options.num_ctx),
+    capped at what it was trained for; a model already resident serves it in
+    the context it holds. Each load here is counted by admission as any load."""
+    cfg = config(None, ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models))
+    trained = read_table(models[0]).hparams.n_ctx_train
+    chat = {"model": "alpha", "messages": [{"role": "user", "content": "Hi"}], "stream": False}
+
+    def loaded_context():
+        return post_json(srv.url, "/api/ps", None)[1]["models"][0]["context_length"]
+    with Server(cfg).start() as srv:
+        status, _ = post_json(srv.url, "/api/chat", {**chat, "options": {"num_ctx": 1024, "num_predict": 2}})
+        assert status == 200 and loaded_context() == 1024
+        status, _ = post_json(srv.url, "/api/chat", {**chat, "options": {"num_ctx": 2048, "num_predict": 2},
+                                                     "keep_alive": 0})
+        assert status == 200                           # resident: served in the 1024 it holds, then unloaded
+        assert wait_for(lambda: resident(srv) == [])
+        status, _ = post_json(srv.url, "/api/chat", {**chat, "options": {"num_ctx": 1 << 20, "num_predict": 2}})
+        assert status == 200 and loaded_context() == trained
+        assert ask(srv, "alpha", keep_alive=0)[0] == 200
+        assert wait_for(lambda: resident(srv) == [])
+        assert ask(srv, "alpha")[0] == 200 and loaded_context() == 256    # no num_ctx: the usual context

@@ -53,7 +53,7 @@ def answer(app: App, req: Request, gr: GenRequest, shapes: Callable) -> Response
     n > 1 (OpenAI's routes): n generations of the prompt, submitted together
     (the engine decodes them in the same steps; a seed given is seed + i)."""
     t0 = time.monotonic()
-    lease = app.state.lease(gr.model, gr.keep_alive)
+    lease = app.state.lease(gr.model, gr.keep_alive, gr.job.context_limit)
     clock = Clock(t0, time.monotonic() - t0)
     loaded = lease.resident.supervisor.info.get("n_ctx")
     if gr.job.context_limit and loaded and gr.job.context_limit > loaded:

@@ -154,6 +154,7 @@ class Description:
     params: int
     active_params: int
     quantization: str     # the type most of the weight bytes are stored in
+    n_ctx_train: int = 0  # the context it was trained for (0: its header does not say)
 
 
 def describe(found: Found) -> Description:
@@ -165,4 +166,4 @@ def describe(found: Found) -> Description:
     for t in table.tensors:
         by_type[t.ggml_type] = by_type.get(t.ggml_type, 0) + t.nbytes
     quant = max(by_type, key=by_type.get) if by_type else "?"
-    return Description(table.hparams.arch, total.n_params, total.n_active, quant)
+    return Description(table.hparams.arch, total.n_params, total.n_active, quant, table.hparams.n_ctx_train or 0)

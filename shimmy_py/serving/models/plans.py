@@ -30,6 +30,7 @@ class ModelPlans:
     def __init__(self, config: ServeConfig, catalog: Catalog, device_specs: Callable = _device_specs):
         self.config, self.catalog, self._device_specs = config, catalog, device_specs
         self._devices: dict[tuple, list] = {}
+        self.asked_ctx: dict[str, int] = {}     # a context per request that a request asked the next load for
         placed = config.model.placement
         if placed.rpc or placed.host_ram:   # asked now, before any worker holds a ggml-rpc-server
             self.devices_for(placed.rpc, placed.host_ram)
@@ -73,7 +74,18 @@ class ModelPlans:
         if own.model is None and c.main_plan is not None and c.model_path is not None \
                 and Path(self.catalog[name]) == Path(c.model_path):
             options = options.with_plan(c.main_plan)
-        return c.sized(options, own.ctx, own.parallel)
+        return c.sized(options, self.asked_ctx.get(name) or own.ctx, own.parallel)
+
+    def context_for(self, name: str, asked: int | None) -> int | None:
+        """The context per request a load of `name` takes for a request that
+        asks `asked` tokens (Ollama's num_ctx): more than the server's or its
+        --config's, capped at what the model was trained for; None where the
+        usual context holds it."""
+        usual = self.settings_for(name).ctx or self.config.ctx
+        d = self.catalog.describe(Path(self.catalog[name]))
+        trained = d.n_ctx_train if d is not None and d.n_ctx_train else None
+        wanted = min(asked, trained) if asked and trained else asked
+        return wanted if wanted and wanted > usual else None
 
     def spec(self, name: str) -> WorkerSpec:
         """What the model's worker process is started with."""

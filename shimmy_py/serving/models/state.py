@@ -65,8 +65,12 @@ class State:
             self.load_error = str(e)
             raise ShimmyError(self.load_error) from None
 
-    def lease(self, requested: str | None, keep_alive: float | None = None) -> "Lease":
-        """A request's hold on the model it names, loaded if need be."""
+    def lease(self, requested: str | None, keep_alive: float | None = None, context: int | None = None) -> "Lease":
+        """A request's hold on the model it names, loaded if need be. A
+        `context` (Ollama's num_ctx) above the usual one loads a model that is
+        not resident at that context, as Ollama loads it, where admission lets
+        it (else at the usual one); a resident model serves it in the context
+        it holds."""
         name = self.catalog.resolve(requested)
         if name not in self.pool.residents:
             self.catalog.check_file(name)
@@ -75,11 +79,27 @@ class State:
             raise Unavailable(self.load_error or "the model is still loading", 5)
         self.enter()
         try:
-            resident = self.pool.acquire(name, keep_alive)    # loads it if it is not resident
+            resident = self._acquire(name, keep_alive, context)
         except BaseException:
             self.leave()
             raise
         return Lease(self, name, resident, keep_alive)
+
+    def _acquire(self, name: str, keep_alive: float | None, context: int | None):
+        """The pool's resident `name`, loaded if need be (loads it if it is
+        not resident): at the asked context where it is larger and admitted."""
+        if name in self.pool.residents:
+            return self.pool.acquire(name, keep_alive)
+        larger = self.plans.context_for(name, context)
+        if larger is None:
+            self.plans.asked_ctx.pop(name, None)      # loaded without an ask: the usual context
+            return self.pool.acquire(name, keep_alive)
+        self.plans.asked_ctx[name] = larger
+        try:
+            return self.pool.acquire(name, keep_alive)
+        except Unavailable:               # no room for the larger context: the usual one
+            self.plans.asked_ctx.pop(name, None)
+            return self.pool.acquire(name, keep_alive)
 
     def close(self) -> None:
         """Ends open streams and stops every worker (their exit frees all native memory)."""
