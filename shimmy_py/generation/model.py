@@ -114,7 +114,7 @@ class Model:
             attach_rpc_servers([*o.placement.rpc, *o.placement.host_ram])
             self._mode.check(self.header, self.path, o.speculative)
             self._spec_part = self._own(self._mode.before_plan(self))
-            held = self._mode.held_bytes(self._spec_part) if self._spec_part is not None else None
+            held = self._mode.held_bytes(self._spec_part)
             self.plan = make_plan(self.header, o.placement, held=held)
             spec = load_spec(self.plan, o.load_mode)
         skipped = self.plan.not_loaded() if self.plan else set()

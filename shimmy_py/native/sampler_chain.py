@@ -129,9 +129,8 @@ class Candidates:
 
     def __init__(self, n_vocab: int):
         assert self.DTYPE.itemsize == ctypes_sizeof(llama_token_data)
-        self.rows = np.zeros(n_vocab, dtype=self.DTYPE)
-        self.rows["id"] = np.arange(n_vocab, dtype=np.int32)
-        self._ids = self.rows["id"].copy()
+        self.rows = np.empty(n_vocab, dtype=self.DTYPE)
+        self._ids = np.arange(n_vocab, dtype=np.int32)
 
     def fill(self, ctx: ContextHandle, idx: int) -> llama_token_data_array:
         """Every token with output `idx`'s logit, as llama.cpp fills it (ids in order, p 0, unsorted)."""

@@ -19,7 +19,6 @@ def v1_models(app: App, req: Request) -> Response:
     return Response.json(200, {"object": "list", "data": data})
 
 
-
 class OpenAIStreamShapes(SSEShapes, OpenAIShapes):
     """OpenAI's chat and text completions, whole or as chunks; n > 1 choices
     stream one after another, each chunk naming its choice's index."""

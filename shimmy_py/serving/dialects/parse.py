@@ -42,8 +42,7 @@ MAX_LOGIT_BIAS = 4096
 
 MAX_TOP_LOGPROBS = 20      # OpenAI's bound
 MAX_CHOICES = 16           # n
-SAMPLING = {"temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n", "frequency_penalty",
-            "presence_penalty", "seed", "logit_bias"}
+SAMPLING = {*BOUNDS, "logit_bias"}
 HARMLESS = {"user", "metadata", "store", "service_tier", "prediction", "safety_identifier", "prompt_cache_key",
             "cache_prompt", "modalities"}      # OpenAI's optional fields (and llama-server's cache_prompt) that
 #                                                change nothing this server computes

@@ -18,12 +18,12 @@ class State:
     model loads with (plans.py), the pool of resident models, metrics, and
     the requests in flight, each holding a Lease on its model."""
 
-    def __init__(self, config: ServeConfig, device_specs=None):
+    def __init__(self, config: ServeConfig):
         self.config = config
         self.load_error: str | None = None
         self.metrics = Metrics()
         self.catalog = Catalog(config.model_path, config.known_paths)
-        self.plans = ModelPlans(config, self.catalog, *([device_specs] if device_specs else []))
+        self.plans = ModelPlans(config, self.catalog)
         self.pool = ModelPool(self.plans.spec, self.plans.keep_alive, config.max_models, self.plans.need,
                               config.memory_budget, self.plans.replan, config.admission, admit_wait=config.admit_wait)
         self.inflight = 0
@@ -86,8 +86,8 @@ class State:
         return Lease(self, name, resident, keep_alive)
 
     def _acquire(self, name: str, keep_alive: float | None, context: int | None):
-        """The pool's resident `name`, loaded if need be (loads it if it is
-        not resident): at the asked context where it is larger and admitted."""
+        """The pool's resident `name`, loaded if need be: at the asked context
+        where that is larger than the usual one and admitted."""
         if name in self.pool.residents:
             return self.pool.acquire(name, keep_alive)
         larger = self.plans.context_for(name, context)

@@ -75,8 +75,6 @@ class WorkerSpec:
     watchdog_s: float = 0.0          # a worker with requests in flight and no progress this long is stalled; 0: off
 
 
-
-
 class WorkerError(ShimmyError):
     """Something failed inside the model worker (its message says what)."""
 
