@@ -4,7 +4,7 @@ PYTHON ?= python3
 MODELS ?= models
 BUILD_FLAGS ?=   # --batch-invariant: logits bit-identical alone or batched (README: "Three builds")
 
-.PHONY: all native install demo test test-fast test-mid test-invariant bench bench-trace clean
+.PHONY: all native install demo test test-fast test-mid test-invariant bench bench-trace screenshots train clean
 
 all: install
 
@@ -51,6 +51,15 @@ bench: install
 bench-trace: install
 	native/build.sh --stock >/dev/null
 	$(PYTHON) benchmarks/trace_replay.py
+
+# the page's views photographed by its browser tests (tests/test_page.py), on the trained model, into docs/page
+screenshots: install
+	SHIMMY_PY_SCREENSHOTS=docs/page SHIMMY_PY_PAGE_MODEL=training/stdlib-moe.gguf $(PYTHON) -m pytest -q tests/test_page.py
+
+# the trained stdlib model, from nothing (about an hour on 2 cores): training/train.py, training/LOG.md
+train:
+	$(PYTHON) -m pip install --quiet -e '.[train]'
+	$(PYTHON) -m training.train
 
 clean:
 	rm -rf $(MODELS) build *.egg-info .pytest_cache

@@ -175,7 +175,7 @@ fi
 if [[ $CUDA == 1 ]]; then
     CMAKE_ARGS+=(-DGGML_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=$CUDA_ARCH")
 fi
-TOOLS=(llama-completion llama-bench llama-server ggml-rpc-server llama-quantize)
+TOOLS=(llama-completion llama-bench llama-server ggml-rpc-server llama-quantize llama-perplexity)
 [[ $LIBS_ONLY == 1 ]] && TOOLS=()
 TARGETS=(llama ggml ggml-rpc "${TOOLS[@]}")
 OPTS_ID="cuda=$CUDA arch=$CUDA_ARCH cpu=$(grep -m1 -o -w 'avx512f\|avx2' /proc/cpuinfo | tail -1 || echo generic)"
@@ -244,7 +244,24 @@ cmake_args=${CMAKE_ARGS[*]}
 INFO
 }
 
+# A tool added to TOOLS after a build was cached: built in the cached tree
+# (the options, and so the key, are unchanged), then installed beside the others.
+missing_tools() {
+    local exe missing=()
+    for exe in "${TOOLS[@]}"; do
+        [[ -x "$INSTALL/bin/$exe" ]] || missing+=("$exe")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return
+    say "building ${missing[*]} in the cached tree $OUT/build"
+    cmake --build "$OUT/build" -j "$JOBS" --target "${missing[@]}" >&2 || die "cmake build of ${missing[*]} failed"
+    find "$OUT/build/bin" -maxdepth 1 -name '*.so*' -exec cp -a {} "$INSTALL/lib/" \;
+    for exe in "${missing[@]}"; do
+        cp -a "$OUT/build/bin/$exe" "$INSTALL/bin/"
+    done
+}
+
 if [[ $FORCE == 0 && -f "$INSTALL/BUILD_OK" ]]; then
+    missing_tools
     [[ $MODE == stock ]] || { probe; regex_checker; tap_filter; share_vocabularies; }
     write_version
     link

@@ -192,8 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shimmy-py", description="Run MoE GGUF models over llama.cpp.")
     p.add_argument("-v", "--verbose", action="store_true", help="show llama.cpp's log")
     sub = p.add_subparsers(dest="command", required=True)
+    from .cli_perplexity import add_perplexity
     from .cli_trace import add_trace
-    for add in (_add_generate, _add_plan_and_devices, _add_serve_and_list, _add_bench_and_synth, add_trace):
+    for add in (_add_generate, _add_plan_and_devices, _add_serve_and_list, _add_bench_and_synth, add_trace,
+                add_perplexity):
         add(sub)
     return p
 

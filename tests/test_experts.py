@@ -170,7 +170,7 @@ def test_the_server_returns_and_counts_routing(tiny_path, tiny_trace):
     naming it."""
     import threading
 
-    from support.http import post_json, request
+    from support.http import post_json, request, sse_events
     from support.servers import config, options
 
     from shimmy_py.serving.server import Server
@@ -206,9 +206,19 @@ def test_the_server_returns_and_counts_routing(tiny_path, tiny_trace):
         # every layer counted the same rows (those with logits), k choices each
         assert set(counts) == set(tr.layers) and len(set(counts.values())) == 1
         assert counts[tr.layers[0]] % tr.k == 0 and counts[tr.layers[0]] >= (len(tr.ids) - tr.n_prompt) * tr.k
-        status, body = post_json(srv.url, "/v1/completions", {"prompt": "x", "return_routed_experts": True,
-                                                              "stream": True})
-        assert status == 400 and "stream" in body["error"]["message"]
+        # streamed, OpenAI's routes carry the routing in the last chunk (the page's chat reads it there)
+        status, _, text = request(srv.url, "/v1/completions", {"prompt": PROMPT, "max_tokens": 12, "temperature": 0,
+                                                               "return_routed_experts": True, "stream": True})
+        last = json.loads(sse_events(text)[-2])
+        assert status == 200 and last["routed_experts_layers"] == list(tr.layers) and "timings" in last
+        streamed = np.array(last["prompt_routed_experts"] + last["choices"][0]["routed_experts"])
+        theirs = tr.ids[:len(streamed)]
+        assert streamed.shape == theirs.shape and len(streamed) > tr.n_prompt
+        agree = np.mean([set(a) == set(b) for a, b in zip(streamed.reshape(-1, tr.k).tolist(),
+                                                           theirs.reshape(-1, tr.k).tolist())])
+        assert agree >= 0.95, agree
+        status, body = post_json(srv.url, "/api/generate", {"prompt": "x", "return_routed_experts": True})
+        assert status == 400 and "stream" in body["error"]["message"]    # shimmy's stream has no last object
     with Server(config(tiny_path, ctx=512, parallel=1)).start() as srv:
         status, body = post_json(srv.url, "/v1/chat/completions", {
             "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "return_routed_experts": True})

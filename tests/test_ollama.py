@@ -10,6 +10,7 @@ sunny." after a tool result or when no tool is offered.
 from __future__ import annotations
 
 import json
+import time
 
 import jsonschema
 import pytest
@@ -191,3 +192,17 @@ def test_shimmys_own_generate_is_unchanged(server):
     status, body = post_json(server.url, "/api/generate", {"model": MODEL, "prompt": "Hi", "stream": False,
                                                            "options": {"num_predict": 3}})
     assert status == 200 and body["done_reason"] == "length" and body["eval_count"] == 3
+
+
+def test_no_prompt_loads_and_keep_alive_0_unloads(client, server):
+    """Ollama's load and unload: /api/generate with a model and no prompt; the
+    --model too, which loads again on demand once unloaded."""
+    r = client.generate(model=MODEL, keep_alive=0)
+    assert (r.done, r.done_reason, r.response) == (True, "unload", "")
+    deadline = time.monotonic() + 30
+    while client.ps().models and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert client.ps().models == []
+    r = client.generate(model=MODEL, keep_alive="1m")
+    assert (r.done, r.done_reason) == (True, "load") and [p.model for p in client.ps().models] == [MODEL]
+    assert client.generate(model=MODEL, prompt="Hi", options={"num_predict": 1}).done

@@ -162,14 +162,17 @@ def tensor_type(family: Family, name: str, tshape: tuple, dtype: T, runnable: bo
 
 def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Shape(), shape_only: bool = False,
           dtype: GGMLQuantizationType = T.F32, vocab: str | os.PathLike | None = None, name: str = "",
-          arrays: Callable[[str, tuple], np.ndarray | None] | None = None) -> Path:
+          arrays: Callable[[str, tuple], np.ndarray | None] | None = None, made: str | None = None,
+          template: str | None = None) -> Path:
     """Writes a runnable synthetic model of `family` (random weights, matrices
     typed `dtype`), or with `shape_only` a sparse file of its header and tensor
     table for planning and llama-quantize --dry-run. `vocab`: the tokenizer
     GGUF to copy, of the model's vocabulary size (default: the family's, from
     the build, padded with unused tokens up to shape.n_vocab). `arrays(name,
     ggml shape)`: a tensor's values set by hand (numpy's shape, the reverse
-    of ggml's), or None for random ones (behaviours.py)."""
+    of ggml's), or None for random ones (behaviours.py). `made`: how the
+    weights were made, for general.name (default: random, or set by hand);
+    `template`: the chat template instead of the family's."""
     f = _family(family)
     tokenizer = read_header(vocab if vocab is not None else vocabulary_path(f.vocabulary))
     n_vocab = shape.n_vocab or n_tokens(tokenizer)
@@ -178,12 +181,13 @@ def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Sha
                           f"{name or family} needs {n_vocab}")
     b = GGUFBuilder()
     b.add(GENERAL.ARCHITECTURE, f.arch, GGUFValueType.STRING)
-    made = "weights set by hand" if arrays is not None else "random weights"
-    b.add(GENERAL.NAME, f"synthetic-{name or family} ({made})", GGUFValueType.STRING)
+    if made is None:
+        made = "synthetic, " + ("weights set by hand" if arrays is not None else "random weights")
+    b.add(GENERAL.NAME, f"{name or family} ({made})", GGUFValueType.STRING)
     b.add(GENERAL.FILE_TYPE, _FILE_TYPE.get(dtype, 0), U32)
     for template, value, vtype in metadata(f, shape, n_vocab):
         b.add(key(template, f.arch), value, vtype)
-    add_tokenizer(b, tokenizer, n_vocab, _template(f), f.added)
+    add_tokenizer(b, tokenizer, n_vocab, template if template is not None else _template(f), f.added)
     w = RandomWeights(seed)
     for tname, tshape in tensors(f, shape, n_vocab):
         ttype = tensor_type(f, tname, tshape, dtype, runnable=not shape_only)

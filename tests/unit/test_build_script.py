@@ -25,7 +25,7 @@ if [[ "$1" == --build ]]; then
     done
     mkdir -p "$2/bin"
     touch "$2/bin/libllama.so" "$2/bin/libggml.so"
-    for t in llama-completion llama-bench llama-server ggml-rpc-server llama-quantize; do
+    for t in llama-completion llama-bench llama-server ggml-rpc-server llama-quantize llama-perplexity; do
         touch "$2/bin/$t"
     done
 fi

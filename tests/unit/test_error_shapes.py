@@ -33,7 +33,7 @@ def test_every_route_speaks_a_dialect_with_an_error_shape():
 
 
 @pytest.mark.parametrize("path, dialect", [("/v1/messages/batches", "anthropic"), ("/v1/nothing", "openai"),
-                                           ("/api/nothing", "shimmy"), ("/", "shimmy")])
+                                           ("/api/nothing", "shimmy"), ("/nothing", "shimmy")])
 def test_an_unknown_path_is_answered_in_its_prefix_dialect(path, dialect):
     assert dialect_of(path) == dialect
     status, body = answer(app(), "GET", path)

@@ -45,6 +45,7 @@ LOAD_OPTIONS = {"num_gpu", "main_gpu", "num_thread", "num_batch", "use_mmap", "u
                 "vocab_only", "embedding_only", "logits_all", "num_keep"}
 CHAT_KEYS = {"model", "messages", "tools", "format", "options", "stream", "keep_alive", "think", "logprobs",
              "top_logprobs"}
+LOAD_KEYS = {"model", "prompt", "keep_alive", "stream"}      # no prompt: load, or unload (keep_alive 0)
 GENERATE_KEYS = {"model", "prompt", "suffix", "system", "template", "context", "stream", "raw", "format", "images",
                  "options", "keep_alive", "think", "logprobs", "top_logprobs"}
 
@@ -254,5 +255,35 @@ def chat(app: App, req: Request) -> Response:
 
 
 def generate(app: App, req: Request, body: Any) -> Response:
+    if is_load(body):
+        return load_or_unload(app, body)
     gr = generate_request(body)
     return answer(app, req, gr, lambda name, gr, clock: OllamaShapes(name, False, clock))
+
+
+def is_load(body: Any) -> bool:
+    """Ollama's load or unload: a model and no prompt (shimmy's /api/generate has no other use for it)."""
+    return isinstance(body, dict) and "model" in body and not body.get("prompt") and set(body) <= LOAD_KEYS
+
+
+def load_or_unload(app: App, body: dict) -> Response:
+    """Ollama's /api/generate with no prompt: loads the model (for its
+    keep_alive), or with keep_alive 0 unloads it; done_reason says which."""
+    from ..durations import BadDuration, parse_duration
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise bad("'model' must be a string", "model")
+    try:
+        keep_alive = parse_duration(body["keep_alive"]) if body.get("keep_alive") is not None else None
+    except BadDuration as e:
+        raise bad(str(e), "keep_alive") from None
+    state = app.state
+    name = state.catalog.resolve(model)
+    if keep_alive == 0:
+        state.pool.unload(state.catalog.canonical(name), "unloaded by request (keep_alive 0)")
+        reason = "unload"
+    else:
+        state.lease(name, keep_alive).close()
+        reason = "load"
+    return Response.json(200, {"model": name, "created_at": now(), "response": "", "done": True,
+                               "done_reason": reason})

@@ -9,7 +9,7 @@ import json
 from ..http.app import App
 from ..http.exchange import Request, Response
 from .parse import parse_request
-from .shapes import OpenAIShapes, timing
+from .shapes import OpenAIShapes, routed_prompt, timing
 from .streaming import SSEShapes, answer
 
 
@@ -43,9 +43,14 @@ class OpenAIStreamShapes(SSEShapes, OpenAIShapes):
         """A choice's finish_reason. Usage goes out once per stream: in this
         chunk, or, with stream_options.include_usage, only in the usage chunk
         that closes the stream (as OpenAI and llama-server send it; clients
-        such as LangChain add up the usage of every chunk)."""
-        return [json.dumps(self.chunk(None, c.finish_reason, c=c, with_usage=not self.include_usage),
-                           ensure_ascii=False)]
+        such as LangChain add up the usage of every chunk). It carries the
+        timings, and with return_routed_experts the routing."""
+        chunk = self.chunk(None, c.finish_reason, c=c, with_usage=not self.include_usage)
+        chunk["timings"] = timing(c)            # as llama-server's last chunk carries them
+        if c.experts is not None:               # return_routed_experts: as the whole answer carries them
+            chunk["choices"][0]["routed_experts"] = c.experts.ids[c.experts.n_prompt:].tolist()
+            chunk.update(routed_prompt(c))
+        return [json.dumps(chunk, ensure_ascii=False)]
 
     def next_choice(self) -> None:
         self.index, self.calls = self.index + 1, 0

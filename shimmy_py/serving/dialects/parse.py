@@ -198,8 +198,9 @@ def _parse_request(body: Any, route: str) -> GenRequest:
         raise ApiError(400, "'tools' cannot be combined with a grammar or response_format: the tool calls have "
                        "their own grammar")
     experts = _get(body, "return_routed_experts", (bool,), False)
-    if experts and stream:
-        raise ApiError(400, "'return_routed_experts' comes with the whole answer: set \"stream\": false")
+    if experts and stream and route not in ("chat", "completions"):
+        raise ApiError(400, "'return_routed_experts' comes with the whole answer here (OpenAI's routes also put it "
+                       "in a stream's last chunk): set \"stream\": false")
     job = Job(prompt, messages, sampling, _max_tokens(body, route), _stops(body), chat,
               logprobs=_logprobs(body, route) if route != "generate" else None, experts=experts)
     return GenRequest(_get(body, "model", (str,)), job, stream, keep_alive, bool(options.get("include_usage")), n)

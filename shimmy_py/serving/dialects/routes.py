@@ -11,12 +11,13 @@ answers it (worker/process.py's CALLS).
 from __future__ import annotations
 
 from ..http.app import Route
-from . import anthropic, embeddings, ollama, ollama_models, openai, responses, shimmy, utility
+from . import anthropic, embeddings, ollama, ollama_models, openai, page, responses, shimmy, utility
 
 ROUTES = (
     Route("GET", "/health", utility.health, public=True),
     Route("GET", "/metrics", utility.metrics),
     Route("GET", "/api/models", shimmy.api_models),
+    Route("POST", "/api/plan", shimmy.api_plan),
     Route("GET", "/api/ps", ollama_models.ps),
     Route("POST", "/api/generate", shimmy.shimmy_generate, model=True),          # shimmy's, or Ollama's (ollama.py)
     Route("POST", "/api/chat", ollama.chat, model=True),
@@ -35,4 +36,5 @@ ROUTES = (
     Route("POST", "/tokenize", utility.tokenize, model=True),
     Route("POST", "/detokenize", utility.detokenize, model=True),
     Route("POST", "/apply-template", utility.apply_template, model=True),
+    *page.routes(),      # the page at / and its files at /ui/
 )

@@ -72,9 +72,13 @@ class App:
                 raise ApiError(401, "missing or wrong API key (send 'Authorization: Bearer KEY' or 'x-api-key: KEY')",
                                "authentication_error")
             origin = req.headers.get("Origin")
-            if req.method == "POST" and origin is not None and not origin_allowed(origin, self.policy.cors_origin):
+            # the page at / posts from the server's own origin: trusted where the Host is checked (a name a
+            # DNS-rebinding page cannot take); bound to all interfaces, only with --allowed-hosts
+            own = req.headers.get("Host") if self.policy.allowed_hosts is not None else None
+            if req.method == "POST" and origin is not None and not origin_allowed(origin, self.policy.cors_origin, own):
                 raise ApiError(403, f"a cross-site request from {origin!r} is refused: a web page cannot use this "
-                               "server unless serve --cors-origin names its origin", "permission_error")
+                               "server unless serve --cors-origin names its origin (bound to all interfaces, "
+                               "--allowed-hosts names the hosts whose own page may)", "permission_error")
         except ApiError as e:
             return self.error(e, req)
         return None

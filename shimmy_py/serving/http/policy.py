@@ -23,10 +23,14 @@ def host_allowed(host: str | None, allowed: frozenset | None) -> bool:
     return host in allowed
 
 
-def origin_allowed(origin: str, cors_origin: str | None) -> bool:
-    """A browser page may POST here only from the origin serve --cors-origin
-    names (or any, with "*"): a cross-site page cannot make it run a model,
-    whatever content type it sends (text/plain needs no preflight)."""
+def origin_allowed(origin: str, cors_origin: str | None, host: str | None = None) -> bool:
+    """A browser page may POST here from this server's own origin (the page at
+    /: its Origin names the Host the request was sent to, which host_allowed
+    has checked), or from the origin serve --cors-origin names (or any, with
+    "*"): a cross-site page cannot make it run a model, whatever content type
+    it sends (text/plain needs no preflight)."""
+    if host and origin.rstrip("/").lower() in (f"http://{host}".lower(), f"https://{host}".lower()):
+        return True
     return cors_origin is not None and (cors_origin == "*" or origin.rstrip("/") == cors_origin.rstrip("/"))
 
 

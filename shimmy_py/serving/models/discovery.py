@@ -155,6 +155,8 @@ class Description:
     active_params: int
     quantization: str     # the type most of the weight bytes are stored in
     n_ctx_train: int = 0  # the context it was trained for (0: its header does not say)
+    n_expert: int = 0     # routed experts per MoE layer, and how many each token takes (0: a dense model)
+    n_expert_used: int = 0
 
 
 def describe(found: Found) -> Description:
@@ -166,4 +168,6 @@ def describe(found: Found) -> Description:
     for t in table.tensors:
         by_type[t.ggml_type] = by_type.get(t.ggml_type, 0) + t.nbytes
     quant = max(by_type, key=by_type.get) if by_type else "?"
-    return Description(table.hparams.arch, total.n_params, total.n_active, quant, table.hparams.n_ctx_train or 0)
+    hp = table.hparams
+    return Description(hp.arch, total.n_params, total.n_active, quant, hp.n_ctx_train or 0, hp.n_expert or 0,
+                       hp.n_expert_used or 0)

@@ -296,6 +296,7 @@ class ModelPool:
             expires = r.expires_at()
             out.append({"name": r.name, "size_bytes": r.size_bytes,
                         "devices": r.supervisor.info.get("devices", {}), "planned_bytes": r.need,
+                        "kv_bytes": r.supervisor.info.get("kv", {}),     # the KV cache per device, as planned
                         "cache_ram_bytes": r.cache,
                         "active_requests": r.active, "idle_s": round(now - r.last_used, 1) if not r.active else 0.0,
                         "expires_at": None if expires is None else wall + (expires - now),

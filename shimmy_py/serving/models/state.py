@@ -27,6 +27,7 @@ class State:
         self.pool = ModelPool(self.plans.spec, self.plans.keep_alive, config.max_models, self.plans.need,
                               config.memory_budget, self.plans.replan, config.admission, admit_wait=config.admit_wait)
         self.inflight = 0
+        self.loaded = threading.Event()    # the --model's first load has ended (until then requests wait)
         self.idle = threading.Condition()
         self.plans.check_settings()
 
@@ -61,6 +62,7 @@ class State:
         try:
             self.pool.preload(self.catalog.canonical(self.catalog.name))
             self.load_error = None
+            self.loaded.set()     # unloaded later (keep_alive 0), it loads again on demand as any model
         except ShimmyError as e:
             self.load_error = str(e)
             raise ShimmyError(self.load_error) from None
@@ -75,7 +77,7 @@ class State:
         if name not in self.pool.residents:
             self.catalog.check_file(name)
         main = self.catalog.name
-        if main is not None and name == self.catalog.canonical(main) and self.main is None:
+        if main is not None and name == self.catalog.canonical(main) and self.main is None and not self.loaded.is_set():
             raise Unavailable(self.load_error or "the model is still loading", 5)
         self.enter()
         try:

@@ -253,7 +253,8 @@ def main(conn, spec) -> None:
         conn.send(m.LoadFailed(str(e)))
         return
     plan = model.plan
-    conn.send(m.Ready({"n_ctx": model.n_ctx, "devices": plan.weights_by_device() if plan else {}}))
+    conn.send(m.Ready({"n_ctx": model.n_ctx, "devices": plan.weights_by_device() if plan else {},
+                       "kv": {d.name: d.kv_bytes for d in plan.devices if d.kv_bytes} if plan else {}}))
     Worker(conn, model, spec.queue_limit, spec.cache_bytes).serve()
 
 
