@@ -74,9 +74,9 @@ def spec_flags(mode: str, model: Path) -> list[str]:
     return []
 
 
-def servers(model: Path, threads: int, ctx: int, mode: str) -> list[tuple[str, list[str], int]]:
+def servers(model: Path, threads: int, ctx: int, mode: str, peer: str = "stock") -> list[tuple[str, list[str], int]]:
     port_a, port_b = free_port(), free_port()
-    llama = [str(native.mode_tool("stock", "llama-server")), "-m", str(model), "-c", str(ctx), "-np", "1",
+    llama = [str(native.mode_tool(peer, "llama-server")), "-m", str(model), "-c", str(ctx), "-np", "1",
              "-t", str(threads), "--host", "127.0.0.1", "--port", str(port_a), "--no-webui", *spec_flags(mode, model)]
     ours = [sys.executable, "-m", "shimmy_py", "serve", "--model", str(model), "--ctx", str(ctx), "--parallel", "1",
             "--threads", str(threads), "--port", str(port_b), *spec_flags(mode, model)]

@@ -330,8 +330,8 @@ def test_models_computing_at_once_share_the_cores(tmp_path):
 
 def test_a_num_ctx_above_the_usual_loads_the_model_at_it(models):
     """Ollama loads a model at the context a request asks (options.num_ctx),
-    capped at what it was trained for; a model already resident serves it in
-    the context it holds. Each load here is counted by admission as any load."""
+    capped at what it was trained for; a model already resident and idle is
+    loaded again at it. Each load here is counted by admission as any load."""
     cfg = config(None, ctx=256, parallel=1, known_paths=tuple(Path(m) for m in models))
     trained = read_table(models[0]).hparams.n_ctx_train
     chat = {"model": "alpha", "messages": [{"role": "user", "content": "Hi"}], "stream": False}
@@ -341,9 +341,11 @@ def test_a_num_ctx_above_the_usual_loads_the_model_at_it(models):
     with Server(cfg).start() as srv:
         status, _ = post_json(srv.url, "/api/chat", {**chat, "options": {"num_ctx": 1024, "num_predict": 2}})
         assert status == 200 and loaded_context() == 1024
-        status, _ = post_json(srv.url, "/api/chat", {**chat, "options": {"num_ctx": 2048, "num_predict": 2},
-                                                     "keep_alive": 0})
-        assert status == 200                           # resident: served in the 1024 it holds, then unloaded
+        status, _ = post_json(srv.url, "/api/chat", {**chat, "options": {"num_ctx": 2048, "num_predict": 2}})
+        assert status == 200 and loaded_context() == 2048     # resident and idle: loaded again at it
+        status, _ = post_json(srv.url, "/api/chat", {**chat, "options": {"num_ctx": 1024, "num_predict": 2}})
+        assert status == 200 and loaded_context() == 2048     # less than it holds: served as it is
+        assert ask(srv, "alpha", keep_alive=0)[0] == 200
         assert wait_for(lambda: resident(srv) == [])
         status, _ = post_json(srv.url, "/api/chat", {**chat, "options": {"num_ctx": 1 << 20, "num_predict": 2}})
         assert status == 200 and loaded_context() == trained

@@ -72,7 +72,8 @@ def tool_caller(out: str | os.PathLike, seed: int = 0) -> Path:
 
 
 def looper(out: str | os.PathLike, seed: int = 0, family: str = "deepseek", shape: Shape = Shape(),
-           dtype: GGMLQuantizationType = GGMLQuantizationType.F32, mtp_loops: bool = True) -> Path:
+           dtype: GGMLQuantizationType = GGMLQuantizationType.F32, mtp_loops: bool = True,
+           vocab: str | os.PathLike | None = None) -> Path:
     """Writes a model of `family` whose greedy output enters a loop of
     LOOP_LENGTH tokens at once and never leaves it: text that repeats, for
     n-gram speculation (speculative.py) to draft from. Its layers keep their
@@ -87,9 +88,10 @@ def looper(out: str | os.PathLike, seed: int = 0, family: str = "deepseek", shap
     model's own) maps it to the token after next (with mtp_loops=False the
     block keeps random weights: drafts that are mostly wrong). `shape` and
     `dtype` as families.write takes them (a real-size looper costs what a
-    random model of its shape costs per token)."""
+    random model of its shape costs per token); `vocab`: another tokenizer
+    GGUF than the family's (a looper of the trained stdlib model's)."""
     return write(out, family, seed=seed, shape=shape, dtype=dtype, name=f"looper-{family}",
-                 arrays=Loop(seed, mtp_loops).array)
+                 arrays=Loop(seed, mtp_loops).array, vocab=vocab)
 
 
 LOOP_TOKENS = tuple(range(1000, 1000 + 24))   # ordinary pieces in every family's vocabulary

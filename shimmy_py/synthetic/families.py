@@ -185,8 +185,8 @@ def write(out: str | os.PathLike, family: str, seed: int = 0, shape: Shape = Sha
         made = "synthetic, " + ("weights set by hand" if arrays is not None else "random weights")
     b.add(GENERAL.NAME, f"{name or family} ({made})", GGUFValueType.STRING)
     b.add(GENERAL.FILE_TYPE, _FILE_TYPE.get(dtype, 0), U32)
-    for template, value, vtype in metadata(f, shape, n_vocab):
-        b.add(key(template, f.arch), value, vtype)
+    for name_template, value, vtype in metadata(f, shape, n_vocab):
+        b.add(key(name_template, f.arch), value, vtype)
     add_tokenizer(b, tokenizer, n_vocab, template if template is not None else _template(f), f.added)
     w = RandomWeights(seed)
     for tname, tshape in tensors(f, shape, n_vocab):

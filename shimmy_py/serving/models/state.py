@@ -89,10 +89,16 @@ class State:
 
     def _acquire(self, name: str, keep_alive: float | None, context: int | None):
         """The pool's resident `name`, loaded if need be: at the asked context
-        where that is larger than the usual one and admitted."""
-        if name in self.pool.residents:
-            return self.pool.acquire(name, keep_alive)
+        where that is larger than the usual one and admitted. A resident model
+        holding less than the asked context is loaded again at it when nothing
+        runs on it (as Ollama reloads); while it computes, it serves the
+        request in the context it holds."""
         larger = self.plans.context_for(name, context)
+        resident = self.pool.residents.get(name)
+        if resident is not None and larger is not None and larger > (resident.supervisor.info.get("n_ctx") or 0):
+            self.pool.unload(name, f"loading it again at the context a request asks, {larger} tokens")
+        if name in self.pool.residents:       # not asked for more, or busy: as it is
+            return self.pool.acquire(name, keep_alive)
         if larger is None:
             self.plans.asked_ctx.pop(name, None)      # loaded without an ask: the usual context
             return self.pool.acquire(name, keep_alive)
