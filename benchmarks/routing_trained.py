@@ -11,7 +11,10 @@ which experts each kind of token goes to (Python's own tokenizer names each
 character: indentation, keyword, identifier, string, comment, number,
 operator, newline) as the lift of its favourite expert (its share of that
 kind's routings over its share of all) and the mutual information between
-kind and expert. Heatmaps of both are written into --out.
+kind and expert; and how well the next MoE layer's router, given this
+layer's router input, names the experts the next layer will choose
+(pre-gating: the hit rate of reading them a layer ahead; chance is k/n).
+Heatmaps of both are written into --out.
 """
 from __future__ import annotations
 
@@ -99,19 +102,39 @@ def token_kinds(pieces: list[str], text: str) -> list[str | None]:
 
 def trace(path: Path, texts: list[str], n_tokens: int):
     """Each text cut into prompts of n_tokens (the trained context is 512),
-    each traced; the merged trace and each token's kind."""
+    each traced with its routers' inputs; the merged trace, each token's
+    kind, and the router inputs (tokens, MoE layers, n_embd)."""
     from shimmy_py import ExpertTrace
-    traces, kinds = [], []
+    from shimmy_py.generation.experts import ExpertRecorder
+    traces, kinds, inputs = [], [], []
     with Model(path, n_ctx=n_tokens + 16, trace_experts=True) as m:
         for text in texts:
             ids = m.tokenize(text, add_special=False)
             for start in range(0, len(ids) - n_tokens // 2, n_tokens - 1):
+                recorder = ExpertRecorder(router_inputs=True)
                 r = m.generate(m.detokenize(ids[start:start + n_tokens - 1]), max_tokens=1, temperature=0,
-                               trace_experts=True)
+                               trace_experts=recorder)
                 t = r.experts
                 traces.append(t)
+                inputs.append(np.concatenate(recorder.inputs)[:len(t.ids)])
                 kinds += token_kinds(t.pieces[:t.n_prompt], "".join(t.pieces[:t.n_prompt]))[:len(t.ids)]
-    return ExpertTrace.merge(traces), kinds
+    return ExpertTrace.merge(traces), kinds, np.concatenate(inputs)
+
+
+def pregating(path: Path, t, inputs: np.ndarray) -> np.ndarray:
+    """Per MoE layer but the last: the share of the next layer's chosen
+    experts that the next layer's router picks from this layer's router input
+    (pre-gating: its reads could start a layer ahead). Chance is k/n_experts."""
+    from shimmy_py.gguf_io.reader import tensor_array
+    h = read_header(path)
+    by_name = {x.name: x for x in h.tensors}
+    out = np.zeros(len(t.layers) - 1)
+    for li in range(len(t.layers) - 1):
+        w = tensor_array(h, by_name[f"blk.{t.layers[li + 1]}.ffn_gate_inp.weight"]).astype(np.float32)
+        guess = np.argsort(-(inputs[:, li].astype(np.float32) @ w.T), axis=1, kind="stable")[:, :t.k]
+        actual = t.ids[:, li + 1]
+        out[li] = np.mean([len(set(g) & set(a)) / t.k for g, a in zip(guess.tolist(), actual.tolist())])
+    return out
 
 
 def specialization(t, kinds: list) -> tuple[dict, np.ndarray]:
@@ -140,18 +163,19 @@ def specialization(t, kinds: list) -> tuple[dict, np.ndarray]:
     return fav, mi
 
 
-def report(name: str, t, kinds: list, out: Path) -> list[str]:
-    bal, ov = t.load_balance(), t.adjacent_overlap()
+def report(name: str, path: Path, t, kinds: list, inputs: np.ndarray, out: Path) -> list[str]:
+    bal, ov, pre = t.load_balance(), t.adjacent_overlap(), pregating(path, t, inputs)
     caps, curve = t.lru_curve()
     fav, mi = specialization(t, kinds)
     t.heatmap(out / f"{name}.heatmap.png")
     lines = [f"### {name}: {len(t.ids)} tokens, {len(t.layers)} MoE layers, {t.n_experts} experts, top-{t.k}", "",
              "| layer | max/mean | entropy | adjacent overlap | " +
-             " | ".join(f"LRU@{c}" for c in caps) + " | MI(kind; expert) bits |",
-             "|---:|---:|---:|---:|" + "---:|" * len(caps) + "---:|"]
+             " | ".join(f"LRU@{c}" for c in caps) + " | MI(kind; expert) bits | next layer pre-gated |",
+             "|---:|---:|---:|---:|" + "---:|" * len(caps) + "---:|---:|"]
     for li, layer in enumerate(t.layers):
         lines.append(f"| {layer} | {bal['max_over_mean'][li]:.2f} | {bal['entropy'][li]:.3f} | {ov[li]:.3f} | " +
-                     " | ".join(f"{curve[ci, li]:.2f}" for ci in range(len(caps))) + f" | {mi[li]:.3f} |")
+                     " | ".join(f"{curve[ci, li]:.2f}" for ci in range(len(caps))) + f" | {mi[li]:.3f} | " +
+                     (f"{pre[li]:.2f} |" if li < len(pre) else "- |"))
     lines += ["", "| token kind | tokens | favourite expert (lift) per layer |", "|---|---:|---|"]
     for kind in KINDS:
         if kind in fav:
@@ -171,8 +195,8 @@ def main() -> None:
     twin = random_twin(a.model, ROOT / "models" / f"{a.model.stem}-random.gguf")
     lines = []
     for name, path in (("trained", a.model), ("random", twin)):
-        t, kinds = trace(path, texts, a.tokens)
-        lines += report(name, t, kinds, a.out)
+        t, kinds, inputs = trace(path, texts, a.tokens)
+        lines += report(name, path, t, kinds, inputs, a.out)
     print("\n".join(lines))
 
 

@@ -127,21 +127,21 @@ def test_the_page_loads_offline_under_a_strict_policy_with_no_console_error(page
 
 def test_chat_streams_the_same_answer_the_api_gives(page, server):
     page.open()
-    page.tab.fill("#system", "You are terse.")
-    page.chat("Explain the architecture of DeepSeek MoE", temperature=0, max_tokens=24)
+    page.tab.fill("#system", "Read settings from a file.")
+    page.chat("def read_config(path):", temperature=0, max_tokens=48)
     page.tab.wait_for_selector(".msg.assistant .stats[data-done]")
     shown = page.tab.inner_text(".msg.assistant .content")
     stats = page.tab.inner_text(".msg.assistant .stats")
     assert "TTFT" in stats and "tok/s" in stats and "tokens" in stats
     status, body = post_json(server.url, "/v1/chat/completions", {
-        "model": model_name(server), "temperature": 0, "max_tokens": 24,
-        "messages": [{"role": "system", "content": "You are terse."},
-                     {"role": "user", "content": "Explain the architecture of DeepSeek MoE"}]})
+        "model": model_name(server), "temperature": 0, "max_tokens": 48,
+        "messages": [{"role": "system", "content": "Read settings from a file."},
+                     {"role": "user", "content": "def read_config(path):"}]})
     assert status == 200
     assert shown == body["choices"][0]["message"]["content"]
     page.shot("chat")
     # the conversation goes on: the second request carries the first answer
-    page.chat("And then?", max_tokens=4)
+    page.chat("class Config:", max_tokens=4)
     page.tab.wait_for_selector(".msg.assistant:nth-of-type(4) .stats[data-done]")
     assert page.tab.locator(".msg").count() == 4 and page.errors == []
 
@@ -263,5 +263,53 @@ def test_with_an_api_key_the_page_calls_nothing_until_it_is_given(browser, page_
             p.chat("Hi", max_tokens=4)
             p.tab.wait_for_selector(".msg.assistant .stats[data-done]")
             assert [e for e in p.errors if "401" not in e] == []      # the refused calls' own console lines
+        finally:
+            p.close()
+
+
+def test_api_plan_names_what_is_wrong(server):
+    def refused(body) -> tuple[int, str]:
+        status, answer = post_json(server.url, "/api/plan", body)
+        return status, answer["error"]          # shimmy's error shape: the message itself
+    status, message = refused({"model": "no-such-model"})
+    assert status == 404 and "no-such-model" in message
+    status, message = refused({"model": model_name(server), "strategy": "cpu-moe"})
+    assert status == 400 and "'strategy'" in message
+    status, message = refused({"model": 7})
+    assert status == 400 and "'model'" in message
+    status, plan = post_json(server.url, "/api/plan", {})            # the only model, as any route takes it
+    names = {m["id"] for m in post_json(server.url, "/v1/models", None)[1]["data"]}
+    assert status == 200 and plan["model"] in names and plan["file"].endswith(".gguf")
+    assert "/" not in plan["file"] and all("/" not in a for a in plan["llama_server_args"])   # no server path
+
+
+def test_reasoning_and_tool_calls_are_shown_apart_from_the_answer(browser, tmp_path):
+    """The tool-caller (synth --behaviour tool-caller, tests/test_clients.py): it
+    thinks "Checking weather", calls the offered tool, or answers "It is sunny."."""
+    from shimmy_py.synthetic.behaviours import tool_caller
+    tool = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                             "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                            "required": ["city"]}}}
+    with Server(config(tool_caller(tmp_path / "tool-caller.gguf"), ctx=1024, parallel=1)).start() as srv:
+        p = Page(browser, srv.url)
+        try:
+            p.open()
+            p.chat("What is the weather in Paris?", max_tokens=64)
+            p.tab.wait_for_selector(".msg.assistant .stats[data-done]")
+            assert p.tab.inner_text(".msg.assistant .reasoning") == "Checking weather"
+            assert p.tab.inner_text(".msg.assistant .content") == "It is sunny."
+            p.tab.click("#clear-chat")
+            p.tab.click("details summary")
+            p.tab.fill("#tools", json.dumps([tool]))
+            p.chat("What is the weather in Paris?", max_tokens=64)
+            p.tab.wait_for_selector(".msg.assistant .stats[data-done]")
+            call = p.tab.inner_text(".msg.assistant .tool-call")
+            assert call.startswith("call get_weather(") and "city" in json.loads(call[len("call get_weather("):-1])
+            assert "finish: tool_calls" in p.tab.inner_text(".msg.assistant .stats")
+            p.shot("chat-tools")
+            p.tab.fill("#tools", "[not json")
+            p.chat("Again?", max_tokens=4)
+            p.tab.wait_for_selector(".msg.assistant .error")
+            assert "not JSON" in p.tab.inner_text(".msg.assistant:last-child .error") and p.errors == []
         finally:
             p.close()

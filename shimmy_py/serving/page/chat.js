@@ -61,6 +61,10 @@ function request(prompt) {
     temperature: Number($("temperature").value), max_tokens: Number($("max-tokens").value),
   };
   if ($("trace").checked) body.return_routed_experts = true;
+  const tools = $("tools").value.trim();
+  if (tools) {
+    try { body.tools = JSON.parse(tools); } catch (err) { throw new Error(`the tools are not JSON: ${err.message}`); }
+  }
   return body;
 }
 
@@ -68,9 +72,13 @@ async function send() {
   const prompt = $("prompt").value;
   if (!prompt.trim() || running) return;
   $("prompt").value = "";
-  const body = request(prompt);
   bubble("user").content.textContent = prompt;
   const out = bubble("assistant");
+  let body;
+  try { body = request(prompt); } catch (err) {
+    out.content.append(h("span", { class: "error" }, err.message));
+    return;
+  }
   const calls = [];
   let text = "", reasoning = "", last = null;
   running = new AbortController();
