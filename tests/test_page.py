@@ -287,9 +287,9 @@ def test_reasoning_and_tool_calls_are_shown_apart_from_the_answer(browser, tmp_p
     """The tool-caller (synth --behaviour tool-caller, tests/test_clients.py): it
     thinks "Checking weather", calls the offered tool, or answers "It is sunny."."""
     from shimmy_py.synthetic.behaviours import tool_caller
+    city = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
     tool = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
-                                             "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                                                            "required": ["city"]}}}
+                                             "parameters": city}}
     with Server(config(tool_caller(tmp_path / "tool-caller.gguf"), ctx=1024, parallel=1)).start() as srv:
         p = Page(browser, srv.url)
         try:
