@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -228,6 +229,12 @@ def test_experts_view_draws_the_answers_routing_one_row_per_moe_layer(page, serv
     assert layers == moe_layers
     assert page.tab.locator("#answer-heatmap .hm-row").first.locator(".hm-cell").count() == table.hparams.n_expert
     assert page.tab.locator("#token-strip .hm-row").count() == len(layers)
+    # each cell names its token: the prompt's as the server tokenizes it, the answer's from its logprobs
+    titles = page.tab.locator("#token-strip .hm-row").first.locator(".hm-cell").evaluate_all(
+        "cs => cs.map(c => c.title)")
+    named = re.compile(r'token \d+ ".*" \((prompt|answer)\), layer')
+    assert titles and all(named.match(t) for t in titles), titles[:3]
+    assert any("(answer)" in t for t in titles)
     page.tab.wait_for_selector("#server-experts .heatmap")
     assert page.tab.locator("#server-experts .heatmap .hm-row").count() == len(layers)
     page.shot("experts")

@@ -60,7 +60,7 @@ function request(prompt) {
     model: $("chat-model").value, messages, stream: true,
     temperature: Number($("temperature").value), max_tokens: Number($("max-tokens").value),
   };
-  if ($("trace").checked) body.return_routed_experts = true;
+  if ($("trace").checked) Object.assign(body, { return_routed_experts: true, logprobs: true });  // logprobs: each token's text
   const tools = $("tools").value.trim();
   if (tools) {
     try { body.tools = JSON.parse(tools); } catch (err) { throw new Error(`the tools are not JSON: ${err.message}`); }
@@ -79,7 +79,7 @@ async function send() {
     out.content.append(h("span", { class: "error" }, err.message));
     return;
   }
-  const calls = [];
+  const calls = [], pieces = [];
   let text = "", reasoning = "", last = null;
   running = new AbortController();
   $("send").disabled = true;
@@ -105,8 +105,9 @@ async function send() {
         out.calls.append(h("div", { class: "tool-call" }, `call ${tc.function.name}(${tc.function.arguments})`));
       }
       if (choice?.finish_reason) last = chunk;
+      for (const lp of choice?.logprobs?.content || []) pieces.push(lp.token);
     }
-    finish(out, last, body, text, reasoning, calls, prompt);
+    finish(out, last, body, { text, reasoning, calls, pieces }, prompt);
   } catch (err) {
     if (err.name === "AbortError") {
       out.stats.textContent = "stopped";
@@ -121,7 +122,7 @@ async function send() {
   }
 }
 
-function finish(out, last, body, text, reasoning, calls, prompt) {
+function finish(out, last, body, { text, reasoning, calls, pieces }, prompt) {
   const t = last?.timings || {};
   const tokens = last?.usage?.completion_tokens;
   out.stats.textContent = [
@@ -136,8 +137,8 @@ function finish(out, last, body, text, reasoning, calls, prompt) {
   history.push({ role: "user", content: prompt }, message);
   if (last?.routed_experts_layers) {
     events.dispatchEvent(new CustomEvent("answer", { detail: {
-      model: body.model, layers: last.routed_experts_layers, prompt: last.prompt_routed_experts,
-      answer: last.choices[0].routed_experts, text, reasoning,
+      model: body.model, messages: body.messages, layers: last.routed_experts_layers,
+      prompt: last.prompt_routed_experts, answer: last.choices[0].routed_experts, pieces, text, reasoning,
     } }));
   }
 }

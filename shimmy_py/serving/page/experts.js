@@ -23,8 +23,22 @@ async function expertCount(model, seen) {
   return Math.max(experts.get(model) || 0, seen + 1);
 }
 
-async function drawAnswer({ model, layers, prompt, answer }) {
+// each routed token's text: the prompt as the server renders and tokenizes it,
+// the answer's from its logprobs (null where they do not line up)
+async function tokenTexts(model, messages, nPrompt, answerPieces) {
+  try {
+    const { prompt } = await json("/apply-template", { method: "POST", body: { model, messages } });
+    const { tokens } = await json("/tokenize", { method: "POST",
+      body: { model, content: prompt, add_special: true, parse_special: true, with_pieces: true } });
+    if (tokens.length !== nPrompt) return null;
+    return [...tokens.map((t) => t.piece), ...answerPieces];
+  } catch { return null; }
+}
+
+async function drawAnswer({ model, messages, layers, prompt, answer, pieces }) {
   const tokens = [...prompt, ...answer];          // [token][layer][k]
+  const texts = await tokenTexts(model, messages, prompt.length, pieces);
+  const label = (ti) => (texts && texts[ti] !== undefined ? ` ${JSON.stringify(texts[ti])}` : "");
   const seen = Math.max(0, ...tokens.flat(2));
   const n = await expertCount(model, seen);
   const counts = layers.map(() => new Array(n).fill(0));
@@ -33,7 +47,7 @@ async function drawAnswer({ model, layers, prompt, answer }) {
   const strip = h("div", { class: "strip", id: "token-strip" }, layers.map((l, li) => h("div", { class: "hm-row", dataset: { layer: l } },
     h("span", { class: "hm-label" }, `layer ${l}`),
     tokens.map((t, ti) => h("span", {
-      class: "hm-cell", title: `token ${ti}${ti >= prompt.length ? " (answer)" : " (prompt)"}, layer ${l}: experts ${t[li].join(", ")}`,
+      class: "hm-cell", title: `token ${ti}${label(ti)}${ti >= prompt.length ? " (answer)" : " (prompt)"}, layer ${l}: experts ${t[li].join(", ")}`,
       style: { backgroundColor: expertColor(t[li][0], n), opacity: ti >= prompt.length ? "1" : "0.45" },
     })))));
   const map = heatmap(counts, names, (r, c) => `${names[r]}, expert ${c}`);
