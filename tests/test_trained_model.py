@@ -6,8 +6,6 @@ the NumPy reference forward pass agrees with libllama on it, as on the
 synthetic models; its tokenizer gives the text back whole."""
 from __future__ import annotations
 
-import re
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +14,8 @@ from support.reference import Reference
 
 from shimmy_py import Model
 from shimmy_py.generation.perplexity import of_file
-from shimmy_py.native import install as native
 from training import corpus
+from training.check import llama_perplexity
 
 TRAINED = Path(__file__).parent.parent / "training" / "stdlib-moe.gguf"
 PPL_BOUND = 40.0     # issue 36's bar
@@ -36,17 +34,10 @@ def model():
         yield m
 
 
-def llama_perplexity(model: Path, text: Path, ctx: int = 512) -> float:
-    run = subprocess.run([str(native.tool("llama-perplexity")), "-m", str(model), "-f", str(text), "-c", str(ctx),
-                          "-t", "2"], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-2000:]
-    return float(re.search(r"Final estimate: PPL = ([0-9.]+)", run.stderr + run.stdout)[1])
-
-
 def test_llama_perplexity_and_ours_agree_and_the_model_learned(heldout):
     theirs = llama_perplexity(TRAINED, heldout)
     ours = of_file(TRAINED, heldout.read_text(encoding="utf-8"), 512, n_threads=2)
-    assert abs(ours.ppl - theirs) <= 1e-3 * theirs, (ours.ppl, theirs)     # printed to 4 decimals: ~1e-6 apart
+    assert abs(ours.ppl - theirs) <= 1e-6 * theirs, (ours.ppl, theirs)     # both printed to 4 decimals
     assert ours.chunks >= 40 and ours.count == ours.chunks * 255
     assert ours.ppl <= PPL_BOUND, ours.ppl
 
