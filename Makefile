@@ -1,4 +1,4 @@
-# shimmy_py: `make demo` builds, installs, writes the tiny model and generates;
+# shimmy_py: `make demo` builds, installs and generates with the trained stdlib model;
 # `make test` runs the test suite (it builds and installs first).
 PYTHON ?= python3
 MODELS ?= models
@@ -17,9 +17,10 @@ install: native
 $(MODELS)/tiny.gguf: | install
 	$(PYTHON) -m shimmy_py synth $@ --preset tiny
 
-demo: install $(MODELS)/tiny.gguf
-	@echo "--- synthetic model, random weights: the text is gibberish, the compute is real ---"
-	$(PYTHON) -m shimmy_py generate $(MODELS)/tiny.gguf -p "Explain the architecture of DeepSeek MoE" -n 32 --temperature 0
+demo: install
+	@echo "--- stdlib-moe: 9M parameters, trained here on Python's standard library (training/LOG.md) ---"
+	$(PYTHON) -m shimmy_py generate training/stdlib-moe.gguf --ctx 512 -p "def read_lines(path):" -n 96 \
+		--temperature 0.6 --seed 3 --repeat-penalty 1.1
 
 test: install
 	$(PYTHON) -m pytest -q tests

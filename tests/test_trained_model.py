@@ -47,14 +47,21 @@ def test_the_reference_forward_pass_agrees_with_libllama(model):
     tokens = model.tokenize(text)[:64]
     ours = model.eval_logits(tokens)
     ref = Reference(TRAINED).logits(tokens)
-    # F16 weights: ggml rounds the activations to F16 for each product, the reference computes in float64
+    # the reference computes in float64 from the file's F16 weights, llama.cpp in F32 with an F16 KV cache:
+    # 0.006 apart at most on logits whose spread is 2 to 7 (2026-12-07)
     err = np.abs(ours - ref).max(axis=1)
-    assert np.all(err < 0.05 * ref.std(axis=1)), (err, ref.std(axis=1))
-    assert (ours.argmax(axis=1) == ref.argmax(axis=1)).mean() >= 0.95
+    assert np.all(err < 0.02), err
+    assert ref.std(axis=1).min() > 1.0 and (ours.argmax(axis=1) == ref.argmax(axis=1)).all()
 
 
 def test_the_tokenizer_gives_the_text_back(model):
+    """Token by token, as a stream hands out pieces (llama-server's and ours);
+    llama_detokenize itself tidies spaces for every GPT-2-style pre-tokenizer
+    as Hugging Face's clean_up_tokenization_spaces does (" 's" becomes "'s":
+    "'a', 'shorten'" comes back "'a','shorten'"), and Model.detokenize keeps
+    llama.cpp's answer."""
     text = corpus.heldout_text()
     ids = model.tokenize(text, add_special=False)
-    assert model.detokenize(ids) == text
+    assert b"".join(model.vocab.token_bytes(t) for t in ids).decode("utf-8") == text
     assert len(text) / len(ids) > 2.5         # a BPE that learned Python's words, not single bytes
+    assert model.detokenize(model.tokenize("['a', 'shorten']", add_special=False)) == "['a','shorten']"
