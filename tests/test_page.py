@@ -118,7 +118,6 @@ def test_the_page_loads_offline_under_a_strict_policy_with_no_console_error(page
     assert "<script>" not in text and " style=" not in text and "http://" not in text and "https://" not in text
     page.open()
     assert page.tab.locator("#chat-model option").count() == len(post_json(server.url, "/v1/models", None)[1]["data"])
-    page.shot("chat-empty")
     for view in ("models", "plan", "experts", "metrics", "chat"):
         page.view(view)
         page.tab.wait_for_selector(f"#view-{view}:not([hidden])")
