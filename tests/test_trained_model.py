@@ -65,3 +65,18 @@ def test_the_tokenizer_gives_the_text_back(model):
     assert b"".join(model.vocab.token_bytes(t) for t in ids).decode("utf-8") == text
     assert len(text) / len(ids) > 2.5         # a BPE that learned Python's words, not single bytes
     assert model.detokenize(model.tokenize("['a', 'shorten']", add_special=False)) == "['a','shorten']"
+
+
+def test_the_cli_prints_the_figure_and_names_a_text_too_short(heldout, tmp_path):
+    import json
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-m", "shimmy_py", "perplexity", str(TRAINED), "--threads", "2"]
+    run = subprocess.run([*cmd, "-f", str(heldout), "--json"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout)
+    assert out["chunks"] == 42 and out["tokens_scored"] == 42 * 255 and out["ppl"] <= PPL_BOUND
+    short = tmp_path / "short.py"
+    short.write_text("def f():\n    return 1\n")
+    run = subprocess.run([*cmd, "-f", str(short)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and "needs at least 1024" in run.stderr, run.stderr

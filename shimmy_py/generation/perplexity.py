@@ -2,7 +2,7 @@
 it (tools/perplexity/perplexity.cpp, its default mode), so that the two
 figures can be set side by side: the text tokenized with BOS; cut into
 chunks of n_ctx tokens (a last partial chunk is dropped); each chunk's first
-token replaced by BOS; n_batch / n_ctx chunks decoded together, one sequence
+token replaced by BOS (where the model adds one); n_batch / n_ctx chunks decoded together, one sequence
 each, in a KV cache per sequence; the second half of each chunk scored
 (positions n_ctx/2 .. n_ctx-2 predicting the next token); the log-softmax
 with a float32 max and exponentials summed in float64.
@@ -48,8 +48,11 @@ def token_nll(logits: np.ndarray, tokens: Sequence[int]) -> np.ndarray:
 def perplexity(model, text: str, n_ctx: int = 512) -> Perplexity:
     """The perplexity of `text` under `model` (a generation.Model loaded with
     options_for(n_ctx)), chunk by chunk as llama-perplexity."""
-    context = model._require_context()
+    context = model.context
+    if context is None:
+        raise GenerationError("perplexity needs a model loaded with its weights and a context")
     n_seq, n_batch = context.n_seq_max, context.n_batch
+    bos = model.bos if model.handle.adds_bos_eos[0] else None      # a model that adds no BOS keeps its first token
     if context.n_ctx < n_ctx:
         raise GenerationError(f"perplexity at n_ctx {n_ctx} needs a model loaded with options_for({n_ctx})")
     tokens = model.tokenize(text)
@@ -62,7 +65,7 @@ def perplexity(model, text: str, n_ctx: int = 512) -> Perplexity:
         for i in range(0, n_chunk, n_seq):
             group = range(i, min(i + n_seq, n_chunk))
             ctx.clear()
-            rows = _decode_group(ctx, tokens, group, n_ctx, min(n_batch, n_ctx), model.bos)
+            rows = _decode_group(ctx, tokens, group, n_ctx, min(n_batch, n_ctx), bos)
             for s, chunk in enumerate(group):
                 target = tokens[chunk * n_ctx + first + 1:(chunk + 1) * n_ctx]
                 total += float(token_nll(np.stack(rows[s][:len(target)]), target).sum())
@@ -71,7 +74,7 @@ def perplexity(model, text: str, n_ctx: int = 512) -> Perplexity:
     return Perplexity(math.exp(total / count), total / count, count, n_chunk, tuple(running))
 
 
-def _decode_group(ctx, tokens, group, n_ctx: int, step: int, bos: int) -> list[list[np.ndarray]]:
+def _decode_group(ctx, tokens, group, n_ctx: int, step: int, bos: int | None) -> list[list[np.ndarray]]:
     """Decodes the chunks of `group` together, one sequence each, `step`
     positions of each per decode (llama-perplexity's n_batch / n_seq);
     returns each sequence's logits at positions n_ctx/2 onwards."""
@@ -82,7 +85,7 @@ def _decode_group(ctx, tokens, group, n_ctx: int, step: int, bos: int) -> list[l
         toks, pos, seqs, want = [], [], [], []
         for s, chunk in enumerate(group):
             piece = [tokens[chunk * n_ctx + p] for p in span]
-            if at == 0:
+            if at == 0 and bos is not None:
                 piece[0] = bos
             toks += piece
             pos += span
