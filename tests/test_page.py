@@ -210,6 +210,10 @@ def test_plan_view_shows_the_bytes_plan_json_gives(page, server, page_model, dev
     assert shown == {d["name"]: (d["weights_bytes"], d["total_bytes"]) for d in plan["devices"]}
     layers = {t["layer"] for t in plan["tensors"] if t["layer"] is not None}
     assert page.tab.locator(".layers .layer").count() == len(layers) + 1   # and the tensors outside layers
+    # each segment names its tensors: layer 1's routed experts are where plan --json puts them
+    where = {t["device"] for t in plan["tensors"] if t["layer"] == 1 and "_exps" in t["name"]}
+    titles = page.tab.locator(".layers .layer[data-layer='1'] .bar span").evaluate_all("ss => ss.map(s => s.title)")
+    assert {t.split(",")[0] for t in titles if "ffn_gate_exps" in t} == where
     assert page.tab.inner_text("#plan-flags").startswith(f"llama-server -m {page_model.name} -c 2048")
     page.shot("plan")
     assert page.errors == []

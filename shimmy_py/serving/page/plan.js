@@ -1,6 +1,6 @@
 // A model's plan (POST /api/plan, planned without loading it): per device
 // its weights, KV cache and reserve against its capacity, per layer the
-// bytes on each device, as bars to scale; the llama-server flags that place
+// bytes on each device, as bars to scale (each segment names its tensors); the llama-server flags that place
 // it the same way.
 import { bytes, h, json, showError } from "./util.js";
 
@@ -28,26 +28,32 @@ function devicesTable(plan) {
 }
 
 function layers(plan) {
-  const names = plan.devices.map((d) => d.name);
-  const cls = (d) => (d.toUpperCase().startsWith("CPU") ? "dev-cpu" : `dev-${names.indexOf(d) % 4}`);
+  const devices = plan.devices.map((d) => d.name);
+  const cls = (d) => (d.toUpperCase().startsWith("CPU") ? "dev-cpu" : `dev-${devices.indexOf(d) % 4}`);
   const rows = new Map();          // layer -> {device: bytes}
+  const names = new Map();         // "layer device" -> its tensors' short names
   for (const t of plan.tensors) {
     const key = t.layer === null || t.layer === undefined ? "other" : t.layer;
     const row = rows.get(key) || {};
     row[t.device] = (row[t.device] || 0) + t.bytes;
     rows.set(key, row);
+    const at = `${key} ${t.device}`;
+    names.set(at, [...(names.get(at) || []), t.name.replace(/^blk\.\d+\./, "").replace(/\.weight$/, "")]);
   }
   const order = [...rows.keys()].sort((a, b) => (a === "other") - (b === "other") || a - b);
   const max = Math.max(...[...rows.values()].map((r) => Object.values(r).reduce((x, y) => x + y, 0)));
   return h("div", { class: "layers" },
-    h("div", { class: "legend" }, names.map((d) => [h("span", { class: cls(d) }), d])),
+    h("div", { class: "legend" }, devices.map((d) => [h("span", { class: cls(d) }), d])),
     order.map((key) => {
       const row = rows.get(key);
       const total = Object.values(row).reduce((x, y) => x + y, 0);
       return h("div", { class: "layer", dataset: { layer: key } },
         h("span", {}, key === "other" ? "outside" : `layer ${key}`),
         h("div", { class: "bar", title: Object.entries(row).map(([d, b]) => `${d}: ${bytes(b)}`).join(", ") },
-          Object.entries(row).map(([d, b]) => h("span", { class: cls(d), style: { width: `${(100 * b) / Math.max(1, max)}%` } }))),
+          Object.entries(row).map(([d, b]) => h("span", {
+            class: cls(d), style: { width: `${(100 * b) / Math.max(1, max)}%` },
+            title: `${d}, ${bytes(b)}: ${names.get(`${key} ${d}`).join(", ")}`,
+          }))),
         h("span", { class: "num" }, bytes(total)));
     }));
 }
