@@ -1,7 +1,7 @@
 // A model's plan (POST /api/plan, planned without loading it): per device
 // its weights, KV cache and reserve against its capacity, per layer the
-// bytes on each device, as bars to scale (each segment names its tensors); the llama-server flags that place
-// it the same way.
+// bytes on each device, as bars to scale (each segment names its tensors);
+// the llama-server flags that place it the same way.
 import { bytes, h, json, showError } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
