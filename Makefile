@@ -47,6 +47,7 @@ bench: install
 	native/build.sh $(BUILD_FLAGS) >/dev/null
 	$(PYTHON) benchmarks/side_by_side.py
 	$(PYTHON) benchmarks/trace_replay.py
+	$(PYTHON) benchmarks/spec_trained.py
 
 # many models: a replayed trace against llama-server's router mode (docs/TRACE.md)
 bench-trace: install
