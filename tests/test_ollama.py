@@ -203,6 +203,7 @@ def test_no_prompt_loads_and_keep_alive_0_unloads(client, server):
     while client.ps().models and time.monotonic() < deadline:
         time.sleep(0.1)
     assert client.ps().models == []
+    assert client.generate(model=MODEL, keep_alive=0).done_reason == "unload" and client.ps().models == []  # not loaded
     r = client.generate(model=MODEL, keep_alive="1m")
     assert (r.done, r.done_reason) == (True, "load") and [p.model for p in client.ps().models] == [MODEL]
     assert client.generate(model=MODEL, prompt="Hi", options={"num_predict": 1}).done

@@ -268,7 +268,8 @@ def is_load(body: Any) -> bool:
 
 def load_or_unload(app: App, body: dict) -> Response:
     """Ollama's /api/generate with no prompt: loads the model (for its
-    keep_alive), or with keep_alive 0 unloads it; done_reason says which."""
+    keep_alive), or with keep_alive 0 unloads it (once no request runs on
+    it; a model not loaded stays so); done_reason says which."""
     from ..durations import BadDuration, parse_duration
     model = body.get("model")
     if model is not None and not isinstance(model, str):
@@ -280,7 +281,9 @@ def load_or_unload(app: App, body: dict) -> Response:
     state = app.state
     name = state.catalog.resolve(model)
     if keep_alive == 0:
-        state.pool.unload(state.catalog.canonical(name), "unloaded by request (keep_alive 0)")
+        # as a request with keep_alive 0 ends: unloaded now, or when the requests running on it end
+        if state.catalog.canonical(name) in state.pool.residents:
+            state.lease(name, 0).close()
         reason = "unload"
     else:
         state.lease(name, keep_alive).close()
