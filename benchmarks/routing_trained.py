@@ -34,7 +34,7 @@ from shimmy_py import Model  # noqa: E402
 from shimmy_py.gguf_io.reader import read_header  # noqa: E402
 from training import corpus  # noqa: E402
 
-TRAINED = ROOT / "training" / "stdlib-moe.gguf"
+TRAINED = corpus.MODEL
 KINDS = ("indentation", "newline", "keyword", "identifier", "string", "comment", "number", "operator")
 
 

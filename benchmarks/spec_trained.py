@@ -36,7 +36,7 @@ from spec_side_by_side import servers  # noqa: E402
 
 from training import corpus  # noqa: E402
 
-TRAINED = ROOT / "training" / "stdlib-moe.gguf"
+TRAINED = corpus.MODEL
 LOOPER = ROOT / "models" / "stdlib-loop.gguf"
 SAMPLINGS = {"greedy": {"temperature": 0}, "T=0.8": {"temperature": 0.8, "seed": 1}}
 

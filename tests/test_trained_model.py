@@ -17,7 +17,7 @@ from shimmy_py.generation.perplexity import of_file
 from training import corpus
 from training.check import llama_perplexity
 
-TRAINED = Path(__file__).parent.parent / "training" / "stdlib-moe.gguf"
+TRAINED = corpus.MODEL
 PPL_BOUND = 40.0     # issue 36's bar
 
 

@@ -1,5 +1,6 @@
 """Checks of a written stdlib model, printed as markdown (training/LOG.md
-carries their output): `python -m training.check [MODEL]`.
+carries their output): `python -m training.check [MODEL]`. Needs no
+PyTorch (the tests import it); the tokenizer check needs `tokenizers`.
 
 - perplexity on the held-out files (never trained on) by llama.cpp's own
   `llama-perplexity` and by `shimmy-py perplexity`, and by a random-weight
@@ -22,7 +23,6 @@ from shimmy_py.generation.perplexity import of_file
 from shimmy_py.gguf_io.reader import read_header
 from shimmy_py.native import install as native
 from training import corpus
-from training.train import OUT
 
 
 def llama_perplexity(model: Path, text: Path, ctx: int = 512, threads: int = 2, tries: int = 5) -> float:
@@ -55,7 +55,7 @@ def hf_tokenizer(model: Path):
 
 
 def main(argv=None) -> int:
-    model = Path(argv[0] if argv else sys.argv[1] if len(sys.argv) > 1 else OUT)
+    model = Path(argv[0] if argv else sys.argv[1] if len(sys.argv) > 1 else corpus.MODEL)
     sys.path.insert(0, str(corpus.HERE.parent / "benchmarks"))
     from routing_trained import random_twin
     with tempfile.TemporaryDirectory() as d:

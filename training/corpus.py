@@ -16,6 +16,7 @@ import sysconfig
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+MODEL = HERE / "stdlib-moe.gguf"          # what training/train.py writes; committed
 HELDOUT = ("textwrap.py", "shlex.py", "fractions.py", "graphlib.py")
 HELDOUT_DIR = HERE / "heldout"
 SKIP_PARTS = {"test", "tests", "idlelib", "lib2to3", "site-packages", "__pycache__"}

@@ -28,7 +28,7 @@ from training import bpe, corpus
 from training.model import Config, StdlibMoE
 
 SEED, STEPS, BATCH, LR, ALPHA, WARMUP = 0, 1500, 16, 3e-3, 0.01, 100
-OUT = corpus.HERE / "stdlib-moe.gguf"
+OUT = corpus.MODEL
 # A code model's chat: the user's text is where the code starts, the answer continues it (a system
 # prompt becomes a comment above it); BOS is the tokenizer's own (add_bos_token), not the template's.
 CHAT_TEMPLATE = ("{%- for message in messages -%}"
