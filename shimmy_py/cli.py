@@ -8,22 +8,8 @@ from dataclasses import asdict
 
 from . import defaults
 from .errors import ShimmyError
-from .fields import add_flags, from_flags
+from .fields import add_flags, from_flags, int_at_least
 from .sizes import gib
-
-
-def _int_at_least(lo: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}")
-        return value
-    parse.__name__ = f"integer >= {lo}"
-    return parse
-
 
 # the flags of each command that come from the options records (fields.py): the rest is the command's own
 PLAN_SKIPS = {"n_threads", "kv_type", "load_mode"}
@@ -126,7 +112,7 @@ def _add_generate(sub) -> None:
     g = sub.add_parser("generate", help="generate text from a prompt")
     g.add_argument("model", help="path of a GGUF file")
     g.add_argument("-p", "--prompt", required=True)
-    g.add_argument("-n", type=_int_at_least(1), default=defaults.MAX_TOKENS,
+    g.add_argument("-n", type=int_at_least(1), default=defaults.MAX_TOKENS,
                    help="most tokens to generate (default %(default)s)")
     g.add_argument("--stop", action="append", default=None, help="stop string (repeatable)")
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -178,10 +164,10 @@ def _add_bench_and_synth(sub) -> None:
     b = sub.add_parser("bench", help="load time, TTFT, prompt and decode speed per placement")
     b.add_argument("model")
     b.add_argument("--placements", default="gpu", help="comma-separated: gpu,cpu-moe,n-cpu-moe=8,fit[=SIZE]")
-    b.add_argument("-p", type=_int_at_least(1), default=512, help="prompt tokens (default %(default)s, as llama-bench)")
-    b.add_argument("-n", type=_int_at_least(1), default=128,
+    b.add_argument("-p", type=int_at_least(1), default=512, help="prompt tokens (default %(default)s, as llama-bench)")
+    b.add_argument("-n", type=int_at_least(1), default=128,
                    help="generated tokens (default %(default)s, as llama-bench)")
-    b.add_argument("-r", type=_int_at_least(1), default=3, help="repetitions (default %(default)s)")
+    b.add_argument("-r", type=int_at_least(1), default=3, help="repetitions (default %(default)s)")
     add_flags(b, ModelOptions, only={"n_threads", "rpc", "load_mode", *SPECULATIVE_FIELDS})
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_bench)

@@ -4,12 +4,11 @@ as llama.cpp's `llama-perplexity -f FILE -c N` computes it
 so that the two can be set side by side."""
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from .errors import ShimmyError
-from .fields import add_flags, from_flags
+from .fields import add_flags, from_flags, int_at_least
 
 
 def _perplexity(args) -> int:
@@ -30,24 +29,14 @@ def _perplexity(args) -> int:
     return 0
 
 
-def _at_least_2(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"must be >= 2, got {value}")
-    return value
-
-
 def add_perplexity(sub) -> None:
     from .generation.options import ModelOptions
     p = sub.add_parser("perplexity", help="a text file's perplexity, as llama-perplexity computes it")
     p.add_argument("model", help="path of a GGUF file")
     p.add_argument("-f", "--file", required=True, help="the text to score")
-    p.add_argument("-c", "--ctx-size", type=_at_least_2, default=512,
+    p.add_argument("-c", "--ctx-size", type=int_at_least(2), default=512,
                    help="tokens per chunk; the second half of each is scored (default %(default)s)")
-    p.add_argument("-b", "--batch-size", type=_at_least_2, default=2048,
+    p.add_argument("-b", "--batch-size", type=int_at_least(2), default=2048,
                    help="tokens per decode: batch / ctx chunks go together (default %(default)s)")
     add_flags(p, ModelOptions, only={"n_threads"})
     p.add_argument("--json", action="store_true")

@@ -21,6 +21,20 @@ from typing import Any, Callable, Mapping
 from .errors import ShimmyError
 
 
+def int_at_least(lo: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least `lo`, refused with both numbers named."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
 @dataclass(frozen=True)
 class Shortcut:
     flag: str                     # "--cpu-moe"

@@ -9,7 +9,7 @@ import json
 from ..http.app import App
 from ..http.exchange import Request, Response
 from .parse import parse_request
-from .shapes import OpenAIShapes, routed_prompt, timing
+from .shapes import OpenAIShapes, routed_answer, routed_prompt, timing
 from .streaming import SSEShapes, answer
 
 
@@ -48,7 +48,7 @@ class OpenAIStreamShapes(SSEShapes, OpenAIShapes):
         chunk = self.chunk(None, c.finish_reason, c=c, with_usage=not self.include_usage)
         chunk["timings"] = timing(c)            # as llama-server's last chunk carries them
         if c.experts is not None:               # return_routed_experts: as the whole answer carries them
-            chunk["choices"][0]["routed_experts"] = c.experts.ids[c.experts.n_prompt:].tolist()
+            chunk["choices"][0]["routed_experts"] = routed_answer(c)
             chunk.update(routed_prompt(c))
         return [json.dumps(chunk, ensure_ascii=False)]
 

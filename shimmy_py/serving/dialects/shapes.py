@@ -35,9 +35,14 @@ def routed_prompt(c: Completion) -> dict:
             "routed_experts_layers": list(c.experts.layers)}
 
 
+def routed_answer(c: Completion) -> list:
+    """With return_routed_experts: the generated tokens' routing (but the last's)."""
+    return c.experts.ids[c.experts.n_prompt:].tolist()
+
+
 def generate_response(model: str, c: Completion) -> dict:
     """shimmy's /api/generate answer, with usage and timing added."""
-    extra = {**routed_prompt(c), "routed_experts": c.experts.ids[c.experts.n_prompt:].tolist()} \
+    extra = {**routed_prompt(c), "routed_experts": routed_answer(c)} \
         if c.experts is not None else {}
     return {"response": c.text, "model": model, "done": True, "finish_reason": c.finish_reason,
             **usage(c), **timing(c), **extra}
@@ -87,7 +92,7 @@ class OpenAIShapes:
         else:
             out = {"index": index, "text": c.text, "logprobs": self.logprobs(c), "finish_reason": c.finish_reason}
         if c.experts is not None:    # vLLM's field: (generated tokens routed, MoE layers, k)
-            out["routed_experts"] = c.experts.ids[c.experts.n_prompt:].tolist()
+            out["routed_experts"] = routed_answer(c)
         return out
 
     def final(self, c: Completion, more: list[Completion] = ()) -> dict:

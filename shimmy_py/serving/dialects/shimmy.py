@@ -62,7 +62,6 @@ def api_plan(app: App, req: Request) -> Response:
     live when it loads here (its --config settings over the server's), planned
     without loading it: `shimmy-py plan --json`'s object, with the model's
     name and file name in place of its path on this machine."""
-    from ...placement.machine import make_plan
     from ...placement.plan import to_json
     body = known_fields(req.json(), {"model"}, route="/api/plan")
     model = body.get("model")
@@ -72,8 +71,7 @@ def api_plan(app: App, req: Request) -> Response:
     name = s.catalog.resolve(model)
     s.catalog.check_file(name)
     path = s.catalog[name]
-    placement = s.plans.options_for(name).placement
-    plan = to_json(make_plan(path, placement, s.plans.devices_for(placement.rpc, placement.host_ram)))
+    plan = to_json(s.plans.plan(name))
     args = plan["llama_server_args"]
     if args[:1] == ["-m"]:
         args[1] = path.name

@@ -97,11 +97,14 @@ class ModelPlans:
         own = self.settings_for(name).keep_alive
         return own if own is not None else self.config.keep_alive
 
+    def plan(self, name: str):
+        """The model's plan as it loads here (options_for), made without loading it."""
+        placement = self.options_for(name).placement
+        return make_plan(self.catalog[name], placement, self.devices_for(placement.rpc, placement.host_ram))
+
     def need(self, name: str) -> dict:
         """Bytes per device the model's plan holds: what admission weighs."""
-        placement = self.options_for(name).placement
-        plan = make_plan(self.catalog[name], placement, self.devices_for(placement.rpc, placement.host_ram))
-        return {d.name: d.total_bytes for d in plan.devices}
+        return {d.name: d.total_bytes for d in self.plan(name).devices}
 
     def replan(self, name: str, room: dict):
         """The model planned with fit into `room` (bytes per device; the budget's
