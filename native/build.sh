@@ -204,7 +204,8 @@ link() {
 }
 
 # The tokenizers and real chat templates of the synthetic models
-# (shimmy_py/gguf_io/synth.py, families.py) and llama.cpp's DeepSeek tokenizer test vectors.
+# (shimmy_py/gguf_io/synth.py, families.py), llama.cpp's DeepSeek tokenizer test
+# vectors and its JSON-schema-to-grammar test cases (tests/test_schema_grammar.py).
 share_vocabularies() {
     mkdir -p "$INSTALL/share/templates"
     local v
@@ -215,6 +216,7 @@ share_vocabularies() {
         cp "$SRC/models/templates/$v.jinja" "$INSTALL/share/templates/"
     done
     cp "$SRC/models/ggml-vocab-deepseek-llm.gguf.inp" "$SRC/models/ggml-vocab-deepseek-llm.gguf.out" "$INSTALL/share/"
+    cp "$SRC/tests/test-json-schema-to-grammar.cpp" "$INSTALL/share/"
 }
 
 # -ot patterns are checked as llama.cpp compiles them (std::regex), by a tiny

@@ -111,7 +111,13 @@ def test_every_generated_document_validates(model, name):
 
 @pytest.mark.parametrize("schema, keyword", [
     ({"type": "number", "minimum": "0"}, "bound"),
-    ({"type": "integer", "minimum": 5, "maximum": 4}, "no number lies between"),
+    ({"type": "integer", "minimum": 5, "maximum": 4}, "no integer lies between"),
+    ({"type": "number", "minimum": 5, "exclusiveMaximum": 5}, "no number lies between"),
+    ({"allOf": [{"type": "string"}, {"maxLength": 3}]}, "allOf merges objects and enums only"),
+    ({"type": "string", "pattern": "^a+$", "maxLength": 3}, "together"),
+    ({"type": "string", "pattern": "^(?!x)a+$"}, "lookarounds"),
+    ({"type": "array", "prefixItems": [{"type": "string"}], "items": {"type": "integer"}}, "prefixItems followed"),
+    ({"type": "object", "properties": {"a": {}}, "required": ["a", "b"]}, "'b' is not among its properties"),
     ({"type": "array", "uniqueItems": True}, "uniqueItems"),
     ({"type": "object", "patternProperties": {"^x": {}}}, "patternProperties"),
     ({"not": {"type": "string"}}, "not"),

@@ -1,9 +1,155 @@
-"""Bounded JSON numbers as GBNF: the integers (or decimals) between a
-minimum and a maximum, exclusive or not, written digit by digit (no leading
-zeros, at most 16 digits), for grammar.py's integer and number schemas."""
+"""Bounded JSON numbers as GBNF, for grammar.py.
+
+Integers: `min_max_int`, llama.cpp's `build_min_max_int`
+(common/json-schema-to-grammar.cpp) line for line, so that an integer
+schema's grammar is the text llama.cpp writes. Numbers: llama.cpp drops a
+number's bounds; `signed_range` keeps them (the decimals between a minimum
+and a maximum, exclusive or not, digit by digit, at most 16 digits)."""
 from __future__ import annotations
 
 import math
+
+INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
+
+
+def min_max_int(lo: int, hi: int, decimals_left: int = 16, top_level: bool = True) -> str:
+    """The integers lo..hi (INT64_MIN / INT64_MAX: unbounded on that side)."""
+    out: list[str] = []
+    _min_max(lo, hi, out, decimals_left, top_level)
+    return "".join(out)
+
+
+def _digit_range(out: list[str], a: str, b: str) -> None:
+    out.append(f"[{a}]" if a == b else f"[{a}-{b}]")
+
+
+def _more_digits(out: list[str], lo: int, hi: int) -> None:
+    out.append("[0-9]")
+    if lo == hi == 1:
+        return
+    out.append("{" + str(lo))
+    if hi != lo:
+        out.append("," + ("" if hi == INT64_MAX else str(hi)))
+    out.append("}")
+
+
+def _uniform_range(out: list[str], a: str, b: str) -> None:
+    """Digit strings of one length from a to b."""
+    i = 0
+    while i < len(a) and i < len(b) and a[i] == b[i]:
+        i += 1
+    if i > 0:
+        out.append(f'"{a[:i]}"')
+    if i >= len(a) or i >= len(b):
+        return
+    if i > 0:
+        out.append(" ")
+    n = len(a) - i - 1
+    if n == 0:
+        out.append(f"[{a[i]}-{b[i]}]")
+        return
+    a_sub, b_sub, zeros, nines = a[i + 1:], b[i + 1:], "0" * n, "9" * n
+    reached = False
+    out.append("(")
+    if a_sub == zeros:
+        _digit_range(out, a[i], chr(ord(b[i]) - 1))
+        out.append(" ")
+        _more_digits(out, n, n)
+    else:
+        out.append(f"[{a[i]}] (")
+        _uniform_range(out, a_sub, nines)
+        out.append(")")
+        if ord(a[i]) < ord(b[i]) - 1:
+            out.append(" | ")
+            if b_sub == nines:
+                _digit_range(out, chr(ord(a[i]) + 1), b[i])
+                reached = True
+            else:
+                _digit_range(out, chr(ord(a[i]) + 1), chr(ord(b[i]) - 1))
+            out.append(" ")
+            _more_digits(out, n, n)
+    if not reached:
+        out.append(" | ")
+        _digit_range(out, b[i], b[i])
+        out.append(" ")
+        _uniform_range(out, zeros, b_sub)
+    out.append(")")
+
+
+def _min_max(lo: int, hi: int, out: list[str], decimals_left: int, top_level: bool) -> None:
+    has_min, has_max = lo != INT64_MIN, hi != INT64_MAX
+    if has_min and has_max:
+        if lo < 0 and hi < 0:
+            out.append('"-" (')
+            _min_max(-hi, -lo, out, decimals_left, True)
+            out.append(")")
+            return
+        if lo < 0:
+            out.append('"-" (')
+            _min_max(0, -lo, out, decimals_left, True)
+            out.append(") | ")
+            lo = 0
+        lo_s, hi_s = str(lo), str(hi)
+        for digits in range(len(lo_s), len(hi_s)):
+            _uniform_range(out, lo_s, "9" * digits)
+            lo_s = "1" + "0" * digits
+            out.append(" | ")
+        _uniform_range(out, lo_s, hi_s)
+        return
+    less = max(decimals_left - 1, 1)
+    if has_min:
+        if lo < 0:
+            out.append('"-" (')
+            _min_max(INT64_MIN, -lo, out, decimals_left, False)
+            out.append(") | [0] | [1-9] ")
+            _more_digits(out, 0, decimals_left - 1)
+        elif lo == 0:
+            if top_level:
+                out.append("[0] | [1-9] ")
+                _more_digits(out, 0, less)
+            else:
+                _more_digits(out, 1, decimals_left)
+        elif lo <= 9:
+            c, start = str(lo), "1" if top_level else "0"
+            if c > start:
+                _digit_range(out, start, chr(ord(c) - 1))
+                out.append(" ")
+                _more_digits(out, 1, less)
+                out.append(" | ")
+            _digit_range(out, c, "9")
+            out.append(" ")
+            _more_digits(out, 0, less)
+        else:
+            s = str(lo)
+            c = s[0]
+            if c > "1":
+                _digit_range(out, "1" if top_level else "0", chr(ord(c) - 1))
+                out.append(" ")
+                _more_digits(out, len(s), less)
+                out.append(" | ")
+            _digit_range(out, c, c)
+            out.append(" (")
+            _min_max(int(s[1:]), INT64_MAX, out, less, False)
+            out.append(")")
+            if c < "9":
+                out.append(" | ")
+                _digit_range(out, chr(ord(c) + 1), "9")
+                out.append(" ")
+                _more_digits(out, len(s) - 1, less)
+        return
+    if has_max:
+        if hi >= 0:
+            if top_level:
+                out.append('"-" [1-9] ')
+                _more_digits(out, 0, less)
+                out.append(" | ")
+            _min_max(0, hi, out, decimals_left, True)
+        else:
+            out.append('"-" (')
+            _min_max(-hi, INT64_MAX, out, decimals_left, False)
+            out.append(")")
+        return
+    raise ValueError("min_max_int needs a minimum or a maximum")
 
 
 def signed_range(lo, hi, lo_x: bool, hi_x: bool, fraction: bool) -> str | None:

@@ -24,7 +24,7 @@ import secrets
 import string
 from dataclasses import dataclass
 
-from .grammar import PRIMITIVES, _Converter, literal
+from .grammar import Grammar, literal
 
 _DECODER = json.JSONDecoder()
 
@@ -101,21 +101,22 @@ class Format:
         return []
 
     # --- grammar -----------------------------------------------------------------
-    def args_rule(self, c: _Converter, tool: Tool) -> str:
-        return c.visit(tool.parameters or {"type": "object"}, f"{tool.name}-args")
+    def args_rule(self, c: Grammar, tool: Tool) -> str:
+        return c.add_schema(f"{tool.name}-args", tool.parameters or {"type": "object"})
 
-    def grammar(self, parallel: bool) -> str:
-        """The tool-call section, its root rule starting with `open`."""
-        c = _Converter({})
-        calls = []
-        for tool in self.tools.values():
-            c.root = tool.parameters if isinstance(tool.parameters, dict) else {}
-            calls.append(self.call_rule(c, tool))
+    def rules(self, parallel: bool) -> Grammar:
+        """The tool-call section's rules, its root starting with `open`; each
+        tool's arguments as llama.cpp's json_schema_to_grammar writes them."""
+        c = Grammar()
+        calls = [self.call_rule(c, tool) for tool in self.tools.values()]
         c.rules["call"] = " | ".join(calls)
         c.rules["root"] = self.section_rule(parallel)
-        return "\n".join(f"{k} ::= {v}" for k, v in {"root": c.rules.pop("root"), **c.rules}.items()) + "\n"
+        return c
 
-    def call_rule(self, c: _Converter, tool: Tool) -> str:
+    def grammar(self, parallel: bool) -> str:
+        return self.rules(parallel).text()
+
+    def call_rule(self, c: Grammar, tool: Tool) -> str:
         raise NotImplementedError
 
     def section_rule(self, parallel: bool) -> str:
@@ -139,7 +140,8 @@ class Hermes(Format):
 
     def call_rule(self, c, tool):
         head = literal('<tool_call>\n{"name": ' + json.dumps(tool.name, ensure_ascii=False) + ', "arguments": ')
-        return c.add(f"{tool.name}-call", f'{head} {self.args_rule(c, tool)} {literal("}" + chr(10) + "</tool_call>")}')
+        tail = literal("}\n</tool_call>")
+        return c.add_rule(f"{tool.name}-call", f"{head} {self.args_rule(c, tool)} {tail}")
 
 
 class Glm(Format):
@@ -168,11 +170,12 @@ class Glm(Format):
         parts = [literal(f"<tool_call>{tool.name}\n")]
         for key in [k for k in props if k in required]:
             sub = props[key]
-            value = '[^<]*' if sub.get("type") == "string" else c.visit(sub, f"{tool.name}-{key}")
+            value = '[^<]*' if sub.get("type") == "string" else \
+                c.add_schema(f"{tool.name}-{key}", sub, root=tool.parameters)
             parts.append(f'{literal(f"<arg_key>{key}</arg_key>" + chr(10) + "<arg_value>")} {value} '
                          f'{literal("</arg_value>" + chr(10))}')
         parts.append(literal("</tool_call>"))
-        return c.add(f"{tool.name}-call", " ".join(parts))
+        return c.add_rule(f"{tool.name}-call", " ".join(parts))
 
 
 DS_CALLS, DS_CALL, DS_SEP, DS_END, DS_CALLS_END = ("<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>",
@@ -197,7 +200,7 @@ class DeepSeek(Format):
         return calls
 
     def call_rule(self, c, tool):
-        return c.add(f"{tool.name}-call", f'{literal(DS_CALL + tool.name + DS_SEP)} {self.args_rule(c, tool)} '
+        return c.add_rule(f"{tool.name}-call", f'{literal(DS_CALL + tool.name + DS_SEP)} {self.args_rule(c, tool)} '
                                           f'{literal(DS_END)}')
 
     def section_rule(self, parallel: bool) -> str:
@@ -237,7 +240,7 @@ class Harmony(Format):
         return "".join(body for channel, _, body in self.messages(text) if channel == "analysis")
 
     def call_rule(self, c, tool):
-        return c.add(f"{tool.name}-call", f'{literal(self.open + tool.name + " <|constrain|>json<|message|>")} '
+        return c.add_rule(f"{tool.name}-call", f'{literal(self.open + tool.name + " <|constrain|>json<|message|>")} '
                                           f'{self.args_rule(c, tool)} {literal("<|call|>")}')
 
     def section_rule(self, parallel: bool) -> str:
@@ -265,7 +268,7 @@ class Mistral(Format):
 
     def call_rule(self, c, tool):
         head = literal('{"name": ' + json.dumps(tool.name, ensure_ascii=False) + ', "arguments": ')
-        return c.add(f"{tool.name}-call", f'{head} {self.args_rule(c, tool)} "}}"')
+        return c.add_rule(f"{tool.name}-call", f'{head} {self.args_rule(c, tool)} "}}"')
 
     def section_rule(self, parallel: bool) -> str:
         more = ' ( ", " call )*' if parallel else ""
@@ -293,7 +296,7 @@ class Generic(Format):
 
     def call_rule(self, c, tool):
         head = literal('{"name": ' + json.dumps(tool.name, ensure_ascii=False) + ', "arguments": ')
-        return c.add(f"{tool.name}-call", f'{head} {self.args_rule(c, tool)} "}}"')
+        return c.add_rule(f"{tool.name}-call", f'{head} {self.args_rule(c, tool)} "}}"')
 
     def section_rule(self, parallel: bool) -> str:
         more = ' ( ", " call )*' if parallel else ""
@@ -301,10 +304,11 @@ class Generic(Format):
 
     def answer_grammar(self, parallel: bool) -> str:
         """Either a call section or {"response": "..."}: the whole reply (tool_choice auto)."""
-        g = self.grammar(parallel)
-        g = g.replace("root ::= ", "calls ::= ", 1)
-        char = "" if "\nchar ::= " in g else f'char ::= {PRIMITIVES["char"]}\n'
-        return 'root ::= calls | "{\\"response\\": " text "}"\n' + g + 'text ::= "\\"" char* "\\""\n' + char
+        c = self.rules(parallel)
+        c.rules["calls"] = c.rules.pop("root")
+        c.rules["root"] = 'calls | "{\\"response\\": " text "}"'
+        c.rules["text"] = f'"\\"" {c.primitive("char")}* "\\""'
+        return c.text()
 
     def system_message(self) -> str:
         tools = json.dumps([t.spec() for t in self.tools.values()], ensure_ascii=False, indent=2)

@@ -91,10 +91,11 @@ def test_formats_are_recognised_from_the_template(template, fmt):
 
 @pytest.mark.parametrize("fmt", [Hermes, Glm, DeepSeek, Harmony, Mistral, Generic], ids=lambda f: f.name)
 @pytest.mark.parametrize("parallel", [False, True])
-def test_each_format_writes_a_grammar_starting_with_its_section(fmt, parallel):
+def test_each_format_writes_a_grammar_of_its_section(fmt, parallel):
     g = fmt([WEATHER, TIME]).grammar(parallel)
-    assert g.startswith("root ::= ") and "get_weather" in g and "get_time" in g
+    assert "get_weather" in g and "get_time" in g
     rules = dict(line.split(" ::= ", 1) for line in g.strip().splitlines())
+    assert "call" in rules["root"] and list(rules) == sorted(rules)      # llama.cpp lists rules by name
     assert all(name.replace("-", "").isalnum() for name in rules)
 
 
@@ -162,3 +163,15 @@ def test_the_think_wrapper_has_llama_servers_shape():
                     '"\\n"? "\\n"? )? thinking-space thinking-space root')
     space = think_first('root ::= "{}"\n', opened=False).split("\n")[1]
     assert space == 'thinking-space ::= | " " | "\\n"{1,2} [ \\t]{0,20}'       # llama.cpp's SPACE_RULE
+
+
+def test_two_tools_with_a_definition_of_the_same_name_keep_their_own():
+    """$refs resolve within their own tool's schema: two tools' #/$defs/Item are two rules."""
+    def tool(name, prop):
+        item = {"type": "object", "properties": {prop: {"type": "integer"}}}
+        return Tool(name, {"type": "object", "properties": {"x": {"$ref": "#/$defs/Item"}}, "required": ["x"],
+                           "$defs": {"Item": item}})
+    g = Hermes([tool("a", "p"), tool("b", "q")]).grammar(False)
+    rules = dict(line.split(" ::= ", 1) for line in g.strip().splitlines())
+    assert (rules["a-args-x"], rules["b-args-x"]) == ("ref-defs-Item", "ref-defs-Item-0")
+    assert "ref-defs-Item-p-kv" in rules["ref-defs-Item"] and "q-kv" in rules["ref-defs-Item-0"]
