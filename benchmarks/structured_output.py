@@ -15,7 +15,9 @@ server's default), against both servers:
 - langchain: ChatOpenAI(...).with_structured_output(method="json_schema").
 An answer counts if the client returns the validated object (no exception:
 a length cut, JSON that does not parse, a schema mismatch all count
-against). Prints a table of shares per call and server.
+against). Prints a table of shares per call and server, and on how many
+seeds both servers had the same outcome (the same object, or a failure of
+the same kind).
 """
 from __future__ import annotations
 
@@ -73,17 +75,20 @@ CALLS = {"openai json_schema": openai_call, "instructor JSON_SCHEMA": instructor
          "langchain json_schema": langchain_call}
 
 
-def shares(url: str, seeds: int) -> dict[str, tuple[int, dict]]:
+def shares(url: str, seeds: int) -> dict[str, tuple[int, dict, list]]:
+    """Per call: answers validated, failures by kind, and each seed's outcome
+    (the object, or the exception's kind)."""
     out = {}
     for name, call in CALLS.items():
-        ok, why = 0, {}
+        ok, why, outcomes = 0, {}, []
         for seed in range(seeds):
             try:
-                call(url, seed)
+                outcomes.append(repr(call(url, seed)))
                 ok += 1
             except Exception as e:  # the client's own verdict: count it, keep the kind
                 why[type(e).__name__] = why.get(type(e).__name__, 0) + 1
-        out[name] = (ok, why)
+                outcomes.append(type(e).__name__)
+        out[name] = (ok, why, outcomes)
     return out
 
 
@@ -111,10 +116,13 @@ def main() -> int:
             results[name] = shares(srv.url, args.seeds)
     print(f"structured output, {args.seeds} seeds per call, {BUDGET} tokens at most "
           f"(model {Path(args.model).name if args.model else 'the tool-caller'})")
-    print(f"{'call':<24} {'shimmy-py':>10} {'llama-server':>13}   failures (shimmy-py | llama-server)")
+    print(f"{'call':<24} {'shimmy-py':>10} {'llama-server':>13} {'same outcome':>13}   "
+          "failures (shimmy-py | llama-server)")
     for call in CALLS:
-        (a, wa), (b, wb) = results["shimmy-py"][call], results["llama-server"][call]
-        print(f"{call:<24} {a / args.seeds:>10.2f} {b / args.seeds:>13.2f}   {wa or '-'} | {wb or '-'}")
+        (a, wa, oa), (b, wb, ob) = results["shimmy-py"][call], results["llama-server"][call]
+        same = sum(x == y for x, y in zip(oa, ob))
+        print(f"{call:<24} {a / args.seeds:>10.2f} {b / args.seeds:>13.2f} {f'{same}/{args.seeds}':>13}   "
+              f"{wa or '-'} | {wb or '-'}")
     return 0
 
 

@@ -23,6 +23,7 @@ from .reasoning import (
     THINK_CLOSE,
     THINK_OPEN,
     THINKING_ROOT,
+    AnswerFence,
     ThinkSplitter,
     opens_thinking,
     think_first,
@@ -64,8 +65,9 @@ class ChatParser:
     ("content", text), ("tool_call", ToolCall). Text that may open a tool
     call is held back until it is sure."""
 
-    def __init__(self, fmt: Format | None, thinking: bool, reasoning_format: str):
+    def __init__(self, fmt: Format | None, thinking: bool, reasoning_format: str, fenced: bool = False):
         self.fmt = fmt
+        self.fence = AnswerFence() if fenced else None   # a response format's answer, as llama-server parses it
         self.split = reasoning_format != "none" and not isinstance(fmt, Harmony)
         self.think = ThinkSplitter(thinking, legacy=reasoning_format == "deepseek-legacy") if self.split else None
         self.reply = Reply()
@@ -95,6 +97,7 @@ class ChatParser:
             self._section += text
             return []
         if self.fmt is None or not self.fmt.open:
+            text = self.fence.feed(text) if self.fence else text
             self.reply.content += text
             return [("content", text)] if text else []
         buf = self._held + text
@@ -116,6 +119,8 @@ class ChatParser:
             return self._finish_harmony()
         out = self._route(self.think.flush()) if self.think else []
         held, self._held = self._held, ""
+        if self.fence is not None:
+            held += self.fence.flush()
         if held:
             self.reply.content += held
             out.append(("content", held))
@@ -190,11 +195,13 @@ def prepare(vocab, messages: list[dict], options: ChatOptions, sampling: Samplin
     fmt = fmt_cls(chosen) if use_tools else (Harmony() if fmt_cls is Harmony or "<|channel|>" in template else None)
     if use_tools:
         sampling = replace(sampling, **_tool_grammar(fmt, options))
+    fenced = False
     if sampling.grammar and not sampling.grammar_triggers and THINK_OPEN in template \
             and not prompt.rstrip().endswith(THINK_CLOSE):
-        sampling = replace(sampling, grammar=think_first(sampling.grammar, opens_thinking(prompt)),
+        fenced = not use_tools                      # a response format: llama-server offers it fenced too
+        sampling = replace(sampling, grammar=think_first(sampling.grammar, opens_thinking(prompt), fenced=fenced),
                            grammar_root=THINKING_ROOT)
-    parser = ChatParser(fmt, opens_thinking(prompt), options.reasoning_format)
+    parser = ChatParser(fmt, opens_thinking(prompt), options.reasoning_format, fenced)
     special = fmt.preserve if fmt is not None else ()
     return ChatTurn(prompt, sampling, parser, special)
 

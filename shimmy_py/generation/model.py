@@ -41,6 +41,7 @@ from .options import ModelOptions
 from .sampling import SamplingParams, grammar_of_schema
 from .spec_modes import mode_of
 from .speculative import Drafter, SpeculativeOptions
+from .streaming import ExpertStreamer, stream_experts
 from .tool_formats import as_tool
 from .vocab import Vocab
 
@@ -87,6 +88,7 @@ class Model:
         self.n_threads = o.threads
         self.plan: Plan | None = None
         self.context: Context | None = None
+        self.streamer: ExpertStreamer | None = None   # the plan's streamed experts (generation/streaming.py)
         self._embedder = None                  # made on first embed()
         self._embedder_lock = threading.Lock()
         self._tracing: Context | None = None   # made on the first generation with trace_experts
@@ -123,7 +125,9 @@ class Model:
             if not vocab_only:
                 spec = ContextSpec(o.n_ctx, o.n_batch, o.n_seq_max, self.n_threads, o.unified, o.kv_type,
                                    o.flash_attn, nextn="target" if self._mode.nextn else "")
-                self.context = self._own(Context(self.handle, spec, tap=Tap() if o.trace_experts else None))
+                streams = self.plan.tiers is not None          # experts stream from the file (streaming.py)
+                self.context = self._own(Context(self.handle, spec, tap=Tap() if o.trace_experts or streams else None))
+                self.streamer = self._own(stream_experts(self.path, self.plan.tiers, self.context)) if streams else None
                 self._spec_part = self._own(self._mode.after_context(self, spec)) or self._spec_part
         self.vocab = Vocab(self.handle, o.chat_template)
         if not vocab_only:
@@ -264,7 +268,7 @@ class Model:
     def tracing_context(self) -> Context:
         """The context generations with trace_experts run on: its graph has a
         tap (native/tap.py), which a model never traced does not pay for."""
-        if self.options.trace_experts:
+        if self.options.trace_experts or self.streamer is not None:
             return self._require_context()     # loaded with a tap already
         with self._embedder_lock:
             if self._tracing is None:

@@ -114,21 +114,60 @@ def split(text: str, thinking: bool = False) -> tuple[str, str]:
 THINKING_ROOT = "thinking-root"
 
 
-def think_first(grammar: str, opened: bool, open_tag: str = "<think>", close_tag: str = "</think>") -> str:
+def think_first(grammar: str, opened: bool, open_tag: str = "<think>", close_tag: str = "</think>",
+                fenced: bool = False) -> str:
     """`grammar` (its rule `root`) after a think block, as llama-server holds
     a thinking model's answer to a response format: start the grammar at
     THINKING_ROOT. `opened`: the prompt already opened the block (the model
     is inside it), else the block is optional. The whitespace around it is
     where llama-server's grammar has it (llama.cpp's SPACE_RULE before the
-    block, after it and before the answer); its fenced ```json answer is
-    not offered (the chat parser would pass the fence on as content)."""
+    block, after it and before the answer). `fenced` (a response format):
+    the answer may also come in a ```json fence, and space may follow it, as
+    llama-server offers; AnswerFence takes both off the content again."""
     until = until_rules("thinking-until", close_tag)
     space = 'thinking-space ::= | " " | "\\n"{1,2} [ \\t]{0,20}\n'
     if opened:
         head = f'thinking-until {literal(close_tag)}'
     else:
         head = f'( {literal(open_tag)} "\\n"? thinking-until "\\n"? {literal(close_tag)} "\\n"? "\\n"? )?'
-    return f"{THINKING_ROOT} ::= thinking-space {head} thinking-space thinking-space root\n{space}{until}{grammar}"
+    answer = ('( "```json" thinking-space root thinking-space "```" | thinking-space root thinking-space )'
+              if fenced else "thinking-space root")
+    return f"{THINKING_ROOT} ::= thinking-space {head} thinking-space {answer}\n{space}{until}{grammar}"
+
+
+class AnswerFence:
+    """The answer to a response format as llama-server's parser gives it:
+    without the whitespace around it and without the ```json fence its
+    grammar offers (think_first), on a stream: text that may still be
+    either is held until it is sure."""
+    OPEN, CLOSE = "```json", "```"
+
+    def __init__(self):
+        self.started = self.fenced = self.began = False
+        self._held = ""
+
+    def feed(self, text: str) -> str:
+        buf, self._held = self._held + text, ""
+        if not self.started:
+            buf = buf.lstrip()
+            if len(buf) < len(self.OPEN) and self.OPEN.startswith(buf):
+                self._held = buf                     # nothing yet, or the fence's beginning
+                return ""
+            self.started = True
+            if buf.startswith(self.OPEN):
+                self.fenced, buf = True, buf[len(self.OPEN):]
+        if not self.began:
+            buf = buf.lstrip()
+        cut = len(buf.rstrip(" \t\r\n`" if self.fenced else " \t\r\n"))
+        out, self._held = buf[:cut], buf[cut:]      # the space after the answer (and the fence's end), until sure
+        self.began = self.began or bool(out)
+        return out
+
+    def flush(self) -> str:
+        held, self._held = self._held.strip(), ""
+        if self.fenced and held.endswith(self.CLOSE):
+            held = held[:-len(self.CLOSE)].rstrip()
+        return held
 
 
 def until_rules(name: str, stop: str) -> str:

@@ -85,12 +85,15 @@ class Tap:
     nodes whose base names (before "-<layer>") are in `names`, which maps each to
     whether the node's second operand is copied too: False, True, or the base
     name the operand must have (an error if the graph has another there);
-    `stop()` ends it. While nothing listens every node is declined (in C)."""
+    `stop()` ends it. `keep(sink, names)` adds a listener that stays for the
+    context's life (the expert streamer), heard beside the current one.
+    While nothing listens every node is declined (in C)."""
 
     def __init__(self):
         _check_filter_layout()
         self.names: dict[bytes, bool | bytes] = {}
         self.sink: Sink | None = None
+        self.kept: list[tuple[Sink, dict[bytes, bool | bytes]]] = []
         self.error: BaseException | None = None
         # the C filter and the Python callback it calls, kept alive while the tap lives
         self.filter = _Filter(computed=ggml_backend_sched_eval_callback(self._on_computed))
@@ -107,32 +110,56 @@ class Tap:
         return ctypes.addressof(self.filter)
 
     def listen(self, sink: Sink, names: dict[str, bool | str]) -> None:
-        if len(names) > len(self.filter.names):
-            raise NativeError(f"the tap reads at most {len(self.filter.names)} node names, not {len(names)}")
+        self.names, self.sink, self.error = self._encoded(names), sink, None
+        self._set_filter()
+
+    def keep(self, sink: Sink, names: dict[str, bool | str]) -> None:
+        self.kept.append((sink, self._encoded(names)))
+        self._set_filter()
+
+    def stop(self) -> None:
+        self.sink, self.names = None, {}
+        self._set_filter()
+
+    def _encoded(self, names: dict[str, bool | str]) -> dict[bytes, bool | bytes]:
         encoded = {n.encode(): operand.encode() if isinstance(operand, str) else operand
                    for n, operand in names.items()}
         for n in encoded:
             if not 0 < len(n) < _NAME_SIZE or b"\0" in n:
                 raise NativeError(f"node name {n!r}: 1 to {_NAME_SIZE - 1} bytes, no NUL")
-        self.names, self.sink, self.error = encoded, sink, None
-        for i, n in enumerate(encoded):
-            self.filter.names[i].value = n
-        self.filter.n_names = len(encoded)
+        return encoded
 
-    def stop(self) -> None:
+    def _listeners(self):
+        return ([(self.sink, self.names)] if self.sink is not None else []) + self.kept
+
+    def _set_filter(self) -> None:
+        wanted: dict[bytes, bool | bytes] = {}
+        for _, names in self._listeners():
+            for n, operand in names.items():
+                if wanted.get(n, operand) != operand:
+                    raise NativeError(f"two listeners read node {n.decode()} with different operands")
+                wanted[n] = operand
+        if len(wanted) > len(self.filter.names):
+            raise NativeError(f"the tap reads at most {len(self.filter.names)} node names, not {len(wanted)}")
         self.filter.n_names = 0
-        self.sink, self.names = None, {}
+        for i, n in enumerate(wanted):
+            self.filter.names[i].value = n
+        self.filter.n_names = len(wanted)
 
     def _on_computed(self, tensor, _ask, _user) -> bool:
         # called only for the nodes the filter asked for; an exception must not
         # cross into C: it is kept, and raised by take_error()
         try:
             name = ctypes.string_at(tensor + _NAME, _NAME_SIZE).partition(b"\0")[0]
-            operand = self.names.get(name.rpartition(b"-")[0])
-            if self.sink is not None and operand is not None:
+            base = name.rpartition(b"-")[0]
+            heard = [(sink, names[base]) for sink, names in self._listeners() if base in names]
+            if heard:
                 t = ggml_tensor.from_address(tensor)
+                operand = heard[0][1]
                 src = _operand(t, operand, name) if operand else None
-                self.sink(name.decode(), read_tensor(t), read_tensor(src) if src is not None else None)
+                data, extra = read_tensor(t), (read_tensor(src) if src is not None else None)
+                for sink, _ in heard:
+                    sink(name.decode(), data, extra)
             return True
         except BaseException as e:   # noqa: BLE001 - reported after llama_decode returns
             self.error = self.error or e

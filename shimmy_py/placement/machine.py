@@ -91,14 +91,21 @@ def check_patterns(overrides) -> None:
 
 def load_spec(plan_: Plan, load_mode: str | None = None, no_alloc: bool = False) -> LoadSpec:
     """How llama.cpp must load the model to place it as `plan_` says. Load mode:
-    "none" when the plan moves tensors to the CPU (llama.cpp's advice: mapped
-    files and CPU overrides mix badly), else llama.cpp's own default."""
+    mmap when experts stream from the file (the plan's tiers); else "none"
+    when the plan moves tensors to the CPU (llama.cpp's advice: mapped files
+    and CPU overrides mix badly), else llama.cpp's own default."""
     if plan_.accelerator == HYPOTHETICAL:
         raise PlacementError("this plan is for a hypothetical accelerator (--target-vram): "
                              "it can be printed, not loaded")
     for notice in plan_.notices:
         logger.warning(notice)
     mtp = plan_.request.mtp
+    if plan_.tiers is not None:        # experts stream: the file stays mapped, pages in and out
+        if load_mode not in (None, "auto", "mmap") and not no_alloc:
+            raise PlacementError(f"load mode {load_mode} cannot stream experts from the file: the host part of "
+                                 f"this plan ({gib(plan_.device(CPU).weights_bytes)}) is more than its RAM budget "
+                                 f"({gib(plan_.tiers.budget_bytes)}); use load mode mmap or give more --ram-budget")
+        load_mode = load_mode or "mmap"
     if plan_.accelerator is None:
         return LoadSpec(no_alloc=no_alloc, load_mode=load_mode, n_gpu_layers=0, load_mtp=mtp)
     if load_mode is None and any(b == CPU for _, b in plan_.overrides):

@@ -8,6 +8,7 @@ server's worker all build and carry this one record; every value is checked
 when the record is made."""
 from __future__ import annotations
 
+import os
 from dataclasses import InitVar, dataclass, replace
 from typing import Any
 
@@ -17,6 +18,7 @@ from ..fields import Shortcut, opt
 from ..sizes import parse_size
 from .plan import Plan, PlanRequest
 from .strategies import KINDS, USAGE
+from .tiers import ExpertProfile
 
 
 def parse_override_arg(text: str) -> list[tuple[str, str]]:
@@ -209,6 +211,12 @@ class PlacementOptions:
                                             "is unchecked)")
     target_vram: int | None = opt(None, flags=("--target-vram",), parse=parse_size, metavar="SIZE", key="",
                                   help="plan for a hypothetical accelerator of SIZE")
+    ram_budget: int | None = opt(None, flags=("--ram-budget",), parse=parse_size, metavar="SIZE",
+                                 help="host RAM the plan may hold (weights, KV cache, reserve); past it, routed "
+                                      "experts stream from the file (default: available RAM less a margin)")
+    expert_profile: str | None = opt(None, flags=("--expert-profile",), metavar="TRACE.npz",
+                                     help="a `shimmy-py trace --save` file: its most routed experts stay resident "
+                                          "when experts stream from the file")
     n_ctx: int = defaults.N_CTX        # the context planned for: the KV cache (Model and serve set it)
     n_seq: int = 1                     # sequences decoded together (the server's --parallel)
     flash_attn: bool = True            # False when the context turns it off: the reserve holds attention scores
@@ -227,18 +235,25 @@ class PlacementOptions:
                   "overrides": _override_pairs(self.overrides), "rpc": parse_endpoints(self.rpc),
                   "host_ram": parse_endpoints(self.host_ram),
                   "device_capacity": parse_capacity_arg(self.device_capacity),
-                  "target_vram": None if self.target_vram is None else parse_size(self.target_vram)}
+                  "target_vram": None if self.target_vram is None else parse_size(self.target_vram),
+                  "ram_budget": None if self.ram_budget is None else parse_size(self.ram_budget)}
         for name, value in normal.items():
             object.__setattr__(self, name, value)
         if isinstance(self.n_ctx, bool) or not isinstance(self.n_ctx, int) or self.n_ctx < 1:
             raise PlacementError(f"context length must be >= 1, got {self.n_ctx!r}")
+        if self.ram_budget is not None and self.ram_budget <= 0:
+            raise PlacementError(f"--ram-budget must be positive, got {self.ram_budget}")
+        if self.expert_profile is not None and not isinstance(self.expert_profile, (str, os.PathLike)):
+            raise PlacementError(f"--expert-profile is a file path, got {self.expert_profile!r}")
 
     def request(self) -> PlanRequest:
         s = self.strategy
         if s.name == "plan":
             return s.plan.request
+        profile = ExpertProfile.load(self.expert_profile) if self.expert_profile is not None else None
         return PlanRequest(s.name, s.n_cpu_moe, s.vram_budget, self.overrides, self.n_ctx,
-                           flash_attn=self.flash_attn, fit_margin=self.fit_margin, n_seq=self.n_seq, mtp=self.mtp)
+                           flash_attn=self.flash_attn, fit_margin=self.fit_margin, n_seq=self.n_seq, mtp=self.mtp,
+                           ram_budget=self.ram_budget, expert_profile=profile)
 
 
 def parse_placement_spec(spec: str, rpc=(), n_ctx: int = defaults.N_CTX) -> PlacementOptions:

@@ -37,6 +37,8 @@ class PlanRequest:
     n_seq: int = 1                      # sequences decoded together: recurrent state is per sequence
     measured_reserve: tuple[tuple[str, int], ...] = ()   # (device, bytes) from a dry run, instead of the estimate
     mtp: bool = False                   # the NextN/MTP block is loaded (speculative draft-mtp)
+    ram_budget: int | None = None       # host RAM for the host part; past it experts stream (tiers.py)
+    expert_profile: object = None       # tiers.ExpertProfile: the most routed experts stay resident
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Plan:
     network_bytes_per_token: int = 0         # activations crossing to or from RPC devices per decoded token
     buffer_types: tuple[tuple[str, str], ...] = ()   # (device, its buffer type): ggml names RPC devices by
     #                                                  registration order in a process; "RPC0[host:port]" is stable
+    tiers: object = None                     # tiers.Tiers when host RAM is short: what streams from the file
 
     @property
     def accelerator(self) -> str | None:
@@ -117,12 +120,32 @@ def to_json(plan: Plan) -> dict:
                      "kv_bytes": d.kv_bytes, "reserve_bytes": d.reserve_bytes,
                      "total_bytes": d.total_bytes, "capacity_bytes": d.capacity_bytes}
                     for d in plan.devices],
-        "tensors": [{"name": t.name, "role": t.role, "layer": t.layer, "bytes": t.bytes, "device": t.device}
-                    for t in plan.tensors],
+        "tensors": [_tensor_json(plan, t) for t in plan.tensors],
+        "tiers": _tiers_json(plan.tiers),
         "overrides": [{"pattern": p, "buffer_type": b} for p, b in plan.overrides],
         "llama_server_args": server_args(plan),
         "notices": list(plan.notices),
     }
+
+
+def _tensor_json(plan: Plan, t: Placement) -> dict:
+    out = {"name": t.name, "role": t.role, "layer": t.layer, "bytes": t.bytes, "device": t.device}
+    if plan.tiers is not None and t.device == CPU:
+        out["tier"] = plan.tiers.tier_of(t.name)
+        if t.role == "routed_experts":
+            out["resident_experts"] = list(plan.tiers.resident_experts(t.layer))
+    return out
+
+
+def _tiers_json(tiers) -> dict | None:
+    if tiers is None:
+        return None
+    return {"budget_bytes": tiers.budget_bytes, "resident_bytes": tiers.resident_bytes,
+            "streamed_bytes": tiers.streamed_bytes, "cache_bytes": tiers.cache_bytes,
+            "file_bytes_per_token": round(tiers.file_bytes_per_token), "miss_rate": round(tiers.miss_rate, 4),
+            "profiled": tiers.profiled,
+            "layers": [{"layer": t.layer, "expert_bytes": t.slice_bytes, "resident_experts": list(t.resident_experts),
+                        "cached_experts": t.cached_experts, "miss_rate": round(t.miss_rate, 4)} for t in tiers.layers]}
 
 
 def server_args(plan: Plan, rpc=()) -> list[str]:
@@ -173,6 +196,8 @@ def to_text(plan: Plan) -> str:
     if plan.network_bytes_per_token:
         lines.append(f"network: about {plan.network_bytes_per_token / 1024:.1f} KiB of activations to or from "
                      "RPC devices per decoded token")
+    if plan.tiers is not None:
+        lines += plan.tiers.lines()
     lines.append("llama-server " + " ".join(shlex.quote(a) for a in server_args(plan)))
     lines += [f"notice: {n}" for n in plan.notices]
     return "\n".join(lines)

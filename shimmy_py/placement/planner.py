@@ -27,6 +27,7 @@ from ..gguf_io.tensors import Tensor, TensorTable
 from ..sizes import gib
 from .plan import CPU, NOT_LOADED, DevicePlan, DeviceSpec, Placement, Plan, PlanRequest
 from .strategies import kind
+from .tiers import host_tiers
 
 
 def margin_for(capacity: int) -> int:
@@ -301,7 +302,8 @@ def _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve,
             notices.append(f"{acc.name}: the plan needs {gib(devs[-1].total_bytes)}, "
                            f"more than its {gib(acc.capacity_bytes)}")
     host = devs[0]
-    if cpu_spec.capacity_bytes and host.total_bytes > cpu_spec.capacity_bytes:
+    tiers = _tiers(table, request, cpu_spec, placements, host)
+    if tiers is None and cpu_spec.capacity_bytes and host.total_bytes > cpu_spec.capacity_bytes:
         message = (f"CPU: the plan needs {gib(host.total_bytes)} of host RAM, more than the "
                    f"{gib(cpu_spec.capacity_bytes)} available")
         if request.strategy == "fit":   # fit counts VRAM and RAM together: nowhere left to put it
@@ -312,4 +314,17 @@ def _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve,
     remote = {a.name for a in accs if a.name.startswith("RPC")}
     return Plan(table.path, request, tuple(a.name for a in accs), tuple(devs), placements, tuple(overrides),
                 tuple(notices), tuple(counts), network_bytes(table, placements, remote),
-                tuple((a.name, a.buffer_type) for a in accs if a.buffer_type))
+                tuple((a.name, a.buffer_type) for a in accs if a.buffer_type), tiers)
+
+
+def _tiers(table, request: PlanRequest, cpu_spec: DeviceSpec, placements, host: DevicePlan):
+    """What streams from the file when the host part is more than the RAM for
+    it: --ram-budget, or the CPU's capacity less fit's margin."""
+    if request.ram_budget is not None:
+        budget = request.ram_budget
+    elif cpu_spec.capacity_bytes > 0:
+        budget = cpu_spec.capacity_bytes - margin_for(cpu_spec.capacity_bytes)
+    else:
+        return None
+    on_host = [p for p in placements if p.device == CPU]
+    return host_tiers(on_host, table.hparams, budget, host.kv_bytes + host.reserve_bytes, request.expert_profile)

@@ -175,3 +175,23 @@ def test_two_tools_with_a_definition_of_the_same_name_keep_their_own():
     rules = dict(line.split(" ::= ", 1) for line in g.strip().splitlines())
     assert (rules["a-args-x"], rules["b-args-x"]) == ("ref-defs-Item", "ref-defs-Item-0")
     assert "ref-defs-Item-p-kv" in rules["ref-defs-Item"] and "q-kv" in rules["ref-defs-Item-0"]
+
+
+@pytest.mark.parametrize("text, answer", [
+    ('{"a": 1}', '{"a": 1}'),
+    ('\n \t{"a": 1}\n\t  ', '{"a": 1}'),
+    ('```json\n{"a": "x`y"}\n```', '{"a": "x`y"}'),
+    ('```json {"a": [1, 2]}   \n ```\n', '{"a": [1, 2]}'),
+    ('  ```json\n\n{"a": "  "}', '{"a": "  "}'),          # cut before the fence closed
+])
+def test_a_response_formats_answer_loses_its_fence_and_space_as_llama_server_parses_it(text, answer):
+    """llama-server's grammar lets the answer come in a ```json fence with space
+    around it (reasoning.think_first offers the same); its parser's content is
+    the JSON alone. Any cut of the stream gives the same content."""
+    from shimmy_py.generation.reasoning import AnswerFence
+    for cut in range(len(text) + 1):
+        for step in (1, 3, len(text) or 1):
+            pieces = [text[:cut]] + [text[i:i + step] for i in range(cut, len(text), step)]
+            fence = AnswerFence()
+            got = "".join(fence.feed(p) for p in pieces) + fence.flush()
+            assert got == answer, (cut, step, pieces)

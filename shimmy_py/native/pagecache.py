@@ -1,0 +1,85 @@
+"""The page cache under a model file that llama.cpp maps: where the mapping
+lies in this process (/proc/self/maps), and the kernel calls that steer it
+(madvise, mlock, mincore) on address ranges Python does not own, through
+libc. Errors become NativeError here, naming the call and errno.
+
+File-level hints (posix_fadvise, pread) need no address and live in the
+streamer itself (generation/streaming.py), through `os`.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+
+from ..errors import NativeError
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+MADV_NORMAL, MADV_RANDOM, MADV_WILLNEED = 0, 1, 3
+
+_libc = None
+
+
+def _c():
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        for name in ("madvise", "mlock", "munlock", "mincore"):
+            getattr(_libc, name).restype = ctypes.c_int
+        _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        _libc.mlock.argtypes = _libc.munlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        _libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    return _libc
+
+
+def mapping_base(path: str | os.PathLike) -> int | None:
+    """The address where offset 0 of `path` would lie in this process's
+    mapping of it (llama.cpp maps the whole file once), or None if unmapped."""
+    real = os.path.realpath(path)
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split(maxsplit=5)
+            if len(parts) == 6 and parts[5].rstrip("\n") == real:
+                start = int(parts[0].split("-")[0], 16)
+                return start - int(parts[2], 16)
+    return None
+
+
+def _span(addr: int, length: int) -> tuple[int, int]:
+    """The whole pages covering [addr, addr + length)."""
+    lo = addr - addr % PAGE
+    hi = -(-(addr + length) // PAGE) * PAGE
+    return lo, hi - lo
+
+
+def _check(rc: int, call: str, addr: int, length: int) -> None:
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise NativeError(f"{call}({addr:#x}, {length}) failed: {errno.errorcode.get(err, err)} "
+                          f"({os.strerror(err)})")
+
+
+def advise(addr: int, length: int, advice: int) -> None:
+    lo, n = _span(addr, length)
+    _check(_c().madvise(lo, n, advice), "madvise", lo, n)
+
+
+def lock(addr: int, length: int) -> None:
+    """Pins the pages in RAM (reads them in first): the kernel will not evict them."""
+    lo, n = _span(addr, length)
+    _check(_c().mlock(lo, n), "mlock", lo, n)
+
+
+def unlock(addr: int, length: int) -> None:
+    lo, n = _span(addr, length)
+    _check(_c().munlock(lo, n), "munlock", lo, n)
+
+
+def resident_share(addr: int, length: int) -> float:
+    """The share of the range's pages in RAM now (mincore)."""
+    lo, n = _span(addr, length)
+    vec = ctypes.create_string_buffer(n // PAGE)
+    _check(_c().mincore(lo, n, vec), "mincore", lo, n)
+    raw = vec.raw
+    return sum(b & 1 for b in raw) / len(raw) if raw else 1.0
