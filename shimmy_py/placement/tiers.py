@@ -82,11 +82,12 @@ class Tiers:
         return next((t.resident_experts for t in self.layers if t.layer == layer), ())
 
     def lines(self) -> list[str]:
+        basis = "by the routing profile" if self.profiled else "routing taken as uniform"
         out = [f"host RAM is short: budget {gib(self.budget_bytes)} for the host part; resident (pinned) "
                f"{gib(self.resident_bytes)}, streamed from the file {gib(self.streamed_bytes)}, page cache for "
                f"them {gib(self.cache_bytes)}",
                f"expected from the file per token: {self.file_bytes_per_token / 2**20:.1f} MiB (routed expert "
-               f"slices missed: {self.miss_rate:.0%}, {'by the routing profile' if self.profiled else 'routing taken as uniform'})"]
+               f"slices missed: {self.miss_rate:.0%}, {basis})"]
         for t in self.layers:
             out.append(f"  layer {t.layer:3d}: {len(t.resident_experts)} experts resident, about {t.cached_experts} "
                        f"cached, miss rate {t.miss_rate:.0%}, {t.slice_bytes / 2**20:.2f} MiB an expert")
