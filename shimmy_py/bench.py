@@ -12,7 +12,7 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import psutil
@@ -22,7 +22,7 @@ from .generation.model import Model
 from .generation.speculative import SpeculativeOptions
 from .placement.devices import process_vram_bytes
 from .placement.machine import make_plan
-from .placement.options import parse_placement_spec
+from .placement.options import PlacementOptions, parse_placement_spec
 from .sizes import gib
 
 
@@ -44,6 +44,9 @@ class BenchResult:
     speculative: str = "none"    # the --spec-type decoding used
     drafted: int = 0             # draft tokens verified, over all runs
     draft_accepted: int = 0      # of which kept
+    predicted_decode_tps: float | None = None    # the cost model's (predict.py), with a machine profile
+    predicted_prefill_tps: float | None = None
+    streamed: dict | None = None                 # experts streamed from the file: the streamer's figures
 
 
 class _Progress:
@@ -69,9 +72,15 @@ def random_prompt(model: Model, n: int, seed: int) -> list[int]:
 
 def bench_one(path: str, spec: str, n_prompt: int, n_gen: int, reps: int, threads: int | None,
               rpc=(), progress: _Progress | None = None,
-              speculative: SpeculativeOptions = SpeculativeOptions(), load_mode: str | None = None) -> BenchResult:
+              speculative: SpeculativeOptions = SpeculativeOptions(), load_mode: str | None = None,
+              base: PlacementOptions | None = None) -> BenchResult:
+    """`base`: the placement options besides the strategy (--ram-budget, --expert-profile, ...)."""
     n_ctx = n_prompt + n_gen + 16
-    plan = make_plan(path, parse_placement_spec(spec, rpc, n_ctx))
+    options = parse_placement_spec(spec, rpc, n_ctx)
+    if base is not None:
+        options = replace(base, strategy=options.strategy, rpc=tuple(rpc), n_ctx=n_ctx)
+    plan = make_plan(path, options)
+    predicted = _predicted(path, plan, threads)
     t0 = time.perf_counter()
     with Model(path, n_ctx=n_ctx, n_threads=threads, placement=plan, rpc=rpc, speculative=speculative,
                load_mode=load_mode) as m:
@@ -85,6 +94,7 @@ def bench_one(path: str, spec: str, n_prompt: int, n_gen: int, reps: int, thread
             if progress:
                 progress.step(f"{spec} run {r + 1}")
         vram = process_vram_bytes()
+        streamed = m.streamer.stats.as_dict() if m.streamer is not None else None
     decode = [c.tokens_per_s for c in runs if c.tokens_per_s]
     return BenchResult(
         placement=spec, load_s=load_s, ttft_s=statistics.median(c.ttft_s for c in runs),
@@ -94,7 +104,18 @@ def bench_one(path: str, spec: str, n_prompt: int, n_gen: int, reps: int, thread
         devices=plan.weights_by_device(), vram_bytes=vram,
         peak_rss_bytes=_peak_rss(), n_prompt=n_prompt, n_gen=n_gen, repetitions=reps,
         speculative=speculative.spec_type, drafted=sum(c.drafted for c in runs),
-        draft_accepted=sum(c.draft_accepted for c in runs))
+        draft_accepted=sum(c.draft_accepted for c in runs),
+        predicted_decode_tps=predicted.decode_tps if predicted else None,
+        predicted_prefill_tps=predicted.prefill_tps if predicted else None, streamed=streamed)
+
+
+def _predicted(path: str, plan, threads: int | None):
+    """The cost model's figures for the plan, or None without a machine profile."""
+    from .gguf_io.tensors import read_table
+    from .placement.calibrate import load_profile
+    from .placement.predict import predict
+    profile = load_profile()
+    return predict(plan, read_table(path), profile, threads) if profile else None
 
 
 def _peak_rss() -> int:
@@ -113,26 +134,37 @@ def _peak_rss() -> int:
 def run_bench(path: str, placements: list[str], n_prompt: int = 512, n_gen: int = 128, reps: int = 3,
               threads: int | None = None, rpc=(),
               speculative: SpeculativeOptions = SpeculativeOptions(),
-              load_mode: str | None = None) -> list[BenchResult]:
+              load_mode: str | None = None, base: PlacementOptions | None = None) -> list[BenchResult]:
     """Benchmarks each placement spec in turn (each is checked before any
     loads), decoding with `speculative` (llama-bench has no such mode: its
     prompts are random tokens, which an n-gram drafter rarely finds again)."""
     for spec in placements:
         parse_placement_spec(spec)
     progress = _Progress(len(placements) * reps)
-    return [bench_one(path, spec, n_prompt, n_gen, reps, threads, rpc, progress, speculative, load_mode)
+    return [bench_one(path, spec, n_prompt, n_gen, reps, threads, rpc, progress, speculative, load_mode, base)
             for spec in placements]
 
 
 def markdown(results: list[BenchResult]) -> str:
     spec = any(r.speculative != "none" for r in results)
+    pred = any(r.predicted_decode_tps for r in results)
+    stream = any(r.streamed for r in results)
     rows = ["| placement | load s | TTFT ms | prefill tok/s | decode tok/s (min-max) | weights per device "
-            "| VRAM | peak RSS |" + (" drafts kept |" if spec else ""),
-            "|---|---|---|---|---|---|---|---|" + ("---|" if spec else "")]
+            "| VRAM | peak RSS |" + (" drafts kept |" if spec else "")
+            + (" predicted prefill, decode |" if pred else "")
+            + (" streamed: MiB/token, miss rate |" if stream else ""),
+            "|---|---|---|---|---|---|---|---|" + ("---|" if spec else "") + ("---|" if pred else "")
+            + ("---|" if stream else "")]
     for r in results:
         devs = ", ".join(f"{d} {gib(b)}" for d, b in r.devices.items() if b)
         vram = f"{gib(r.vram_bytes)}" if r.vram_bytes is not None else "n/a (no NVML)"
         kept = f" {r.speculative}: {r.draft_accepted}/{r.drafted} |" if spec else ""
+        if pred:
+            kept += (f" {r.predicted_prefill_tps:.1f}, {r.predicted_decode_tps:.2f} |" if r.predicted_decode_tps
+                     else " - |")
+        if stream:
+            s = r.streamed
+            kept += f" {s['file_bytes_per_token'] / 2**20:.1f}, {s['miss_rate']:.0%} |" if s else " - |"
         rows.append(f"| {r.placement} | {r.load_s:.2f} | {r.ttft_s * 1000:.0f} | {r.prefill_tps:.1f} | "
                     f"{r.decode_tps:.2f} ({r.decode_tps_min:.2f}-{r.decode_tps_max:.2f}) | {devs} | {vram} | "
                     f"{gib(r.peak_rss_bytes)} |" + kept)

@@ -23,7 +23,18 @@ def _plan(args) -> int:
     options = from_flags(ModelOptions, args)
     draft = make_plan(options.speculative.draft_model, options.for_draft().placement) \
         if options.speculative.draft_model else None
-    plan = make_plan(args.model, options.placement, held=draft.accelerator_bytes() if draft else None)
+    held = draft.accelerator_bytes() if draft else None
+    plan = make_plan(args.model, options.placement, held=held)
+    if args.predict:
+        from .cli_calibrate import prediction_table, predictions
+        rows = predictions(args.model, options, held)
+        if args.json:
+            print(json.dumps([{"strategy": s, "error": p} if plan_ is None else
+                              {"strategy": s, **{k: v for k, v in asdict(p).items()}} for s, plan_, p in rows],
+                             indent=1))
+        else:
+            print(prediction_table(rows))
+        return 0
     if args.json:
         print(json.dumps({**to_json(plan), **({"draft": to_json(draft)} if draft else {})}, indent=1))
     else:
@@ -101,7 +112,8 @@ def _bench(args) -> int:
     from .generation.options import ModelOptions
     options = from_flags(ModelOptions, args)
     results = run_bench(args.model, [p for p in args.placements.split(",") if p], args.p, args.n, args.r,
-                        options.n_threads, options.placement.rpc, options.speculative, options.load_mode)
+                        options.n_threads, options.placement.rpc, options.speculative, options.load_mode,
+                        options.placement)
     print(to_json(results) if args.json else markdown(results))
     return 0
 
@@ -129,6 +141,8 @@ def _add_plan_and_devices(sub) -> None:
     pl.add_argument("model", help="path of a GGUF file (a shape-only file is enough)")
     add_flags(pl, ModelOptions, skip=PLAN_SKIPS | (SPECULATIVE_FIELDS - {"draft_model"}))
     pl.add_argument("--json", action="store_true")
+    pl.add_argument("--predict", action="store_true",
+                    help="predict decode and prefill speed of each strategy from the machine profile (calibrate)")
     pl.set_defaults(func=_plan)
     d = sub.add_parser("devices", help="list ggml devices, NVIDIA memory and host RAM")
     add_flags(d, PlacementOptions, only={"rpc"})
@@ -168,7 +182,8 @@ def _add_bench_and_synth(sub) -> None:
     b.add_argument("-n", type=int_at_least(1), default=128,
                    help="generated tokens (default %(default)s, as llama-bench)")
     b.add_argument("-r", type=int_at_least(1), default=3, help="repetitions (default %(default)s)")
-    add_flags(b, ModelOptions, only={"n_threads", "rpc", "load_mode", *SPECULATIVE_FIELDS})
+    add_flags(b, ModelOptions, only={"n_threads", "rpc", "load_mode", "ram_budget", "expert_profile",
+                                     *SPECULATIVE_FIELDS})
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_bench)
     add_synth(sub)
@@ -178,10 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shimmy-py", description="Run MoE GGUF models over llama.cpp.")
     p.add_argument("-v", "--verbose", action="store_true", help="show llama.cpp's log")
     sub = p.add_subparsers(dest="command", required=True)
+    from .cli_calibrate import add_calibrate
     from .cli_perplexity import add_perplexity
     from .cli_trace import add_trace
     for add in (_add_generate, _add_plan_and_devices, _add_serve_and_list, _add_bench_and_synth, add_trace,
-                add_perplexity):
+                add_perplexity, add_calibrate):
         add(sub)
     return p
 

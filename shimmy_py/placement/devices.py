@@ -63,8 +63,54 @@ def process_vram_bytes() -> int | None:
 
 
 def host_memory() -> tuple[int, int]:
+    """(available, total) host RAM, within this process's memory cgroup limit when it has one."""
     vm = psutil.virtual_memory()
-    return vm.available, vm.total
+    limited = cgroup_memory()
+    if limited is None:
+        return vm.available, vm.total
+    return min(vm.available, limited[0]), min(vm.total, limited[1])
+
+
+def _stat(path: str) -> dict[str, int]:
+    with open(path) as f:
+        return {k: int(v) for k, v in (line.split() for line in f if len(line.split()) == 2)}
+
+
+def cgroup_memory(proc_cgroup: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> tuple[int, int] | None:
+    """(available, limit) under the memory limit of this process's cgroup (v1
+    or v2, parents' limits included), or None without a limit: the limit less
+    what the group holds besides the page cache (which the kernel reclaims)."""
+    try:
+        with open(proc_cgroup) as f:
+            lines = [line.rstrip("\n").split(":", 2) for line in f]
+        v1 = next((p for _, names, p in lines if "memory" in names.split(",")), None)
+        if v1 is not None:
+            stat = _stat(f"{root}/memory{v1}/memory.stat")
+            limit = stat.get("hierarchical_memory_limit", 1 << 62)
+            with open(f"{root}/memory{v1}/memory.usage_in_bytes") as f:
+                used = int(f.read()) - stat.get("total_cache", 0)
+        else:
+            v2 = next((p for h, _, p in lines if h == "0"), None)
+            if v2 is None:
+                return None
+            limit, used, path = 1 << 62, 0, v2
+            while True:
+                base = f"{root}{path}"
+                if os.path.exists(f"{base}/memory.max"):
+                    with open(f"{base}/memory.max") as f:
+                        text = f.read().strip()
+                    if text != "max" and int(text) < limit:
+                        limit = int(text)
+                        with open(f"{base}/memory.current") as f:
+                            used = int(f.read()) - _stat(f"{base}/memory.stat").get("file", 0)
+                if path in ("/", ""):
+                    break
+                path = os.path.dirname(path)
+    except (OSError, ValueError):
+        return None
+    if limit >= psutil.virtual_memory().total:
+        return None
+    return max(0, limit - max(used, 0)), limit
 
 
 def attach_rpc_servers(endpoints) -> None:

@@ -1,0 +1,99 @@
+"""The speed a plan should run at, before loading it: a cost model over the
+bytes each decoded token reads where they live, at the rates the machine
+profile (calibrate.py) measured. A pure function of the plan, its tensor
+table and the profile.
+
+Per decoded token:
+  host RAM   every host tensor read whole, the token embedding's row, and
+             the chosen experts' slices (k of n per MoE layer), at the RAM
+             read bandwidth of the threads used;
+  the file   what the plan's tiers expect to miss (tiers.py), at the file's
+             bandwidth for reads of one expert slice, 8 readers;
+  overhead   a per-layer cost fitted by calibration (graph, threads, Python).
+Prefill, per 512-token batch: every host weight once, every streamed expert
+the page cache does not hold, and 2 FLOPs per active parameter per token at
+the fitted matmul rate. An accelerator's part is not predicted (calibrate
+does not measure one yet): such a prediction says it counts the host only.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .plan import CPU, NOT_LOADED
+
+UBATCH = 512
+
+
+@dataclass(frozen=True)
+class Prediction:
+    decode_tps: float
+    prefill_tps: float
+    host_bytes: int             # read from host RAM per decoded token
+    file_bytes: float           # read from the file per decoded token (expected)
+    seconds: dict               # per decoded token: ram, file, overhead
+    host_only: bool             # an accelerator's part is not in the figures
+
+    def line(self) -> str:
+        s = self.seconds
+        return (f"predicted: decode {self.decode_tps:.2f} tok/s (RAM {s['ram'] * 1e3:.1f} ms, file "
+                f"{s['file'] * 1e3:.1f} ms, overhead {s['overhead'] * 1e3:.1f} ms a token), prefill "
+                f"{self.prefill_tps:.1f} tok/s" + ("; host part only: the accelerator is not calibrated"
+                                                    if self.host_only else ""))
+
+
+def active_share(t, hparams) -> float:
+    """The share of a tensor one token reads."""
+    if t.role == "routed_experts" and hparams.n_expert:
+        return max(hparams.n_expert_used, 1) / hparams.n_expert
+    if t.role == "token_embd":
+        return 1 / max(hparams.n_vocab, 1)
+    return 1.0
+
+
+def read_per_token(plan, table) -> tuple[int, int]:
+    """(host bytes, active parameters) one decoded token reads."""
+    params = {t.name: t.n_params for t in table.tensors}
+    host, active = 0, 0.0
+    for p in plan.tensors:
+        if p.device == NOT_LOADED:
+            continue
+        share = active_share(p, table.hparams)
+        active += params.get(p.name, 0) * share
+        if p.device == CPU:
+            host += int(p.bytes * share)
+    return host, int(active)
+
+
+def file_rate(profile: dict, size: int, readers: int = 8) -> float:
+    """Bytes per second for reads of `size`, log-interpolated between the measured sizes."""
+    points = sorted((int(k.split("x")[0]), v) for k, v in profile["file_read_bps"].items()
+                    if int(k.split("x")[1]) == readers)
+    if size <= points[0][0]:
+        return points[0][1]
+    for (s0, v0), (s1, v1) in zip(points, points[1:]):
+        if size <= s1:
+            f = (math.log(size) - math.log(s0)) / (math.log(s1) - math.log(s0))
+            return v0 + f * (v1 - v0)
+    return points[-1][1]
+
+
+def predict(plan, table, profile: dict, threads: int | None = None) -> Prediction:
+    ram = profile["ram_read_bps"]
+    bw = ram.get(str(threads or profile.get("threads")), max(ram.values()))
+    host, active = read_per_token(plan, table)
+    tiers = plan.tiers
+    file_bytes, file_s, prefill_file_s = 0.0, 0.0, 0.0
+    if tiers is not None and tiers.layers:
+        slice_bytes = max(t.slice_bytes for t in tiers.layers)
+        rate = file_rate(profile, slice_bytes)
+        file_bytes = tiers.file_bytes_per_token
+        file_s = file_bytes / rate
+        prefill_file_s = max(0, tiers.streamed_bytes - tiers.cache_bytes) / rate
+    n_layer = table.hparams.n_layer
+    overhead = profile["layer_overhead_s"] * n_layer
+    seconds = {"ram": host / bw, "file": file_s, "overhead": overhead}
+    decode = 1 / sum(seconds.values())
+    host_weights = sum(p.bytes for p in plan.tensors if p.device == CPU)
+    prefill_s = host_weights / bw + prefill_file_s + 2 * active * UBATCH / profile["prefill_flops"]
+    return Prediction(decode, UBATCH / prefill_s, host, file_bytes, seconds, bool(plan.accelerators))

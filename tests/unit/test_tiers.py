@@ -1,0 +1,102 @@
+"""The third tier and the cost model, pure functions: DeepSeekMoE 16B's real
+shapes (F16, 32.8 GB) planned for host RAM budgets smaller than the model,
+checked by hand computations; the prediction's arithmetic on a stated
+machine profile."""
+import numpy as np
+import pytest
+
+from shimmy_py import PlacementError
+from shimmy_py.placement.plan import to_json, to_text
+from shimmy_py.placement.planner import CPU, DeviceSpec, PlanRequest, plan
+from shimmy_py.placement.predict import predict, read_per_token
+from shimmy_py.placement.tiers import ExpertProfile
+from shimmy_py.synthetic.synth import tensor_table
+
+GiB, MiB = 2**30, 2**20
+HOST = DeviceSpec(CPU, "cpu", 256 * GiB, CPU)
+PROFILE = {"version": 1, "threads": 2, "ram_read_bps": {"2": 10e9},
+           "file_read_bps": {f"{s}x8": r for s, r in ((4096, 0.1e9), (1 << 20, 1e9), (8 << 20, 2e9))},
+           "layer_overhead_s": 1e-4, "prefill_flops": 1e11}
+
+
+@pytest.fixture(scope="module")
+def table():
+    return tensor_table("deepseek-moe-16b")
+
+
+def host_plan(table, budget, profile=None):
+    return plan(table, [HOST], PlanRequest(n_ctx=4096, ram_budget=budget, expert_profile=profile))
+
+
+def test_a_plan_that_fits_its_budget_has_no_tiers(table):
+    assert host_plan(table, 64 * GiB).tiers is None
+    assert host_plan(table, None).tiers is None          # 256 GiB of RAM, less fit's margin
+
+
+def test_resident_is_what_every_token_reads_and_the_experts_stream(table):
+    p = host_plan(table, 16 * GiB)
+    t = p.tiers
+    whole = [x for x in p.tensors if x.role not in ("routed_experts", "token_embd")]
+    assert t.resident == {x.name for x in whole}
+    assert t.resident_bytes == sum(x.bytes for x in whole)
+    experts = sum(x.bytes for x in p.tensors if x.role == "routed_experts")
+    embd = next(x.bytes for x in p.tensors if x.role == "token_embd")
+    assert t.streamed_bytes == experts + embd
+    kv = table.hparams.kv_bytes(4096)
+    assert t.cache_bytes == 16 * GiB - t.resident_bytes - kv
+    # uniform routing: the cache keeps its share of each layer's experts, the rest misses
+    slice_bytes = 3 * 2048 * 1408 * 2
+    cached = t.cache_bytes // slice_bytes
+    assert sum(layer.cached_experts for layer in t.layers) == cached
+    assert t.miss_rate == pytest.approx(1 - cached / (27 * 64), abs=1e-9)
+    assert t.file_bytes_per_token == pytest.approx(27 * 6 * slice_bytes * t.miss_rate, rel=1e-9)
+
+
+def test_the_json_marks_each_host_tensors_tier_and_the_text_says_the_figures(table):
+    p = host_plan(table, 16 * GiB)
+    tiers = {x["name"]: x.get("tier") for x in to_json(p)["tensors"]}
+    assert tiers["blk.1.ffn_gate_exps.weight"] == "stream" and tiers["blk.1.attn_q.weight"] == "resident"
+    assert tiers["token_embd.weight"] == "stream" and tiers["output.weight"] == "resident"
+    assert to_json(p)["tiers"]["file_bytes_per_token"] == round(p.tiers.file_bytes_per_token)
+    text = to_text(p)
+    assert "host RAM is short" in text and "expected from the file per token" in text
+
+
+def test_a_budget_below_what_every_token_reads_is_an_error_naming_the_numbers(table):
+    with pytest.raises(PlacementError, match=r"cannot hold even what every token reads: .* budget of 2.00 GiB"):
+        host_plan(table, 2 * GiB)
+
+
+def test_a_profile_keeps_the_most_routed_experts_resident(table):
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 10, size=(27, 64))
+    counts[:, 7] = 1000                                   # expert 7 of every layer is chosen most
+    profile = ExpertProfile(tuple(range(1, 28)), tuple(tuple(int(c) for c in row) for row in counts))
+    uniform, profiled = host_plan(table, 16 * GiB), host_plan(table, 16 * GiB, profile)
+    t = profiled.tiers
+    assert all(7 in layer.resident_experts for layer in t.layers)
+    assert t.resident_bytes > uniform.tiers.resident_bytes
+    assert t.miss_rate < uniform.tiers.miss_rate
+    entry = next(x for x in to_json(profiled)["tensors"] if x["name"] == "blk.3.ffn_up_exps.weight")
+    assert 7 in entry["resident_experts"]
+
+
+def test_a_profile_of_another_model_is_refused(table):
+    profile = ExpertProfile((1,), (tuple([1] * 8),))
+    with pytest.raises(PlacementError, match="traced on another model"):
+        host_plan(table, 16 * GiB, profile)
+
+
+def test_the_prediction_is_bytes_at_the_measured_rates(table):
+    p = host_plan(table, 16 * GiB)
+    host, active = read_per_token(p, table)
+    slice_bytes = 3 * 2048 * 1408 * 2                      # 16.5 MiB: between the 1 MiB and 8 MiB figures
+    rate = 1e9 + (np.log(slice_bytes) - np.log(1 << 20)) / (np.log(8 << 20) - np.log(1 << 20)) * 1e9
+    rate = min(rate, 2e9)
+    got = predict(p, table, PROFILE)
+    want = host / 10e9 + p.tiers.file_bytes_per_token / rate + 28 * 1e-4
+    assert 1 / got.decode_tps == pytest.approx(want, rel=1e-9)
+    assert got.file_bytes == p.tiers.file_bytes_per_token
+    # less RAM: more from the file, slower
+    assert predict(host_plan(table, 12 * GiB), table, PROFILE).decode_tps < got.decode_tps
+    assert predict(host_plan(table, 64 * GiB), table, PROFILE).seconds["file"] == 0
