@@ -65,12 +65,16 @@ def _generate(args) -> int:
         stream = model.stream(args.prompt, max_tokens=args.n, stop=args.stop,
                               sampling=from_flags(SamplingParams, args))
         result = drain(stream, None if args.json else _write_piece)
+        streamed = model.streamer.stats.as_dict() if model.streamer is not None else None
     if args.json:
-        print(json.dumps(asdict(result), ensure_ascii=False))
+        print(json.dumps({**asdict(result), "streamed": streamed}, ensure_ascii=False))
     else:
         sys.stdout.write("\n")
         tps = f"{result.tokens_per_s:.1f} tok/s" if result.tokens_per_s else "n/a tok/s"
         drafts = f", drafts kept {result.draft_accepted}/{result.drafted}" if result.drafted else ""
+        if streamed:
+            drafts += (f", experts streamed: {streamed['file_bytes_per_token'] / 2**20:.1f} MiB a token from the "
+                       f"file, {streamed['miss_rate']:.0%} of routed slices missed")
         print(f"[{result.prompt_tokens} prompt + {result.completion_tokens} generated tokens, "
               f"finish: {result.finish_reason}, TTFT {result.ttft_s * 1000:.0f} ms, {tps}{drafts}]", file=sys.stderr)
     return 0
@@ -182,7 +186,7 @@ def _add_bench_and_synth(sub) -> None:
     b.add_argument("-n", type=int_at_least(1), default=128,
                    help="generated tokens (default %(default)s, as llama-bench)")
     b.add_argument("-r", type=int_at_least(1), default=3, help="repetitions (default %(default)s)")
-    add_flags(b, ModelOptions, only={"n_threads", "rpc", "load_mode", "ram_budget", "expert_profile",
+    add_flags(b, ModelOptions, only={"n_threads", "rpc", "load_mode", "ram_budget", "expert_profile", "stream_method",
                                      *SPECULATIVE_FIELDS})
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_bench)

@@ -75,3 +75,48 @@ class ServerProcess(ChildServer):
     def __init__(self, argv: list[str], port: int, timeout: float = 600):
         self.url = f"http://127.0.0.1:{port}"
         super().__init__(argv, lambda: healthy(self.url), timeout_s=timeout, grace_s=30)
+
+
+CGROUP_ROOT = "/sys/fs/cgroup/memory"
+
+
+class MemoryLimit:
+    """A memory cgroup (v1, as root) of `limit` bytes that child processes run
+    in: the way to run a model larger than the memory it is given. `run()`
+    drops the page cache first (what a cold start reads comes from the disk)
+    and reports the group's peak usage; the group is removed on exit."""
+
+    def __init__(self, limit: int, name: str = "shimmy_py_limit"):
+        import os
+        if not os.path.isdir(CGROUP_ROOT) or os.geteuid() != 0:
+            raise RuntimeError(f"memory cgroups need root and cgroup v1 at {CGROUP_ROOT}")
+        self.path, self.limit = f"{CGROUP_ROOT}/{name}-{os.getpid()}", limit
+
+    def __enter__(self) -> MemoryLimit:
+        import os
+        os.makedirs(self.path, exist_ok=True)
+        with open(f"{self.path}/memory.limit_in_bytes", "w") as f:
+            f.write(str(self.limit))
+        return self
+
+    def run(self, argv: list[str], timeout: float = 600, drop_caches: bool = True, **kw) -> tuple:
+        """(completed process, peak bytes of the group during the run)."""
+        import os
+        with open(f"{self.path}/memory.max_usage_in_bytes", "w") as f:
+            f.write("0")
+        if drop_caches:
+            os.sync()
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("3")
+        procs = f"{self.path}/cgroup.procs"
+        wrapped = ["sh", "-c", f'echo $$ > {procs} && exec "$@"', "sh", *argv]
+        done = subprocess.run(wrapped, capture_output=True, text=True, timeout=timeout, **kw)
+        with open(f"{self.path}/memory.max_usage_in_bytes") as f:
+            return done, int(f.read())
+
+    def __exit__(self, *exc) -> None:
+        import os
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass

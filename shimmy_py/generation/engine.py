@@ -67,6 +67,7 @@ class EngineStats:
     draft_accepted: int = 0  # of which kept
     threads: int = 0         # CPU threads the last step ran on (the server's share: threads.py)
     finished: collections.Counter = field(default_factory=collections.Counter)
+    stream: object = None    # streaming.StreamStats of the model's streamed experts, if any
 
 
 class Engine:

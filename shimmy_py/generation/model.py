@@ -127,7 +127,8 @@ class Model:
                                    o.flash_attn, nextn="target" if self._mode.nextn else "")
                 streams = self.plan.tiers is not None          # experts stream from the file (streaming.py)
                 self.context = self._own(Context(self.handle, spec, tap=Tap() if o.trace_experts or streams else None))
-                self.streamer = self._own(stream_experts(self.path, self.plan.tiers, self.context)) if streams else None
+                self.streamer = self._own(stream_experts(self.path, self.plan.tiers, self.context,
+                                                         o.placement.stream_method)) if streams else None
                 self._spec_part = self._own(self._mode.after_context(self, spec)) or self._spec_part
         self.vocab = Vocab(self.handle, o.chat_template)
         if not vocab_only:

@@ -28,10 +28,11 @@ import numpy as np
 from ..errors import GenerationError, NativeError
 from ..gguf_io.reader import read_header
 from ..native import pagecache
+from ..placement.options import STREAM_METHODS
 from .experts import TOPK, WEIGHTS
 
 logger = logging.getLogger("shimmy_py")
-METHODS = ("fadvise", "pread")
+METHODS = STREAM_METHODS
 
 
 @dataclass
@@ -145,9 +146,9 @@ class ExpertStreamer:
         self.fd = -1
 
 
-def stream_experts(path, tiers, context) -> ExpertStreamer:
+def stream_experts(path, tiers, context, method: str = "fadvise") -> ExpertStreamer:
     """A streamer for the plan's tiers, pinned and listening on the context's tap."""
-    streamer = ExpertStreamer(path, tiers)
+    streamer = ExpertStreamer(path, tiers, method)
     try:
         streamer.attach()
         context.native.tap.keep(streamer, {WEIGHTS: TOPK})

@@ -6,9 +6,9 @@ that `plan --predict`, `bench` and the server read (predict.py).
   reading their own part: the sums release the GIL);
 - the model file's read bandwidth by request size (4 KiB .. 8 MiB) and
   concurrency (1, 4, 8 readers), cold: O_DIRECT, random aligned offsets;
-- the per-layer overhead of a decoded token and the CPU's matmul rate in
-  prefill, fitted on a small synthetic model decoded through shimmy-py
-  itself (what bytes at RAM bandwidth do not explain).
+- the rate llama.cpp's kernels read weights at in decode, the per-layer
+  overhead of a decoded token and the CPU's matmul rate in prefill, fitted
+  on two synthetic models run through shimmy-py itself (fit_compute).
 An accelerator's bandwidth is not measured yet: a plan with one predicts
 its host and file parts only, and says so.
 """
@@ -30,7 +30,7 @@ from ..native.install import cache_dir
 
 SIZES = (4096, 131072, 1 << 20, 8 << 20)
 READERS = (1, 4, 8)
-VERSION = 1
+VERSION = 2
 
 
 def profile_path() -> Path:
@@ -96,25 +96,38 @@ def file_bandwidth(path: str, size: int, readers: int, seconds: float = 0.6) -> 
         os.close(fd)
 
 
-def fit_compute(threads: int, ram_bps: float) -> dict:
-    """Per-layer overhead of a decoded token and the prefill matmul rate, from
-    the bench preset (1.5 GB, written to a temporary folder) run through
-    shimmy-py's own bench: its decode time less its bytes at RAM bandwidth,
-    per layer; its prompt's FLOPs per second."""
+def fit_compute(threads: int) -> dict:
+    """The rate llama.cpp's kernels read weights at in decode, a per-layer
+    overhead and the prefill matmul rate, fitted on two synthetic models run
+    through shimmy-py's own bench (written to a temporary folder, so read
+    from the page cache): the tiny preset, whose decode is mostly overhead,
+    and the bench preset (1.5 GB), mostly weights. Two decode times, two
+    unknowns: t = bytes / rate + layers * overhead."""
     from ..bench import bench_one
     from ..gguf_io.tensors import read_table
     from ..synthetic.synth import write
     from .machine import make_plan
     from .options import PlacementOptions
     from .predict import UBATCH, read_per_token
+    runs = {}
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-        path = Path(tmp) / "calibrate.gguf"
-        write(path, preset="bench")
-        table = read_table(path)
-        host, active = read_per_token(make_plan(path, PlacementOptions(n_ctx=UBATCH + 48)), table)
-        r = bench_one(str(path), "gpu", UBATCH, 32, 2, threads)
-    overhead = max(0.0, 1 / r.decode_tps - host / ram_bps) / table.hparams.n_layer
-    return {"layer_overhead_s": overhead, "prefill_flops": 2 * active * r.prefill_tps}
+        for preset in ("tiny", "bench"):
+            path = Path(tmp) / f"{preset}.gguf"
+            write(path, preset=preset)
+            table = read_table(path)
+            host, active = read_per_token(make_plan(path, PlacementOptions(n_ctx=UBATCH + 48)), table)
+            r = bench_one(str(path), "gpu", UBATCH, 32, 2, threads)
+            runs[preset] = (1 / r.decode_tps, host, table.hparams.n_layer, active, r.prefill_tps)
+    (t1, b1, l1, _, _), (t2, b2, l2, active, prefill_tps) = runs["tiny"], runs["bench"]
+    # t = b / rate + l * o, solved for 1/rate and o
+    det = b1 * l2 - b2 * l1
+    inv_rate = (t1 * l2 - t2 * l1) / det if det else 0.0
+    overhead = (b1 * t2 - b2 * t1) / det if det else t1 / l1
+    if inv_rate <= 0 or overhead < 0:                  # noise: all of the bench model's time is weights
+        overhead = max(0.0, t1 / l1)
+        inv_rate = max(t2 - l2 * overhead, 1e-9) / b2
+    return {"decode_read_bps": 1 / inv_rate, "layer_overhead_s": overhead,
+            "prefill_flops": 2 * active * prefill_tps}
 
 
 def calibrate(model: str | None, threads: int, out=print) -> dict:
@@ -144,9 +157,9 @@ def calibrate(model: str | None, threads: int, out=print) -> dict:
     finally:
         if scratch is not None:
             os.unlink(scratch.name)
-    profile.update(fit_compute(threads, profile["ram_read_bps"][str(threads)]))
-    out(f"per-layer overhead {profile['layer_overhead_s'] * 1e6:.0f} us a token; prefill "
-        f"{profile['prefill_flops'] / 1e9:.1f} GFLOP/s")
+    profile.update(fit_compute(threads))
+    out(f"decode reads weights at {profile['decode_read_bps'] / 1e9:.1f} GB/s, plus "
+        f"{profile['layer_overhead_s'] * 1e6:.0f} us a layer; prefill {profile['prefill_flops'] / 1e9:.1f} GFLOP/s")
     path = profile_path()
     path.write_text(json.dumps(profile, indent=1))
     out(f"saved {path}")

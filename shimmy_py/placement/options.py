@@ -20,6 +20,8 @@ from .plan import Plan, PlanRequest
 from .strategies import KINDS, USAGE
 from .tiers import ExpertProfile
 
+STREAM_METHODS = ("fadvise", "pread")
+
 
 def parse_override_arg(text: str) -> list[tuple[str, str]]:
     """llama.cpp's `-ot` syntax: PATTERN=BUFFER_TYPE[,PATTERN=BUFFER_TYPE...]."""
@@ -214,6 +216,9 @@ class PlacementOptions:
     ram_budget: int | None = opt(None, flags=("--ram-budget",), parse=parse_size, metavar="SIZE",
                                  help="host RAM the plan may hold (weights, KV cache, reserve); past it, routed "
                                       "experts stream from the file (default: available RAM less a margin)")
+    stream_method: str = opt("fadvise", flags=("--stream-method",), metavar="METHOD",
+                             help="how streamed experts are read ahead of the matmul: fadvise (the kernel reads "
+                                  "them, WILLNEED) or pread (8 threads read them)")
     expert_profile: str | None = opt(None, flags=("--expert-profile",), metavar="TRACE.npz",
                                      help="a `shimmy-py trace --save` file: its most routed experts stay resident "
                                           "when experts stream from the file")
@@ -241,6 +246,8 @@ class PlacementOptions:
             object.__setattr__(self, name, value)
         if isinstance(self.n_ctx, bool) or not isinstance(self.n_ctx, int) or self.n_ctx < 1:
             raise PlacementError(f"context length must be >= 1, got {self.n_ctx!r}")
+        if self.stream_method not in STREAM_METHODS:
+            raise PlacementError(f"--stream-method {self.stream_method!r}: use {' or '.join(STREAM_METHODS)}")
         if self.ram_budget is not None and self.ram_budget <= 0:
             raise PlacementError(f"--ram-budget must be positive, got {self.ram_budget}")
         if self.expert_profile is not None and not isinstance(self.expert_profile, (str, os.PathLike)):

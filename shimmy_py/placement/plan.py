@@ -96,6 +96,14 @@ class Plan:
         the capacity another model loaded beside it cannot have."""
         return {d.name: d.total_bytes for d in self.devices if d.kind != "cpu"}
 
+    def held_bytes(self) -> dict[str, int]:
+        """What the plan holds on each device (weights, KV cache, reserve); on
+        the host, when experts stream, the resident set alone: admission's figure."""
+        out = {d.name: d.total_bytes for d in self.devices}
+        if self.tiers is not None:
+            out[CPU] = self.tiers.resident_bytes + self.tiers.kv_reserve_bytes
+        return out
+
     def weights_by_device(self) -> dict[str, int]:
         return {d.name: d.weights_bytes for d in self.devices}
 

@@ -5,8 +5,8 @@ table and the profile.
 
 Per decoded token:
   host RAM   every host tensor read whole, the token embedding's row, and
-             the chosen experts' slices (k of n per MoE layer), at the RAM
-             read bandwidth of the threads used;
+             the chosen experts' slices (k of n per MoE layer), at the rate
+             llama.cpp's kernels were measured to read weights at (calibrate);
   the file   what the plan's tiers expect to miss (tiers.py), at the file's
              bandwidth for reads of one expert slice, 8 readers;
   overhead   a per-layer cost fitted by calibration (graph, threads, Python).
@@ -81,6 +81,7 @@ def file_rate(profile: dict, size: int, readers: int = 8) -> float:
 def predict(plan, table, profile: dict, threads: int | None = None) -> Prediction:
     ram = profile["ram_read_bps"]
     bw = ram.get(str(threads or profile.get("threads")), max(ram.values()))
+    decode_bw = profile["decode_read_bps"]
     host, active = read_per_token(plan, table)
     tiers = plan.tiers
     file_bytes, file_s, prefill_file_s = 0.0, 0.0, 0.0
@@ -92,7 +93,7 @@ def predict(plan, table, profile: dict, threads: int | None = None) -> Predictio
         prefill_file_s = max(0, tiers.streamed_bytes - tiers.cache_bytes) / rate
     n_layer = table.hparams.n_layer
     overhead = profile["layer_overhead_s"] * n_layer
-    seconds = {"ram": host / bw, "file": file_s, "overhead": overhead}
+    seconds = {"ram": host / decode_bw, "file": file_s, "overhead": overhead}
     decode = 1 / sum(seconds.values())
     host_weights = sum(p.bytes for p in plan.tensors if p.device == CPU)
     prefill_s = host_weights / bw + prefill_file_s + 2 * active * UBATCH / profile["prefill_flops"]

@@ -55,6 +55,9 @@ PRESETS = {
     # Benchmarks: DeepSeekMoE's layout (64 experts, 6 active, 2 shared) at a size
     # that a 2-core, 24 GiB machine decodes at a usable speed (about 1.5 GB in F16).
     "bench": Preset("bench", _shape(1024, 6, 16, 5472, 512, 64, 6, 2)),
+    # Streaming tests: the bench layout at half the width (about 0.7 GB in F16, 0.5 GB of it
+    # routed experts), larger than the memory cgroup tests/test_streaming.py runs it in.
+    "stream": Preset("stream", _shape(512, 6, 8, 2048, 512, 64, 6, 2)),
     # The real DeepSeekMoE 16B shapes (32.8 GB in F16); usually written shape-only.
     "deepseek-moe-16b": Preset("deepseek-moe-16b", _shape(2048, 28, 16, 10944, 1408, 64, 6, 2)),
 }

@@ -14,7 +14,7 @@ from shimmy_py.synthetic.synth import tensor_table
 
 GiB, MiB = 2**30, 2**20
 HOST = DeviceSpec(CPU, "cpu", 256 * GiB, CPU)
-PROFILE = {"version": 1, "threads": 2, "ram_read_bps": {"2": 10e9},
+PROFILE = {"version": 2, "threads": 2, "ram_read_bps": {"2": 20e9}, "decode_read_bps": 10e9,
            "file_read_bps": {f"{s}x8": r for s, r in ((4096, 0.1e9), (1 << 20, 1e9), (8 << 20, 2e9))},
            "layer_overhead_s": 1e-4, "prefill_flops": 1e11}
 

@@ -104,7 +104,7 @@ class ModelPlans:
 
     def need(self, name: str) -> dict:
         """Bytes per device the model's plan holds: what admission weighs."""
-        return {d.name: d.total_bytes for d in self.plan(name).devices}
+        return self.plan(name).held_bytes()
 
     def replan(self, name: str, room: dict):
         """The model planned with fit into `room` (bytes per device; the budget's
@@ -119,4 +119,4 @@ class ModelPlans:
             plan = make_plan(self.catalog[name], placement, devices)
         except PlacementError:
             return None
-        return {d.name: d.total_bytes for d in plan.devices}, plan
+        return plan.held_bytes(), plan

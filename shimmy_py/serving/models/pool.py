@@ -303,5 +303,16 @@ class ModelPool:
                         "ready": r.supervisor.ready.is_set(), "restarts": r.supervisor.restarts,
                         # what its last step ran on (its share of the cores while others compute: threads.py)
                         "threads": (r.supervisor.stats or {}).get("threads"),
-                        "context_length": r.supervisor.info.get("n_ctx")})
+                        "context_length": r.supervisor.info.get("n_ctx"),
+                        "streaming": streaming(r.supervisor.info.get("tiers"), r.supervisor.stats or {})})
         return out
+
+
+def streaming(tiers: dict | None, stats: dict) -> dict | None:
+    """A streaming model's plan (resident and streamed bytes, expected reads)
+    beside what its streamer measured: file bytes per token and the miss rate."""
+    if not tiers:
+        return None
+    routed, tokens = stats.get("stream_routed", 0), stats.get("stream_tokens", 0)
+    return {**tiers, "file_bytes_per_token": round(stats.get("stream_file_bytes", 0) / tokens) if tokens else None,
+            "miss_rate": round(stats.get("stream_missed", 0) / routed, 4) if routed else None}

@@ -42,6 +42,14 @@ FIGURES = (
            "Host RAM holding conversations saved from their slot."),
     Figure("cache_ram_hits", lambda s, c: c.hits, True, "shimmy_cache_ram_hits_total"),
     Figure("cache_ram_saves", lambda s, c: c.saves, True, "shimmy_cache_ram_saves_total"),
+    Figure("stream_routed", lambda s, c: s.stream.routed if s.stream else 0, True,
+           "shimmy_stream_routed_slices_total", "Experts streaming from the file: expert slices routed to."),
+    Figure("stream_missed", lambda s, c: s.stream.missed if s.stream else 0, True,
+           "shimmy_stream_missed_slices_total", "Of which not in RAM when routed: read from the file."),
+    Figure("stream_file_bytes", lambda s, c: s.stream.bytes_read if s.stream else 0, True,
+           "shimmy_stream_file_bytes_total", "Bytes of streamed experts read from the file."),
+    Figure("stream_tokens", lambda s, c: s.stream.tokens if s.stream else 0, True,
+           "shimmy_stream_tokens_total", "Tokens whose routing the streamer read."),
 )
 COUNTERS = tuple(f.key for f in FIGURES if f.counter)     # carried over restarts; the rest are gauges
 

@@ -53,6 +53,7 @@ class Worker:
         self.engine = Engine(model.context, model.vocab, queue_limit=queue_limit, cache_bytes=cache_bytes,
                              n_experts=model.header.arch_key("expert_count", 0), drafter=model.drafter(),
                              set_threads=model.set_threads)
+        self.engine.stats.stream = model.streamer.stats if model.streamer is not None else None
         self._send_lock = threading.Lock()
         self._cancelled: set[int] = set()
         self._threads: dict[int, threading.Thread] = {}
@@ -254,8 +255,16 @@ def main(conn, spec) -> None:
         return
     plan = model.plan
     conn.send(m.Ready({"n_ctx": model.n_ctx, "devices": plan.weights_by_device() if plan else {},
-                       "kv": {d.name: d.kv_bytes for d in plan.devices if d.kv_bytes} if plan else {}}))
+                       "kv": {d.name: d.kv_bytes for d in plan.devices if d.kv_bytes} if plan else {},
+                       "tiers": tiers_info(plan.tiers) if plan and plan.tiers else None}))
     Worker(conn, model, spec.queue_limit, spec.cache_bytes).serve()
+
+
+def tiers_info(tiers) -> dict:
+    """What the plan streams, for /api/ps: resident and streamed bytes, and the reads it expects."""
+    return {"budget_bytes": tiers.budget_bytes, "resident_bytes": tiers.resident_bytes,
+            "streamed_bytes": tiers.streamed_bytes, "expected_file_bytes_per_token": round(tiers.file_bytes_per_token),
+            "expected_miss_rate": round(tiers.miss_rate, 4)}
 
 
 def _entry() -> None:

@@ -1,0 +1,95 @@
+"""Experts streamed from the file (placement/tiers.py, generation/streaming.py),
+with the real libllama on a real file:
+
+- with a host RAM budget below the model, the plan streams its routed
+  experts, and greedy output is token for token what the same model decodes
+  with everything in RAM (streaming changes when bytes are read, not what is
+  computed); the streamer pinned the resident set and read routed slices;
+- in a memory cgroup (v1, as root: procs.MemoryLimit) smaller than the
+  file, `shimmy-py generate` plans by the group's limit, streams, and
+  decodes the same tokens; `plan` in the group shows the tiers.
+
+The model is `synth --preset stream` (0.7 GB F16, 64 experts of which 6
+routed, 0.5 GB of them in routed experts), written once for the module.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from shimmy_py import Model, synth
+from shimmy_py.procs import MemoryLimit
+
+PROMPT = "def read_lines(path):"
+LIMIT = 300 * 2**20
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stream") / "stream.gguf"
+    synth.write(path, "stream")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def reference(model_path):
+    """Greedy tokens with the whole model in RAM."""
+    with Model(model_path, n_ctx=64, n_threads=2) as m:
+        assert m.plan.tiers is None and m.streamer is None
+        return m.generate(PROMPT, max_tokens=8, temperature=0).tokens
+
+
+def test_a_budget_below_the_model_streams_its_experts_and_decodes_the_same_tokens(model_path, reference):
+    with Model(model_path, n_ctx=64, n_threads=2, ram_budget="200MiB") as m:
+        tiers = m.plan.tiers
+        assert tiers is not None and tiers.streamed_bytes > 0.5 * os.path.getsize(model_path)
+        got = m.generate(PROMPT, max_tokens=8, temperature=0)
+        stats = m.streamer.stats
+        assert got.tokens == reference
+        assert stats.pinned_bytes == tiers.resident_bytes          # as root: mlock holds the resident set
+        n_moe = len(tiers.layers)
+        assert stats.tokens >= 8 and stats.routed >= stats.tokens * n_moe * 3   # gate, up, down of >= 1 expert
+        assert stats.missed <= stats.routed                 # the file is in the page cache here: nothing need miss
+
+
+def test_the_pread_method_decodes_the_same_tokens(model_path, reference):
+    with Model(model_path, n_ctx=64, n_threads=2, ram_budget="200MiB", stream_method="pread") as m:
+        assert m.generate(PROMPT, max_tokens=8, temperature=0).tokens == reference
+        assert m.streamer.method == "pread" and m.streamer.stats.routed > 0
+
+
+def test_a_load_mode_that_copies_the_file_in_is_refused_when_experts_stream(model_path):
+    with pytest.raises(Exception, match="cannot stream experts from the file"):
+        Model(model_path, n_ctx=64, ram_budget="200MiB", load_mode="none")
+
+
+def test_in_a_memory_cgroup_smaller_than_the_file_it_plans_by_the_limit_and_decodes_the_same(model_path, reference):
+    assert os.path.getsize(model_path) > 2 * LIMIT
+    cmd = [sys.executable, "-m", "shimmy_py"]
+    with MemoryLimit(LIMIT) as cg:
+        plan, _ = cg.run([*cmd, "plan", model_path, "--ctx", "64", "--json"], drop_caches=False)
+        assert plan.returncode == 0, plan.stderr
+        tiers = json.loads(plan.stdout)["tiers"]
+        assert tiers is not None and tiers["budget_bytes"] < LIMIT
+        done, peak = cg.run([*cmd, "generate", model_path, "-p", PROMPT, "-n", "8", "--temp", "0", "--ctx", "64",
+                             "--threads", "2", "--json"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert out["tokens"] == reference
+    assert peak <= LIMIT
+    streamed = out["streamed"]          # the page cache was dropped first: routed experts came from the disk
+    assert 0 < streamed["missed_slices"] <= streamed["routed_slices"] and streamed["file_bytes"] > 0
+    assert streamed["pinned_bytes"] > 0
+
+
+def test_plan_and_generate_take_the_flags_and_name_a_bad_budget(model_path):
+    out = subprocess.run([sys.executable, "-m", "shimmy_py", "plan", model_path, "--ram-budget", "50MiB",
+                          "--ctx", "64"], capture_output=True, text=True)
+    assert out.returncode == 1 and "cannot hold even what every token reads" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "shimmy_py", "plan", model_path, "--stream-method", "mmap"],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "--stream-method" in out.stderr
