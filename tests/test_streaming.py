@@ -18,11 +18,13 @@ import json
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 
 from shimmy_py import Model, synth
-from shimmy_py.procs import MemoryLimit
+from shimmy_py.procs import MemoryLimit, ServerProcess, free_port
 
 PROMPT = "def read_lines(path):"
 LIMIT = 300 * 2**20
@@ -93,3 +95,33 @@ def test_plan_and_generate_take_the_flags_and_name_a_bad_budget(model_path):
     out = subprocess.run([sys.executable, "-m", "shimmy_py", "plan", model_path, "--stream-method", "mmap"],
                          capture_output=True, text=True)
     assert out.returncode != 0 and "--stream-method" in out.stderr
+
+
+def test_the_server_shows_what_streams_in_api_ps_and_metrics(model_path):
+    """serve with --ram-budget: the model streams; /api/ps has its resident and
+    streamed bytes beside the reads its streamer measured; /metrics counts them."""
+    port = free_port()
+    argv = [sys.executable, "-m", "shimmy_py", "serve", "--model", model_path, "--port", str(port), "--ctx", "64",
+            "--ram-budget", "200MiB", "--threads", "2"]
+    with ServerProcess(argv, port, timeout=120) as srv:
+        body = json.dumps({"model": "stream", "prompt": PROMPT, "max_tokens": 8, "temperature": 0,
+                           "stream": False}).encode()
+        req = urllib.request.Request(srv.url + "/v1/completions", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            assert json.loads(r.read())["usage"]["completion_tokens"] == 8
+        deadline = time.monotonic() + 10
+        while True:                        # the worker's figures come with its next heartbeat
+            with urllib.request.urlopen(srv.url + "/api/ps", timeout=30) as r:
+                entry = json.loads(r.read())["models"][0]
+            streaming = entry["streaming"]
+            if streaming["miss_rate"] is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert streaming["resident_bytes"] > 0 and streaming["streamed_bytes"] > 2 * streaming["resident_bytes"]
+        assert streaming["expected_miss_rate"] > 0 and streaming["miss_rate"] is not None
+        assert entry["planned_bytes"]["CPU"] < os.path.getsize(model_path) / 2      # admission: the resident set
+        with urllib.request.urlopen(srv.url + "/metrics", timeout=30) as r:
+            metrics = r.read().decode()
+        routed = next(float(line.split()[1]) for line in metrics.splitlines()
+                      if line.startswith("shimmy_stream_routed_slices_total "))
+        assert routed > 0

@@ -100,3 +100,26 @@ def test_the_prediction_is_bytes_at_the_measured_rates(table):
     # less RAM: more from the file, slower
     assert predict(host_plan(table, 12 * GiB), table, PROFILE).decode_tps < got.decode_tps
     assert predict(host_plan(table, 64 * GiB), table, PROFILE).seconds["file"] == 0
+
+
+def test_host_memory_is_read_within_the_processs_memory_cgroup(tmp_path):
+    """cgroup v1 (hierarchical limit, cache left out of what is used) and v2
+    (the tightest memory.max up the tree); no limit: None."""
+    from shimmy_py.placement.devices import cgroup_memory
+    v1 = tmp_path / "v1" / "memory" / "job"
+    v1.mkdir(parents=True)
+    (v1 / "memory.stat").write_text(f"total_cache {100 * MiB}\nhierarchical_memory_limit {512 * MiB}\n")
+    (v1 / "memory.usage_in_bytes").write_text(str(300 * MiB))
+    (tmp_path / "self1").write_text("4:memory:/job\n1:cpu:/\n")
+    assert cgroup_memory(str(tmp_path / "self1"), str(tmp_path / "v1")) == (312 * MiB, 512 * MiB)
+    v2 = tmp_path / "v2"
+    (v2 / "a" / "b").mkdir(parents=True)
+    (v2 / "memory.max").write_text("max\n")
+    (v2 / "a" / "memory.max").write_text(str(1 * GiB))
+    (v2 / "a" / "memory.current").write_text(str(400 * MiB))
+    (v2 / "a" / "memory.stat").write_text(f"anon {300 * MiB}\nfile {200 * MiB}\n")
+    (v2 / "a" / "b" / "memory.max").write_text("max\n")
+    (tmp_path / "self2").write_text("0::/a/b\n")
+    assert cgroup_memory(str(tmp_path / "self2"), str(v2)) == (GiB - 200 * MiB, GiB)
+    (tmp_path / "self3").write_text("0::/\n")
+    assert cgroup_memory(str(tmp_path / "self3"), str(v2)) is None
