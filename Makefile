@@ -48,6 +48,7 @@ bench: install
 	$(PYTHON) benchmarks/side_by_side.py
 	$(PYTHON) benchmarks/trace_replay.py
 	$(PYTHON) benchmarks/spec_trained.py
+	$(PYTHON) benchmarks/streaming.py --rounds 5   # as root: a memory cgroup (docs/STREAMING.md)
 
 # many models: a replayed trace against llama-server's router mode (docs/TRACE.md)
 bench-trace: install

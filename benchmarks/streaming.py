@@ -48,6 +48,7 @@ def stock_bench(cg: MemoryLimit, model: str, tokens: int) -> tuple[float, int]:
 
 
 def shimmy_bench(cg: MemoryLimit, model: str, tokens: int, extra: list[str], env: dict) -> tuple[float, int, dict]:
+    """(decode tok/s, bytes paged in, the bench row: its `streamed` figures among them)."""
     before = pages_in()
     done, _ = cg.run([sys.executable, "-m", "shimmy_py", "bench", model, "-p", "8", "-n", str(tokens), "-r", "1",
                       "--threads", "2", "--json", *extra], env=env, cwd=ROOT)
@@ -77,12 +78,17 @@ def main() -> int:
     rows = {"llama-bench (stock)": [], "shimmy-py, plain mmap": [], "shimmy-py, streamed (fadvise)": [],
             "shimmy-py, streamed (pread)": []}
     env = dict(os.environ)
-    predicted = None
+    predicted, expected_miss, misses = None, None, {}
+    ctx = ["--ctx", str(8 + args.tokens + 16)]
     with MemoryLimit(limit) as cg:
-        done, _ = cg.run([sys.executable, "-m", "shimmy_py", "plan", model, "--predict", "--json",
-                          "--ctx", str(8 + args.tokens + 16)], cwd=ROOT, drop_caches=False)
+        done, _ = cg.run([sys.executable, "-m", "shimmy_py", "plan", model, "--predict", "--json", *ctx],
+                         cwd=ROOT, drop_caches=False)
         if done.returncode == 0:
             predicted = json.loads(done.stdout)[0].get("decode_tps")
+        done, _ = cg.run([sys.executable, "-m", "shimmy_py", "plan", model, "--json", *ctx], cwd=ROOT,
+                         drop_caches=False)
+        tiers = json.loads(done.stdout)["tiers"] if done.returncode == 0 else None
+        expected_miss = tiers["miss_rate"] if tiers else None
         for _ in range(args.rounds):
             rows["llama-bench (stock)"].append(stock_bench(cg, model, args.tokens))
             tps, read, _ = shimmy_bench(cg, model, args.tokens, ["--ram-budget", "1TiB"], env)
@@ -90,6 +96,7 @@ def main() -> int:
             for method in ("fadvise", "pread"):
                 tps, read, r = shimmy_bench(cg, model, args.tokens, ["--stream-method", method], env)
                 rows[f"shimmy-py, streamed ({method})"].append((tps, read))
+                misses.setdefault(method, []).append(r["streamed"]["miss_rate"])
     peer = [tps for tps, _ in rows["llama-bench (stock)"]]
     print(f"{'run':<32} {'decode tok/s (min-max)':>24} {'disk MiB/token*':>15} {'/ llama-bench (min-max)':>26}")
     for name, runs in rows.items():
@@ -101,6 +108,9 @@ def main() -> int:
     print("* pages read in during the whole run (load and warm-up included), per generated token")
     if predicted:
         print(f"predicted by plan --predict for the streamed plan: {predicted:.2f} tok/s")
+    if expected_miss is not None:
+        print(f"routed expert slices missed: the plan expected {expected_miss:.0%}; the streamer measured "
+              + ", ".join(f"{m} {min(v):.0%}-{max(v):.0%}" for m, v in misses.items()))
     return 0
 
 

@@ -52,16 +52,17 @@ def test_a_budget_below_the_model_streams_its_experts_and_decodes_the_same_token
         got = m.generate(PROMPT, max_tokens=8, temperature=0)
         stats = m.streamer.stats
         assert got.tokens == reference
+        assert m.streamer.method == "pread"                        # the default
         assert stats.pinned_bytes == tiers.resident_bytes          # as root: mlock holds the resident set
         n_moe = len(tiers.layers)
         assert stats.tokens >= 8 and stats.routed >= stats.tokens * n_moe * 3   # gate, up, down of >= 1 expert
         assert stats.missed <= stats.routed                 # the file is in the page cache here: nothing need miss
 
 
-def test_the_pread_method_decodes_the_same_tokens(model_path, reference):
-    with Model(model_path, n_ctx=64, n_threads=2, ram_budget="200MiB", stream_method="pread") as m:
+def test_the_fadvise_method_decodes_the_same_tokens(model_path, reference):
+    with Model(model_path, n_ctx=64, n_threads=2, ram_budget="200MiB", stream_method="fadvise") as m:
         assert m.generate(PROMPT, max_tokens=8, temperature=0).tokens == reference
-        assert m.streamer.method == "pread" and m.streamer.stats.routed > 0
+        assert m.streamer.method == "fadvise" and m.streamer.stats.routed > 0
 
 
 def test_a_load_mode_that_copies_the_file_in_is_refused_when_experts_stream(model_path):

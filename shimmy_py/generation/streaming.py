@@ -5,10 +5,10 @@ mapping, in one request per expert slice, all of a layer's at once.
 
 `ExpertStreamer` is a standing listener of the context's graph tap
 (native/tap.py) on `ffn_moe_weights-<layer>`, whose operand is the chosen
-expert ids. For each chosen expert not resident it asks the kernel for its
-gate, up and down slices (each expert is contiguous in its 3-D tensor):
-`posix_fadvise(WILLNEED)`, which starts the reads and returns, or a pool
-of threads that `pread` them (docs/STREAMING.md measures both). At attach it
+expert ids. For each chosen expert not resident it has its gate, up and
+down slices read (each expert is contiguous in its 3-D tensor): by a pool
+of threads that `pread` them (the default), or by the kernel, asked with
+`posix_fadvise(WILLNEED)` (docs/STREAMING.md measures both). At attach it
 pins the resident tensors (mlock, bounded by the plan) so that streaming
 never evicts what every token reads, and marks the streamed tensors
 MADV_RANDOM so that a fault there reads no neighbours. The bytes llama.cpp
@@ -57,7 +57,7 @@ class StreamStats:
 class ExpertStreamer:
     """Prefetches the streamed experts a layer routes to; pins the resident set."""
 
-    def __init__(self, path: str | os.PathLike, tiers, method: str = "fadvise", readers: int = 8):
+    def __init__(self, path: str | os.PathLike, tiers, method: str = "pread", readers: int = 8):
         if method not in METHODS:
             raise GenerationError(f"streaming method {method!r}: use one of {', '.join(METHODS)}")
         self.path, self.tiers, self.method = str(path), tiers, method
@@ -146,7 +146,7 @@ class ExpertStreamer:
         self.fd = -1
 
 
-def stream_experts(path, tiers, context, method: str = "fadvise") -> ExpertStreamer:
+def stream_experts(path, tiers, context, method: str = "pread") -> ExpertStreamer:
     """A streamer for the plan's tiers, pinned and listening on the context's tap."""
     streamer = ExpertStreamer(path, tiers, method)
     try:

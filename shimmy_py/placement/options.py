@@ -20,7 +20,7 @@ from .plan import Plan, PlanRequest
 from .strategies import KINDS, USAGE
 from .tiers import ExpertProfile
 
-STREAM_METHODS = ("fadvise", "pread")
+STREAM_METHODS = ("pread", "fadvise")
 
 
 def parse_override_arg(text: str) -> list[tuple[str, str]]:
@@ -216,9 +216,9 @@ class PlacementOptions:
     ram_budget: int | None = opt(None, flags=("--ram-budget",), parse=parse_size, metavar="SIZE",
                                  help="host RAM the plan may hold (weights, KV cache, reserve); past it, routed "
                                       "experts stream from the file (default: available RAM less a margin)")
-    stream_method: str = opt("fadvise", flags=("--stream-method",), metavar="METHOD",
-                             help="how streamed experts are read ahead of the matmul: fadvise (the kernel reads "
-                                  "them, WILLNEED) or pread (8 threads read them)")
+    stream_method: str = opt("pread", flags=("--stream-method",), metavar="METHOD",
+                             help="how streamed experts are read ahead of the matmul: pread (8 threads read them) "
+                                  "or fadvise (the kernel reads them, WILLNEED); docs/STREAMING.md measures both")
     expert_profile: str | None = opt(None, flags=("--expert-profile",), metavar="TRACE.npz",
                                      help="a `shimmy-py trace --save` file: its most routed experts stay resident "
                                           "when experts stream from the file")
