@@ -98,9 +98,26 @@ def test_plan_and_generate_take_the_flags_and_name_a_bad_budget(model_path):
     assert out.returncode != 0 and "--stream-method" in out.stderr
 
 
-def test_the_server_shows_what_streams_in_api_ps_and_metrics(model_path):
+@pytest.fixture
+def machine_profile():
+    """The machine profile (calibrate.py) the server predicts with: this
+    machine's own if it was calibrated, else a stated one, removed after."""
+    from shimmy_py.placement.calibrate import VERSION, load_profile, profile_path
+    path = profile_path()
+    made = load_profile() is None
+    if made:
+        path.write_text(json.dumps({"version": VERSION, "threads": 2, "ram_read_bps": {"2": 20e9},
+                                    "decode_read_bps": 10e9, "file_read_bps": {"1048576x8": 1e9, "8388608x8": 2e9},
+                                    "layer_overhead_s": 1e-4, "prefill_flops": 1e11}))
+    yield
+    if made:
+        path.unlink()
+
+
+def test_the_server_shows_what_streams_in_api_ps_and_metrics(model_path, machine_profile):
     """serve with --ram-budget: the model streams; /api/ps has its resident and
-    streamed bytes beside the reads its streamer measured; /metrics counts them."""
+    streamed bytes beside the reads its streamer measured, and its predicted
+    speed; /metrics counts the reads and shows the prediction."""
     port = free_port()
     argv = [sys.executable, "-m", "shimmy_py", "serve", "--model", model_path, "--port", str(port), "--ctx", "64",
             "--ram-budget", "200MiB", "--threads", "2"]
@@ -121,8 +138,10 @@ def test_the_server_shows_what_streams_in_api_ps_and_metrics(model_path):
         assert streaming["resident_bytes"] > 0 and streaming["streamed_bytes"] > 2 * streaming["resident_bytes"]
         assert streaming["expected_miss_rate"] > 0 and streaming["miss_rate"] is not None
         assert entry["planned_bytes"]["CPU"] < os.path.getsize(model_path) / 2      # admission: the resident set
+        assert entry["predicted"]["decode_tps"] > 0
         with urllib.request.urlopen(srv.url + "/metrics", timeout=30) as r:
             metrics = r.read().decode()
         routed = next(float(line.split()[1]) for line in metrics.splitlines()
                       if line.startswith("shimmy_stream_routed_slices_total "))
         assert routed > 0
+        assert 'shimmy_predicted_decode_tokens_per_second{model="stream"}' in metrics

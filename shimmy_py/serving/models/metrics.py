@@ -46,6 +46,8 @@ class Metrics:
         (worker/figures.py; None while no model has reported any);
         `restarts` counts the model workers' crashes, `stalls` the times a
         watchdog found one making no progress."""
+        # read before this lock: the pool takes its own
+        predicted = [(e["name"], e["predicted"]) for e in pool.snapshot() if e.get("predicted")] if pool else []
         with self._lock:
             lines = ["# HELP shimmy_requests_total HTTP requests by route and status.",
                      "# TYPE shimmy_requests_total counter"]
@@ -84,6 +86,13 @@ class Metrics:
                           "# TYPE shimmy_model_load_seconds_total counter",
                           f"shimmy_model_load_seconds_total {st.load_seconds:.3f}",
                           "# TYPE shimmy_models_resident gauge", f"shimmy_models_resident {len(pool.residents)}"]
+                if predicted:
+                    lines += ["# HELP shimmy_predicted_decode_tokens_per_second Decode speed the cost model "
+                              "predicts for a resident model's plan (plan --predict; docs/STREAMING.md), beside "
+                              "shimmy_decode_tokens_per_second measured.",
+                              "# TYPE shimmy_predicted_decode_tokens_per_second gauge"]
+                    lines += [f'shimmy_predicted_decode_tokens_per_second{{model="{_label(name)}"}} '
+                              f'{p["decode_tps"]:.3f}' for name, p in predicted]
             lines += exposition(engine or {})
             if experts:
                 lines += ["# HELP shimmy_expert_selections_total Routed-expert choices per model, MoE layer and "

@@ -304,7 +304,8 @@ class ModelPool:
                         # what its last step ran on (its share of the cores while others compute: threads.py)
                         "threads": (r.supervisor.stats or {}).get("threads"),
                         "context_length": r.supervisor.info.get("n_ctx"),
-                        "streaming": streaming(r.supervisor.info.get("tiers"), r.supervisor.stats or {})})
+                        "streaming": streaming(r.supervisor.info.get("tiers"), r.supervisor.stats or {}),
+                        "predicted": r.supervisor.info.get("predicted")})
         return out
 
 

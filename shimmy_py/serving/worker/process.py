@@ -256,8 +256,21 @@ def main(conn, spec) -> None:
     plan = model.plan
     conn.send(m.Ready({"n_ctx": model.n_ctx, "devices": plan.weights_by_device() if plan else {},
                        "kv": {d.name: d.kv_bytes for d in plan.devices if d.kv_bytes} if plan else {},
-                       "tiers": tiers_info(plan.tiers) if plan and plan.tiers else None}))
+                       "tiers": tiers_info(plan.tiers) if plan and plan.tiers else None,
+                       "predicted": predicted(model)}))
     Worker(conn, model, spec.queue_limit, spec.cache_bytes).serve()
+
+
+def predicted(model) -> dict | None:
+    """The cost model's decode and prefill speed for the plan (placement/predict.py), with a machine profile."""
+    from ...gguf_io.tensors import read_table
+    from ...placement.calibrate import load_profile
+    from ...placement.predict import predict
+    profile = load_profile()
+    if profile is None or model.plan is None:
+        return None
+    p = predict(model.plan, read_table(model.header), profile, model.n_threads)
+    return {"decode_tps": round(p.decode_tps, 3), "prefill_tps": round(p.prefill_tps, 2), "host_only": p.host_only}
 
 
 def tiers_info(tiers) -> dict:
