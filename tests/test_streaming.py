@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.request
 
+import numpy as np
 import pytest
 
 from shimmy_py import Model, synth
@@ -145,3 +146,24 @@ def test_the_server_shows_what_streams_in_api_ps_and_metrics(model_path, machine
                       if line.startswith("shimmy_stream_routed_slices_total "))
         assert routed > 0
         assert 'shimmy_predicted_decode_tokens_per_second{model="stream"}' in metrics
+
+
+def test_a_trace_taken_while_streaming_is_the_profile_that_keeps_experts_resident(model_path, tmp_path):
+    """`trace --out` on the streaming model (the trace and the streamer share
+    the graph tap), then `plan --expert-profile`: with room beyond what every
+    token reads, the most routed experts of the trace become resident."""
+    trace = tmp_path / "trace.npz"
+    cmd = [sys.executable, "-m", "shimmy_py"]
+    done = subprocess.run([*cmd, "trace", model_path, "-p", PROMPT, "-n", "16", "--ctx", "64", "--ram-budget",
+                           "200MiB", "--out", str(trace)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = subprocess.run([*cmd, "plan", model_path, "--ctx", "64", "--ram-budget", "300MiB", "--expert-profile",
+                          str(trace), "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    tiers = plan["tiers"]
+    assert tiers["profiled"] and sum(len(layer["resident_experts"]) for layer in tiers["layers"]) > 0
+    counts = np.load(trace)["counts"]
+    first = tiers["layers"][0]
+    hottest = int(counts[0].argmax())
+    assert hottest in first["resident_experts"]
