@@ -196,15 +196,12 @@ class _Reader:
         chosen = schema.get(key, _ABSENT)
         if isinstance(chosen, list) or chosen is False:
             chosen = chosen or []
-            n, lo, hi = len(chosen), self.count(schema, "minItems", path, 0), self.count(schema, "maxItems", path, -1)
+            n, (lo, hi) = len(chosen), self.between(schema, "minItems", "maxItems", path)
             if n < lo or 0 <= hi < n:
                 self.fail(path, f"a tuple of {n} items cannot meet minItems {lo} / maxItems {hi}")
             return Node("tuple", [self.node(s, f"{path}/{key}/{i}") for i, s in enumerate(chosen)])
         node = Node("array", items=Node("any") if chosen is _ABSENT else self.node(chosen, f"{path}/{key}"))
-        node.min_items = self.count(schema, "minItems", path, 0)
-        node.max_items = self.count(schema, "maxItems", path, -1)
-        if 0 <= node.max_items < node.min_items:
-            self.fail(path, f"bounds minItems {node.min_items} and maxItems {node.max_items} are not valid")
+        node.min_items, node.max_items = self.between(schema, "minItems", "maxItems", path)
         return node
 
     def string(self, schema: dict, path: str) -> Node:
@@ -220,13 +217,10 @@ class _Reader:
                 self.fail(path, f"string format {schema['format']!r} cannot be enforced (covered: "
                                 f"{', '.join(sorted(f for f in FORMATS if not f[-1].isdigit()))})")
             node.format = "uuid" if schema["format"].startswith("uuid") else schema["format"]
-        node.min_length = self.count(schema, "minLength", path, 0)
-        node.max_length = self.count(schema, "maxLength", path, -1)
+        node.min_length, node.max_length = self.between(schema, "minLength", "maxLength", path)
         lengths = "minLength" in schema or "maxLength" in schema
         if (node.pattern and (node.format or lengths)) or (node.format and lengths):
             self.fail(path, "a pattern, a format and lengths cannot be enforced together (one of them only)")
-        if 0 <= node.max_length < node.min_length:
-            self.fail(path, f"bounds minLength {node.min_length} and maxLength {node.max_length} are not valid")
         return node
 
     def integer(self, schema: dict, path: str) -> Node:
@@ -266,6 +260,13 @@ class _Reader:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             self.fail(path, f"a bound ({key}) must be a finite number, got {v!r}")
         return v
+
+    def between(self, schema: dict, lo_key: str, hi_key: str, path: str) -> tuple[int, int]:
+        """A count's bounds (minItems / maxItems, minLength / maxLength); -1: no upper bound."""
+        lo, hi = self.count(schema, lo_key, path, 0), self.count(schema, hi_key, path, -1)
+        if 0 <= hi < lo:
+            self.fail(path, f"bounds {lo_key} {lo} and {hi_key} {hi} are not valid")
+        return lo, hi
 
     def count(self, schema: dict, key: str, path: str, default: int) -> int:
         v = schema.get(key, default)
