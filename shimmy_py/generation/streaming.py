@@ -87,9 +87,12 @@ class ExpertStreamer:
         if self.base is None:
             logger.warning("%s is not mapped: experts stream through the file only (no pinning)", self.path)
             return
-        for layer, tensors in self.slices.items():
-            for offset, size in tensors:
-                pagecache.advise(self.base + offset, size * self.n_expert, pagecache.MADV_RANDOM)
+        try:
+            for layer, tensors in self.slices.items():
+                for offset, size in tensors:
+                    pagecache.advise(self.base + offset, size * self.n_expert, pagecache.MADV_RANDOM)
+        except NativeError as e:
+            logger.warning("the streamed experts keep the kernel's read-around (%s)", e)
         pin = list(self.whole) + [(offset + e * size, size) for layer, tensors in self.slices.items()
                                   for offset, size in tensors for e in self.resident[layer]]
         try:

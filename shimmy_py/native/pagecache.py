@@ -34,16 +34,19 @@ def _c():
 
 
 def mapping_base(path: str | os.PathLike) -> int | None:
-    """The address where offset 0 of `path` would lie in this process's
-    mapping of it (llama.cpp maps the whole file once), or None if unmapped."""
+    """The address where offset 0 of `path` lies in this process's mapping of
+    it that covers the most of the file (llama.cpp maps the whole file once;
+    a reader may map a part of it too), or None if unmapped."""
     real = os.path.realpath(path)
+    covered: dict[int, int] = {}
     with open("/proc/self/maps") as f:
         for line in f:
             parts = line.split(maxsplit=5)
             if len(parts) == 6 and parts[5].rstrip("\n") == real:
-                start = int(parts[0].split("-")[0], 16)
-                return start - int(parts[2], 16)
-    return None
+                start, end = (int(x, 16) for x in parts[0].split("-"))
+                base = start - int(parts[2], 16)
+                covered[base] = covered.get(base, 0) + end - start
+    return max(covered, key=covered.get) if covered else None
 
 
 def _span(addr: int, length: int) -> tuple[int, int]:

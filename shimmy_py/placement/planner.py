@@ -322,8 +322,8 @@ def _tiers(table, request: PlanRequest, cpu_spec: DeviceSpec, placements, host: 
     it: --ram-budget, or the CPU's capacity less fit's margin."""
     if request.ram_budget is not None:
         budget = request.ram_budget
-    elif cpu_spec.capacity_bytes > 0:
-        budget = cpu_spec.capacity_bytes - margin_for(cpu_spec.capacity_bytes)
+    elif cpu_spec.capacity_bytes > 0:             # fit_margin False: the capacity is a budget already
+        budget = cpu_spec.capacity_bytes - (margin_for(cpu_spec.capacity_bytes) if request.fit_margin else 0)
     else:
         return None
     on_host = [p for p in placements if p.device == CPU]

@@ -123,3 +123,26 @@ def test_host_memory_is_read_within_the_processs_memory_cgroup(tmp_path):
     assert cgroup_memory(str(tmp_path / "self2"), str(v2)) == (GiB - 200 * MiB, GiB)
     (tmp_path / "self3").write_text("0::/\n")
     assert cgroup_memory(str(tmp_path / "self3"), str(v2)) is None
+
+
+def test_the_mapping_streamed_from_is_the_one_that_covers_the_file(tmp_path):
+    """/proc/self/maps may list the file twice (a reader's small map beside
+    llama.cpp's whole one): the streamer works within the one that covers it."""
+    import ctypes
+    import mmap
+
+    from shimmy_py.native.pagecache import PAGE, mapping_base, resident_share
+    path = tmp_path / "model.bin"
+    path.write_bytes(b"\1" * (64 * PAGE))
+    with open(path, "rb") as f:
+        small = mmap.mmap(f.fileno(), PAGE, access=mmap.ACCESS_COPY)
+        whole = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    head = ctypes.c_char.from_buffer(whole)
+    try:
+        assert mapping_base(path) == ctypes.addressof(head)
+        assert resident_share(ctypes.addressof(head) + 60 * PAGE, PAGE) >= 0.0   # mincore answers inside it
+    finally:
+        del head
+        small.close()
+        whole.close()
+    assert mapping_base(path) is None
