@@ -167,3 +167,13 @@ def test_a_trace_taken_while_streaming_is_the_profile_that_keeps_experts_residen
     first = tiers["layers"][0]
     hottest = int(counts[0].argmax())
     assert hottest in first["resident_experts"]
+
+
+def test_plan_predict_prints_each_plans_speed_from_the_machine_profile(model_path, machine_profile):
+    cmd = [sys.executable, "-m", "shimmy_py", "plan", model_path, "--predict", "--ram-budget", "200MiB", "--ctx", "64"]
+    text = subprocess.run(cmd, capture_output=True, text=True)
+    assert text.returncode == 0, text.stderr
+    header, row = text.stdout.splitlines()[:2]
+    assert "decode tok/s" in header and row.split()[0] == "gpu"
+    rows = json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True).stdout)
+    assert rows[0]["strategy"] == "gpu" and rows[0]["decode_tps"] > 0 and rows[0]["file_bytes"] > 0
