@@ -112,8 +112,8 @@ def bench_one(path: str, spec: str, n_prompt: int, n_gen: int, reps: int, thread
 def _predicted(path: str, plan, threads: int | None):
     """The cost model's figures for the plan, or None without a machine profile."""
     from .gguf_io.tensors import read_table
-    from .placement.calibrate import load_profile
     from .placement.predict import predict
+    from .placement.profile import load_profile
     profile = load_profile()
     return predict(plan, read_table(path), profile, threads) if profile else None
 

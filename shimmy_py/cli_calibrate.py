@@ -23,7 +23,7 @@ def add_calibrate(sub) -> None:
 def _calibrate(args) -> int:
     import psutil
 
-    from .placement.calibrate import calibrate
+    from .calibrate import calibrate
     threads = args.threads or psutil.cpu_count(logical=False) or 1
     profile = calibrate(args.file, threads, out=(lambda _: None) if args.json else print)
     if args.json:
@@ -32,7 +32,7 @@ def _calibrate(args) -> int:
 
 
 def require_profile() -> dict:
-    from .placement.calibrate import load_profile, profile_path
+    from .placement.profile import load_profile, profile_path
     profile = load_profile()
     if profile is None:
         raise PlacementError(f"no machine profile at {profile_path()}: run `shimmy-py calibrate` first")

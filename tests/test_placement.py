@@ -102,7 +102,8 @@ def test_cli_plan_json_for_a_24gb_card(ds16b_path):
     assert round(acc["weights_bytes"] / 2**30, 2) == 2.27 and acc["capacity_bytes"] == 80 * 2**30
     assert {"name", "type", "weights_bytes", "kv_bytes", "reserve_bytes", "capacity_bytes"} <= set(acc)
     t = out["tensors"][0]
-    assert set(t) == {"name", "role", "layer", "bytes", "device"}
+    assert {"name", "role", "layer", "bytes", "device"} <= set(t) <= {"name", "role", "layer", "bytes", "device",
+                                                                      "tier", "resident_experts"}   # when RAM is short
     assert "-ot" in out["llama_server_args"]
 
 

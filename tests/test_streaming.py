@@ -103,7 +103,7 @@ def test_plan_and_generate_take_the_flags_and_name_a_bad_budget(model_path):
 def machine_profile():
     """The machine profile (calibrate.py) the server predicts with: this
     machine's own if it was calibrated, else a stated one, removed after."""
-    from shimmy_py.placement.calibrate import VERSION, load_profile, profile_path
+    from shimmy_py.placement.profile import VERSION, load_profile, profile_path
     path = profile_path()
     made = load_profile() is None
     if made:

@@ -303,14 +303,17 @@ def _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve,
                            f"more than its {gib(acc.capacity_bytes)}")
     host = devs[0]
     tiers = _tiers(table, request, cpu_spec, placements, host)
-    if tiers is None and cpu_spec.capacity_bytes and host.total_bytes > cpu_spec.capacity_bytes:
+    if cpu_spec.capacity_bytes and host.total_bytes > cpu_spec.capacity_bytes:
         message = (f"CPU: the plan needs {gib(host.total_bytes)} of host RAM, more than the "
                    f"{gib(cpu_spec.capacity_bytes)} available")
-        if request.strategy == "fit":   # fit counts VRAM and RAM together: nowhere left to put it
+        if tiers is not None:
+            notices.append(f"{message}: routed experts stream from the file (the tiers below)")
+        elif request.strategy == "fit":   # fit counts VRAM and RAM together: nowhere left to put it
             acc_left = ", ".join(f"{d.name} {d.total_bytes / 2**30:.2f} of {gib(d.capacity_bytes)}"
                                  for d in devs[1:])
             raise PlacementError(f"{table.path} does not fit: {message}; the accelerators hold {acc_left}")
-        notices.append(message)
+        else:
+            notices.append(message)
     remote = {a.name for a in accs if a.name.startswith("RPC")}
     return Plan(table.path, request, tuple(a.name for a in accs), tuple(devs), placements, tuple(overrides),
                 tuple(notices), tuple(counts), network_bytes(table, placements, remote),

@@ -1,6 +1,6 @@
 """The speed a plan should run at, before loading it: a cost model over the
 bytes each decoded token reads where they live, at the rates the machine
-profile (calibrate.py) measured. A pure function of the plan, its tensor
+profile (profile.py; measured by shimmy_py/calibrate.py). A pure function of the plan, its tensor
 table and the profile.
 
 Per decoded token:

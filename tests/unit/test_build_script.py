@@ -38,7 +38,7 @@ def _script(path: Path, text: str) -> None:
 
 
 def _source_tree(src: Path) -> None:
-    for rel in ("include/llama.h", "ggml/include/ggml.h",
+    for rel in ("include/llama.h", "ggml/include/ggml.h", "tests/test-json-schema-to-grammar.cpp",
                 "models/ggml-vocab-deepseek-llm.gguf.inp", "models/ggml-vocab-deepseek-llm.gguf.out"):
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).touch()

@@ -9,7 +9,8 @@ from shimmy_py.serving.models.metrics import Metrics
 from shimmy_py.serving.worker.figures import COUNTERS, FIGURES, exposition, read_all
 
 STATS = SimpleNamespace(queue_depth=2, active=3, steps=40, threads=2, step_s=1.5, decode_s=1.25, batch_tokens=99,
-                        shared_tokens=7, draft_tokens=11, draft_accepted=5)
+                        shared_tokens=7, draft_tokens=11, draft_accepted=5,
+                        stream=SimpleNamespace(routed=30, missed=12, bytes_read=3 << 20, tokens=4))
 CACHE = SimpleNamespace(bytes=1024, hits=4, saves=6)
 
 
@@ -17,6 +18,8 @@ def test_a_worker_reads_every_row():
     values = read_all(STATS, CACHE)
     assert set(values) == {f.key for f in FIGURES}
     assert values["cache_ram_bytes"] == 1024 and values["draft_accepted"] == 5
+    assert values["stream_missed"] == 12 and values["stream_file_bytes"] == 3 << 20
+    assert read_all(SimpleNamespace(**{**vars(STATS), "stream": None}), CACHE)["stream_routed"] == 0  # nothing streams
 
 
 def test_counters_are_the_rows_marked_so():

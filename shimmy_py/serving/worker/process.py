@@ -264,8 +264,8 @@ def main(conn, spec) -> None:
 def predicted(model) -> dict | None:
     """The cost model's decode and prefill speed for the plan (placement/predict.py), with a machine profile."""
     from ...gguf_io.tensors import read_table
-    from ...placement.calibrate import load_profile
     from ...placement.predict import predict
+    from ...placement.profile import load_profile
     profile = load_profile()
     if profile is None or model.plan is None:
         return None

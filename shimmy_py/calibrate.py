@@ -1,6 +1,8 @@
 """`shimmy-py calibrate`: what this machine reads and computes per second,
-measured, saved as a machine profile (a small JSON in the cache folder)
-that `plan --predict`, `bench` and the server read (predict.py).
+measured, saved as a machine profile (placement/profile.py: a small JSON in
+the cache folder) that `plan --predict`, `bench` and the server read
+(placement/predict.py). It runs models, so it sits above the layers, beside
+bench.py, whose runs it fits on.
 
 - RAM read bandwidth per thread count (NumPy sums over 256 MiB, threads
   reading their own part: the sums release the GIL);
@@ -25,26 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import PlacementError
-from ..native.install import cache_dir
+from .errors import PlacementError
+from .native.install import cache_dir
+from .placement.profile import VERSION, profile_path
 
 SIZES = (4096, 131072, 1 << 20, 8 << 20)
 READERS = (1, 4, 8)
-VERSION = 2
-
-
-def profile_path() -> Path:
-    return cache_dir() / "machine.json"
-
-
-def load_profile(path: Path | None = None) -> dict | None:
-    """The saved machine profile, or None when this machine was never calibrated."""
-    path = path or profile_path()
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("version") == VERSION else None
 
 
 def ram_bandwidth(threads: int, mib: int = 256, rounds: int = 3) -> float:
@@ -103,12 +91,12 @@ def fit_compute(threads: int) -> dict:
     from the page cache): the tiny preset, whose decode is mostly overhead,
     and the bench preset (1.5 GB), mostly weights. Two decode times, two
     unknowns: t = bytes / rate + layers * overhead."""
-    from ..bench import bench_one
-    from ..gguf_io.tensors import read_table
-    from ..synthetic.synth import write
-    from .machine import make_plan
-    from .options import PlacementOptions
-    from .predict import UBATCH, read_per_token
+    from .bench import bench_one
+    from .gguf_io.tensors import read_table
+    from .placement.machine import make_plan
+    from .placement.options import PlacementOptions
+    from .placement.predict import UBATCH, read_per_token
+    from .synthetic.synth import write
     runs = {}
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         for preset in ("tiny", "bench"):
