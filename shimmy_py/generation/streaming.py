@@ -29,7 +29,7 @@ from ..errors import GenerationError, NativeError
 from ..gguf_io.reader import read_header
 from ..native import pagecache
 from ..placement.options import STREAM_METHODS
-from .experts import ROUTER_LOGITS, TOPK, WEIGHTS
+from .experts import TOPK, WEIGHTS
 
 logger = logging.getLogger("shimmy_py")
 METHODS = STREAM_METHODS
@@ -57,8 +57,7 @@ class StreamStats:
 class ExpertStreamer:
     """Prefetches the streamed experts a layer routes to; pins the resident set."""
 
-    def __init__(self, path: str | os.PathLike, tiers, method: str = "pread", readers: int = 8,
-                 pregate: bool = False):
+    def __init__(self, path: str | os.PathLike, tiers, method: str = "pread", readers: int = 8):
         if method not in METHODS:
             raise GenerationError(f"streaming method {method!r}: use one of {', '.join(METHODS)}")
         self.path, self.tiers, self.method = str(path), tiers, method
@@ -74,11 +73,6 @@ class ExpertStreamer:
                 self.n_expert = t.shape[2]
                 self.slices.setdefault(layer, []).append((t.offset, t.nbytes // t.shape[2]))
         self.resident = {layer: frozenset(tiers.resident_experts(layer)) for layer in self.slices}
-        # pre-gating: each MoE layer's router (n_expert, n_embd), applied to the layer before's router input
-        self.routers = _routers(header, self.slices) if pregate else {}
-        self.k = max(1, int(header.arch_key("expert_used_count", 1))) if pregate else 0
-        self._predicted: dict[int, set[int]] = {}
-        self.pregate_hits = self.pregate_total = 0
         self.stats = StreamStats()
         self.fd = os.open(self.path, os.O_RDONLY)
         self.base: int | None = None
@@ -110,37 +104,16 @@ class ExpertStreamer:
             logger.warning("the resident set is not pinned (%s): the page cache may evict it; raise the locked "
                            "memory limit (ulimit -l) to pin it", e)
 
-    def __call__(self, name: str, data: np.ndarray, operand: np.ndarray | None) -> None:
-        base, _, layer_s = name.rpartition("-")
-        layer = int(layer_s)
-        if base == ROUTER_LOGITS:
-            self._pregate(layer + 1, operand)
-            return
-        tensors, ids = self.slices.get(layer), operand
+    def __call__(self, name: str, _weights: np.ndarray, ids: np.ndarray | None) -> None:
+        layer = int(name.rpartition("-")[2])
+        tensors = self.slices.get(layer)
         if tensors is None or ids is None:
             return
-        if layer in self._predicted:
-            chosen_set = set(int(e) for e in np.unique(ids))
-            self.pregate_hits += len(chosen_set & self._predicted.pop(layer))
-            self.pregate_total += len(chosen_set)
         if layer == self._first_layer:
             self.stats.tokens += int(ids.reshape(-1, ids.shape[-1]).shape[0])
         chosen = sorted(set(int(e) for e in np.unique(ids)) - self.resident[layer])
         for e in chosen:
             for offset, size in tensors:
-                self._fetch(offset + e * size, size)
-
-    def _pregate(self, layer: int, x: np.ndarray | None) -> None:
-        """The next layer's router on this layer's input: its likely experts, read a layer ahead."""
-        w = self.routers.get(layer)
-        if w is None or x is None:
-            return
-        logits = x.reshape(-1, x.shape[-1]).astype(np.float32) @ w.T
-        top = np.argpartition(-logits, self.k - 1, axis=1)[:, :self.k]
-        predicted = set(int(e) for e in np.unique(top)) - self.resident[layer]
-        self._predicted[layer] = predicted
-        for e in sorted(predicted):
-            for offset, size in self.slices[layer]:
                 self._fetch(offset + e * size, size)
 
     def _fetch(self, offset: int, size: int) -> None:
@@ -176,24 +149,12 @@ class ExpertStreamer:
         self.fd = -1
 
 
-def _routers(header, layers) -> dict[int, np.ndarray]:
-    """Each streamed MoE layer's router weights (F32), read from the file."""
-    out = {}
-    for t in header.tensors:
-        parts = t.name.split(".")
-        if len(parts) == 4 and parts[2] == "ffn_gate_inp" and int(parts[1]) in layers and t.ggml_type == 0:
-            out[int(parts[1])] = np.fromfile(header.path, dtype=np.float32, count=t.n_elements,
-                                             offset=t.offset).reshape(t.shape[::-1])
-    return out
-
-
-def stream_experts(path, tiers, context, method: str = "pread", pregate: bool = False) -> ExpertStreamer:
+def stream_experts(path, tiers, context, method: str = "pread") -> ExpertStreamer:
     """A streamer for the plan's tiers, pinned and listening on the context's tap."""
-    streamer = ExpertStreamer(path, tiers, method, pregate=pregate)
+    streamer = ExpertStreamer(path, tiers, method)
     try:
         streamer.attach()
-        names = {WEIGHTS: TOPK, **({ROUTER_LOGITS: True} if pregate else {})}
-        context.native.tap.keep(streamer, names)
+        context.native.tap.keep(streamer, {WEIGHTS: TOPK})
     except BaseException:
         streamer.close()
         raise
