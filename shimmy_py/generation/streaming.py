@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -37,7 +36,7 @@ METHODS = STREAM_METHODS
 
 @dataclass
 class StreamStats:
-    """What streaming did, since load: routed slices, those not in RAM when routed, bytes asked of the file."""
+    """What streaming did since load: streamed expert slices routed to, those not in RAM then, bytes read."""
     routed: int = 0
     missed: int = 0
     bytes_read: int = 0
@@ -78,7 +77,6 @@ class ExpertStreamer:
         self.base: int | None = None
         self._pinned: list[tuple[int, int]] = []
         self._pool = ThreadPoolExecutor(readers, thread_name_prefix="expert-read") if method == "pread" else None
-        self._lock = threading.Lock()
         self._first_layer = min(self.slices) if self.slices else None
 
     def attach(self) -> None:
@@ -117,9 +115,13 @@ class ExpertStreamer:
                 self._fetch(offset + e * size, size)
 
     def _fetch(self, offset: int, size: int) -> None:
+        """A hint: the kernels read the mapping whatever happens here, so a failed check counts as a miss."""
         self.stats.routed += 1
-        if self.base is not None and pagecache.resident_share(self.base + offset, size) >= 1.0:
-            return
+        try:
+            if self.base is not None and pagecache.resident_share(self.base + offset, size) >= 1.0:
+                return
+        except NativeError:
+            pass
         self.stats.missed += 1
         self.stats.bytes_read += size
         if self._pool is not None:
