@@ -65,11 +65,13 @@ class ChatParser:
     ("content", text), ("tool_call", ToolCall). Text that may open a tool
     call is held back until it is sure."""
 
-    def __init__(self, fmt: Format | None, thinking: bool, reasoning_format: str, fenced: bool = False):
+    def __init__(self, fmt: Format | None, thinking: bool, reasoning_format: str, fenced: bool = False,
+                 strip_lead: bool = False):
         self.fmt = fmt
         self.fence = AnswerFence() if fenced else None   # a response format's answer, as llama-server parses it
         self.split = reasoning_format != "none" and not isinstance(fmt, Harmony)
-        self.think = ThinkSplitter(thinking, legacy=reasoning_format == "deepseek-legacy") if self.split else None
+        self.think = ThinkSplitter(thinking, legacy=reasoning_format == "deepseek-legacy",
+                                   strip_lead=strip_lead) if self.split else None
         self.reply = Reply()
         self._section = None               # the tool-call section, once it began
         self._held = ""
@@ -201,7 +203,8 @@ def prepare(vocab, messages: list[dict], options: ChatOptions, sampling: Samplin
         fenced = not use_tools                      # a response format: llama-server offers it fenced too
         sampling = replace(sampling, grammar=think_first(sampling.grammar, opens_thinking(prompt), fenced=fenced),
                            grammar_root=THINKING_ROOT)
-    parser = ChatParser(fmt, opens_thinking(prompt), options.reasoning_format, fenced)
+    parser = ChatParser(fmt, opens_thinking(prompt), options.reasoning_format, fenced,
+                        strip_lead=THINK_OPEN in template)
     special = fmt.preserve if fmt is not None else ()
     return ChatTurn(prompt, sampling, parser, special)
 

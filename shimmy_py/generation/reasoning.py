@@ -29,8 +29,11 @@ class ThinkSplitter:
     """Pieces of generated text as ("reasoning" | "content", text), in order."""
 
     def __init__(self, thinking: bool = False, open_tag: str = THINK_OPEN, close_tag: str = THINK_CLOSE,
-                 legacy: bool = False):
+                 legacy: bool = False, strip_lead: bool = False):
         self.kind = "reasoning" if thinking else "content"
+        # a thinking template's answer starts at its first non-space, think block or not, as llama-server's
+        # parser gives it (the space its grammar allows before the block is no content)
+        self.strip_lead = strip_lead
         self.open_tag, self.close_tag = open_tag, close_tag
         self.legacy = legacy               # deepseek-legacy: the tags and thinking stay in content too
         self._held = ""
@@ -71,7 +74,7 @@ class ThinkSplitter:
         if not text:
             return
         if self.kind == "content" and not self._seen_content:
-            if self._after_think:
+            if self._after_think or self.strip_lead:
                 text = text.lstrip()
             if not text:
                 return
@@ -89,7 +92,7 @@ class ThinkSplitter:
         held, self._held = self._held, ""
         out: list[tuple[str, str]] = []
         self._emit(out, held)
-        if self._lead and self.kind == "content":
+        if self._lead and self.kind == "content" and not self.strip_lead:
             out.append(("content", self._lead))
             self._lead = ""
         return out

@@ -195,3 +195,17 @@ def test_a_response_formats_answer_loses_its_fence_and_space_as_llama_server_par
             fence = AnswerFence()
             got = "".join(fence.feed(p) for p in pieces) + fence.flush()
             assert got == answer, (cut, step, pieces)
+
+
+def test_a_thinking_templates_answer_starts_at_its_first_non_space_as_llama_servers_parser_gives_it():
+    """Qwen3's template: llama-server's parser takes the space before the
+    (optional) think block as no content, so " iii" comes back as "iii";
+    a template without thinking (DeepSeek LLM's) keeps it, as llama-server does."""
+    from shimmy_py.generation.chatting import ChatParser
+    for pieces in ([" iii", " and more"], [" ", "\n", "iii and more"]):
+        parser = ChatParser(None, False, "auto", strip_lead=True)
+        out = [d for p in pieces for d in parser.feed(p)] + parser.finish()[0]
+        assert "".join(v for k, v in out if k == "content") == "iii and more", pieces
+    parser = ChatParser(None, False, "auto", strip_lead=False)
+    out = parser.feed(" Emm") + parser.finish()[0]
+    assert "".join(v for k, v in out if k == "content") == " Emm"
