@@ -107,15 +107,22 @@ def fit_compute(threads: int) -> dict:
             r = bench_one(str(path), "gpu", UBATCH, 32, 2, threads)
             runs[preset] = (1 / r.decode_tps, host, table.hparams.n_layer, active, r.prefill_tps)
     (t1, b1, l1, _, _), (t2, b2, l2, active, prefill_tps) = runs["tiny"], runs["bench"]
-    # t = b / rate + l * o, solved for 1/rate and o
+    rate, overhead = solve_decode((t1, b1, l1), (t2, b2, l2))
+    return {"decode_read_bps": rate, "layer_overhead_s": overhead, "prefill_flops": 2 * active * prefill_tps}
+
+
+def solve_decode(small: tuple, large: tuple) -> tuple[float, float]:
+    """(read rate, per-layer overhead) from two runs' (seconds a token, bytes
+    a token, layers): t = bytes / rate + layers * overhead, solved; where
+    noise makes either negative, the small model's time is all overhead."""
+    (t1, b1, l1), (t2, b2, l2) = small, large
     det = b1 * l2 - b2 * l1
     inv_rate = (t1 * l2 - t2 * l1) / det if det else 0.0
     overhead = (b1 * t2 - b2 * t1) / det if det else t1 / l1
-    if inv_rate <= 0 or overhead < 0:                  # noise: all of the bench model's time is weights
+    if inv_rate <= 0 or overhead < 0:
         overhead = max(0.0, t1 / l1)
         inv_rate = max(t2 - l2 * overhead, 1e-9) / b2
-    return {"decode_read_bps": 1 / inv_rate, "layer_overhead_s": overhead,
-            "prefill_flops": 2 * active * prefill_tps}
+    return 1 / inv_rate, overhead
 
 
 def calibrate(model: str | None, threads: int, out=print) -> dict:
