@@ -128,6 +128,7 @@ def solve_decode(small: tuple, large: tuple) -> tuple[float, float]:
 def calibrate(model: str | None, threads: int, out=print) -> dict:
     """Measures everything above and saves it; `model`: the file whose reads
     are measured (default: a 1 GiB scratch file written for it)."""
+    cache_dir().mkdir(parents=True, exist_ok=True)
     profile: dict = {"version": VERSION, "made": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": threads}
     profile["ram_read_bps"] = {str(t): ram_bandwidth(t) for t in sorted({1, threads})}
     out("RAM read: " + ", ".join(f"{t} thread{'s' if t != '1' else ''} {v / 1e9:.1f} GB/s"

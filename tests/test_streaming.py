@@ -177,3 +177,18 @@ def test_plan_predict_prints_each_plans_speed_from_the_machine_profile(model_pat
     assert "decode tok/s" in header and row.split()[0] == "gpu"
     rows = json.loads(subprocess.run([*cmd, "--json"], capture_output=True, text=True).stdout)
     assert rows[0]["strategy"] == "gpu" and rows[0]["decode_tps"] > 0 and rows[0]["file_bytes"] > 0
+
+
+def test_a_streaming_flag_on_a_plan_that_does_not_stream_says_so(model_path, tmp_path, caplog):
+    """Nothing is ignored in silence: --expert-profile on a plan that fits is a
+    notice of the plan; --stream-method a warning at load."""
+    import logging
+    profile = tmp_path / "p.npz"
+    np.savez(profile, layers=np.arange(1, 6), counts=np.ones((5, 64), dtype=np.int64))
+    out = subprocess.run([sys.executable, "-m", "shimmy_py", "plan", model_path, "--ctx", "64", "--expert-profile",
+                          str(profile)], capture_output=True, text=True)
+    assert out.returncode == 0 and "--expert-profile: nothing streams in this plan" in out.stdout
+    with caplog.at_level(logging.WARNING, logger="shimmy_py"), \
+            Model(model_path, n_ctx=64, n_threads=2, stream_method="fadvise"):
+        pass
+    assert "--stream-method fadvise: nothing streams" in caplog.text

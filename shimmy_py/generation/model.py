@@ -11,6 +11,7 @@ generation runs through its Vocab and Context (this package).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from dataclasses import fields, replace
@@ -44,6 +45,8 @@ from .speculative import Drafter, SpeculativeOptions
 from .streaming import ExpertStreamer, stream_experts
 from .tool_formats import as_tool
 from .vocab import Vocab
+
+logger = logging.getLogger("shimmy_py")
 
 SAMPLING_FIELDS = {f.name for f in fields(SamplingParams)}
 
@@ -126,6 +129,9 @@ class Model:
                 spec = ContextSpec(o.n_ctx, o.n_batch, o.n_seq_max, self.n_threads, o.unified, o.kv_type,
                                    o.flash_attn, nextn="target" if self._mode.nextn else "")
                 streams = self.plan.tiers is not None          # experts stream from the file (streaming.py)
+                if not streams and o.placement.stream_method != PlacementOptions().stream_method:
+                    logger.warning("--stream-method %s: nothing streams in this plan (its host part fits the "
+                                       "RAM budget)", o.placement.stream_method)
                 self.context = self._own(Context(self.handle, spec, tap=Tap() if o.trace_experts or streams else None))
                 self.streamer = self._own(stream_experts(self.path, self.plan.tiers, self.context,
                                                          o.placement.stream_method)) if streams else None

@@ -220,7 +220,7 @@ class PlacementOptions:
                              help="how streamed experts are read ahead of the matmul: pread (8 threads read them) "
                                   "or fadvise (the kernel reads them, WILLNEED); docs/STREAMING.md measures both")
     expert_profile: str | None = opt(None, flags=("--expert-profile",), metavar="TRACE.npz",
-                                     help="a `shimmy-py trace --save` file: its most routed experts stay resident "
+                                     help="a `shimmy-py trace --out` file: its most routed experts stay resident "
                                           "when experts stream from the file")
     n_ctx: int = defaults.N_CTX        # the context planned for: the KV cache (Model and serve set it)
     n_seq: int = 1                     # sequences decoded together (the server's --parallel)

@@ -303,6 +303,9 @@ def _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve,
                            f"more than its {gib(acc.capacity_bytes)}")
     host = devs[0]
     tiers = _tiers(table, request, cpu_spec, placements, host)
+    if tiers is None and request.expert_profile is not None:
+        notices.append("--expert-profile: nothing streams in this plan (its host part fits the RAM budget), so the "
+                       "profile chooses nothing")
     if cpu_spec.capacity_bytes and host.total_bytes > cpu_spec.capacity_bytes:
         message = (f"CPU: the plan needs {gib(host.total_bytes)} of host RAM, more than the "
                    f"{gib(cpu_spec.capacity_bytes)} available")

@@ -32,12 +32,12 @@ class ExpertProfile:
 
     @classmethod
     def load(cls, path) -> ExpertProfile:
-        """A `shimmy-py trace --save` file (.npz)."""
+        """A `shimmy-py trace --out` file (.npz)."""
         try:
             with np.load(path, allow_pickle=False) as z:
                 layers, counts = z["layers"], z["counts"]
         except (OSError, ValueError, KeyError) as e:
-            raise PlacementError(f"--expert-profile {path}: not a `shimmy-py trace --save` file ({e})") from None
+            raise PlacementError(f"--expert-profile {path}: not a `shimmy-py trace --out` file ({e})") from None
         if counts.ndim != 2 or len(layers) != counts.shape[0] or counts.sum() <= 0:
             raise PlacementError(f"--expert-profile {path}: its counts are not (MoE layers, experts) with routings")
         return cls(tuple(int(x) for x in layers), tuple(tuple(int(c) for c in row) for row in counts))
