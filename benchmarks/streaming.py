@@ -1,23 +1,34 @@
-"""A model larger than the memory it is given: decode speed under a memory
-cgroup, stock llama-bench beside shimmy-py with plain mmap and with routed
-experts streamed from the file (both prefetch methods), in interleaved
-rounds, each run after the page cache is dropped. Needs root (cgroup v1).
+"""Decode speed measured beside the speed `plan --predict` gave before
+loading, on every configuration issue 35 names, stock llama-bench in the
+same runs, as root (memory cgroups v1):
 
-    python benchmarks/streaming.py [--limit 0.74GiB] [--rounds 3] [--tokens 32] [--model PATH]
+    python benchmarks/streaming.py [--limit 0.74GiB] [--rounds 5] [--tokens 32] [--model PATH]
+                                   [--flagship DIR] [--flagship-tokens 8]
 
-The model is the bench preset (1.5 GB F16: 6 layers, 64 experts of which 6
-are routed, DeepSeekMoE's layout), written to a temporary folder. Every
-run decodes --tokens tokens (llama-bench: `-p 0 -n N`; shimmy-py: `bench
--p 8 -n N`, both warm up first) with 2 threads. Disk reads are the kernel's
-pages read in during the run (/proc/vmstat pgpgin), per decoded token. The
-prediction is `plan --predict` in the same cgroup, from the machine profile
-(`shimmy-py calibrate`; none: not shown). Prints medians and ranges, and
-each shimmy-py row's ratio to llama-bench, round by round.
+- in RAM: the bench preset (1.5 GB F16: 6 layers, 64 experts of which 6 are
+  routed, DeepSeekMoE's layout) read from a warm page cache, at 1 and 2
+  threads: llama-bench `-p 0 -n N -t T` and shimmy-py `bench -p 8 -n N`;
+- under a memory cgroup of about half the model (--limit), each run after
+  the page cache is dropped, in interleaved rounds: llama-bench, shimmy-py
+  with plain mmap (`--ram-budget 1TiB`: nothing streams), and with routed
+  experts streamed by each read method; disk reads are the pages read in
+  during a run (/proc/vmstat pgpgin), per generated token, load included;
+  the file-bandwidth limit is the decode speed at which reading the
+  streamer's measured bytes per token would take all the time, at the rate
+  8 readers read slices of that size into the page cache (the profile's);
+- with --flagship DIR: DeepSeekMoE 16B at F16 (32.8 GB; written into DIR
+  by `synth` unless there) on this machine's own RAM, llama-bench and
+  shimmy-py streaming, --flagship-tokens tokens, one round.
+The predictions are `plan --predict --threads T --json` in the same memory,
+from the machine profile (`shimmy-py calibrate` first; without one the
+script stops). Each row prints the median (min-max) over the rounds and the
+prediction's error against the median.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -27,8 +38,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shimmy_py.native import install  # noqa: E402
+from shimmy_py.placement.predict import file_rate  # noqa: E402
+from shimmy_py.placement.profile import load_profile  # noqa: E402
 from shimmy_py.procs import MemoryLimit  # noqa: E402
 from shimmy_py.sizes import parse_size  # noqa: E402
+
+SHIMMY = [sys.executable, "-m", "shimmy_py"]
 
 
 def pages_in() -> int:
@@ -36,82 +51,145 @@ def pages_in() -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("pgpgin ")) * 1024
 
 
-def stock_bench(cg: MemoryLimit, model: str, tokens: int) -> tuple[float, int]:
+def stock_tool() -> str:
     tool = install.cache_dir() / "stock" / "bin" / "llama-bench"
-    if not tool.exists():
-        tool = install.tool("llama-bench")
-    before = pages_in()
-    done, _ = cg.run([str(tool), "-m", model, "-p", "0", "-n", str(tokens), "-t", "2", "-r", "1", "-o", "json"])
-    if done.returncode:
-        raise RuntimeError(f"llama-bench failed: {done.stderr[-400:]}")
-    return json.loads(done.stdout)[0]["avg_ts"], pages_in() - before
+    return str(tool if tool.exists() else install.tool("llama-bench"))
 
 
-def shimmy_bench(cg: MemoryLimit, model: str, tokens: int, extra: list[str], env: dict) -> tuple[float, int, dict]:
-    """(decode tok/s, bytes paged in, the bench row: its `streamed` figures among them)."""
+def run(cg, argv: list[str], drop: bool = True):
+    """(completed process, pages read in) of one run, in the cgroup or not."""
     before = pages_in()
-    done, _ = cg.run([sys.executable, "-m", "shimmy_py", "bench", model, "-p", "8", "-n", str(tokens), "-r", "1",
-                      "--threads", "2", "--json", *extra], env=env, cwd=ROOT)
+    if cg is not None:
+        done, _ = cg.run(argv, cwd=ROOT, drop_caches=drop)
+    else:
+        import subprocess
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=3600)
     if done.returncode:
-        raise RuntimeError(f"shimmy-py bench failed: {done.stderr[-600:]}")
+        raise RuntimeError(f"{argv[:3]} failed: {done.stderr[-800:]}")
+    return done, pages_in() - before
+
+
+def stock(cg, model: str, tokens: int, threads: int, drop: bool = True) -> dict:
+    done, read = run(cg, [stock_tool(), "-m", model, "-p", "0", "-n", str(tokens), "-t", str(threads), "-r", "1",
+                          "-o", "json"], drop)
+    return {"tps": json.loads(done.stdout)[0]["avg_ts"], "read": read / tokens}
+
+
+def shimmy(cg, model: str, tokens: int, threads: int, extra=(), drop: bool = True) -> dict:
+    done, read = run(cg, [*SHIMMY, "bench", model, "-p", "8", "-n", str(tokens), "-r", "1", "--threads",
+                          str(threads), "--json", *extra], drop)
     r = json.loads(done.stdout)[0]
-    return r["decode_tps"], pages_in() - before, r
+    return {"tps": r["decode_tps"], "read": read / tokens, "streamed": r.get("streamed")}
+
+
+def predicted(cg, model: str, threads: int, ctx: int, extra=()) -> float:
+    done, _ = run(cg, [*SHIMMY, "plan", model, "--predict", "--json", "--threads", str(threads), "--ctx", str(ctx),
+                       *extra], drop=False)
+    return json.loads(done.stdout)[0]["decode_tps"]
+
+
+def row(name: str, runs: list[dict], peer: list[dict] | None = None, pred: float | None = None,
+        limit: float | None = None) -> str:
+    tps = [r["tps"] for r in runs]
+    med = statistics.median(tps)
+    out = f"{name:<34} {med:7.2f} ({min(tps):.2f}-{max(tps):.2f})"
+    out += f" {statistics.median(r['read'] for r in runs) / 2**20:9.1f}"
+    if peer:
+        ratio = [r["tps"] / p["tps"] for r, p in zip(runs, peer)]
+        out += f"  x{statistics.median(ratio):.2f} ({min(ratio):.2f}-{max(ratio):.2f})"
+    if pred is not None:
+        out += f"  predicted {pred:.2f} ({(pred - med) / med:+.0%})"
+    if limit is not None:
+        out += f"  {med / limit:.0%} of the file-bandwidth limit ({limit:.1f})"
+    return out
+
+
+def limit_of(runs: list[dict], profile: dict, slice_bytes: int) -> float:
+    """Decode speed if the streamer's reads per token took all the time."""
+    per_token = statistics.median(r["streamed"]["file_bytes_per_token"] for r in runs)
+    return file_rate(profile, slice_bytes) / per_token if per_token else float("inf")
 
 
 def main() -> int:
-    import os
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--limit", default="0.74GiB")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--flagship", default=None, metavar="DIR")
+    ap.add_argument("--flagship-tokens", type=int, default=8)
     args = ap.parse_args()
+    profile = load_profile()
+    if profile is None:
+        print("no machine profile: run `shimmy-py calibrate` first", file=sys.stderr)
+        return 1
+    from shimmy_py.gguf_io.reader import read_header
     from shimmy_py.synthetic.synth import write
     tmp = tempfile.TemporaryDirectory()
     model = args.model or str(Path(tmp.name) / "bench.gguf")
     if not args.model:
         write(model, preset="bench")
+    header = read_header(model)
+    slice_bytes = next(t.nbytes // t.shape[2] for t in header.tensors if "_exps." in t.name)   # one read
+    print(f"{'run':<34} {'decode tok/s':>7} {'(min-max)':>11} {'MiB/token':>9}  x stock  predicted (error)")
+
+    print(f"in RAM: {Path(model).name}, {os.path.getsize(model) / 2**30:.2f} GiB, page cache warm, "
+          f"{args.rounds} rounds")
+    for threads in (1, 2):
+        peer = [stock(None, model, args.tokens, threads) for _ in range(args.rounds)]
+        ours = [shimmy(None, model, args.tokens, threads, ["--ram-budget", "1TiB"]) for _ in range(args.rounds)]
+        print(row(f"llama-bench, {threads} thread{'s' if threads > 1 else ''}", peer))
+        print(row(f"shimmy-py, {threads} thread{'s' if threads > 1 else ''}", ours, peer,
+                  predicted(None, model, threads, 8 + args.tokens + 16, ["--ram-budget", "1TiB"])))
+
     limit = parse_size(args.limit)
-    size = os.path.getsize(model)
-    print(f"{Path(model).name}: {size / 2**30:.2f} GiB under a {limit / 2**30:.2f} GiB memory cgroup, "
-          f"{args.tokens} tokens, {args.rounds} rounds")
-    rows = {"llama-bench (stock)": [], "shimmy-py, plain mmap": [], "shimmy-py, streamed (fadvise)": [],
-            "shimmy-py, streamed (pread)": []}
-    env = dict(os.environ)
-    predicted, expected_miss, misses = None, None, {}
-    ctx = ["--ctx", str(8 + args.tokens + 16)]
+    print(f"under a {limit / 2**30:.2f} GiB memory cgroup, page cache dropped before each run, 2 threads, "
+          f"{args.rounds} rounds")
+    rows: dict[str, list[dict]] = {"llama-bench": [], "shimmy-py, plain mmap": [], "shimmy-py, streamed (pread)": [],
+                                   "shimmy-py, streamed (fadvise)": []}
     with MemoryLimit(limit) as cg:
-        done, _ = cg.run([sys.executable, "-m", "shimmy_py", "plan", model, "--predict", "--json", *ctx],
-                         cwd=ROOT, drop_caches=False)
-        if done.returncode == 0:
-            predicted = json.loads(done.stdout)[0].get("decode_tps")
-        done, _ = cg.run([sys.executable, "-m", "shimmy_py", "plan", model, "--json", *ctx], cwd=ROOT,
-                         drop_caches=False)
-        tiers = json.loads(done.stdout)["tiers"] if done.returncode == 0 else None
-        expected_miss = tiers["miss_rate"] if tiers else None
+        pred = predicted(cg, model, 2, 8 + args.tokens + 16)
         for _ in range(args.rounds):
-            rows["llama-bench (stock)"].append(stock_bench(cg, model, args.tokens))
-            tps, read, _ = shimmy_bench(cg, model, args.tokens, ["--ram-budget", "1TiB"], env)
-            rows["shimmy-py, plain mmap"].append((tps, read))
-            for method in ("fadvise", "pread"):
-                tps, read, r = shimmy_bench(cg, model, args.tokens, ["--stream-method", method], env)
-                rows[f"shimmy-py, streamed ({method})"].append((tps, read))
-                misses.setdefault(method, []).append(r["streamed"]["miss_rate"])
-    peer = [tps for tps, _ in rows["llama-bench (stock)"]]
-    print(f"{'run':<32} {'decode tok/s (min-max)':>24} {'disk MiB/token*':>15} {'/ llama-bench (min-max)':>26}")
+            rows["llama-bench"].append(stock(cg, model, args.tokens, 2))
+            rows["shimmy-py, plain mmap"].append(shimmy(cg, model, args.tokens, 2, ["--ram-budget", "1TiB"]))
+            for method in ("pread", "fadvise"):
+                rows[f"shimmy-py, streamed ({method})"].append(
+                    shimmy(cg, model, args.tokens, 2, ["--stream-method", method]))
+    peer = rows["llama-bench"]
     for name, runs in rows.items():
-        tps = [t for t, _ in runs]
-        ratio = [t / p for t, p in zip(tps, peer)]
-        read = statistics.median(r for _, r in runs) / args.tokens / 2**20
-        print(f"{name:<32} {statistics.median(tps):>9.2f} ({min(tps):.2f}-{max(tps):.2f}) {read:>15.1f} "
-              f"{statistics.median(ratio):>12.2f} ({min(ratio):.2f}-{max(ratio):.2f})")
-    print("* pages read in during the whole run (load and warm-up included), per generated token")
-    if predicted:
-        print(f"predicted by plan --predict for the streamed plan: {predicted:.2f} tok/s")
-    if expected_miss is not None:
-        print(f"routed expert slices missed: the plan expected {expected_miss:.0%}; the streamer measured "
-              + ", ".join(f"{m} {min(v):.0%}-{max(v):.0%}" for m, v in misses.items()))
+        streamed = "streamed" in name
+        print(row(name, runs, None if runs is peer else peer, pred if streamed else None,
+                  limit_of(runs, profile, slice_bytes) if streamed else None))
+    misses = {name: [r["streamed"]["miss_rate"] for r in runs] for name, runs in rows.items() if "streamed" in name}
+    print("routed expert slices the streamer found missing: " + ", ".join(
+        f"{name.split('(')[1][:-1]} {min(v):.0%}-{max(v):.0%}" for name, v in misses.items()))
+
+    if args.flagship:
+        flagship(Path(args.flagship), args.flagship_tokens, profile)
+    print("MiB/token: pages read in during a whole run (load and warm-up included), per generated token")
     return 0
+
+
+def flagship(folder: Path, tokens: int, profile: dict) -> None:
+    """DeepSeekMoE 16B F16 on this machine's RAM: llama-bench, then shimmy-py streaming."""
+    from shimmy_py.synthetic.synth import write
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / "deepseek-moe-16b-f16.gguf"
+    if not model.exists():
+        write(model, preset="deepseek-moe-16b")
+    size = os.path.getsize(model)
+    header = __import__("shimmy_py.gguf_io.reader", fromlist=["read_header"]).read_header(model)
+    slice_bytes = next(t.nbytes // t.shape[2] for t in header.tensors if "_exps." in t.name)
+    import psutil
+    print(f"the flagship: {model.name}, {size / 2**30:.1f} GiB on a machine of "
+          f"{psutil.virtual_memory().total / 2**30:.1f} GiB, page cache dropped before each run, 2 threads, "
+          f"{tokens} tokens")
+    with MemoryLimit(psutil.virtual_memory().total) as cg:          # the machine's own RAM; the cache dropped
+        pred = predicted(cg, str(model), 2, 8 + tokens + 16)
+        peer = [stock(cg, str(model), tokens, 2)]
+        ours = [shimmy(cg, str(model), tokens, 2)]
+    print(row("llama-bench", peer))
+    print(row("shimmy-py, streamed (pread)", ours, peer, pred, limit_of(ours, profile, slice_bytes)))
 
 
 if __name__ == "__main__":

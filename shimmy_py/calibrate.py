@@ -51,16 +51,20 @@ def ram_bandwidth(threads: int, mib: int = 256, rounds: int = 3) -> float:
     return best
 
 
-def file_bandwidth(path: str, size: int, readers: int, seconds: float = 0.6) -> float:
+def file_bandwidth(path: str, size: int, readers: int, seconds: float = 0.6, direct: bool = True) -> float:
     """Bytes per second read from `path` in requests of `size` at random
-    aligned offsets by `readers` threads, past the page cache (O_DIRECT)."""
+    aligned offsets by `readers` threads: past the page cache (O_DIRECT), or
+    into it as the expert streamer's readers read (the file's pages dropped
+    from the cache first, so that what is read comes from the disk)."""
     total = os.path.getsize(path)
     if total < size * 4:
         raise PlacementError(f"{path} is too small to measure reads of {size} bytes")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECT if direct else 0))
     except OSError as e:
         raise PlacementError(f"cannot read {path} with O_DIRECT ({e}): calibrate on a file system that allows it")
+    if not direct:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     done = [0] * readers
     stop = time.perf_counter() + seconds
 
@@ -84,12 +88,13 @@ def file_bandwidth(path: str, size: int, readers: int, seconds: float = 0.6) -> 
         os.close(fd)
 
 
-def fit_compute(threads: int) -> dict:
-    """The rate llama.cpp's kernels read weights at in decode, a per-layer
-    overhead and the prefill matmul rate, fitted on two synthetic models run
-    through shimmy-py's own bench (written to a temporary folder, so read
-    from the page cache): the tiny preset, whose decode is mostly overhead,
-    and the bench preset (1.5 GB), mostly weights. Two decode times, two
+def fit_compute(thread_counts) -> dict:
+    """Per thread count: the rate llama.cpp's kernels read weights at in
+    decode, a per-layer overhead, and the prefill matmul rate, fitted on two
+    synthetic models run through shimmy-py's own bench (written to a
+    temporary folder, so read from the page cache): the tiny preset, whose
+    decode is mostly overhead, and the stream preset (0.7 GB), mostly weights;
+    neither is a model the benchmarks predict. Two decode times, two
     unknowns: t = bytes / rate + layers * overhead."""
     from .bench import bench_one
     from .gguf_io.tensors import read_table
@@ -97,18 +102,26 @@ def fit_compute(threads: int) -> dict:
     from .placement.options import PlacementOptions
     from .placement.predict import UBATCH, read_per_token
     from .synthetic.synth import write
-    runs = {}
+    out: dict = {"decode_read_bps": {}, "layer_overhead_s": {}, "prefill_flops": {}}
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-        for preset in ("tiny", "bench"):
+        models = {}
+        for preset in ("tiny", "stream"):
             path = Path(tmp) / f"{preset}.gguf"
             write(path, preset=preset)
             table = read_table(path)
-            host, active = read_per_token(make_plan(path, PlacementOptions(n_ctx=UBATCH + 48)), table)
-            r = bench_one(str(path), "gpu", UBATCH, 32, 2, threads)
-            runs[preset] = (1 / r.decode_tps, host, table.hparams.n_layer, active, r.prefill_tps)
-    (t1, b1, l1, _, _), (t2, b2, l2, active, prefill_tps) = runs["tiny"], runs["bench"]
-    rate, overhead = solve_decode((t1, b1, l1), (t2, b2, l2))
-    return {"decode_read_bps": rate, "layer_overhead_s": overhead, "prefill_flops": 2 * active * prefill_tps}
+            models[preset] = (path, table, *read_per_token(make_plan(path, PlacementOptions(n_ctx=UBATCH + 48)),
+                                                           table))
+        for threads in thread_counts:
+            runs = {}
+            for preset, (path, table, host, active) in models.items():
+                r = bench_one(str(path), "gpu", UBATCH, 32, 2, threads, base=PlacementOptions(ram_budget="1TiB"))
+                runs[preset] = (1 / r.decode_tps, host, table.hparams.n_layer, active, r.prefill_tps)
+            (t1, b1, l1, _, _), (t2, b2, l2, active, prefill_tps) = runs["tiny"], runs["stream"]
+            rate, overhead = solve_decode((t1, b1, l1), (t2, b2, l2))
+            out["decode_read_bps"][str(threads)] = rate
+            out["layer_overhead_s"][str(threads)] = overhead
+            out["prefill_flops"][str(threads)] = 2 * active * prefill_tps
+    return out
 
 
 def solve_decode(small: tuple, large: tuple) -> tuple[float, float]:
@@ -142,20 +155,25 @@ def calibrate(model: str | None, threads: int, out=print) -> dict:
                 scratch.write(chunk)
         model = scratch.name
     try:
-        reads = {}
+        reads, buffered = {}, {}
         for size in SIZES:
             for readers in READERS:
                 reads[f"{size}x{readers}"] = file_bandwidth(model, size, readers)
             out(f"file reads of {size // 1024} KiB: " + ", ".join(
                 f"{r} reader{'s' if r > 1 else ''} {reads[f'{size}x{r}'] / 1e9:.2f} GB/s" for r in READERS))
-        profile["file_read_bps"] = reads
+            buffered[f"{size}x8"] = file_bandwidth(model, size, 8, direct=False)
+        out("into the page cache, 8 readers (as the expert streamer reads): " + ", ".join(
+            f"{size // 1024} KiB {buffered[f'{size}x8'] / 1e9:.2f} GB/s" for size in SIZES))
+        profile["file_read_bps"], profile["file_cached_read_bps"] = reads, buffered
         profile["file"] = str(model) if scratch is None else "a scratch file"
     finally:
         if scratch is not None:
             os.unlink(scratch.name)
-    profile.update(fit_compute(threads))
-    out(f"decode reads weights at {profile['decode_read_bps'] / 1e9:.1f} GB/s, plus "
-        f"{profile['layer_overhead_s'] * 1e6:.0f} us a layer; prefill {profile['prefill_flops'] / 1e9:.1f} GFLOP/s")
+    profile.update(fit_compute(sorted({1, threads})))
+    for t in profile["decode_read_bps"]:
+        out(f"{t} thread{'s' if t != '1' else ''}: decode reads weights at {profile['decode_read_bps'][t] / 1e9:.1f} "
+            f"GB/s, plus {profile['layer_overhead_s'][t] * 1e6:.0f} us a layer; prefill "
+            f"{profile['prefill_flops'][t] / 1e9:.1f} GFLOP/s")
     path = profile_path()
     path.write_text(json.dumps(profile, indent=1))
     out(f"saved {path}")

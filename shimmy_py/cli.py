@@ -12,7 +12,7 @@ from .fields import add_flags, from_flags, int_at_least
 from .sizes import gib
 
 # the flags of each command that come from the options records (fields.py): the rest is the command's own
-PLAN_SKIPS = {"n_threads", "kv_type", "load_mode"}
+PLAN_SKIPS = {"kv_type", "load_mode"}      # --threads: the threads --predict predicts for
 MODEL_SKIPS = {"target_vram"}
 
 
@@ -21,6 +21,8 @@ def _plan(args) -> int:
     from .placement.machine import make_plan
     from .placement.plan import to_json, to_text
     options = from_flags(ModelOptions, args)
+    if args.n_threads is not None and not args.predict:
+        raise ShimmyError("plan --threads is the thread count --predict predicts for: add --predict")
     draft = make_plan(options.speculative.draft_model, options.for_draft().placement) \
         if options.speculative.draft_model else None
     held = draft.accelerator_bytes() if draft else None

@@ -106,12 +106,17 @@ def machine_profile():
     from shimmy_py.placement.profile import VERSION, load_profile, profile_path
     path = profile_path()
     made = load_profile() is None
+    before = path.read_bytes() if made and path.exists() else None     # an older profile's file, put back after
     if made:
+        reads = {"1048576x8": 1e9, "8388608x8": 2e9}
         path.write_text(json.dumps({"version": VERSION, "threads": 2, "ram_read_bps": {"2": 20e9},
-                                    "decode_read_bps": 10e9, "file_read_bps": {"1048576x8": 1e9, "8388608x8": 2e9},
-                                    "layer_overhead_s": 1e-4, "prefill_flops": 1e11}))
+                                    "decode_read_bps": {"2": 10e9}, "file_read_bps": reads,
+                                    "file_cached_read_bps": reads, "layer_overhead_s": {"2": 1e-4},
+                                    "prefill_flops": {"2": 1e11}}))
     yield
-    if made:
+    if made and before is not None:
+        path.write_bytes(before)
+    elif made:
         path.unlink()
 
 

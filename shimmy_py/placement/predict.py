@@ -7,8 +7,8 @@ Per decoded token:
   host RAM   every host tensor read whole, the token embedding's row, and
              the chosen experts' slices (k of n per MoE layer), at the rate
              llama.cpp's kernels were measured to read weights at (calibrate);
-  the file   what the plan's tiers expect to miss (tiers.py), at the file's
-             bandwidth for reads of one expert slice, 8 readers;
+  the file   what the plan's tiers expect to miss (tiers.py), at the rate 8
+             readers read one matrix's expert slice into the page cache;
   overhead   a per-layer cost fitted by calibration (graph, threads, Python).
 Prefill, per 512-token batch: every host weight once, every streamed expert
 the page cache does not hold, and 2 FLOPs per active parameter per token at
@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass
 
 from .plan import CPU, NOT_LOADED
+from .profile import per_threads
 
 UBATCH = 512
 
@@ -65,9 +66,10 @@ def read_per_token(plan, table) -> tuple[int, int]:
     return host, int(active)
 
 
-def file_rate(profile: dict, size: int, readers: int = 8) -> float:
-    """Bytes per second for reads of `size`, log-interpolated between the measured sizes."""
-    points = sorted((int(k.split("x")[0]), v) for k, v in profile["file_read_bps"].items()
+def file_rate(profile: dict, size: int, readers: int = 8, key: str = "file_cached_read_bps") -> float:
+    """Bytes per second for reads of `size` (by default into the page cache,
+    as the streamer reads), log-interpolated between the measured sizes."""
+    points = sorted((int(k.split("x")[0]), v) for k, v in profile[key].items()
                     if int(k.split("x")[1]) == readers)
     if size <= points[0][0]:
         return points[0][1]
@@ -79,22 +81,21 @@ def file_rate(profile: dict, size: int, readers: int = 8) -> float:
 
 
 def predict(plan, table, profile: dict, threads: int | None = None) -> Prediction:
-    ram = profile["ram_read_bps"]
-    bw = ram.get(str(threads or profile.get("threads")), max(ram.values()))
-    decode_bw = profile["decode_read_bps"]
+    bw = per_threads(profile, "ram_read_bps", threads)
+    decode_bw = per_threads(profile, "decode_read_bps", threads)
     host, active = read_per_token(plan, table)
     tiers = plan.tiers
     file_bytes, file_s, prefill_file_s = 0.0, 0.0, 0.0
     if tiers is not None and tiers.layers:
-        slice_bytes = max(t.slice_bytes for t in tiers.layers)
-        rate = file_rate(profile, slice_bytes)
+        rate = file_rate(profile, max(t.slice_bytes // t.reads for t in tiers.layers))   # one read a slice
         file_bytes = tiers.file_bytes_per_token
         file_s = file_bytes / rate
         prefill_file_s = max(0, tiers.streamed_bytes - tiers.cache_bytes) / rate
     n_layer = table.hparams.n_layer
-    overhead = profile["layer_overhead_s"] * n_layer
+    overhead = per_threads(profile, "layer_overhead_s", threads) * n_layer
     seconds = {"ram": host / decode_bw, "file": file_s, "overhead": overhead}
     decode = 1 / sum(seconds.values())
     host_weights = sum(p.bytes for p in plan.tensors if p.device == CPU)
-    prefill_s = host_weights / bw + prefill_file_s + 2 * active * UBATCH / profile["prefill_flops"]
+    flops = per_threads(profile, "prefill_flops", threads)
+    prefill_s = host_weights / bw + prefill_file_s + 2 * active * UBATCH / flops
     return Prediction(decode, UBATCH / prefill_s, host, file_bytes, seconds, bool(plan.accelerators))

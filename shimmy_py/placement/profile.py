@@ -8,7 +8,16 @@ from pathlib import Path
 
 from ..native.install import cache_dir
 
-VERSION = 2            # the fields predict.py reads; an older file is as none
+VERSION = 3            # the fields predict.py reads; an older file is as none
+
+
+def per_threads(profile: dict, key: str, threads: int | None):
+    """A figure measured per thread count: the one for `threads` (default:
+    the profile's own), else the nearest measured below it, else the least."""
+    table = {int(k): v for k, v in profile[key].items()}
+    want = threads or profile.get("threads") or max(table)
+    below = [t for t in table if t <= want]
+    return table[max(below)] if below else table[min(table)]
 
 
 def profile_path() -> Path:

@@ -57,6 +57,7 @@ class ExpertProfile:
 class LayerTier:
     layer: int
     slice_bytes: int               # one expert's gate + up + down in this layer (host part)
+    reads: int                     # its slices: one read each (gate, up, down: 3; fused gate_up: 2)
     resident_experts: tuple[int, ...]
     cached_experts: int            # streamed experts the page cache is expected to keep
     miss_rate: float               # expected share of this layer's routed slices read from the file
@@ -112,14 +113,16 @@ def host_tiers(tensors, hparams, budget: int, kv_reserve: int, profile: ExpertPr
             "on an accelerator")
     n_exp, k = hparams.n_expert, max(hparams.n_expert_used, 1)
     by_layer: dict[int, int] = {}
+    reads: dict[int, int] = {}
     for t in experts:
         by_layer[t.layer] = by_layer.get(t.layer, 0) + t.bytes // n_exp
+        reads[t.layer] = reads.get(t.layer, 0) + 1
     shares = {layer: (profile.shares(layer, n_exp) if profile else None) for layer in by_layer}
     room = budget - always - kv_reserve
     resident = _resident_experts(by_layer, shares, room) if profile else {layer: () for layer in by_layer}
     kept = sum(by_layer[layer] * len(ids) for layer, ids in resident.items())
     cache = room - kept
-    layers, misses, file_bytes = _misses(by_layer, shares, resident, cache, n_exp, k)
+    layers, misses, file_bytes = _misses(by_layer, reads, shares, resident, cache, n_exp, k)
     embd = sum(t.bytes for t in host if t.role == EMBEDDING)
     routed = sum(by_layer.values()) * k
     return Tiers(budget, always + kept, sum(t.bytes for t in experts) - kept + embd, cache, kv_reserve,
@@ -139,7 +142,7 @@ def _resident_experts(by_layer: dict, shares: dict, room: int) -> dict[int, tupl
     return {layer: tuple(sorted(ids)) for layer, ids in kept.items()}
 
 
-def _misses(by_layer, shares, resident, cache: int, n_exp: int, k: int):
+def _misses(by_layer, reads, shares, resident, cache: int, n_exp: int, k: int):
     """Per layer: the streamed experts the cache keeps (the most routed ones,
     across layers, while they fit) and the share of routings that miss."""
     streamed = []
@@ -157,7 +160,7 @@ def _misses(by_layer, shares, resident, cache: int, n_exp: int, k: int):
     for layer, size in sorted(by_layer.items()):
         s = shares[layer] if shares[layer] is not None else np.full(n_exp, 1.0 / n_exp)
         miss = max(0.0, 1.0 - float(sum(s[e] for e in resident[layer])) - hit_share[layer])
-        layers.append(LayerTier(layer, size, resident[layer], cached[layer], miss))
+        layers.append(LayerTier(layer, size, reads[layer], resident[layer], cached[layer], miss))
         misses += miss * size * k
         file_bytes += miss * size * k
     return tuple(layers), misses, file_bytes

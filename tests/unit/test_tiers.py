@@ -14,9 +14,10 @@ from shimmy_py.synthetic.synth import tensor_table
 
 GiB, MiB = 2**30, 2**20
 HOST = DeviceSpec(CPU, "cpu", 256 * GiB, CPU)
-PROFILE = {"version": 2, "threads": 2, "ram_read_bps": {"2": 20e9}, "decode_read_bps": 10e9,
-           "file_read_bps": {f"{s}x8": r for s, r in ((4096, 0.1e9), (1 << 20, 1e9), (8 << 20, 2e9))},
-           "layer_overhead_s": 1e-4, "prefill_flops": 1e11}
+READS = {f"{s}x8": r for s, r in ((4096, 0.1e9), (1 << 20, 1e9), (8 << 20, 2e9))}
+PROFILE = {"version": 3, "threads": 2, "ram_read_bps": {"2": 20e9}, "decode_read_bps": {"1": 6e9, "2": 10e9},
+           "file_read_bps": READS, "file_cached_read_bps": READS, "layer_overhead_s": {"1": 2e-4, "2": 1e-4},
+           "prefill_flops": {"2": 1e11}}
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +91,8 @@ def test_a_profile_of_another_model_is_refused(table):
 def test_the_prediction_is_bytes_at_the_measured_rates(table):
     p = host_plan(table, 16 * GiB)
     host, active = read_per_token(p, table)
-    slice_bytes = 3 * 2048 * 1408 * 2                      # 16.5 MiB: between the 1 MiB and 8 MiB figures
-    rate = 1e9 + (np.log(slice_bytes) - np.log(1 << 20)) / (np.log(8 << 20) - np.log(1 << 20)) * 1e9
-    rate = min(rate, 2e9)
+    read = 2048 * 1408 * 2                                 # one matrix's expert slice, 5.5 MiB: read by one request
+    rate = 1e9 + (np.log(read) - np.log(1 << 20)) / (np.log(8 << 20) - np.log(1 << 20)) * 1e9
     got = predict(p, table, PROFILE)
     want = host / 10e9 + p.tiers.file_bytes_per_token / rate + 28 * 1e-4
     assert 1 / got.decode_tps == pytest.approx(want, rel=1e-9)
@@ -100,6 +100,9 @@ def test_the_prediction_is_bytes_at_the_measured_rates(table):
     # less RAM: more from the file, slower
     assert predict(host_plan(table, 12 * GiB), table, PROFILE).decode_tps < got.decode_tps
     assert predict(host_plan(table, 64 * GiB), table, PROFILE).seconds["file"] == 0
+    # one thread: that thread count's own figures
+    one = predict(p, table, PROFILE, threads=1)
+    assert one.seconds["ram"] == pytest.approx(host / 6e9) and one.seconds["overhead"] == pytest.approx(28 * 2e-4)
 
 
 def test_host_memory_is_read_within_the_processs_memory_cgroup(tmp_path):
