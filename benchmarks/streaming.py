@@ -15,7 +15,9 @@ same runs, as root (memory cgroups v1):
   during a run (/proc/vmstat pgpgin), per generated token, load included;
   the file-bandwidth limit is the decode speed at which reading the
   streamer's measured bytes per token would take all the time, at the rate
-  8 readers read slices of that size into the page cache (the profile's);
+  8 readers read slices of that size into the page cache (the profile's:
+  into a free page cache, and, where calibrate measured it as root, into a
+  memory cgroup's full one);
 - with --flagship DIR: DeepSeekMoE 16B at F16 (32.8 GB; written into DIR
   by `synth` unless there) on this machine's own RAM, llama-bench and
   shimmy-py streaming, --flagship-tokens tokens, one round.
@@ -104,10 +106,12 @@ def row(name: str, runs: list[dict], peer: list[dict] | None = None, pred: float
     return out
 
 
-def limit_of(runs: list[dict], profile: dict, slice_bytes: int) -> float:
-    """Decode speed if the streamer's reads per token took all the time."""
+def limit_of(runs: list[dict], profile: dict, slice_bytes: int, key: str = "file_cached_read_bps") -> float:
+    """Decode speed if the streamer's reads per token took all the time, at
+    the profile's rate of 8 readers reading slices into the page cache
+    (`key`: free, or under a memory cgroup's pressure)."""
     per_token = statistics.median(r["streamed"]["file_bytes_per_token"] for r in runs)
-    return file_rate(profile, slice_bytes) / per_token if per_token else float("inf")
+    return file_rate(profile, slice_bytes, key=key) / per_token if per_token else float("inf")
 
 
 def main() -> int:
@@ -160,6 +164,12 @@ def main() -> int:
         streamed = "streamed" in name
         print(row(name, runs, None if runs is peer else peer, pred if streamed else None,
                   limit_of(runs, profile, slice_bytes) if streamed else None))
+    if "file_pressured_read_bps" in profile:
+        for name, runs in rows.items():
+            if "streamed" in name:
+                limit = limit_of(runs, profile, slice_bytes, "file_pressured_read_bps")
+                print(f"{name}: {statistics.median(r['tps'] for r in runs) / limit:.0%} of the file-bandwidth "
+                      f"limit at the rate reads reach under memory pressure ({limit:.1f} tok/s)")
     misses = {name: [r["streamed"]["miss_rate"] for r in runs] for name, runs in rows.items() if "streamed" in name}
     print("routed expert slices the streamer found missing: " + ", ".join(
         f"{name.split('(')[1][:-1]} {min(v):.0%}-{max(v):.0%}" for name, v in misses.items()))

@@ -51,7 +51,8 @@ def ram_bandwidth(threads: int, mib: int = 256, rounds: int = 3) -> float:
     return best
 
 
-def file_bandwidth(path: str, size: int, readers: int, seconds: float = 0.6, direct: bool = True) -> float:
+def file_bandwidth(path: str, size: int, readers: int, seconds: float = 0.6, direct: bool = True,
+                   drop: bool = True) -> float:
     """Bytes per second read from `path` in requests of `size` at random
     aligned offsets by `readers` threads: past the page cache (O_DIRECT), or
     into it as the expert streamer's readers read (the file's pages dropped
@@ -63,7 +64,7 @@ def file_bandwidth(path: str, size: int, readers: int, seconds: float = 0.6, dir
         fd = os.open(path, os.O_RDONLY | (os.O_DIRECT if direct else 0))
     except OSError as e:
         raise PlacementError(f"cannot read {path} with O_DIRECT ({e}): calibrate on a file system that allows it")
-    if not direct:
+    if not direct and drop:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     done = [0] * readers
     stop = time.perf_counter() + seconds
@@ -86,6 +87,29 @@ def file_bandwidth(path: str, size: int, readers: int, seconds: float = 0.6, dir
         return sum(done) / (time.perf_counter() - t)
     finally:
         os.close(fd)
+
+
+def pressured_reads(path: str) -> dict | None:
+    """The rate 8 readers read slices into the page cache of a memory cgroup a
+    quarter of the file's size, where each page read in makes the kernel
+    reclaim another (what a streaming model meets); None without root."""
+    import sys
+
+    from .procs import MemoryLimit
+    try:
+        cg = MemoryLimit(max(os.path.getsize(path) // 4, 128 << 20), name="shimmy_py_calibrate")
+    except RuntimeError:
+        return None
+    out = {}
+    with cg:
+        for size in (1 << 20, 8 << 20):
+            code = (f"from shimmy_py.calibrate import file_bandwidth; "
+                    f"file_bandwidth({path!r}, {size}, 8, seconds=1.0, direct=False); "      # fills the group first
+                    f"print(file_bandwidth({path!r}, {size}, 8, seconds=1.5, direct=False, drop=False))")
+            done, _ = cg.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent)
+            if done.returncode == 0:
+                out[f"{size}x8"] = float(done.stdout.strip().splitlines()[-1])
+    return out or None
 
 
 def fit_compute(thread_counts) -> dict:
@@ -165,6 +189,14 @@ def calibrate(model: str | None, threads: int, out=print) -> dict:
         out("into the page cache, 8 readers (as the expert streamer reads): " + ", ".join(
             f"{size // 1024} KiB {buffered[f'{size}x8'] / 1e9:.2f} GB/s" for size in SIZES))
         profile["file_read_bps"], profile["file_cached_read_bps"] = reads, buffered
+        pressured = pressured_reads(model)
+        if pressured:
+            profile["file_pressured_read_bps"] = pressured
+            out("into the page cache of a memory cgroup a quarter of the file's size, 8 readers (a streaming "
+                "model's case): " + ", ".join(f"{int(k.split('x')[0]) // 1024} KiB {v / 1e9:.2f} GB/s"
+                                              for k, v in pressured.items()))
+        else:
+            out("reads under memory pressure not measured: that needs root (a memory cgroup)")
         profile["file"] = str(model) if scratch is None else "a scratch file"
     finally:
         if scratch is not None:
