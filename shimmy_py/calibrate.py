@@ -112,6 +112,39 @@ def pressured_reads(path: str) -> dict | None:
     return out or None
 
 
+def fit_streaming(threads: int, decode_bps: float, overhead: float) -> float | None:
+    """The rate streamed experts arrive at while a model decodes, fitted on
+    the stream preset (0.7 GB) decoding in a 300 MiB memory cgroup through
+    shimmy-py's bench (the page cache dropped first): its decode time less its
+    host bytes at the kernels' rate and its per-layer overhead, against the
+    bytes its streamer read a token. None without root."""
+    import sys
+
+    from .gguf_io.tensors import read_table
+    from .placement.machine import make_plan
+    from .placement.options import PlacementOptions
+    from .placement.predict import read_per_token
+    from .procs import MemoryLimit
+    from .synthetic.synth import write
+    try:
+        cg = MemoryLimit(300 << 20, name="shimmy_py_calibrate")
+    except RuntimeError:
+        return None
+    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp, cg:
+        path = Path(tmp) / "stream.gguf"
+        write(path, preset="stream")
+        table = read_table(path)
+        host, _ = read_per_token(make_plan(path, PlacementOptions(n_ctx=56)), table)
+        done, _ = cg.run([sys.executable, "-m", "shimmy_py", "bench", str(path), "-p", "8", "-n", "32", "-r", "1",
+                          "--threads", str(threads), "--json"], cwd=Path(__file__).resolve().parent.parent)
+        if done.returncode != 0:
+            return None
+        r = json.loads(done.stdout)[0]
+    per_token = (r.get("streamed") or {}).get("file_bytes_per_token", 0)
+    file_s = 1 / r["decode_tps"] - host / decode_bps - table.hparams.n_layer * overhead
+    return per_token / file_s if per_token and file_s > 0 else None
+
+
 def fit_compute(thread_counts) -> dict:
     """Per thread count: the rate llama.cpp's kernels read weights at in
     decode, a per-layer overhead, and the prefill matmul rate, fitted on two
@@ -206,6 +239,11 @@ def calibrate(model: str | None, threads: int, out=print) -> dict:
         out(f"{t} thread{'s' if t != '1' else ''}: decode reads weights at {profile['decode_read_bps'][t] / 1e9:.1f} "
             f"GB/s, plus {profile['layer_overhead_s'][t] * 1e6:.0f} us a layer; prefill "
             f"{profile['prefill_flops'][t] / 1e9:.1f} GFLOP/s")
+    streamed = fit_streaming(threads, profile["decode_read_bps"][str(threads)],
+                             profile["layer_overhead_s"][str(threads)])
+    if streamed:
+        profile["file_streamed_bps"] = streamed
+        out(f"streamed experts arrive at {streamed / 1e9:.2f} GB/s while a model decodes (fitted in a memory cgroup)")
     path = profile_path()
     path.write_text(json.dumps(profile, indent=1))
     out(f"saved {path}")

@@ -7,8 +7,10 @@ Per decoded token:
   host RAM   every host tensor read whole, the token embedding's row, and
              the chosen experts' slices (k of n per MoE layer), at the rate
              llama.cpp's kernels were measured to read weights at (calibrate);
-  the file   what the plan's tiers expect to miss (tiers.py), at the rate 8
-             readers read one matrix's expert slice into the page cache;
+  the file   what the plan's tiers expect to miss (tiers.py), at the rate
+             streamed experts arrived at while a model decoded in a memory
+             cgroup (calibrate, as root), else at the rate 8 readers read one
+             matrix's expert slice into the page cache;
   overhead   a per-layer cost fitted by calibration (graph, threads, Python).
 Prefill, per 512-token batch: every host weight once, every streamed expert
 the page cache does not hold, and 2 FLOPs per active parameter per token at
@@ -87,9 +89,11 @@ def predict(plan, table, profile: dict, threads: int | None = None) -> Predictio
     tiers = plan.tiers
     file_bytes, file_s, prefill_file_s = 0.0, 0.0, 0.0
     if tiers is not None and tiers.layers:
-        # one read a slice, into a page cache that is full: the rate under memory pressure where measured
-        key = "file_pressured_read_bps" if "file_pressured_read_bps" in profile else "file_cached_read_bps"
-        rate = file_rate(profile, max(t.slice_bytes // t.reads for t in tiers.layers), key=key)
+        if "file_streamed_bps" in profile:      # fitted on a model streaming in a memory cgroup (calibrate)
+            rate = profile["file_streamed_bps"]
+        else:                                     # one read a slice, into a full page cache where measured
+            key = "file_pressured_read_bps" if "file_pressured_read_bps" in profile else "file_cached_read_bps"
+            rate = file_rate(profile, max(t.slice_bytes // t.reads for t in tiers.layers), key=key)
         file_bytes = tiers.file_bytes_per_token
         file_s = file_bytes / rate
         prefill_file_s = max(0, tiers.streamed_bytes - tiers.cache_bytes) / rate
