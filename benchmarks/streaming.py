@@ -39,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from shimmy_py.gguf_io.reader import read_header  # noqa: E402
 from shimmy_py.native import install  # noqa: E402
 from shimmy_py.placement.predict import file_rate  # noqa: E402
 from shimmy_py.placement.profile import load_profile  # noqa: E402
@@ -106,6 +107,11 @@ def row(name: str, runs: list[dict], peer: list[dict] | None = None, pred: float
     return out
 
 
+def read_size(model) -> int:
+    """One expert's slice of one matrix: what the streamer reads in one request."""
+    return next(t.nbytes // t.shape[2] for t in read_header(model).tensors if "_exps." in t.name)
+
+
 def limit_of(runs: list[dict], profile: dict, slice_bytes: int, key: str = "file_cached_read_bps") -> float:
     """Decode speed if the streamer's reads per token took all the time, at
     the profile's rate of 8 readers reading slices into the page cache
@@ -127,14 +133,12 @@ def main() -> int:
     if profile is None:
         print("no machine profile: run `shimmy-py calibrate` first", file=sys.stderr)
         return 1
-    from shimmy_py.gguf_io.reader import read_header
     from shimmy_py.synthetic.synth import write
     tmp = tempfile.TemporaryDirectory()
     model = args.model or str(Path(tmp.name) / "bench.gguf")
     if not args.model:
         write(model, preset="bench")
-    header = read_header(model)
-    slice_bytes = next(t.nbytes // t.shape[2] for t in header.tensors if "_exps." in t.name)   # one read
+    slice_bytes = read_size(model)
     print(f"{'run':<34} {'decode tok/s':>7} {'(min-max)':>11} {'MiB/token':>9}  x stock  predicted (error)")
 
     print(f"in RAM: {Path(model).name}, {os.path.getsize(model) / 2**30:.2f} GiB, page cache warm, "
@@ -187,9 +191,7 @@ def flagship(folder: Path, tokens: int, profile: dict) -> None:
     model = folder / "deepseek-moe-16b-f16.gguf"
     if not model.exists():
         write(model, preset="deepseek-moe-16b")
-    size = os.path.getsize(model)
-    header = __import__("shimmy_py.gguf_io.reader", fromlist=["read_header"]).read_header(model)
-    slice_bytes = next(t.nbytes // t.shape[2] for t in header.tensors if "_exps." in t.name)
+    size, slice_bytes = os.path.getsize(model), read_size(model)
     import psutil
     print(f"the flagship: {model.name}, {size / 2**30:.1f} GiB on a machine of "
           f"{psutil.virtual_memory().total / 2**30:.1f} GiB, page cache dropped before each run, 2 threads, "

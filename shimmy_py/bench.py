@@ -23,6 +23,7 @@ from .generation.speculative import SpeculativeOptions
 from .placement.devices import process_vram_bytes
 from .placement.machine import make_plan
 from .placement.options import PlacementOptions, parse_placement_spec
+from .placement.predict import predicted
 from .sizes import gib
 
 
@@ -80,7 +81,7 @@ def bench_one(path: str, spec: str, n_prompt: int, n_gen: int, reps: int, thread
     if base is not None:
         options = replace(base, strategy=options.strategy, rpc=tuple(rpc), n_ctx=n_ctx)
     plan = make_plan(path, options)
-    predicted = _predicted(path, plan, threads)
+    guess = predicted(plan, path, threads)
     t0 = time.perf_counter()
     with Model(path, n_ctx=n_ctx, n_threads=threads, placement=plan, rpc=rpc, speculative=speculative,
                load_mode=load_mode) as m:
@@ -105,17 +106,8 @@ def bench_one(path: str, spec: str, n_prompt: int, n_gen: int, reps: int, thread
         peak_rss_bytes=_peak_rss(), n_prompt=n_prompt, n_gen=n_gen, repetitions=reps,
         speculative=speculative.spec_type, drafted=sum(c.drafted for c in runs),
         draft_accepted=sum(c.draft_accepted for c in runs),
-        predicted_decode_tps=predicted.decode_tps if predicted else None,
-        predicted_prefill_tps=predicted.prefill_tps if predicted else None, streamed=streamed)
-
-
-def _predicted(path: str, plan, threads: int | None):
-    """The cost model's figures for the plan, or None without a machine profile."""
-    from .gguf_io.tensors import read_table
-    from .placement.predict import predict
-    from .placement.profile import load_profile
-    profile = load_profile()
-    return predict(plan, read_table(path), profile, threads) if profile else None
+        predicted_decode_tps=guess.decode_tps if guess else None,
+        predicted_prefill_tps=guess.prefill_tps if guess else None, streamed=streamed)
 
 
 def _peak_rss() -> int:

@@ -6,13 +6,19 @@ bench.py, whose runs it fits on.
 
 - RAM read bandwidth per thread count (NumPy sums over 256 MiB, threads
   reading their own part: the sums release the GIL);
-- the model file's read bandwidth by request size (4 KiB .. 8 MiB) and
-  concurrency (1, 4, 8 readers), cold: O_DIRECT, random aligned offsets;
-- the rate llama.cpp's kernels read weights at in decode, the per-layer
-  overhead of a decoded token and the CPU's matmul rate in prefill, fitted
-  on two synthetic models run through shimmy-py itself (fit_compute).
-An accelerator's bandwidth is not measured yet: a plan with one predicts
-its host and file parts only, and says so.
+- the file's read bandwidth by request size (4 KiB .. 8 MiB) and readers
+  (1, 4, 8), cold (O_DIRECT, random aligned offsets); by 8 readers into the
+  page cache, as the expert streamer reads; and, as root, into the full page
+  cache of a memory cgroup (pressured_reads);
+- per thread count, the rate llama.cpp's kernels read weights at in decode,
+  the per-layer overhead of a decoded token and the prefill matmul rate,
+  fitted on two synthetic models run through shimmy-py itself (fit_compute);
+- as root, the rate streamed experts arrive at while a model decodes in a
+  memory cgroup (fit_streaming).
+The two synthetic models (the tiny and stream presets) are written once, in
+a temporary folder, for both fits. An accelerator's bandwidth is not
+measured yet: a plan with one predicts its host and file parts only, and
+says so.
 """
 from __future__ import annotations
 
@@ -112,72 +118,70 @@ def pressured_reads(path: str) -> dict | None:
     return out or None
 
 
-def fit_streaming(threads: int, decode_bps: float, overhead: float) -> float | None:
+def fit_streaming(model, threads: int, decode_bps: float, overhead: float) -> float | None:
     """The rate streamed experts arrive at while a model decodes, fitted on
-    the stream preset (0.7 GB) decoding in a 300 MiB memory cgroup through
-    shimmy-py's bench (the page cache dropped first): its decode time less its
-    host bytes at the kernels' rate and its per-layer overhead, against the
-    bytes its streamer read a token. None without root."""
+    `model` (write_models' stream preset, 0.7 GB) decoding in a 300 MiB memory
+    cgroup through shimmy-py's bench (the page cache dropped first): its
+    decode time less its host bytes at the kernels' rate and its per-layer
+    overhead, against the bytes its streamer read a token. None without root."""
     import sys
 
-    from .gguf_io.tensors import read_table
-    from .placement.machine import make_plan
-    from .placement.options import PlacementOptions
-    from .placement.predict import read_per_token
     from .procs import MemoryLimit
-    from .synthetic.synth import write
+    path, table, host, _ = model
     try:
         cg = MemoryLimit(300 << 20, name="shimmy_py_calibrate")
     except RuntimeError:
         return None
-    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp, cg:
-        path = Path(tmp) / "stream.gguf"
-        write(path, preset="stream")
-        table = read_table(path)
-        host, _ = read_per_token(make_plan(path, PlacementOptions(n_ctx=56)), table)
+    with cg:
         done, _ = cg.run([sys.executable, "-m", "shimmy_py", "bench", str(path), "-p", "8", "-n", "32", "-r", "1",
                           "--threads", str(threads), "--json"], cwd=Path(__file__).resolve().parent.parent)
-        if done.returncode != 0:
-            return None
-        r = json.loads(done.stdout)[0]
+    if done.returncode != 0:
+        return None
+    r = json.loads(done.stdout)[0]
     per_token = (r.get("streamed") or {}).get("file_bytes_per_token", 0)
     file_s = 1 / r["decode_tps"] - host / decode_bps - table.hparams.n_layer * overhead
     return per_token / file_s if per_token and file_s > 0 else None
 
 
-def fit_compute(thread_counts) -> dict:
-    """Per thread count: the rate llama.cpp's kernels read weights at in
-    decode, a per-layer overhead, and the prefill matmul rate, fitted on two
-    synthetic models run through shimmy-py's own bench (written to a
-    temporary folder, so read from the page cache): the tiny preset, whose
-    decode is mostly overhead, and the stream preset (0.7 GB), mostly weights;
-    neither is a model the benchmarks predict. Two decode times, two
-    unknowns: t = bytes / rate + layers * overhead."""
-    from .bench import bench_one
+def write_models(folder: Path) -> dict:
+    """The tiny and stream presets written into `folder`, each as (path, tensor
+    table, host bytes a decoded token reads, active parameters)."""
     from .gguf_io.tensors import read_table
     from .placement.machine import make_plan
     from .placement.options import PlacementOptions
     from .placement.predict import UBATCH, read_per_token
     from .synthetic.synth import write
+    models = {}
+    for preset in ("tiny", "stream"):
+        path = folder / f"{preset}.gguf"
+        write(path, preset=preset)
+        table = read_table(path)
+        models[preset] = (path, table, *read_per_token(make_plan(path, PlacementOptions(n_ctx=UBATCH + 48)), table))
+    return models
+
+
+def fit_compute(models: dict, thread_counts) -> dict:
+    """Per thread count: the rate llama.cpp's kernels read weights at in
+    decode, a per-layer overhead, and the prefill matmul rate, fitted on
+    write_models' two models run through shimmy-py's own bench (read from the
+    page cache, just written): the tiny preset, whose decode is mostly
+    overhead, and the stream preset (0.7 GB), mostly weights; neither is a
+    model the benchmarks predict. Two decode times, two unknowns:
+    t = bytes / rate + layers * overhead."""
+    from .bench import bench_one
+    from .placement.options import PlacementOptions
+    from .placement.predict import UBATCH
     out: dict = {"decode_read_bps": {}, "layer_overhead_s": {}, "prefill_flops": {}}
-    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-        models = {}
-        for preset in ("tiny", "stream"):
-            path = Path(tmp) / f"{preset}.gguf"
-            write(path, preset=preset)
-            table = read_table(path)
-            models[preset] = (path, table, *read_per_token(make_plan(path, PlacementOptions(n_ctx=UBATCH + 48)),
-                                                           table))
-        for threads in thread_counts:
-            runs = {}
-            for preset, (path, table, host, active) in models.items():
-                r = bench_one(str(path), "gpu", UBATCH, 32, 2, threads, base=PlacementOptions(ram_budget="1TiB"))
-                runs[preset] = (1 / r.decode_tps, host, table.hparams.n_layer, active, r.prefill_tps)
-            (t1, b1, l1, _, _), (t2, b2, l2, active, prefill_tps) = runs["tiny"], runs["stream"]
-            rate, overhead = solve_decode((t1, b1, l1), (t2, b2, l2))
-            out["decode_read_bps"][str(threads)] = rate
-            out["layer_overhead_s"][str(threads)] = overhead
-            out["prefill_flops"][str(threads)] = 2 * active * prefill_tps
+    for threads in thread_counts:
+        runs = {}
+        for preset, (path, table, host, active) in models.items():
+            r = bench_one(str(path), "gpu", UBATCH, 32, 2, threads, base=PlacementOptions(ram_budget="1TiB"))
+            runs[preset] = (1 / r.decode_tps, host, table.hparams.n_layer, active, r.prefill_tps)
+        (t1, b1, l1, _, _), (t2, b2, l2, active, prefill_tps) = runs["tiny"], runs["stream"]
+        rate, overhead = solve_decode((t1, b1, l1), (t2, b2, l2))
+        out["decode_read_bps"][str(threads)] = rate
+        out["layer_overhead_s"][str(threads)] = overhead
+        out["prefill_flops"][str(threads)] = 2 * active * prefill_tps
     return out
 
 
@@ -234,13 +238,15 @@ def calibrate(model: str | None, threads: int, out=print) -> dict:
     finally:
         if scratch is not None:
             os.unlink(scratch.name)
-    profile.update(fit_compute(sorted({1, threads})))
-    for t in profile["decode_read_bps"]:
-        out(f"{t} thread{'s' if t != '1' else ''}: decode reads weights at {profile['decode_read_bps'][t] / 1e9:.1f} "
-            f"GB/s, plus {profile['layer_overhead_s'][t] * 1e6:.0f} us a layer; prefill "
-            f"{profile['prefill_flops'][t] / 1e9:.1f} GFLOP/s")
-    streamed = fit_streaming(threads, profile["decode_read_bps"][str(threads)],
-                             profile["layer_overhead_s"][str(threads)])
+    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+        models = write_models(Path(tmp))
+        profile.update(fit_compute(models, sorted({1, threads})))
+        for t in profile["decode_read_bps"]:
+            out(f"{t} thread{'s' if t != '1' else ''}: decode reads weights at "
+                f"{profile['decode_read_bps'][t] / 1e9:.1f} GB/s, plus {profile['layer_overhead_s'][t] * 1e6:.0f} "
+                f"us a layer; prefill {profile['prefill_flops'][t] / 1e9:.1f} GFLOP/s")
+        streamed = fit_streaming(models["stream"], threads, profile["decode_read_bps"][str(threads)],
+                                 profile["layer_overhead_s"][str(threads)])
     if streamed:
         profile["file_streamed_bps"] = streamed
         out(f"streamed experts arrive at {streamed / 1e9:.2f} GB/s while a model decodes (fitted in a memory cgroup)")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -31,7 +32,7 @@ from ..placement.options import STREAM_METHODS
 from .experts import TOPK, WEIGHTS
 
 logger = logging.getLogger("shimmy_py")
-METHODS = STREAM_METHODS
+READ_CHUNK = 1 << 22        # a reader's buffer: a slice larger than this is read in parts
 
 
 @dataclass
@@ -57,9 +58,9 @@ class ExpertStreamer:
     """Prefetches the streamed experts a layer routes to; pins the resident set."""
 
     def __init__(self, path: str | os.PathLike, tiers, method: str = "pread", readers: int = 8):
-        if method not in METHODS:
-            raise GenerationError(f"streaming method {method!r}: use one of {', '.join(METHODS)}")
-        self.path, self.tiers, self.method = str(path), tiers, method
+        if method not in STREAM_METHODS:
+            raise GenerationError(f"streaming method {method!r}: use one of {', '.join(STREAM_METHODS)}")
+        self.path, self.method = str(path), method
         header = read_header(path)
         self.slices: dict[int, list[tuple[int, int]]] = {}     # layer: (offset, one expert's bytes) per tensor
         self.whole: list[tuple[int, int]] = []                 # resident tensors: (offset, bytes)
@@ -77,6 +78,7 @@ class ExpertStreamer:
         self.base: int | None = None
         self._pinned: list[tuple[int, int]] = []
         self._pool = ThreadPoolExecutor(readers, thread_name_prefix="expert-read") if method == "pread" else None
+        self._buffers = threading.local()
         self._first_layer = min(self.slices) if self.slices else None
 
     def attach(self) -> None:
@@ -130,7 +132,9 @@ class ExpertStreamer:
             os.posix_fadvise(self.fd, offset, size, os.POSIX_FADV_WILLNEED)
 
     def _pread(self, offset: int, size: int) -> None:
-        buf = bytearray(min(size, 1 << 22))
+        buf = getattr(self._buffers, "buf", None)
+        if buf is None:                       # one buffer per reader thread, made once, not per slice
+            buf = self._buffers.buf = bytearray(READ_CHUNK)
         done = 0
         while done < size:
             n = os.preadv(self.fd, [memoryview(buf)[:min(len(buf), size - done)]], offset + done)

@@ -1,7 +1,8 @@
 """The speed a plan should run at, before loading it: a cost model over the
 bytes each decoded token reads where they live, at the rates the machine
-profile (profile.py; measured by shimmy_py/calibrate.py). A pure function of the plan, its tensor
-table and the profile.
+profile (profile.py; measured by shimmy_py/calibrate.py). `predict` is a pure
+function of the plan, its tensor table and the profile; `predicted` reads
+this machine's saved profile for it.
 
 Per decoded token:
   host RAM   every host tensor read whole, the token embedding's row, and
@@ -22,8 +23,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..gguf_io.tensors import read_table
 from .plan import CPU, NOT_LOADED
-from .profile import per_threads
+from .profile import load_profile, per_threads
 
 UBATCH = 512
 
@@ -36,13 +38,6 @@ class Prediction:
     file_bytes: float           # read from the file per decoded token (expected)
     seconds: dict               # per decoded token: ram, file, overhead
     host_only: bool             # an accelerator's part is not in the figures
-
-    def line(self) -> str:
-        s = self.seconds
-        return (f"predicted: decode {self.decode_tps:.2f} tok/s (RAM {s['ram'] * 1e3:.1f} ms, file "
-                f"{s['file'] * 1e3:.1f} ms, overhead {s['overhead'] * 1e3:.1f} ms a token), prefill "
-                f"{self.prefill_tps:.1f} tok/s" + ("; host part only: the accelerator is not calibrated"
-                                                    if self.host_only else ""))
 
 
 def active_share(t, hparams) -> float:
@@ -105,3 +100,10 @@ def predict(plan, table, profile: dict, threads: int | None = None) -> Predictio
     flops = per_threads(profile, "prefill_flops", threads)
     prefill_s = host_weights / bw + prefill_file_s + 2 * active * UBATCH / flops
     return Prediction(decode, UBATCH / prefill_s, host, file_bytes, seconds, bool(plan.accelerators))
+
+
+def predicted(plan, source, threads: int | None = None) -> Prediction | None:
+    """predict() with this machine's saved profile, or None when it was never
+    calibrated; `source`: the model's path, or its header already read."""
+    profile = load_profile()
+    return predict(plan, read_table(source), profile, threads) if profile is not None else None

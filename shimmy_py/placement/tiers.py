@@ -117,23 +117,24 @@ def host_tiers(tensors, hparams, budget: int, kv_reserve: int, profile: ExpertPr
     for t in experts:
         by_layer[t.layer] = by_layer.get(t.layer, 0) + t.bytes // n_exp
         reads[t.layer] = reads.get(t.layer, 0) + 1
-    shares = {layer: (profile.shares(layer, n_exp) if profile else None) for layer in by_layer}
+    traced = {layer: s for layer in by_layer if profile and (s := profile.shares(layer, n_exp)) is not None}
+    shares = {layer: traced.get(layer, np.full(n_exp, 1.0 / n_exp)) for layer in by_layer}   # untraced: uniform
     room = budget - always - kv_reserve
-    resident = _resident_experts(by_layer, shares, room) if profile else {layer: () for layer in by_layer}
+    resident = _resident_experts(by_layer, traced, room)
     kept = sum(by_layer[layer] * len(ids) for layer, ids in resident.items())
     cache = room - kept
-    layers, misses, file_bytes = _misses(by_layer, reads, shares, resident, cache, n_exp, k)
+    layers, file_bytes = _misses(by_layer, reads, shares, resident, cache, k)
     embd = sum(t.bytes for t in host if t.role == EMBEDDING)
     routed = sum(by_layer.values()) * k
     return Tiers(budget, always + kept, sum(t.bytes for t in experts) - kept + embd, cache, kv_reserve,
-                 file_bytes, misses / routed if routed else 0.0, layers,
+                 file_bytes, file_bytes / routed if routed else 0.0, layers,
                  frozenset(t.name for t in whole), profile is not None)
 
 
 def _resident_experts(by_layer: dict, shares: dict, room: int) -> dict[int, tuple[int, ...]]:
-    """The most routed experts, across layers, by routings per byte, while they fit `room`."""
-    ranked = sorted(((-s[e] / by_layer[layer], layer, e) for layer, s in shares.items() if s is not None
-                     for e in range(len(s))))
+    """The most routed experts of the traced layers (`shares`), across layers, by routings per byte, while
+    they fit `room`."""
+    ranked = sorted((-s[e] / by_layer[layer], layer, e) for layer, s in shares.items() for e in range(len(s)))
     kept: dict[int, list[int]] = {layer: [] for layer in by_layer}
     for _, layer, e in ranked:
         if by_layer[layer] <= room:
@@ -142,25 +143,23 @@ def _resident_experts(by_layer: dict, shares: dict, room: int) -> dict[int, tupl
     return {layer: tuple(sorted(ids)) for layer, ids in kept.items()}
 
 
-def _misses(by_layer, reads, shares, resident, cache: int, n_exp: int, k: int):
+def _misses(by_layer, reads, shares, resident, cache: int, k: int):
     """Per layer: the streamed experts the cache keeps (the most routed ones,
-    across layers, while they fit) and the share of routings that miss."""
-    streamed = []
-    for layer, size in by_layer.items():
-        s = shares[layer] if shares[layer] is not None else np.full(n_exp, 1.0 / n_exp)
-        streamed += [(-s[e] / size, e, layer, s[e]) for e in range(n_exp) if e not in resident[layer]]
+    across layers, while they fit) and the share of routings that miss; and
+    the bytes a token is expected to read from the file."""
+    streamed = sorted((-s[e] / by_layer[layer], e, layer, s[e]) for layer, s in shares.items()
+                      for e in range(len(s)) if e not in resident[layer])
     cached: dict[int, int] = {layer: 0 for layer in by_layer}
     hit_share: dict[int, float] = {layer: 0.0 for layer in by_layer}
-    for _, e, layer, share in sorted(streamed):
+    for _, e, layer, share in streamed:
         if by_layer[layer] <= cache:
             cache -= by_layer[layer]
             cached[layer] += 1
             hit_share[layer] += share
-    layers, misses, file_bytes = [], 0.0, 0.0
+    layers, file_bytes = [], 0.0
     for layer, size in sorted(by_layer.items()):
-        s = shares[layer] if shares[layer] is not None else np.full(n_exp, 1.0 / n_exp)
+        s = shares[layer]
         miss = max(0.0, 1.0 - float(sum(s[e] for e in resident[layer])) - hit_share[layer])
         layers.append(LayerTier(layer, size, reads[layer], resident[layer], cached[layer], miss))
-        misses += miss * size * k
         file_bytes += miss * size * k
-    return tuple(layers), misses, file_bytes
+    return tuple(layers), file_bytes

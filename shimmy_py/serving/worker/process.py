@@ -257,20 +257,16 @@ def main(conn, spec) -> None:
     conn.send(m.Ready({"n_ctx": model.n_ctx, "devices": plan.weights_by_device() if plan else {},
                        "kv": {d.name: d.kv_bytes for d in plan.devices if d.kv_bytes} if plan else {},
                        "tiers": tiers_info(plan.tiers) if plan and plan.tiers else None,
-                       "predicted": predicted(model)}))
+                       "predicted": prediction(model)}))
     Worker(conn, model, spec.queue_limit, spec.cache_bytes).serve()
 
 
-def predicted(model) -> dict | None:
+def prediction(model) -> dict | None:
     """The cost model's decode and prefill speed for the plan (placement/predict.py), with a machine profile."""
-    from ...gguf_io.tensors import read_table
-    from ...placement.predict import predict
-    from ...placement.profile import load_profile
-    profile = load_profile()
-    if profile is None or model.plan is None:
-        return None
-    p = predict(model.plan, read_table(model.header), profile, model.n_threads)
-    return {"decode_tps": round(p.decode_tps, 3), "prefill_tps": round(p.prefill_tps, 2), "host_only": p.host_only}
+    from ...placement.predict import predicted
+    p = predicted(model.plan, model.header, model.n_threads) if model.plan is not None else None
+    return {"decode_tps": round(p.decode_tps, 3), "prefill_tps": round(p.prefill_tps, 2),
+            "host_only": p.host_only} if p else None
 
 
 def tiers_info(tiers) -> dict:
