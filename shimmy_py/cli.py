@@ -27,22 +27,47 @@ def _plan(args) -> int:
         if options.speculative.draft_model else None
     held = draft.accelerator_bytes() if draft else None
     plan = make_plan(args.model, options.placement, held=held)
+    proposals, current = _proposals(args.model, options, plan, held)
     if args.predict:
         from .cli_calibrate import prediction_table, predictions
-        rows = predictions(args.model, options, held)
+        rows = predictions(args.model, options, held) + [(p.retyping.short(), p.plan, p.prediction)
+                                                         for p in proposals]
         if args.json:
             print(json.dumps([{"strategy": s, "error": p} if plan_ is None else
                               {"strategy": s, **{k: v for k, v in asdict(p).items()}} for s, plan_, p in rows],
                              indent=1))
         else:
-            print(prediction_table(rows))
+            print(prediction_table(rows) + "".join(f"\n{p.retyping.label()}, lossy: {p.command(args.model)}"
+                                                  for p in proposals))
         return 0
     if args.json:
-        print(json.dumps({**to_json(plan), **({"draft": to_json(draft)} if draft else {})}, indent=1))
+        from .placement.proposals import to_json as proposals_json
+        print(json.dumps({**to_json(plan), **({"draft": to_json(draft)} if draft else {}),
+                          **({"proposals": proposals_json(proposals)} if plan.tiers else {})}, indent=1))
     else:
         print(to_text(plan) + (f"\n\ndraft model (its accelerator bytes are left out of the plan above):\n"
-                               f"{to_text(draft)}" if draft else ""))
+                               f"{to_text(draft)}" if draft else "")
+              + "".join(f"\n{line}" for line in _proposal_lines(proposals, args.model, current)))
     return 0
+
+
+def _proposals(model: str, options, plan, held) -> tuple[list, object]:
+    """Smaller files that would run faster, when `plan` streams
+    (placement/proposals.py), and the streaming plan's own prediction."""
+    if plan.tiers is None:
+        return [], None
+    from .gguf_io.tensors import read_table
+    from .placement.predict import predict
+    from .placement.profile import load_profile
+    from .placement.proposals import on_this_machine
+    profile = load_profile()
+    current = predict(plan, read_table(model), profile, options.n_threads) if profile else None
+    return on_this_machine(model, options.placement, held, profile, options.n_threads, current), current
+
+
+def _proposal_lines(proposals, model: str, current) -> list[str]:
+    from .placement.proposals import lines
+    return lines(proposals, model, current)
 
 
 def _devices(args) -> int:
@@ -201,9 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     from .cli_calibrate import add_calibrate
     from .cli_perplexity import add_perplexity
+    from .cli_quantize import add_quantize
     from .cli_trace import add_trace
     for add in (_add_generate, _add_plan_and_devices, _add_serve_and_list, _add_bench_and_synth, add_trace,
-                add_perplexity, add_calibrate):
+                add_perplexity, add_calibrate, add_quantize):
         add(sub)
     return p
 

@@ -65,18 +65,18 @@ def predictions(path: str, options, held=None) -> list[tuple[str, object, object
 
 
 def prediction_table(rows) -> str:
-    lines = [f"{'strategy':<12} {'host RAM':>9} {'page cache':>11} {'streamed':>9} {'file/token':>11} "
+    lines = [f"{'strategy':<16} {'host RAM':>9} {'page cache':>11} {'streamed':>9} {'file/token':>11} "
              f"{'decode tok/s':>13} {'prefill tok/s':>14}"]
     for spec, plan, p in rows:
         if plan is None:
-            lines.append(f"{spec:<12} cannot be planned: {p}")
+            lines.append(f"{spec:<16} cannot be planned: {p}")
             continue
         t = plan.tiers
         host = t.resident_bytes if t else plan.device("CPU").weights_bytes
         cache, streamed = (t.cache_bytes, t.streamed_bytes) if t else (0, 0)
         over = [d.name for d in plan.devices if d.kind != "cpu" and d.total_bytes > d.capacity_bytes > 0]
         notes = ([f"over {', '.join(over)}'s capacity"] if over else []) + (["host part only"] if p.host_only else [])
-        lines.append(f"{spec:<12} {host / 2**30:>8.2f}G {cache / 2**30:>10.2f}G {streamed / 2**30:>8.2f}G "
+        lines.append(f"{spec:<16} {host / 2**30:>8.2f}G {cache / 2**30:>10.2f}G {streamed / 2**30:>8.2f}G "
                      f"{p.file_bytes / 2**20:>9.1f}M {p.decode_tps:>13.2f} {p.prefill_tps:>14.1f}"
                      + (f"  ({'; '.join(notes)})" if notes else ""))
     return "\n".join(lines)

@@ -34,3 +34,8 @@ def gib(n: int | float, width: int = 0) -> str:
 def mib(n: int | float, digits: int = 0) -> str:
     """"512 MiB"."""
     return f"{n / MiB:.{digits}f} MiB"
+
+
+def readable(n: int | float) -> str:
+    """GiB from one GiB up, MiB below ("1.53 GiB", "54.6 MiB")."""
+    return gib(n) if n >= GiB else mib(n, 1)

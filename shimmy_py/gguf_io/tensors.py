@@ -221,9 +221,12 @@ class TensorTable:
         return Summary(sum(r.nbytes for r in rows), sum(r.n_params for r in rows), sum(r.n_active for r in rows))
 
 
-def read_table(source: str | GGUFHeader) -> TensorTable:
+def read_table(source: str | GGUFHeader | TensorTable) -> TensorTable:
     """The classified tensor table of a GGUF file (a path, or its header
-    already read, so that a caller who validated the file parses it once)."""
+    already read, so that a caller who validated the file parses it once; a
+    table, such as a retyped one, is its own)."""
+    if isinstance(source, TensorTable):
+        return source
     h = source if isinstance(source, GGUFHeader) else read_header(source)
     check_model(h)
     hparams = read_hparams(h)

@@ -68,6 +68,7 @@ class LoadSpec:
     overrides: tuple[tuple[str, str], ...] = ()  # (pattern, buffer type or device name), first match wins
     tensor_split: tuple[float, ...] = ()  # share of the layers per device of `devices`; () lets llama.cpp choose
     load_mtp: bool = False            # also load the NextN/MTP block (speculative draft-mtp)
+    repack: bool = True               # let the CPU backend copy weights into repacked buffers (use_extra_bufts)
 
 
 class ModelHandle(Owned):
@@ -78,6 +79,8 @@ class ModelHandle(Owned):
         L = lib()
         params = L.llama_model_default_params()
         params.vocab_only, params.no_alloc, params.load_mtp = spec.vocab_only, spec.no_alloc, spec.load_mtp
+        if not spec.repack:
+            params.use_extra_bufts = False
         if spec.load_mode is not None:
             if spec.load_mode not in LOAD_MODES:
                 raise NativeError(f"load mode {spec.load_mode!r}: choose one of {', '.join(LOAD_MODES)}")

@@ -106,14 +106,15 @@ def load_spec(plan_: Plan, load_mode: str | None = None, no_alloc: bool = False)
                                  f"this plan ({gib(plan_.device(CPU).weights_bytes)}) is more than its RAM budget "
                                  f"({gib(plan_.tiers.budget_bytes)}); use load mode mmap or give more --ram-budget")
         load_mode = load_mode or "mmap"
+    repack = plan_.tiers is None
     if plan_.accelerator is None:
-        return LoadSpec(no_alloc=no_alloc, load_mode=load_mode, n_gpu_layers=0, load_mtp=mtp)
+        return LoadSpec(no_alloc=no_alloc, load_mode=load_mode, n_gpu_layers=0, load_mtp=mtp, repack=repack)
     if load_mode is None and any(b == CPU for _, b in plan_.overrides):
         load_mode = "none"
     if not no_alloc:
         check_fits(plan_, mapped_host=load_mode not in ("none", "mlock"))
     return LoadSpec(no_alloc=no_alloc, load_mode=load_mode, n_gpu_layers=-1, devices=local_names(plan_),
-                    overrides=tuple(plan_.overrides), tensor_split=plan_.layer_split, load_mtp=mtp)
+                    overrides=tuple(plan_.overrides), tensor_split=plan_.layer_split, load_mtp=mtp, repack=repack)
 
 
 def check_fits(plan_: Plan, mapped_host: bool) -> None:

@@ -48,6 +48,16 @@ def reserve_bytes(table: TensorTable, n_ctx: int, n_ubatch: int, flash_attn: boo
     return logits + activations + scores
 
 
+def host_compute_bytes(table: TensorTable, request) -> int:
+    """The part of llama.cpp's compute buffer a generation touches when the
+    CPU runs the whole graph: a ubatch's activations and a logits row per
+    sequence. The buffer is sized for a whole ubatch of logits (perplexity,
+    embeddings), but host pages never written take no RAM, where an
+    accelerator's buffer is all committed."""
+    hp = table.hparams
+    return 4 * request.n_ubatch * 8 * hp.n_embd + 4 * hp.n_vocab * max(1, request.n_seq)
+
+
 def compile_overrides(overrides, valid_targets: dict[str, str]) -> list[tuple[re.Pattern, str]]:
     """Checks user overrides: patterns compile, targets name a device."""
     compiled = []
@@ -294,7 +304,8 @@ def _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve,
     for p in placements:
         weights[p.device] += p.bytes
     cpu_kv = 0 if accs else table.hparams.kv_bytes(request.n_ctx, n_seq=request.n_seq) + _mtp_kv(table, request)
-    devs = [DevicePlan(CPU, "cpu", weights[CPU], cpu_kv, 0, cpu_spec.capacity_bytes)]
+    cpu_reserve = 0 if accs else host_compute_bytes(table, request)
+    devs = [DevicePlan(CPU, "cpu", weights[CPU], cpu_kv, cpu_reserve, cpu_spec.capacity_bytes)]
     for acc in accs:
         devs.append(DevicePlan(acc.name, acc.kind, weights[acc.name], kv.get(acc.name, 0),
                                reserve.get(acc.name, 0), acc.capacity_bytes))
