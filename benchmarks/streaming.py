@@ -20,7 +20,11 @@ same runs, as root (memory cgroups v1):
   memory cgroup's full one);
 - with --flagship DIR: DeepSeekMoE 16B at F16 (32.8 GB; written into DIR
   by `synth` unless there) on this machine's own RAM, llama-bench and
-  shimmy-py streaming, --flagship-tokens tokens, one round.
+  shimmy-py streaming, --flagship-tokens tokens, one round;
+- after each model, the first whole file `plan` proposes in the same memory
+  (routed experts at the most precise type that fits), made by the
+  `shimmy-py quantize` command it prints (kept in DIR for the flagship) and
+  decoded by both in the same memory.
 The predictions are `plan --predict --threads T --json` in the same memory,
 from the machine profile (`shimmy-py calibrate` first; without one the
 script stops). Each row prints the median (min-max) over the rounds and the
@@ -177,6 +181,8 @@ def main() -> int:
     misses = {name: [r["streamed"]["miss_rate"] for r in runs] for name, runs in rows.items() if "streamed" in name}
     print("routed expert slices the streamer found missing: " + ", ".join(
         f"{name.split('(')[1][:-1]} {min(v):.0%}-{max(v):.0%}" for name, v in misses.items()))
+    with MemoryLimit(limit) as cg:
+        proposal(cg, model, args.tokens, args.rounds, Path(tmp.name), rows["shimmy-py, streamed (pread)"])
 
     if args.flagship:
         flagship(Path(args.flagship), args.flagship_tokens, profile)
@@ -200,8 +206,37 @@ def flagship(folder: Path, tokens: int, profile: dict) -> None:
         pred = predicted(cg, str(model), 2, 8 + tokens + 16)
         peer = [stock(cg, str(model), tokens, 2)]
         ours = [shimmy(cg, str(model), tokens, 2)]
-    print(row("llama-bench", peer))
-    print(row("shimmy-py, streamed (pread)", ours, peer, pred, limit_of(ours, profile, slice_bytes)))
+        print(row("llama-bench", peer))
+        print(row("shimmy-py, streamed (pread)", ours, peer, pred, limit_of(ours, profile, slice_bytes)))
+        proposal(cg, str(model), tokens, 1, folder, ours, compare=False)
+
+
+def proposal(cg, model: str, tokens: int, rounds: int, folder: Path, streamed: list[dict],
+             compare: bool = True) -> None:
+    """The first whole file `plan` proposes in the cgroup's memory (the most
+    precise type that fits), made by the command it prints (with its greedy
+    agreement and perplexity against the model unless `compare` is off), then
+    decoded in the same memory by llama-bench and shimmy-py."""
+    ctx = str(8 + tokens + 16)
+    done, _ = run(cg, [*SHIMMY, "plan", model, "--json", "--ctx", ctx], drop=False)
+    fits = [p for p in json.loads(done.stdout).get("proposals", []) if p["layers"] is None and not p["streams"]]
+    if not fits:
+        print("plan proposed no smaller file that fits this memory")
+        return
+    p = fits[0]
+    out = folder / f"{Path(model).stem}-{p['type'].lower()}-experts.gguf"
+    if not out.exists():
+        q, _ = run(None, [*SHIMMY, "quantize", model, str(out), *p["quantize_args"], "--threads", "2",
+                          *([] if compare else ["--no-compare"])])
+        print("\n".join(f"  {line}" for line in q.stdout.strip().splitlines()))
+    pred = predicted(cg, str(out), 2, 8 + tokens + 16)
+    peer = [stock(cg, str(out), tokens, 2) for _ in range(rounds)]
+    ours = [shimmy(cg, str(out), tokens, 2) for _ in range(rounds)]
+    name = f"{p['type']} experts ({os.path.getsize(out) / 2**30:.2f} GiB)"
+    print(row(f"llama-bench, {name}", peer))
+    print(row(f"shimmy-py, {name}", ours, peer, pred)
+          + f"  x{statistics.median(r['tps'] for r in ours) / statistics.median(r['tps'] for r in streamed):.2f} "
+            "the model streamed")
 
 
 if __name__ == "__main__":

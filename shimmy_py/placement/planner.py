@@ -321,7 +321,8 @@ def _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve,
         message = (f"CPU: the plan needs {gib(host.total_bytes)} of host RAM, more than the "
                    f"{gib(cpu_spec.capacity_bytes)} available")
         if tiers is not None:
-            notices.append(f"{message}: routed experts stream from the file (the tiers below)")
+            notices.append(f"{message}: routed experts stream from the file (the tiers below; `shimmy-py plan` "
+                           "names smaller files that would fit)")
         elif request.strategy == "fit":   # fit counts VRAM and RAM together: nowhere left to put it
             acc_left = ", ".join(f"{d.name} {d.total_bytes / 2**30:.2f} of {gib(d.capacity_bytes)}"
                                  for d in devs[1:])
