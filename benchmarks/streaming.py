@@ -167,6 +167,16 @@ def main() -> int:
             for method in ("pread", "fadvise"):
                 rows[f"shimmy-py, streamed ({method})"].append(
                     shimmy(cg, model, args.tokens, 2, ["--stream-method", method]))
+        report(rows, pred, profile, slice_bytes)
+        proposal(cg, model, args.tokens, args.rounds, Path(tmp.name), rows["shimmy-py, streamed (pread)"])
+    if args.flagship:
+        flagship(Path(args.flagship), args.flagship_tokens, profile)
+    print("MiB/token: pages read in during a whole run (load and warm-up included), per generated token")
+    return 0
+
+
+def report(rows: dict, pred: float, profile: dict, slice_bytes: int) -> None:
+    """The rows under the cgroup, each against llama-bench, the prediction and the file-bandwidth limit."""
     peer = rows["llama-bench"]
     for name, runs in rows.items():
         streamed = "streamed" in name
@@ -181,13 +191,6 @@ def main() -> int:
     misses = {name: [r["streamed"]["miss_rate"] for r in runs] for name, runs in rows.items() if "streamed" in name}
     print("routed expert slices the streamer found missing: " + ", ".join(
         f"{name.split('(')[1][:-1]} {min(v):.0%}-{max(v):.0%}" for name, v in misses.items()))
-    with MemoryLimit(limit) as cg:
-        proposal(cg, model, args.tokens, args.rounds, Path(tmp.name), rows["shimmy-py, streamed (pread)"])
-
-    if args.flagship:
-        flagship(Path(args.flagship), args.flagship_tokens, profile)
-    print("MiB/token: pages read in during a whole run (load and warm-up included), per generated token")
-    return 0
 
 
 def flagship(folder: Path, tokens: int, profile: dict) -> None:
