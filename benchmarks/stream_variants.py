@@ -15,6 +15,7 @@ of them (docs/STREAMING.md says why):
   fault meets a page not yet asked for).
 
     python benchmarks/stream_variants.py [--limit 0.74GiB] [--rounds 3] [--tokens 32] [--model PATH]
+                                         [--variants streamed,waiting]
 """
 from __future__ import annotations
 
@@ -161,6 +162,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
     ap.add_argument("--one", choices=VARIANTS, help=argparse.SUPPRESS)   # a run inside the cgroup
     args = ap.parse_args()
     if args.one:
@@ -173,10 +175,13 @@ def main() -> int:
     model = args.model or str(Path(tmp.name) / "bench.gguf")
     if not args.model:
         write(model, preset="bench")
-    rows: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+    chosen = [v.strip() for v in args.variants.split(",")]
+    if not set(chosen) <= set(VARIANTS) or not chosen:
+        ap.error(f"--variants: choose from {', '.join(VARIANTS)}")
+    rows: dict[str, list[dict]] = {name: [] for name in chosen}
     with MemoryLimit(parse_size(args.limit)) as cg:
         for _ in range(args.rounds):
-            for name in VARIANTS:
+            for name in chosen:
                 done, _ = cg.run([sys.executable, __file__, "--one", name, "--model", model, "--tokens",
                                   str(args.tokens)], cwd=ROOT)
                 if done.returncode:

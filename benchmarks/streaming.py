@@ -22,9 +22,10 @@ same runs, as root (memory cgroups v1):
   by `synth` unless there) on this machine's own RAM, llama-bench and
   shimmy-py streaming, --flagship-tokens tokens, one round;
 - after each model, the first whole file `plan` proposes in the same memory
-  (routed experts at the most precise type that fits), made by the
-  `shimmy-py quantize` command it prints (kept in DIR for the flagship) and
-  decoded by both in the same memory.
+  (routed experts at the most precise type that fits, else the one it
+  predicts fastest), made by the `shimmy-py quantize` command it prints
+  (kept in DIR for the flagship) and decoded by both in the same memory,
+  after the page cache is dropped, then once more with it as the run left it.
 The predictions are `plan --predict --threads T --json` in the same memory,
 from the machine profile (`shimmy-py calibrate` first; without one the
 script stops). Each row prints the median (min-max) over the rounds and the
@@ -222,11 +223,12 @@ def proposal(cg, model: str, tokens: int, rounds: int, folder: Path, streamed: l
     decoded in the same memory by llama-bench and shimmy-py."""
     ctx = str(8 + tokens + 16)
     done, _ = run(cg, [*SHIMMY, "plan", model, "--json", "--ctx", ctx], drop=False)
-    fits = [p for p in json.loads(done.stdout).get("proposals", []) if p["layers"] is None and not p["streams"]]
-    if not fits:
-        print("plan proposed no smaller file that fits this memory")
+    whole = [p for p in json.loads(done.stdout).get("proposals", []) if p["layers"] is None]
+    if not whole:
+        print("plan proposed no smaller file for this memory")
         return
-    p = fits[0]
+    fits = [p for p in whole if not p["streams"]]        # else the one predicted fastest
+    p = fits[0] if fits else max(whole, key=lambda p: p["predicted_decode_tps"] or 0)
     out = folder / f"{Path(model).stem}-{p['type'].lower()}-experts.gguf"
     if not out.exists():
         q, _ = run(None, [*SHIMMY, "quantize", model, str(out), *p["quantize_args"], "--threads", "2",
@@ -235,11 +237,14 @@ def proposal(cg, model: str, tokens: int, rounds: int, folder: Path, streamed: l
     pred = predicted(cg, str(out), 2, 8 + tokens + 16)
     peer = [stock(cg, str(out), tokens, 2) for _ in range(rounds)]
     ours = [shimmy(cg, str(out), tokens, 2) for _ in range(rounds)]
-    name = f"{p['type']} experts ({os.path.getsize(out) / 2**30:.2f} GiB)"
+    name = f"{p['type']} experts ({os.path.getsize(out) / 2**30:.2f} GiB{', streams' if p['streams'] else ''})"
     print(row(f"llama-bench, {name}", peer))
     print(row(f"shimmy-py, {name}", ours, peer, pred)
           + f"  x{statistics.median(r['tps'] for r in ours) / statistics.median(r['tps'] for r in streamed):.2f} "
             "the model streamed")
+    warm = [stock(cg, str(out), tokens, 2, drop=False)], [shimmy(cg, str(out), tokens, 2, drop=False)]
+    print(row(f"llama-bench, {p['type']} experts, warm", warm[0]))
+    print(row(f"shimmy-py, {p['type']} experts, warm", warm[1], warm[0], pred))
 
 
 if __name__ == "__main__":
