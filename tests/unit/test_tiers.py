@@ -151,3 +151,12 @@ def test_the_mapping_streamed_from_is_the_one_that_covers_the_file(tmp_path):
         small.close()
         whole.close()
     assert mapping_base(path) is None
+
+
+def test_the_token_embedding_alone_over_the_budget_streams_nothing(table):
+    """A token reads one row of the embedding: the page cache holds the rows in use, not the table."""
+    full = host_plan(table, 256 * GiB).device(CPU)
+    embd = next(t.nbytes for t in table.tensors if t.role == "token_embd")
+    needed = full.total_bytes - embd
+    assert host_plan(table, needed).tiers is None                  # the whole table does not fit: no matter
+    assert host_plan(table, needed - 1).tiers is not None
