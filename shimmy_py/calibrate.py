@@ -13,6 +13,8 @@ bench.py, whose runs it fits on.
 - per thread count, the rate llama.cpp's kernels read weights at in decode,
   the per-layer overhead of a decoded token and the prefill matmul rate,
   fitted on two synthetic models run through shimmy-py itself (fit_compute);
+  and the decode rate of each type `plan` proposes (Q8_0, Q6_K, Q4_K), on the
+  stream preset quantized to it (fit_types);
 - as root, the rate streamed experts arrive at while a model decodes in a
   memory cgroup (fit_streaming).
 The two synthetic models (the tiny and stream presets) are written once, in
@@ -160,7 +162,24 @@ def write_models(folder: Path) -> dict:
     return models
 
 
-def fit_compute(models: dict, thread_counts) -> dict:
+TYPES = ("Q8_0", "Q6_K", "Q4_K")         # the types `plan` proposes (placement/retype.py PROPOSED)
+
+
+def write_typed(folder: Path, stream: Path) -> dict:
+    """The stream preset with every weight llama-quantize may change at each of
+    TYPES (by shimmy-py quantize): {type: (path, tensor table)}."""
+    from .gguf_io.tensors import read_table
+    from .placement.retype import Retyping
+    from .quantize import quantize_file
+    out = {}
+    for kind in TYPES:
+        path = folder / f"stream-{kind.lower()}.gguf"
+        quantize_file(stream, path, Retyping(kind, experts_only=False))
+        out[kind] = (path, read_table(path))
+    return out
+
+
+def fit_compute(models: dict, thread_counts, typed: dict | None = None) -> dict:
     """Per thread count: the rate llama.cpp's kernels read weights at in
     decode, a per-layer overhead, and the prefill matmul rate, fitted on
     write_models' two models run through shimmy-py's own bench (read from the
@@ -182,7 +201,38 @@ def fit_compute(models: dict, thread_counts) -> dict:
         out["decode_read_bps"][str(threads)] = rate
         out["layer_overhead_s"][str(threads)] = overhead
         out["prefill_flops"][str(threads)] = 2 * active * prefill_tps
+        if typed:
+            path, table = models["stream"][:2]
+            out.setdefault("decode_type_bps", {})[str(threads)] = fit_types(typed, (path, table), threads, rate)
     return out
+
+
+def fit_types(typed: dict, base: tuple, threads: int, full_rate: float) -> dict:
+    """{type: the rate decode reads weights of that type at}, each fitted on
+    the stream preset quantized to it (every weight llama-quantize may
+    change) against the same preset at F16 (`base`: its seconds a token and
+    table), so that the per-layer overhead cancels: the time a token gains
+    or loses, plus what the changed tensors took at F16, is what their
+    quantized bytes take."""
+    from .bench import bench_one
+    from .placement.machine import make_plan
+    from .placement.options import PlacementOptions
+    from .placement.predict import FULL, UBATCH, read_by_type
+
+    def per_token(path, table):
+        r = bench_one(str(path), "gpu", 8, 64, 3, threads, base=PlacementOptions(ram_budget="1TiB"))
+        return 1 / r.decode_tps, read_by_type(make_plan(path, PlacementOptions(n_ctx=UBATCH + 48)), table)[0]
+
+    t16, by16 = per_token(*base)
+    rates = {}
+    for kind, (path, table) in typed.items():
+        t, by_type = per_token(path, table)
+        quantized = sum(b for k, b in by_type.items() if k not in FULL)
+        replaced = sum(by16.values()) - sum(b for k, b in by_type.items() if k in FULL)   # their F16 bytes
+        took = t - t16 + replaced / full_rate
+        if took > 0 and quantized:
+            rates[kind] = quantized / took
+    return rates
 
 
 def solve_decode(small: tuple, large: tuple) -> tuple[float, float]:
@@ -240,11 +290,15 @@ def calibrate(model: str | None, threads: int, out=print) -> dict:
             os.unlink(scratch.name)
     with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
         models = write_models(Path(tmp))
-        profile.update(fit_compute(models, sorted({1, threads})))
+        typed = write_typed(Path(tmp), models["stream"][0])
+        profile.update(fit_compute(models, sorted({1, threads}), typed))
         for t in profile["decode_read_bps"]:
+            kinds = profile.get("decode_type_bps", {}).get(t, {})
             out(f"{t} thread{'s' if t != '1' else ''}: decode reads weights at "
-                f"{profile['decode_read_bps'][t] / 1e9:.1f} GB/s, plus {profile['layer_overhead_s'][t] * 1e6:.0f} "
-                f"us a layer; prefill {profile['prefill_flops'][t] / 1e9:.1f} GFLOP/s")
+                f"{profile['decode_read_bps'][t] / 1e9:.1f} GB/s"
+                + "".join(f", {k} at {v / 1e9:.1f}" for k, v in kinds.items())
+                + f", plus {profile['layer_overhead_s'][t] * 1e6:.0f} us a layer; prefill "
+                  f"{profile['prefill_flops'][t] / 1e9:.1f} GFLOP/s")
         streamed = fit_streaming(models["stream"], threads, profile["decode_read_bps"][str(threads)],
                                  profile["layer_overhead_s"][str(threads)])
     if streamed:

@@ -7,7 +7,8 @@ this machine's saved profile for it.
 Per decoded token:
   host RAM   every host tensor read whole, the token embedding's row, and
              the chosen experts' slices (k of n per MoE layer), at the rate
-             llama.cpp's kernels were measured to read weights at (calibrate);
+             llama.cpp's kernels were measured to read weights at, per
+             weight type (calibrate: F16, and Q8_0, Q6_K, Q4_K files);
   the file   what the plan's tiers expect to miss (tiers.py), at the rate
              streamed experts arrived at while a model decoded in a memory
              cgroup (calibrate, as root), else at the rate 8 readers read one
@@ -28,6 +29,7 @@ from .plan import CPU, NOT_LOADED
 from .profile import load_profile, per_threads
 
 UBATCH = 512
+FULL = ("F32", "F16", "BF16")
 
 
 @dataclass(frozen=True)
@@ -51,16 +53,54 @@ def active_share(t, hparams) -> float:
 
 def read_per_token(plan, table) -> tuple[int, int]:
     """(host bytes, active parameters) one decoded token reads."""
+    by_type, active = read_by_type(plan, table)
+    return sum(by_type.values()), active
+
+
+def read_by_type(plan, table) -> tuple[dict[str, int], int]:
+    """({weight type: host bytes}, active parameters) one decoded token reads."""
     params = {t.name: t.n_params for t in table.tensors}
-    host, active = 0, 0.0
+    types = {t.name: t.ggml_type for t in table.tensors}
+    host: dict[str, int] = {}
+    active = 0.0
     for p in plan.tensors:
         if p.device == NOT_LOADED:
             continue
         share = active_share(p, table.hparams)
         active += params.get(p.name, 0) * share
         if p.device == CPU:
-            host += int(p.bytes * share)
+            kind = types.get(p.name, "F16")
+            host[kind] = host.get(kind, 0) + int(p.bytes * share)
     return host, int(active)
+
+
+def type_rate(kind: str, rates: dict, full: float) -> float:
+    """The rate decode reads weights of `kind` at: F32, F16 and BF16 at the
+    rate fitted on them (`full`); a quantized type at its own fitted rate, or
+    at that of the fitted type nearest in bits per weight (the F16 rate where
+    none was fitted)."""
+    if kind in FULL or not rates:
+        return full
+    if kind in rates:
+        return rates[kind]
+    bits = _bits(kind)
+    return rates[min(rates, key=lambda k: abs(_bits(k) - bits))] if bits else full
+
+
+def _bits(kind: str) -> float:
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+    try:
+        block, size = GGML_QUANT_SIZES[GGMLQuantizationType[kind]]
+    except KeyError:
+        return 0.0
+    return 8 * size / block
+
+
+def ram_seconds(by_type: dict[str, int], profile: dict, threads: int | None) -> float:
+    """Seconds a decoded token spends reading its host bytes, type by type."""
+    full = per_threads(profile, "decode_read_bps", threads)
+    rates = per_threads(profile, "decode_type_bps", threads) if "decode_type_bps" in profile else {}
+    return sum(b / type_rate(kind, rates, full) for kind, b in by_type.items())
 
 
 def file_rate(profile: dict, size: int, readers: int = 8, key: str = "file_cached_read_bps") -> float:
@@ -79,8 +119,8 @@ def file_rate(profile: dict, size: int, readers: int = 8, key: str = "file_cache
 
 def predict(plan, table, profile: dict, threads: int | None = None) -> Prediction:
     bw = per_threads(profile, "ram_read_bps", threads)
-    decode_bw = per_threads(profile, "decode_read_bps", threads)
-    host, active = read_per_token(plan, table)
+    by_type, active = read_by_type(plan, table)
+    host = sum(by_type.values())
     tiers = plan.tiers
     file_bytes, file_s, prefill_file_s = 0.0, 0.0, 0.0
     if tiers is not None and tiers.layers:
@@ -94,7 +134,7 @@ def predict(plan, table, profile: dict, threads: int | None = None) -> Predictio
         prefill_file_s = max(0, tiers.streamed_bytes - tiers.cache_bytes) / rate
     n_layer = table.hparams.n_layer
     overhead = per_threads(profile, "layer_overhead_s", threads) * n_layer
-    seconds = {"ram": host / decode_bw, "file": file_s, "overhead": overhead}
+    seconds = {"ram": ram_seconds(by_type, profile, threads), "file": file_s, "overhead": overhead}
     decode = 1 / sum(seconds.values())
     host_weights = sum(p.bytes for p in plan.tensors if p.device == CPU)
     flops = per_threads(profile, "prefill_flops", threads)

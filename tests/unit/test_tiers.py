@@ -160,3 +160,19 @@ def test_the_token_embedding_alone_over_the_budget_streams_nothing(table):
     needed = full.total_bytes - embd
     assert host_plan(table, needed).tiers is None                  # the whole table does not fit: no matter
     assert host_plan(table, needed - 1).tiers is not None
+
+
+def test_quantized_bytes_are_read_at_their_types_fitted_rate(table):
+    from shimmy_py.placement.predict import type_rate
+    from shimmy_py.placement.retype import Retyping, retyped, target_types
+    rates = {"Q8_0": 5e9, "Q6_K": 6e9, "Q4_K": 7e9}
+    assert type_rate("F16", rates, 10e9) == type_rate("F32", rates, 10e9) == 10e9
+    assert type_rate("Q8_0", rates, 10e9) == 5e9
+    assert type_rate("Q5_0", rates, 10e9) == 7e9           # 5.5 bits a weight: nearest Q4_K's 4.5
+    assert type_rate("Q8_0", {}, 10e9) == 10e9             # no type fitted: the F16 rate
+    q8 = retyped(table, target_types(table, Retyping("Q8_0")))
+    p = plan(q8, [HOST], PlanRequest(n_ctx=4096))
+    typed = {**PROFILE, "decode_type_bps": {"2": rates}}
+    base, fitted = predict(p, q8, PROFILE), predict(p, q8, typed)
+    experts = sum(x.bytes for x in p.tensors if x.role == "routed_experts") * 6 / 64
+    assert fitted.seconds["ram"] - base.seconds["ram"] == pytest.approx(experts / 5e9 - experts / 10e9, rel=1e-3)
