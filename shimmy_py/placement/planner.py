@@ -27,7 +27,7 @@ from ..gguf_io.tensors import Tensor, TensorTable
 from ..sizes import gib
 from .plan import CPU, NOT_LOADED, DevicePlan, DeviceSpec, Placement, Plan, PlanRequest
 from .strategies import kind
-from .tiers import host_tiers, needed_bytes
+from .tiers import host_tiers
 
 
 def margin_for(capacity: int) -> int:
@@ -317,9 +317,8 @@ def _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve,
     if tiers is None and request.expert_profile is not None:
         notices.append("--expert-profile: nothing streams in this plan (its host part fits the RAM budget), so the "
                        "profile chooses nothing")
-    needed = needed_bytes([p for p in placements if p.device == CPU]) + host.kv_bytes + host.reserve_bytes
-    if cpu_spec.capacity_bytes and needed > cpu_spec.capacity_bytes:
-        message = (f"CPU: the plan needs {gib(needed)} of host RAM, more than the "
+    if cpu_spec.capacity_bytes and host.total_bytes > cpu_spec.capacity_bytes:
+        message = (f"CPU: the plan needs {gib(host.total_bytes)} of host RAM, more than the "
                    f"{gib(cpu_spec.capacity_bytes)} available")
         if tiers is not None:
             notices.append(f"{message}: routed experts stream from the file (the tiers below; `shimmy-py plan` "

@@ -1,6 +1,5 @@
-"""The third tier: when the host part of a plan (less the token embedding,
-read a row per token through the page cache) is more than the RAM that may
-hold it, which host tensors stay resident (pinned in RAM) and which
+"""The third tier: when the host part of a plan is more than the RAM that
+may hold it, which host tensors stay resident (pinned in RAM) and which
 routed experts stream from the file, with the reads a token is expected to
 cost. A pure function of the plan's host tensors, its host KV cache and
 reserve, a budget and an optional routing profile.
@@ -96,17 +95,12 @@ class Tiers:
         return out
 
 
-def needed_bytes(host) -> int:
-    """The RAM host tensors need: all but the token embedding, which a token
-    reads a row of (the page cache holds the rows in use, not the table)."""
-    return sum(t.bytes for t in host if t.role != EMBEDDING)
-
-
 def host_tiers(tensors, hparams, budget: int, kv_reserve: int, profile: ExpertProfile | None) -> Tiers | None:
     """The tiers of the host tensors (Placement-like: name, role, layer, bytes),
     or None when they fit the budget with the KV cache and reserve."""
     host = list(tensors)
-    if needed_bytes(host) + kv_reserve <= budget:
+    total = sum(t.bytes for t in host)
+    if total + kv_reserve <= budget:
         return None
     experts = [t for t in host if t.role == "routed_experts"]
     whole = [t for t in host if t.role not in ("routed_experts", EMBEDDING)]

@@ -153,15 +153,6 @@ def test_the_mapping_streamed_from_is_the_one_that_covers_the_file(tmp_path):
     assert mapping_base(path) is None
 
 
-def test_the_token_embedding_alone_over_the_budget_streams_nothing(table):
-    """A token reads one row of the embedding: the page cache holds the rows in use, not the table."""
-    full = host_plan(table, 256 * GiB).device(CPU)
-    embd = next(t.nbytes for t in table.tensors if t.role == "token_embd")
-    needed = full.total_bytes - embd
-    assert host_plan(table, needed).tiers is None                  # the whole table does not fit: no matter
-    assert host_plan(table, needed - 1).tiers is not None
-
-
 def test_quantized_bytes_are_read_at_their_types_fitted_rate(table):
     from shimmy_py.placement.predict import type_rate
     from shimmy_py.placement.retype import Retyping, retyped, target_types
