@@ -66,8 +66,9 @@ def _proposals(model: str, options, plan, held) -> tuple[list, object]:
 
 
 def _proposal_lines(proposals, model: str, current) -> list[str]:
+    from .placement.profile import load_profile
     from .placement.proposals import lines
-    return lines(proposals, model, current)
+    return lines(proposals, model, current, typed="decode_type_bps" in (load_profile() or {}))
 
 
 def _devices(args) -> int:

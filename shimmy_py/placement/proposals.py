@@ -95,9 +95,10 @@ def _fewest_layers(type_: str, layers: list[int], plan_of) -> Proposal | None:
     return best
 
 
-def lines(proposals: list[Proposal], model: str, current=None) -> list[str]:
+def lines(proposals: list[Proposal], model: str, current=None, typed: bool = True) -> list[str]:
     """The proposals as `plan` prints them, each with the command that makes
-    its file; `current`: the streaming plan's Prediction (None: not calibrated)."""
+    its file; `current`: the streaming plan's Prediction (None: not
+    calibrated); `typed`: the profile has quantized types' decode rates."""
     if not proposals:
         return []
     out = ["smaller files that would run in this memory (quantizing is lossy: other weights, other answers; "
@@ -107,8 +108,11 @@ def lines(proposals: list[Proposal], model: str, current=None) -> list[str]:
     for p in proposals:
         out.append(f"  {p.line()}")
         out.append(f"      {p.command(model)}")
-    out.append("  (the decode rate is fitted on F16 weights: a quantized file's prediction is less sure)"
-               if current is not None else "  (speeds: run `shimmy-py calibrate` once)")
+    if current is None:
+        out.append("  (speeds: run `shimmy-py calibrate` once)")
+    elif not typed:
+        out.append("  (this machine profile predates quantized types' decode rates: they are read at the F16 "
+                   "rate; run `shimmy-py calibrate` again)")
     return out
 
 
