@@ -81,13 +81,7 @@ class ByNeedStreamer(ExpertStreamer):
             tensors.sort(key=lambda t: rank.get(role[t[0]].split(".")[2].split("_")[1], 3))
 
     def __call__(self, name, data, operand):
-        layer = int(name.rpartition("-")[2])
-        tensors = self.slices.get(layer)
-        if tensors is None or operand is None:
-            return
-        if layer == self._first_layer:
-            self.stats.tokens += int(operand.reshape(-1, operand.shape[-1]).shape[0])
-        chosen = sorted(set(int(e) for e in np.unique(operand)) - self.resident[layer])
+        tensors, chosen = self.routed(name, operand)
         for offset, size in tensors:
             for e in chosen:
                 self._fetch(offset + e * size, size)
@@ -97,14 +91,9 @@ class WaitingStreamer(ExpertStreamer):
     """The graph goes on when the layer's reads are done."""
 
     def __call__(self, name, data, operand):
-        layer = int(name.rpartition("-")[2])
-        tensors = self.slices.get(layer)
-        if tensors is None or operand is None:
-            return
-        if layer == self._first_layer:
-            self.stats.tokens += int(operand.reshape(-1, operand.shape[-1]).shape[0])
+        tensors, chosen = self.routed(name, operand)
         reads = []
-        for e in sorted(set(int(e) for e in np.unique(operand)) - self.resident[layer]):
+        for e in chosen:
             for offset, size in tensors:
                 self.stats.routed += 1
                 if pagecache.resident_share(self.base + offset + e * size, size) >= 1.0:

@@ -120,8 +120,9 @@ def pressured_reads(path: str) -> dict | None:
     return out or None
 
 
-def fit_streaming(model, threads: int, decode_bps: float, overhead: float) -> float | None:
-    """The rate streamed experts arrive at while a model decodes, fitted on
+def fit_streaming(model, threads: int, decode_bps: float, overhead: float) -> tuple[float, int] | None:
+    """(the rate streamed experts arrive at while a model decodes, the size of
+    its reads: one matrix's expert slice), fitted on
     `model` (write_models' stream preset, 0.7 GB) decoding in a 300 MiB memory
     cgroup through shimmy-py's bench (the page cache dropped first): its
     decode time less its host bytes at the kernels' rate and its per-layer
@@ -142,7 +143,8 @@ def fit_streaming(model, threads: int, decode_bps: float, overhead: float) -> fl
     r = json.loads(done.stdout)[0]
     per_token = (r.get("streamed") or {}).get("file_bytes_per_token", 0)
     file_s = 1 / r["decode_tps"] - host / decode_bps - table.hparams.n_layer * overhead
-    return per_token / file_s if per_token and file_s > 0 else None
+    read = next(t.nbytes // t.shape[2] for t in table.tensors if t.role == "routed_experts")
+    return (per_token / file_s, read) if per_token and file_s > 0 else None
 
 
 def write_models(folder: Path) -> dict:
@@ -302,8 +304,9 @@ def calibrate(model: str | None, threads: int, out=print) -> dict:
         streamed = fit_streaming(models["stream"], threads, profile["decode_read_bps"][str(threads)],
                                  profile["layer_overhead_s"][str(threads)])
     if streamed:
-        profile["file_streamed_bps"] = streamed
-        out(f"streamed experts arrive at {streamed / 1e9:.2f} GB/s while a model decodes (fitted in a memory cgroup)")
+        profile["file_streamed_bps"], profile["file_streamed_read"] = streamed
+        out(f"streamed experts arrive at {streamed[0] / 1e9:.2f} GB/s in reads of {streamed[1] // 1024} KiB while a "
+            "model decodes (fitted in a memory cgroup)")
     path = profile_path()
     path.write_text(json.dumps(profile, indent=1))
     out(f"saved {path}")

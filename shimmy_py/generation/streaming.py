@@ -105,16 +105,22 @@ class ExpertStreamer:
                            "memory limit (ulimit -l) to pin it", e)
 
     def __call__(self, name: str, _weights: np.ndarray, ids: np.ndarray | None) -> None:
-        layer = int(name.rpartition("-")[2])
-        tensors = self.slices.get(layer)
-        if tensors is None or ids is None:
-            return
-        if layer == self._first_layer:
-            self.stats.tokens += int(ids.reshape(-1, ids.shape[-1]).shape[0])
-        chosen = sorted(set(int(e) for e in np.unique(ids)) - self.resident[layer])
+        tensors, chosen = self.routed(name, ids)
         for e in chosen:
             for offset, size in tensors:
                 self._fetch(offset + e * size, size)
+
+    def routed(self, name: str, ids: np.ndarray | None) -> tuple[list, list[int]]:
+        """At the routing node `name`: the layer's streamed tensors (offset,
+        one expert's bytes) and the chosen experts that are not resident
+        (counting the tokens at the first MoE layer); ([], []) elsewhere."""
+        layer = int(name.rpartition("-")[2])
+        tensors = self.slices.get(layer)
+        if tensors is None or ids is None:
+            return [], []
+        if layer == self._first_layer:
+            self.stats.tokens += int(ids.reshape(-1, ids.shape[-1]).shape[0])
+        return tensors, sorted(set(int(e) for e in np.unique(ids)) - self.resident[layer])
 
     def _fetch(self, offset: int, size: int) -> None:
         """A hint: the kernels read the mapping whatever happens here, so a failed check counts as a miss."""

@@ -11,8 +11,9 @@ Per decoded token:
              weight type (calibrate: F16, and Q8_0, Q6_K, Q4_K files);
   the file   what the plan's tiers expect to miss (tiers.py), at the rate
              streamed experts arrived at while a model decoded in a memory
-             cgroup (calibrate, as root), else at the rate 8 readers read one
-             matrix's expert slice into the page cache;
+             cgroup (calibrate, as root), scaled to this model's read size as
+             8 readers' reads into the page cache scale; else at the rate 8
+             readers read one matrix's expert slice into the page cache;
   overhead   a per-layer cost fitted by calibration (graph, threads, Python).
 Prefill, per 512-token batch: every host weight once, every streamed expert
 the page cache does not hold, and 2 FLOPs per active parameter per token at
@@ -117,6 +118,16 @@ def file_rate(profile: dict, size: int, readers: int = 8, key: str = "file_cache
     return points[-1][1]
 
 
+def streamed_rate(profile: dict, read: int) -> float:
+    """The rate streamed experts arrive at for reads of `read` bytes: the rate
+    fitted while a model streamed (its reads of `file_streamed_read` bytes),
+    scaled as reads of the two sizes into the page cache compare."""
+    rate, fitted = profile["file_streamed_bps"], profile.get("file_streamed_read")
+    if not fitted:
+        return rate
+    return rate * file_rate(profile, read) / file_rate(profile, fitted)
+
+
 def predict(plan, table, profile: dict, threads: int | None = None) -> Prediction:
     bw = per_threads(profile, "ram_read_bps", threads)
     by_type, active = read_by_type(plan, table)
@@ -124,11 +135,12 @@ def predict(plan, table, profile: dict, threads: int | None = None) -> Predictio
     tiers = plan.tiers
     file_bytes, file_s, prefill_file_s = 0.0, 0.0, 0.0
     if tiers is not None and tiers.layers:
+        read = max(t.slice_bytes // t.reads for t in tiers.layers)      # one request: one matrix's slice
         if "file_streamed_bps" in profile:      # fitted on a model streaming in a memory cgroup (calibrate)
-            rate = profile["file_streamed_bps"]
+            rate = streamed_rate(profile, read)
         else:                                     # one read a slice, into a full page cache where measured
             key = "file_pressured_read_bps" if "file_pressured_read_bps" in profile else "file_cached_read_bps"
-            rate = file_rate(profile, max(t.slice_bytes // t.reads for t in tiers.layers), key=key)
+            rate = file_rate(profile, read, key=key)
         file_bytes = tiers.file_bytes_per_token
         file_s = file_bytes / rate
         prefill_file_s = max(0, tiers.streamed_bytes - tiers.cache_bytes) / rate

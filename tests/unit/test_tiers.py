@@ -167,3 +167,16 @@ def test_quantized_bytes_are_read_at_their_types_fitted_rate(table):
     base, fitted = predict(p, q8, PROFILE), predict(p, q8, typed)
     experts = sum(x.bytes for x in p.tensors if x.role == "routed_experts") * 6 / 64
     assert fitted.seconds["ram"] - base.seconds["ram"] == pytest.approx(experts / 5e9 - experts / 10e9, rel=1e-3)
+
+
+def test_the_streamed_rate_scales_to_the_models_read_size(table):
+    from shimmy_py.placement.predict import file_rate, streamed_rate
+    fitted = {**PROFILE, "file_streamed_bps": 0.4e9, "file_streamed_read": 1 << 20}
+    assert streamed_rate({**PROFILE, "file_streamed_bps": 0.4e9}, 8 << 20) == 0.4e9     # no size fitted: as is
+    assert streamed_rate(fitted, 1 << 20) == pytest.approx(0.4e9)
+    assert streamed_rate(fitted, 8 << 20) == pytest.approx(0.4e9 * 2e9 / 1e9)          # 8 MiB reads: twice 1 MiB's
+    p = host_plan(table, 16 * GiB)
+    slice_read = max(t.slice_bytes // t.reads for t in p.tiers.layers)
+    got = predict(p, table, fitted)
+    assert got.seconds["file"] == pytest.approx(p.tiers.file_bytes_per_token / streamed_rate(fitted, slice_read))
+    assert file_rate(PROFILE, slice_read) > file_rate(PROFILE, 1 << 20)
