@@ -18,12 +18,12 @@ def _quantize(args) -> int:
     from .placement.retype import Retyping, parse_layers
     from .quantize import compare, default_text, quantize_file
     options = from_flags(ModelOptions, args)
+    if args.layers and not args.experts_only:
+        raise ShimmyError("--layers chooses the layers whose routed experts change type: add --experts-only")
     layers = parse_layers(args.layers) if args.layers else None
     retyping = Retyping(args.type, experts_only=args.experts_only, layers=layers)
     plan = make_plan(args.model, options.placement)
     on_acc = frozenset(p.name for p in plan.tensors if p.device != CPU)
-    if layers is not None and not args.experts_only:
-        raise ShimmyError("--layers chooses the layers whose routed experts change type: add --experts-only")
     text = default_text() if args.text is None else (args.text, _read(args.text))
     done = quantize_file(args.model, args.out, retyping, on_acc, options.n_threads)
     result = {"path": str(done.path), "bytes_before": done.bytes_before, "bytes_after": done.bytes_after,
