@@ -17,8 +17,8 @@ bench.py, whose runs it fits on.
   stream preset quantized to it (fit_types);
 - as root, the rate streamed experts arrive at while a model decodes in a
   memory cgroup (fit_streaming).
-The two synthetic models (the tiny and stream presets) are written once, in
-a temporary folder, for both fits. An accelerator's bandwidth is not
+The synthetic models (the tiny and stream presets, and WIDE) are written
+once, in a temporary folder, for every fit. An accelerator's bandwidth is not
 measured yet: a plan with one predicts its host and file parts only, and
 says so.
 """
@@ -38,9 +38,13 @@ import numpy as np
 from .errors import PlacementError
 from .native.install import cache_dir
 from .placement.profile import VERSION, profile_path
+from .synthetic.synth import Preset, moe_shape
 
 SIZES = (4096, 131072, 1 << 20, 8 << 20)
 READERS = (1, 4, 8)
+# the decode fit's weight-bound model: real MoE models' width (DeepSeekMoE 16B's 2048, 1408-wide experts) in
+# 3 layers of 16 experts, 1.5 GiB in F16; no benchmark predicts it
+WIDE = Preset("wide", moe_shape(2048, 3, 16, 5472, 1408, 16, 4, 1))
 
 
 def ram_bandwidth(threads: int, mib: int = 256, rounds: int = 3) -> float:
@@ -148,7 +152,7 @@ def fit_streaming(model, threads: int, decode_bps: float, overhead: float) -> tu
 
 
 def write_models(folder: Path) -> dict:
-    """The tiny and stream presets written into `folder`, each as (path, tensor
+    """The tiny and stream presets and WIDE written into `folder`, each as (path, tensor
     table, host bytes a decoded token reads, active parameters)."""
     from .gguf_io.tensors import read_table
     from .placement.machine import make_plan
@@ -156,9 +160,10 @@ def write_models(folder: Path) -> dict:
     from .placement.predict import UBATCH, read_per_token
     from .synthetic.synth import write
     models = {}
-    for preset in ("tiny", "stream"):
-        path = folder / f"{preset}.gguf"
+    for preset in ("tiny", "stream", WIDE):
+        path = folder / f"{getattr(preset, 'name', preset)}.gguf"
         write(path, preset=preset)
+        preset = getattr(preset, "name", preset)
         table = read_table(path)
         models[preset] = (path, table, *read_per_token(make_plan(path, PlacementOptions(n_ctx=UBATCH + 48)), table))
     return models
@@ -186,7 +191,7 @@ def fit_compute(models: dict, thread_counts, typed: dict | None = None) -> dict:
     decode, a per-layer overhead, and the prefill matmul rate, fitted on
     write_models' two models run through shimmy-py's own bench (read from the
     page cache, just written): the tiny preset, whose decode is mostly
-    overhead, and the stream preset (0.7 GB), mostly weights; neither is a
+    overhead, and WIDE (1.5 GiB at real models' width), mostly weights; neither is a
     model the benchmarks predict. Two decode times, two unknowns:
     t = bytes / rate + layers * overhead."""
     from .bench import bench_one
@@ -195,27 +200,32 @@ def fit_compute(models: dict, thread_counts, typed: dict | None = None) -> dict:
     out: dict = {"decode_read_bps": {}, "layer_overhead_s": {}, "prefill_flops": {}}
     for threads in thread_counts:
         runs = {}
-        for preset, (path, table, host, active) in models.items():
+        for preset in ("tiny", "wide"):
+            path, table, host, active = models[preset]
             r = bench_one(str(path), "gpu", UBATCH, 32, 2, threads, base=PlacementOptions(ram_budget="1TiB"))
             runs[preset] = (1 / r.decode_tps, host, table.hparams.n_layer, active, r.prefill_tps)
-        (t1, b1, l1, _, _), (t2, b2, l2, active, prefill_tps) = runs["tiny"], runs["stream"]
+        (t1, b1, l1, _, _), (t2, b2, l2, active, prefill_tps) = runs["tiny"], runs["wide"]
         rate, overhead = solve_decode((t1, b1, l1), (t2, b2, l2))
         out["decode_read_bps"][str(threads)] = rate
         out["layer_overhead_s"][str(threads)] = overhead
         out["prefill_flops"][str(threads)] = 2 * active * prefill_tps
         if typed:
             path, table = models["stream"][:2]
-            out.setdefault("decode_type_bps", {})[str(threads)] = fit_types(typed, (path, table), threads, rate)
+            out.setdefault("decode_type_bps", {})[str(threads)] = fit_types(typed, (path, table), threads, rate,
+                                                                             overhead)
     return out
 
 
-def fit_types(typed: dict, base: tuple, threads: int, full_rate: float) -> dict:
-    """{type: the rate decode reads weights of that type at}, each fitted on
+def fit_types(typed: dict, base: tuple, threads: int, full_rate: float, overhead: float) -> dict:
+    """{type: the rate decode reads weights of that type at}, each measured on
     the stream preset quantized to it (every weight llama-quantize may
-    change) against the same preset at F16 (`base`: its seconds a token and
-    table), so that the per-layer overhead cancels: the time a token gains
-    or loses, plus what the changed tensors took at F16, is what their
-    quantized bytes take."""
+    change) against the same preset at F16 (`base`: its path and table): the
+    time a token gains or loses, plus what the changed tensors took at F16 on
+    that preset, is what their quantized bytes take. A type's rate is its
+    speed relative to F16 on the same preset, applied to `full_rate` (F16's,
+    fitted on WIDE), since narrow matrices read slower per byte in every type,
+    and at most F16's: a quantized weight is fewer bytes with more work for
+    each (where the time a type gains is within the noise, it would read faster)."""
     from .bench import bench_one
     from .placement.machine import make_plan
     from .placement.options import PlacementOptions
@@ -226,14 +236,18 @@ def fit_types(typed: dict, base: tuple, threads: int, full_rate: float) -> dict:
         return 1 / r.decode_tps, read_by_type(make_plan(path, PlacementOptions(n_ctx=UBATCH + 48)), table)[0]
 
     t16, by16 = per_token(*base)
+    weights_s = t16 - base[1].hparams.n_layer * overhead
+    if weights_s <= 0:
+        return {}
+    here16 = sum(by16.values()) / weights_s                 # F16's rate on this preset
     rates = {}
     for kind, (path, table) in typed.items():
         t, by_type = per_token(path, table)
         quantized = sum(b for k, b in by_type.items() if k not in FULL)
         replaced = sum(by16.values()) - sum(b for k, b in by_type.items() if k in FULL)   # their F16 bytes
-        took = t - t16 + replaced / full_rate
-        if took > 0 and quantized:
-            rates[kind] = quantized / took
+        took = t - t16 + replaced / here16
+        if took > 0 and quantized:      # no faster a byte than F16: fewer bytes, more work for each
+            rates[kind] = min(full_rate, quantized / took * full_rate / here16)
     return rates
 
 

@@ -37,7 +37,8 @@ class Preset:
     dtype: str = "f16"
 
 
-def _shape(n_embd, n_layer, n_head, n_ff, n_ff_exp, n_expert, n_expert_used, n_shared) -> Shape:
+def moe_shape(n_embd, n_layer, n_head, n_ff, n_ff_exp, n_expert, n_expert_used, n_shared) -> Shape:
+    """DeepSeekMoE's layout (one dense lead layer, shared experts) at these sizes, its vocabulary."""
     return Shape(n_embd=n_embd, n_layer=n_layer, n_head=n_head, n_head_kv=n_head, n_ff=n_ff, n_ff_exp=n_ff_exp,
                  n_ff_shexp=n_ff_exp * n_shared, n_expert=n_expert, n_expert_used=n_expert_used, n_dense=1,
                  n_vocab=DEEPSEEK_LLM_VOCAB)
@@ -47,19 +48,19 @@ PRESETS = {
     # Tests: written in about a second; ~53 MB, nearly all of it the two
     # vocabulary-sized matrices (token embedding and output head). F32 so that the
     # NumPy reference forward pass can be matched tightly.
-    "tiny": Preset("tiny", _shape(64, 3, 4, 192, 32, 8, 2, 2), "f32"),
+    "tiny": Preset("tiny", moe_shape(64, 3, 4, 192, 32, 8, 2, 2), "f32"),
     # Quantization tests: the smallest shapes whose every matrix row is a whole
     # number of K-quant blocks (256 values), so llama-quantize's Q4_K_M really
     # writes Q4_K and Q6_K tensors (tiny's 64-wide rows fall back to Q5_0/Q8_0).
-    "tiny-k": Preset("tiny-k", _shape(256, 2, 4, 512, 256, 8, 2, 1)),
+    "tiny-k": Preset("tiny-k", moe_shape(256, 2, 4, 512, 256, 8, 2, 1)),
     # Benchmarks: DeepSeekMoE's layout (64 experts, 6 active, 2 shared) at a size
     # that a 2-core, 24 GiB machine decodes at a usable speed (about 1.5 GB in F16).
-    "bench": Preset("bench", _shape(1024, 6, 16, 5472, 512, 64, 6, 2)),
+    "bench": Preset("bench", moe_shape(1024, 6, 16, 5472, 512, 64, 6, 2)),
     # Streaming tests: the bench layout at half the width (about 0.7 GB in F16, 0.5 GB of it
     # routed experts), larger than the memory cgroup tests/test_streaming.py runs it in.
-    "stream": Preset("stream", _shape(512, 6, 8, 2048, 512, 64, 6, 2)),
+    "stream": Preset("stream", moe_shape(512, 6, 8, 2048, 512, 64, 6, 2)),
     # The real DeepSeekMoE 16B shapes (32.8 GB in F16); usually written shape-only.
-    "deepseek-moe-16b": Preset("deepseek-moe-16b", _shape(2048, 28, 16, 10944, 1408, 64, 6, 2)),
+    "deepseek-moe-16b": Preset("deepseek-moe-16b", moe_shape(2048, 28, 16, 10944, 1408, 64, 6, 2)),
 }
 
 
