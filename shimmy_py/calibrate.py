@@ -160,12 +160,11 @@ def write_models(folder: Path) -> dict:
     from .placement.predict import UBATCH, read_per_token
     from .synthetic.synth import write
     models = {}
-    for preset in ("tiny", "stream", WIDE):
-        path = folder / f"{getattr(preset, 'name', preset)}.gguf"
+    for name, preset in (("tiny", "tiny"), ("stream", "stream"), ("wide", WIDE)):
+        path = folder / f"{name}.gguf"
         write(path, preset=preset)
-        preset = getattr(preset, "name", preset)
         table = read_table(path)
-        models[preset] = (path, table, *read_per_token(make_plan(path, PlacementOptions(n_ctx=UBATCH + 48)), table))
+        models[name] = (path, table, *read_per_token(make_plan(path, PlacementOptions(n_ctx=UBATCH + 48)), table))
     return models
 
 

@@ -27,7 +27,7 @@ def _plan(args) -> int:
         if options.speculative.draft_model else None
     held = draft.accelerator_bytes() if draft else None
     plan = make_plan(args.model, options.placement, held=held)
-    proposals, current = _proposals(args.model, options, plan, held)
+    proposals, proposed = _proposals(args.model, options, plan, held)
     if args.predict:
         from .cli_calibrate import prediction_table, predictions
         rows = predictions(args.model, options, held) + [(p.retyping.short(), p.plan, p.prediction)
@@ -47,28 +47,27 @@ def _plan(args) -> int:
     else:
         print(to_text(plan) + (f"\n\ndraft model (its accelerator bytes are left out of the plan above):\n"
                                f"{to_text(draft)}" if draft else "")
-              + "".join(f"\n{line}" for line in _proposal_lines(proposals, args.model, current)))
+              + "".join(f"\n{line}" for line in proposed))
     return 0
 
 
-def _proposals(model: str, options, plan, held) -> tuple[list, object]:
-    """Smaller files that would run faster, when `plan` streams
-    (placement/proposals.py), and the streaming plan's own prediction."""
+def _proposals(model: str, options, plan, held) -> tuple[list, list[str]]:
+    """When `plan` streams, the smaller files that would run faster
+    (placement/proposals.py), and the lines `plan` prints for them."""
     if plan.tiers is None:
-        return [], None
+        return [], []
+    from dataclasses import replace
+
     from .gguf_io.tensors import read_table
+    from .placement.machine import make_plan
     from .placement.predict import predict
     from .placement.profile import load_profile
-    from .placement.proposals import on_this_machine
-    profile = load_profile()
-    current = predict(plan, read_table(model), profile, options.n_threads) if profile else None
-    return on_this_machine(model, options.placement, held, profile, options.n_threads, current), current
-
-
-def _proposal_lines(proposals, model: str, current) -> list[str]:
-    from .placement.profile import load_profile
-    from .placement.proposals import lines
-    return lines(proposals, model, current, typed="decode_type_bps" in (load_profile() or {}))
+    from .placement.proposals import lines, propose
+    profile, table = load_profile(), read_table(model)
+    current = predict(plan, table, profile, options.n_threads) if profile else None
+    quick = replace(options.placement, measure_reserve=False)
+    found = propose(table, lambda t: make_plan(t, quick, held=held), plan, profile, options.n_threads, current)
+    return found, lines(found, model, current, typed="decode_type_bps" in (profile or {}))
 
 
 def _devices(args) -> int:

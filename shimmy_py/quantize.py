@@ -58,9 +58,9 @@ def default_text() -> tuple[str, str]:
     return f"the first {TEXT_CHARS} characters of Python's heapq.py", inspect.getsource(heapq)[:TEXT_CHARS]
 
 
-def plan_types(src, retyping: Retyping, on_accelerator=frozenset()) -> dict[str, str]:
-    """Every tensor's type in the file to write; an error names what cannot be done."""
-    table = read_table(src)
+def plan_types(table, retyping: Retyping, on_accelerator=frozenset()) -> dict[str, str]:
+    """Every tensor's type in the file to write (`table`: the source's); an error names what cannot be done."""
+    src = table.path
     types = target_types(table, retyping, on_accelerator)
     again = requantized(table, types)
     if again:
@@ -80,7 +80,7 @@ def quantize_file(src, out, retyping: Retyping, on_accelerator=frozenset(), thre
     if out.exists():
         raise ShimmyError(f"{out} exists: remove it or choose another name (quantize never overwrites a file)")
     table = read_table(src)
-    types = plan_types(src, retyping, on_accelerator)
+    types = plan_types(table, retyping, on_accelerator)
     size = retyped(table, types).nbytes
     free = shutil.disk_usage(out.parent if str(out.parent) else ".").free
     if free < size:
@@ -94,14 +94,15 @@ def quantize_file(src, out, retyping: Retyping, on_accelerator=frozenset(), thre
     if proc.returncode != 0:
         out.unlink(missing_ok=True)
         raise ShimmyError(f"llama-quantize failed: {(proc.stderr or proc.stdout).strip()[-400:]}")
-    written = {t.name: t.ggml_type for t in read_table(out).tensors}
+    result = read_table(out)
+    written = {t.name: t.ggml_type for t in result.tensors}
     wrong = [n for n, kind in types.items() if written.get(n) != kind]
     if wrong:
         out.unlink(missing_ok=True)
         raise ShimmyError(f"llama-quantize wrote {wrong[0]} as {written.get(wrong[0])}, not {types[wrong[0]]} "
                           f"({len(wrong)} tensors differ); the file was removed")
     changed = sum(1 for t in table.tensors if types[t.name] != t.ggml_type)
-    return Quantized(out, written, changed, table.nbytes, read_table(out).nbytes)
+    return Quantized(out, written, changed, table.nbytes, result.nbytes)
 
 
 def _escape(name: str) -> str:

@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
 from ..gguf_io.tensors import read_table
 from .plan import CPU, NOT_LOADED
 from .profile import load_profile, per_threads
@@ -89,7 +91,6 @@ def type_rate(kind: str, rates: dict, full: float) -> float:
 
 
 def _bits(kind: str) -> float:
-    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
     try:
         block, size = GGML_QUANT_SIZES[GGMLQuantizationType[kind]]
     except KeyError:

@@ -8,10 +8,9 @@ much (greedy agreement and perplexity against the original).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..errors import PlacementError
-from ..gguf_io.tensors import read_table
 from ..sizes import gib, readable
 from .plan import CPU
 from .predict import predict
@@ -69,16 +68,6 @@ def propose(table, plan_of_table, base, profile: dict | None = None, threads: in
     if current is not None and profile:
         return [p for p in found if p.prediction.decode_tps > current.decode_tps]
     return [p for p in found if p.plan.tiers is None]
-
-
-def on_this_machine(path, options, held=None, profile: dict | None = None, threads: int | None = None,
-                    current=None) -> list[Proposal]:
-    """propose() for the model at `path` planned with `options` (PlacementOptions) on this machine."""
-    from .machine import make_plan
-    quick = replace(options, measure_reserve=False)
-    table = read_table(path)
-    return propose(table, lambda t: make_plan(t, quick, held=held), make_plan(table, quick, held=held),
-                   profile, threads, current)
 
 
 def _fewest_layers(type_: str, layers: list[int], plan_of) -> Proposal | None:
