@@ -2,7 +2,8 @@
 import pytest
 
 from shimmy_py import defaults
-from shimmy_py.serving.dialects.parse import ApiError, parse_request
+from shimmy_py.serving.dialects.parse import parse_request
+from shimmy_py.serving.http.errors import ApiError
 
 
 def test_generate_defaults_follow_shimmy_and_openai_routes_llama_server():

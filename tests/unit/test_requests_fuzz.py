@@ -9,7 +9,9 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shimmy_py.serving.dialects.parse import ApiError, GenRequest, parse_request
+from shimmy_py.serving.dialects.jobs import GenRequest
+from shimmy_py.serving.dialects.parse import parse_request
+from shimmy_py.serving.http.errors import ApiError
 
 ROUTES = ["generate", "completions", "chat"]
 KEYS = ["prompt", "messages", "system", "max_tokens", "temperature", "top_k", "top_p", "min_p", "seed", "stop",

@@ -5,12 +5,11 @@ output_config's format and effort; the sampling fields older clients send;
 streamed as named SSE events message_start, content_block_start /
 _delta / _stop, message_delta, message_stop) and /v1/messages/count_tokens.
 
-A request becomes the server's own chat request (parse.parse_request), so the
-prompt is the one /v1/chat/completions builds for the same conversation:
-text blocks join, tool_use blocks become an assistant's tool calls,
-tool_result blocks become tool messages, thinking blocks the reasoning an
-earlier turn had. Images, documents and server-side tools are a 400 naming
-them. Errors take Anthropic's shape: {"type": "error", "error": {...}}.
+A request is read by its table (jobs.py), so the prompt is the one
+/v1/chat/completions builds for the same conversation: text blocks join,
+tool_use blocks become an assistant's tool calls, tool_result blocks become
+tool messages, thinking blocks the reasoning an earlier turn had. Images,
+documents and server-side tools are a 400 naming them. Errors take Anthropic's shape: {"type": "error", "error": {...}}.
 """
 from __future__ import annotations
 
@@ -22,14 +21,13 @@ from ..http.app import App
 from ..http.errors import ApiError, anthropic_error, bad
 from ..http.exchange import Request, Response
 from ..worker import messages as m
+from . import chat_fields as c
+from . import values as v
 from .chat_fields import text_parts
+from .jobs import Field, GenRequest, Shape, build, read
 from .known import known_fields
-from .parse import parse_request
 from .streaming import answer
 
-KNOWN = {"model", "messages", "system", "max_tokens", "stop_sequences", "stream", "temperature", "top_p", "top_k",
-         "tools", "tool_choice", "thinking", "metadata", "service_tier", "output_config", "cache_control"}
-COUNT_KNOWN = {"model", "messages", "system", "tools", "tool_choice", "thinking", "output_config", "cache_control"}
 STOP_REASONS = {"length": "max_tokens", "tool_calls": "tool_use"}
 
 
@@ -77,86 +75,81 @@ def _message(msg, i: int) -> list[dict]:
     return out
 
 
-def _tools(body: dict) -> dict:
-    tools = body.get("tools")
-    out: dict[str, Any] = {}
-    if tools:
-        if not isinstance(tools, list):
-            raise bad("'tools' must be a list")
-        specs = []
-        for k, t in enumerate(tools):
-            if not isinstance(t, dict) or not isinstance(t.get("name"), str):
-                raise bad(f"tools[{k}] must be an object with a name")
-            if t.get("type") not in (None, "custom"):
-                raise bad(f"tools[{k}] is a {t['type']!r} tool: server-side tools are not supported here")
-            specs.append({"type": "function", "function": {"name": t["name"],
-                                                           "description": t.get("description", ""),
-                                                           "parameters": t.get("input_schema") or {"type": "object"}}})
-        out["tools"] = specs
-    choice = body.get("tool_choice")
-    if choice is not None:
-        if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
-            raise bad("'tool_choice' must be {\"type\": \"auto\" | \"any\" | \"tool\" | \"none\"}")
-        kind = choice["type"]
-        out["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}.get(kind) or \
-            {"type": "function", "function": {"name": choice.get("name")}}
-        if choice.get("disable_parallel_tool_use"):
-            out["parallel_tool_calls"] = False
-    return out
+def _messages(raw, name: str) -> list[dict]:
+    if not isinstance(raw, list) or not raw:
+        raise bad(f"'{name}' must be a non-empty list", name)
+    return c.messages([out for i, msg in enumerate(raw) for out in _message(msg, i)], name)
 
 
-def _thinking(body: dict) -> dict:
-    thinking = body.get("thinking")
-    if thinking is None:
-        return {}
+def _tools(tools, name: str) -> tuple:
+    if not isinstance(tools, list):
+        raise bad(f"'{name}' must be a list", name)
+    specs = []
+    for k, t in enumerate(tools):
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+            raise bad(f"{name}[{k}] must be an object with a name")
+        if t.get("type") not in (None, "custom"):
+            raise bad(f"{name}[{k}] is a {t['type']!r} tool: server-side tools are not supported here")
+        specs.append({"type": "function", "function": {"name": t["name"], "description": t.get("description", ""),
+                                                       "parameters": t.get("input_schema") or {"type": "object"}}})
+    return c.tools(specs, name)
+
+
+def _tool_choice(choice, name: str) -> tuple:
+    """(tool choice, parallel tool calls)."""
+    if not isinstance(choice, dict) or choice.get("type") not in ("auto", "any", "tool", "none"):
+        raise bad(f"'{name}' must be {{\"type\": \"auto\" | \"any\" | \"tool\" | \"none\"}}", name)
+    kind = choice["type"]
+    if kind == "tool" and not isinstance(choice.get("name"), str):
+        raise bad(f"'{name}' of type \"tool\" names the tool: {{\"type\": \"tool\", \"name\": ...}}", name)
+    return ({"auto": "auto", "any": "required", "none": "none"}.get(kind) or choice["name"],
+            False if choice.get("disable_parallel_tool_use") else None)
+
+
+def _thinking(thinking, name: str) -> bool | None:
+    """Whether the template thinks: "disabled" turns it off (enabled and adaptive: the model's way)."""
     kind = thinking.get("type") if isinstance(thinking, dict) else None
     if kind in ("enabled", "adaptive"):
-        return {}
+        return None
     if kind == "disabled":
-        return {"chat_template_kwargs": {"enable_thinking": False}}
-    raise bad("'thinking' must be {\"type\": \"enabled\" | \"disabled\" | \"adaptive\", ...}")
+        return False
+    raise bad(f"'{name}' must be {{\"type\": \"enabled\" | \"disabled\" | \"adaptive\", ...}}", name)
 
 
-def _output_config(body: dict) -> dict:
-    """output_config: format (a JSON schema the answer must follow) and effort."""
-    config = body.get("output_config")
-    if config is None:
-        return {}
+def _output_config(config, name: str) -> tuple:
+    """(grammar, effort): format (a JSON schema the answer must follow) and effort."""
     if not isinstance(config, dict) or set(config) - {"format", "effort"}:
-        raise bad("'output_config' takes format and effort")
-    out: dict[str, Any] = {}
-    fmt = config.get("format")
+        raise bad(f"'{name}' takes format and effort", name)
+    fmt, effort = config.get("format"), config.get("effort")
+    grammar = None
     if fmt is not None:
         if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
-            raise bad("'output_config.format' must be {\"type\": \"json_schema\", \"schema\": {...}}")
-        out["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
-    if config.get("effort") is not None:
-        effort = config["effort"]
-        out["reasoning_effort"] = {"xhigh": "high", "max": "high"}.get(effort, effort)
-    return out
+            raise bad(f"'{name}.format' must be {{\"type\": \"json_schema\", \"schema\": {{...}}}}", name)
+        grammar = c.json_schema(fmt["schema"], f"{name}.format.schema")
+    if effort is not None:
+        effort = {"xhigh": "high", "max": "high"}.get(effort, effort)
+        effort = c.reasoning_effort(effort, f"{name}.effort")[1]
+    return grammar, effort
 
 
-def chat_fields(body: Any, known: set) -> dict:
-    """The server's chat request fields for an Anthropic body."""
-    known_fields(body, known)
-    raw = body.get("messages")
-    if not isinstance(raw, list) or not raw:
-        raise bad("'messages' must be a non-empty list")
-    msgs = [out for i, msg in enumerate(raw) for out in _message(msg, i)]
-    if body.get("system"):
-        msgs.insert(0, {"role": "system", "content": text_parts(body["system"], "'system'")})
-    return {"model": body.get("model"), "messages": msgs, **_tools(body), **_thinking(body), **_output_config(body)}
+COUNT = {   # /v1/messages/count_tokens: what makes the prompt
+    "model": Field("model", v.text), "messages": Field("messages", _messages),
+    "system": Field("system", lambda value, name: text_parts(value, f"'{name}'")),
+    "tools": Field("tools", _tools), "tool_choice": Field(("tool_choice", "parallel_tool_calls"), _tool_choice),
+    "thinking": Field("thinking", _thinking), "cache_control": Field(None),
+    "output_config": Field(("grammar", "reasoning_effort"), _output_config),
+}
+TABLE = {**COUNT, "max_tokens": Field("max_tokens", v.positive), "stop_sequences": Field("stop", v.stops),
+         "stream": Field("stream", v.boolean), "metadata": Field(None), "service_tier": Field(None),
+         **{key: Field(key, v.SAMPLED[key]) for key in ("temperature", "top_p", "top_k")}}
+SHAPE = Shape("chat", "messages")
 
 
-def request(body: Any):
-    fields = chat_fields(body, KNOWN)
-    if not isinstance(body.get("max_tokens"), int) or isinstance(body.get("max_tokens"), bool):
-        raise bad("'max_tokens' is required: a positive integer")
-    fields.update({k: body[k] for k in ("max_tokens", "stream", "temperature", "top_p", "top_k", "metadata")
-                   if body.get(k) is not None})
-    if body.get("stop_sequences") is not None:
-        fields["stop"] = body["stop_sequences"]
-    return parse_request(fields, "chat", {"stop": "stop_sequences"})
+def request(body: Any) -> GenRequest:
+    f = read(body, TABLE)
+    if "max_tokens" not in f.values:
+        raise bad("'max_tokens' is required: a positive integer", "max_tokens")
+    return build(f, SHAPE)
 
 
 class AnthropicShapes:
@@ -255,7 +248,7 @@ def messages(app: App, req: Request) -> Response:
 
 
 def count_tokens(app: App, req: Request) -> Response:
-    gr = parse_request(chat_fields(req.json(), COUNT_KNOWN), "chat")
+    gr = build(read(req.json(), COUNT), SHAPE)
     with app.state.lease(gr.model) as lease:
         rendered = lease.resident.supervisor.call(m.RenderChat(gr.job))
     return Response.json(200, {"input_tokens": rendered["tokens"]})

@@ -1,10 +1,11 @@
-"""The chat fields of a request, checked up front with a message naming
-each: messages (text content parts, an assistant's tool_calls with null
+"""The parsers of a request's chat fields (jobs.Field), each checking its
+field up front with a message naming it: messages (text content parts, an assistant's tool_calls with null
 content, tool results with tool_call_id), tools and tool_choice (and the
 legacy functions / function_call), parallel_tool_calls, response_format
 (json_object, json_schema) and llama-server's grammar / json_schema,
-reasoning_format, chat_template_kwargs and reasoning_effort. What cannot be
-honoured is an error, never ignored."""
+reasoning_format, chat_template_kwargs and reasoning_effort; and the chat
+options they make together (`chat_options`). What cannot be honoured is an
+error, never ignored."""
 from __future__ import annotations
 
 import json
@@ -75,17 +76,16 @@ def _tool_calls(calls, where: str) -> list[dict]:
     return out
 
 
-def messages(body: dict, system: str | None) -> list | None:
-    raw = body.get("messages")
-    if raw is None:
-        return None
+def messages(raw, name: str) -> list:
+    """OpenAI's chat messages (the system text a dialect gives apart is put
+    first by jobs.build)."""
     if not isinstance(raw, list):
-        raise bad("'messages' must be a list")
+        raise bad(f"'{name}' must be a list", name)
     if len(raw) > MAX_MESSAGES:
-        raise bad(f"'messages' holds {len(raw)} messages; at most {MAX_MESSAGES}")
-    out = [{"role": "system", "content": system}] if system else []
+        raise bad(f"'{name}' holds {len(raw)} messages; at most {MAX_MESSAGES}", name)
+    out = []
     for i, m in enumerate(raw):
-        where = f"messages[{i}]"
+        where = f"{name}[{i}]"
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise bad(f"{where} must be an object with a string 'role'")
         role = _text(m["role"], f"{where}.role")
@@ -105,8 +105,6 @@ def messages(body: dict, system: str | None) -> list | None:
         known_fields(m, {"role", "content", "tool_calls", "tool_call_id", "name", "reasoning_content", "refusal",
                          "annotations", "audio"}, where)
         out.append(msg)
-    if not out:
-        raise bad("'messages' is empty")
     return out
 
 
@@ -125,98 +123,114 @@ def _tool(spec, where: str) -> Tool:
     return Tool(name, params, _text(fn.get("description", ""), f"{where}.function.description"))
 
 
-def _legacy_functions(body: dict) -> tuple[list, Any]:
-    """OpenAI's deprecated functions / function_call, as tools / tool_choice."""
-    funcs = body.get("functions")
-    if not isinstance(funcs, list):
-        raise bad("'functions' must be a list")
-    choice = body.get("function_call", "auto")
+def tools(raw, name: str) -> tuple[Tool, ...]:
+    """OpenAI's function tools."""
+    if not isinstance(raw, list) or len(raw) > MAX_TOOLS:
+        raise bad(f"'{name}' must be a list of at most {MAX_TOOLS} tools", name)
+    out = tuple(_tool(t, f"{name}[{i}]") for i, t in enumerate(raw))
+    if len({t.name for t in out}) != len(out):
+        raise bad(f"'{name}' names a function twice", name)
+    return out
+
+
+def functions(raw, name: str) -> tuple[Tool, ...]:
+    """OpenAI's deprecated functions, as tools."""
+    if not isinstance(raw, list):
+        raise bad(f"'{name}' must be a list", name)
+    return tools([{"type": "function", "function": f} for f in raw], name)
+
+
+def tool_choice(choice, name: str) -> str:
+    """"auto", "none", "required" or {"type": "function", "function": {"name": ...}}: the mode or the name."""
     if isinstance(choice, dict):
-        choice = {"type": "function", "function": {"name": choice.get("name")}}
-    return [{"type": "function", "function": f} for f in funcs], choice
+        fn = choice.get("function") if choice.get("type") == "function" else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise bad(f"'{name}' must be \"auto\", \"none\", \"required\" or "
+                      "{\"type\": \"function\", \"function\": {\"name\": ...}}", name)
+        return _text(fn["name"], f"'{name}.function.name'")
+    if choice not in TOOL_CHOICES:
+        raise bad(f"'{name}' must be one of {', '.join(TOOL_CHOICES)} or a function, got {choice!r}", name)
+    return choice
 
 
-def chat_options(body: dict, template_kwargs: dict | None) -> ChatOptions:
-    tools_raw, choice = body.get("tools"), body.get("tool_choice", "auto")
-    if body.get("functions") is not None:
-        if tools_raw is not None:
-            raise bad("give 'tools' or the deprecated 'functions', not both")
-        tools_raw, choice = _legacy_functions(body)
-    tools = []
-    if tools_raw is not None:
-        if not isinstance(tools_raw, list) or len(tools_raw) > MAX_TOOLS:
-            raise bad(f"'tools' must be a list of at most {MAX_TOOLS} tools")
-        tools = [_tool(t, f"tools[{i}]") for i, t in enumerate(tools_raw)]
-        if len({t.name for t in tools}) != len(tools):
-            raise bad("'tools' names a function twice")
-    if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
-        if not isinstance(name, str):
-            raise bad("'tool_choice' must be \"auto\", \"none\", \"required\" or "
-                      "{\"type\": \"function\", \"function\": {\"name\": ...}}")
-        choice = name
-    elif choice not in TOOL_CHOICES:
-        raise bad(f"'tool_choice' must be one of {', '.join(TOOL_CHOICES)} or a function, got {choice!r}")
-    if choice not in TOOL_CHOICES and choice not in {t.name for t in tools}:
-        raise bad(f"'tool_choice' names {choice!r}, which is not among the tools offered")
-    if choice == "required" and not tools:
-        raise bad("'tool_choice' is \"required\" but no tools are offered")
-    parallel = body.get("parallel_tool_calls", True)
-    if not isinstance(parallel, bool):
-        raise bad("'parallel_tool_calls' must be a boolean")
-    fmt = body.get("reasoning_format", "auto")
-    if fmt not in REASONING_FORMATS:
-        raise bad(f"'reasoning_format' must be one of {', '.join(REASONING_FORMATS)}")
-    return ChatOptions(tuple(tools), choice, parallel, fmt, template_kwargs)
+def function_call(choice, name: str) -> str:
+    """The deprecated function_call: "auto", "none" or {"name": ...}."""
+    return tool_choice({"type": "function", "function": choice} if isinstance(choice, dict) else choice, name)
 
 
-def grammar(body: dict) -> str:
-    """response_format (OpenAI), or llama-server's grammar / json_schema, as a GBNF grammar ("": none)."""
-    given = [k for k in ("response_format", "grammar", "json_schema") if body.get(k) is not None]
-    if len(given) > 1:
-        raise bad(f"give one of 'response_format', 'grammar' and 'json_schema', not {' and '.join(given)}")
-    if not given:
-        return ""
-    try:
-        if given[0] == "grammar":
-            return _text(body["grammar"], "'grammar'")
-        if given[0] == "json_schema":
-            return schema_to_grammar(body["json_schema"])
-        fmt = body["response_format"]
-        kind = fmt.get("type") if isinstance(fmt, dict) else None
-        if kind == "text":
-            return ""
-        if kind == "json_object":
-            schema = fmt.get("schema")            # llama-server's extension
-            return schema_to_grammar(schema) if schema is not None else JSON_OBJECT
-        if kind == "json_schema":
-            spec = fmt.get("json_schema")
-            if not isinstance(spec, dict) or "schema" not in spec:
-                raise bad("'response_format.json_schema' must be {\"name\": ..., \"schema\": {...}}")
-            return schema_to_grammar(spec["schema"])
-        raise bad("'response_format.type' must be \"text\", \"json_object\" or \"json_schema\"")
-    except GenerationError as e:
-        raise bad(f"'{given[0]}': {e}") from None
+def reasoning_format(value, name: str) -> str:
+    if value not in REASONING_FORMATS:
+        raise bad(f"'{name}' must be one of {', '.join(REASONING_FORMATS)}", name)
+    return value
 
 
-def template_kwargs(body: dict) -> dict | None:
-    """llama-server's chat_template_kwargs (variables for the chat template,
-    e.g. Qwen3's enable_thinking) and OpenAI's reasoning_effort ("none": no
-    thinking), merged as llama-server merges them."""
-    kwargs = body.get("chat_template_kwargs") or {}
-    if not isinstance(kwargs, dict):
-        raise bad("'chat_template_kwargs' must be an object")
-    kwargs = dict(kwargs)
-    if len(kwargs) > MAX_TEMPLATE_KWARGS or any(len(k) > 64 for k in kwargs):
-        raise bad(f"'chat_template_kwargs' takes at most {MAX_TEMPLATE_KWARGS} names of at most 64 characters")
-    if not isinstance(kwargs.get("enable_thinking", False), bool):
-        raise bad("'chat_template_kwargs.enable_thinking' must be a boolean")
-    effort = body.get("reasoning_effort")
-    if effort is not None and not isinstance(effort, str):
-        raise bad("'reasoning_effort' must be a string")
-    if effort == "none":
-        kwargs["enable_thinking"] = False
-        kwargs.pop("reasoning_effort", None)
-    elif effort:
-        kwargs["reasoning_effort"] = _text(effort, "'reasoning_effort'")
+def chat_options(f) -> ChatOptions:
+    """The chat options of a request's job fields (jobs.JobFields)."""
+    offered = f.get("tools", ())
+    choice = f.get("tool_choice", "auto")
+    if choice not in TOOL_CHOICES and choice not in {t.name for t in offered}:
+        raise bad(f"'{f.name('tool_choice')}' names {choice!r}, which is not among the tools offered")
+    if choice == "required" and not offered:
+        raise bad(f"'{f.name('tool_choice')}' is \"required\" but no tools are offered")
+    return ChatOptions(offered, choice, f.get("parallel_tool_calls", True), f.get("reasoning_format", "auto"),
+                       _template_kwargs(f))
+
+
+def _template_kwargs(f) -> dict | None:
+    """The template's variables: chat_template_kwargs, with the thinking
+    switch and effort a dialect set apart, as llama-server merges them."""
+    kwargs = dict(f.get("template_kwargs") or {})
+    if f.get("thinking") is not None:
+        kwargs["enable_thinking"] = f.get("thinking")
+        if not f.get("thinking"):
+            kwargs.pop("reasoning_effort", None)
+    if f.get("reasoning_effort"):
+        kwargs["reasoning_effort"] = f.get("reasoning_effort")
     return kwargs or None
+
+
+def _schema(schema, name: str) -> str:
+    try:
+        return schema_to_grammar(schema)
+    except GenerationError as e:
+        raise bad(f"'{name}': {e}", name) from None
+
+
+def json_schema(value, name: str) -> str:
+    """llama-server's json_schema, as a GBNF grammar."""
+    return _schema(value, name)
+
+
+def response_format(fmt, name: str) -> str | None:
+    """OpenAI's response_format as a GBNF grammar (None: text, no grammar)."""
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        schema = fmt.get("schema")            # llama-server's extension
+        return _schema(schema, name) if schema is not None else JSON_OBJECT
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        if not isinstance(spec, dict) or "schema" not in spec:
+            raise bad(f"'{name}.json_schema' must be {{\"name\": ..., \"schema\": {{...}}}}", name)
+        return _schema(spec["schema"], name)
+    raise bad(f"'{name}.type' must be \"text\", \"json_object\" or \"json_schema\"", name)
+
+
+def template_kwargs(value, name: str) -> dict:
+    """llama-server's chat_template_kwargs: variables for the chat template
+    (e.g. Qwen3's enable_thinking)."""
+    if not isinstance(value, dict):
+        raise bad(f"'{name}' must be an object", name)
+    if len(value) > MAX_TEMPLATE_KWARGS or any(len(k) > 64 for k in value):
+        raise bad(f"'{name}' takes at most {MAX_TEMPLATE_KWARGS} names of at most 64 characters", name)
+    if not isinstance(value.get("enable_thinking", False), bool):
+        raise bad(f"'{name}.enable_thinking' must be a boolean", name)
+    return dict(value)
+
+
+def reasoning_effort(effort, name: str) -> tuple[bool | None, str | None]:
+    """OpenAI's reasoning_effort as (thinking, effort): "none" turns thinking off."""
+    if not isinstance(effort, str):
+        raise bad(f"'{name}' must be a string", name)
+    return (False, None) if effort == "none" else (None, _text(effort, f"'{name}'"))

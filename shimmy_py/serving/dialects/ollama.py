@@ -4,10 +4,9 @@ it: /api/chat and /api/generate (NDJSON streams, Ollama's default;
 objects with done_reason, counts and durations in nanoseconds). The model
 routes (/api/tags, /api/show, /api/ps, /api/version): ollama_models.py.
 
-A request is translated into the server's own chat or completion request
-(parse.parse_request: one validation for every dialect), so that the prompt
-an Ollama chat builds is the one /v1/chat/completions builds for the same
-conversation. What Ollama can do and this server cannot (images, a template
+A request is read by its table (jobs.py: the parsers every dialect shares),
+so that the prompt an Ollama chat builds is the one /v1/chat/completions
+builds for the same conversation. What Ollama can do and this server cannot (images, a template
 override, a fill-in-the-middle suffix, load-time options per request) is a
 400 naming the field.
 
@@ -22,32 +21,21 @@ from __future__ import annotations
 
 import datetime
 import json
-from dataclasses import replace
 from typing import Any, Mapping
 
 from ..http.app import App
 from ..http.errors import bad
 from ..http.exchange import Request, Response
-from .known import known_fields
-from .parse import parse_request
+from . import chat_fields as c
+from . import values as v
+from .jobs import Field, GenRequest, Shape, Sub, build, read
 from .streaming import answer
 
 OLLAMA_ONLY = {"options", "format", "raw", "suffix", "template", "context", "think", "images"}
-# options Ollama takes per request, and the server field each becomes
-SAMPLING_OPTIONS = {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "min_p": "min_p",
-                    "repeat_penalty": "repeat_penalty", "repeat_last_n": "repeat_last_n", "seed": "seed",
-                    "presence_penalty": "presence_penalty", "frequency_penalty": "frequency_penalty",
-                    "stop": "stop", "num_predict": "max_tokens"}
-# what an error names instead of the server's field it was translated to
-SPELLED = {**{ours: f"options.{theirs}" for theirs, ours in SAMPLING_OPTIONS.items()}, "response_format": "format"}
 NEUTRAL_OPTIONS = {"typical_p": 1.0, "tfs_z": 1.0, "mirostat": 0, "penalize_newline": False}   # as no sampler
 LOAD_OPTIONS = {"num_gpu", "main_gpu", "num_thread", "num_batch", "use_mmap", "use_mlock", "numa", "low_vram",
                 "vocab_only", "embedding_only", "logits_all", "num_keep"}
-CHAT_KEYS = {"model", "messages", "tools", "format", "options", "stream", "keep_alive", "think", "logprobs",
-             "top_logprobs"}
 LOAD_KEYS = {"model", "prompt", "keep_alive", "stream"}      # no prompt: load, or unload (keep_alive 0)
-GENERATE_KEYS = {"model", "prompt", "suffix", "system", "template", "context", "stream", "raw", "format", "images",
-                 "options", "keep_alive", "think", "logprobs", "top_logprobs"}
 
 
 def speaks_ollama(body: Any, headers: Mapping[str, str]) -> bool:
@@ -57,124 +45,100 @@ def speaks_ollama(body: Any, headers: Mapping[str, str]) -> bool:
     return isinstance(body, dict) and bool(OLLAMA_ONLY & set(body))
 
 
-def _empty(body: dict, key: str, why: str) -> None:
-    if body.get(key) not in (None, "", [], False):
-        raise bad(f"'{key}' is not supported: {why}")
+def _num_predict(value, name: str) -> int | None:
+    """A token budget; -1 (until the end of generation) and -2 (fill the context): none."""
+    return None if v.number(integer=True)(value, name) < 0 else v.positive(value, name)
 
 
-def _options(body: dict) -> dict:
-    """Ollama's `options` as the server's request fields."""
-    options = body.get("options") or {}
-    if not isinstance(options, dict):
-        raise bad("'options' must be an object")
-    out: dict[str, Any] = {}
-    for key, value in options.items():
-        if key in SAMPLING_OPTIONS:
-            if key == "num_predict" and isinstance(value, int) and not isinstance(value, bool) and value < 0:
-                continue                   # -1: until the end of generation, -2: fill the context
-            out[SAMPLING_OPTIONS[key]] = value
-        elif key == "num_ctx":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise bad(f"'options.num_ctx' must be a positive integer, got {value!r}")
-            out["context_limit"] = value
-        elif key in NEUTRAL_OPTIONS:
-            if value != NEUTRAL_OPTIONS[key]:
-                raise bad(f"'options.{key}' is not supported (only {NEUTRAL_OPTIONS[key]!r}, which does nothing)")
-        elif key in LOAD_OPTIONS:
-            raise bad(f"'options.{key}' is set when a model loads: use serve's flags or the model's --config entry")
-        else:
-            raise bad(f"unsupported option 'options.{key}'")
-    return out
-
-
-def _format(body: dict) -> dict:
-    fmt = body.get("format")
-    if fmt in (None, ""):
-        return {}
+def _format(fmt, name: str) -> str | None:
+    """"json" or a JSON schema, as a grammar."""
+    if fmt == "":
+        return None
     if fmt == "json":
-        return {"response_format": {"type": "json_object"}}
+        return c.response_format({"type": "json_object"}, name)
     if isinstance(fmt, dict):
-        return {"response_format": {"type": "json_schema", "json_schema": {"name": "format", "schema": fmt}}}
-    raise bad("'format' must be \"json\" or a JSON schema")
+        return c.json_schema(fmt, name)
+    raise bad(f"'{name}' must be \"json\" or a JSON schema", name)
 
 
-def _think(body: dict) -> dict:
-    """Thinking goes to `thinking`, apart from the answer (as Ollama does for
-    thinking models, think unset included); think false turns the template's
-    thinking off; "low"/"medium"/"high": gpt-oss's effort."""
-    think = body.get("think")
-    if think is None:
-        return {}
+def _think(think, name: str) -> tuple:
+    """(reasoning_format, thinking, effort): thinking goes to `thinking`,
+    apart from the answer (as Ollama does for thinking models, think unset
+    included); false turns the template's thinking off; "low"/"medium"/"high":
+    gpt-oss's effort."""
     if think is True:
-        return {"reasoning_format": "deepseek"}
+        return "deepseek", None, None
     if think is False:
-        return {"reasoning_format": "deepseek", "chat_template_kwargs": {"enable_thinking": False}}
+        return "deepseek", False, None
     if think in ("low", "medium", "high"):
-        return {"reasoning_format": "deepseek", "reasoning_effort": think}
-    raise bad("'think' must be true, false, \"low\", \"medium\" or \"high\"")
+        return "deepseek", None, think
+    raise bad(f"'{name}' must be true, false, \"low\", \"medium\" or \"high\"", name)
 
 
-def _messages(raw) -> list:
+def _messages(raw, name: str) -> list:
+    """Ollama's messages (thinking, tool_name) as the server's."""
     if not isinstance(raw, list):
-        raise bad("'messages' must be a list")
+        raise bad(f"'{name}' must be a list", name)
     out = []
     for i, m in enumerate(raw):
         if not isinstance(m, dict):
-            raise bad(f"messages[{i}] must be an object")
-        _empty(m, "images", "this server's models take text only")
-        msg = {k: v for k, v in m.items() if k not in ("images", "thinking", "tool_name")}
+            raise bad(f"{name}[{i}] must be an object")
+        if m.get("images") not in (None, "", [], False):
+            raise bad(f"'{name}[{i}].images' is not supported: this server's models take text only")
+        msg = {k: val for k, val in m.items() if k not in ("images", "thinking", "tool_name")}
         if m.get("thinking"):
             msg["reasoning_content"] = m["thinking"]
         if m.get("tool_name") is not None:
             msg["name"] = m["tool_name"]
         out.append(msg)
-    return out
+    return c.messages(out, name)
 
 
-def _common(body: dict) -> dict:
-    keep = {"keep_alive": body["keep_alive"]} if body.get("keep_alive") is not None else {}
-    lp = {k: body[k] for k in ("logprobs", "top_logprobs") if body.get(k) is not None}
-    return {"model": body.get("model"), "stream": body.get("stream", True), **keep, **lp, **_options(body),
-            **_format(body)}
+def _unsupported(why: str) -> Field:
+    return Field(None, v.refuse(f"is not supported: {why}", allowed=("", [], False)))
 
 
-def chat_request(body: Any):
-    """/api/chat's body as the server's chat request."""
-    known_fields(body, CHAT_KEYS, route="/api/chat")
-    fields = {**_common(body), **_think(body), "messages": _messages(body.get("messages"))}
-    if body.get("tools"):
-        fields["tools"] = body["tools"]
-    return _parse(fields, "chat")
+OPTIONS = {                     # options Ollama takes per request
+    **{key: Field(key, v.SAMPLED[key]) for key in ("temperature", "top_k", "top_p", "min_p", "repeat_penalty",
+                                                    "repeat_last_n", "seed", "presence_penalty", "frequency_penalty")},
+    "stop": Field("stop", v.stops), "num_predict": Field("max_tokens", _num_predict),
+    "num_ctx": Field("context_limit", v.positive),
+    **{key: Field(None, v.refuse(f"is not supported (only {value!r}, which does nothing)", allowed=(value,)))
+       for key, value in NEUTRAL_OPTIONS.items()},
+    **{key: Field(None, v.refuse("is set when a model loads: use serve's flags or the model's --config entry",
+                                 allowed=())) for key in LOAD_OPTIONS},
+}
+COMMON = {"model": Field("model", v.text), "format": Field("grammar", _format), "options": Sub(OPTIONS),
+          "stream": Field("stream", v.boolean), "keep_alive": Field("keep_alive", v.duration),
+          "think": Field(("reasoning_format", "thinking", "reasoning_effort"), _think),
+          "logprobs": Field("logprobs", v.boolean),
+          "top_logprobs": Field("top_logprobs", v.number(0, v.MAX_TOP_LOGPROBS, integer=True))}
+CHAT = {**COMMON, "messages": Field("messages", _messages), "tools": Field("tools", c.tools)}
+GENERATE = {**COMMON, "prompt": Field("prompt", v.text), "system": Field("system", v.text),
+            "raw": Field("_raw", v.boolean), "images": _unsupported("this server's models take text only"),
+            "suffix": _unsupported("fill-in-the-middle is not implemented"),
+            "template": _unsupported("the model's own chat template is used (see /api/show)"),
+            "context": _unsupported("send the conversation as /api/chat messages instead")}
+CHAT_SHAPE = Shape("chat", "messages", stream=True)              # Ollama streams unless told
 
 
-def generate_request(body: dict):
+def chat_request(body: Any) -> GenRequest:
+    """/api/chat's body."""
+    return build(read(body, CHAT, route="/api/chat"), CHAT_SHAPE)
+
+
+def generate_request(body: Any) -> GenRequest:
     """/api/generate's (Ollama's) body: the prompt through the template as a
     user turn (with `system`), or as it is with `raw`."""
-    known_fields(body, GENERATE_KEYS, route="/api/generate")
-    _empty(body, "images", "this server's models take text only")
-    _empty(body, "suffix", "fill-in-the-middle is not implemented")
-    _empty(body, "template", "the model's own chat template is used (see /api/show)")
-    _empty(body, "context", "send the conversation as /api/chat messages instead")
-    prompt = body.get("prompt")
-    if not isinstance(prompt, str):
-        raise bad("'prompt' must be a string")
-    fields = _common(body)
-    if body.get("raw"):
-        if body.get("system") or body.get("think") is not None:
+    f = read(body, GENERATE, route="/api/generate")
+    if f.get("prompt") is None:
+        raise bad("'prompt' must be a string", "prompt")
+    if f.pop("_raw", False):
+        if f.get("system") or "reasoning_format" in f.values:
             raise bad("'raw' sends the prompt as it is: 'system' and 'think' cannot apply")
-        if fields.pop("logprobs", None):               # the completions form: logprobs N
-            fields["logprobs"] = fields.pop("top_logprobs", 0)
-        fields.pop("top_logprobs", None)
-        return _parse({**fields, "prompt": prompt}, "completions")
-    system = body.get("system") or None
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    return _parse({**fields, **_think(body), "messages": messages}, "chat")
-
-
-def _parse(fields: dict, route: str):
-    limit = fields.pop("context_limit", None)
-    gr = parse_request(fields, route, SPELLED)
-    return replace(gr, job=replace(gr.job, context_limit=limit)) if limit is not None else gr
+        return build(f, Shape("completions", "prompt", stream=True))
+    f.set("messages", [{"role": "user", "content": f.pop("prompt")}], "prompt")
+    return build(f, CHAT_SHAPE)
 
 
 # --- answers ----------------------------------------------------------------------------------
@@ -270,14 +234,8 @@ def load_or_unload(app: App, body: dict) -> Response:
     """Ollama's /api/generate with no prompt: loads the model (for its
     keep_alive), or with keep_alive 0 unloads it (once no request runs on
     it; a model not loaded stays so); done_reason says which."""
-    from ..durations import BadDuration, parse_duration
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise bad("'model' must be a string", "model")
-    try:
-        keep_alive = parse_duration(body["keep_alive"]) if body.get("keep_alive") is not None else None
-    except BadDuration as e:
-        raise bad(str(e), "keep_alive") from None
+    model = v.text(body["model"], "model") if body.get("model") is not None else None
+    keep_alive = v.duration(body["keep_alive"], "keep_alive") if body.get("keep_alive") is not None else None
     state = app.state
     name = state.catalog.resolve(model)
     if keep_alive == 0:

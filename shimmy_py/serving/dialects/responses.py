@@ -6,8 +6,8 @@ json_schema), `reasoning.effort`, `max_output_tokens`; the answer as output
 items (reasoning, message, function_call), whole or as the typed stream
 events the openai client parses (response.created ... response.completed).
 
-The request becomes the server's own chat request (parse.parse_request), so
-the prompt is the one /v1/chat/completions builds for the same conversation.
+The request is read by its table (jobs.py), so the prompt is the one
+/v1/chat/completions builds for the same conversation.
 """
 from __future__ import annotations
 
@@ -19,29 +19,24 @@ from typing import Any
 from ..http.app import App
 from ..http.errors import bad
 from ..http.exchange import Request, Response
+from . import chat_fields as c
+from . import values as v
 from .chat_fields import text_parts
-from .known import known_fields
-from .parse import parse_request
+from .jobs import Field, GenRequest, Shape, build, read
 from .streaming import answer
-
-KNOWN = {"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "max_output_tokens",
-         "temperature", "top_p", "stream", "text", "reasoning", "store", "metadata", "user", "truncation",
-         "include", "service_tier", "prompt_cache_key", "safety_identifier", "previous_response_id",
-         "stream_options"}
-
 
 TEXT_PARTS = ("input_text", "output_text", "text")
 
 
-def _messages(body: dict) -> list[dict]:
-    raw = body.get("input")
+def _messages(raw, name: str) -> list[dict]:
+    """`input`: text, or items, as the server's chat messages."""
     items = [{"role": "user", "content": raw}] if isinstance(raw, str) else raw
     if not isinstance(items, list) or not items:
-        raise bad("'input' must be a string or a non-empty list of items")
-    out: list[dict] = [{"role": "system", "content": body["instructions"]}] if body.get("instructions") else []
+        raise bad(f"'{name}' must be a string or a non-empty list of items", name)
+    out: list[dict] = []
     reasoning = ""
     for i, item in enumerate(items):
-        where = f"input[{i}]"
+        where = f"{name}[{i}]"
         if not isinstance(item, dict):
             raise bad(f"{where} must be an object")
         kind = item.get("type", "message")
@@ -64,68 +59,78 @@ def _messages(body: dict) -> list[dict]:
             out.append({"role": "tool", "tool_call_id": str(item.get("call_id", "")),
                         "content": text_parts(item.get("output"), f"{where}.output", TEXT_PARTS)})
         elif kind == "reasoning":
-            parts = (item.get("content") or []) + (item.get("summary") or [])
+            parts = [p for key in ("content", "summary") for p in (item.get(key) or [])]
             reasoning += "".join(p.get("text", "") for p in parts if isinstance(p, dict))
         else:
             raise bad(f"{where} is a {kind!r} item: not supported here")
-    return out
+    return c.messages(out, name)
 
 
-def _tools(body: dict) -> dict:
-    out: dict[str, Any] = {}
+def _tools(tools, name: str) -> tuple:
+    if not isinstance(tools, list):
+        raise bad(f"'{name}' must be a list", name)
     specs = []
-    for k, t in enumerate(body.get("tools") or []):
+    for k, t in enumerate(tools):
         if not isinstance(t, dict) or t.get("type") != "function" or not isinstance(t.get("name"), str):
             kind = t.get("type") if isinstance(t, dict) else None
-            raise bad(f"tools[{k}] is a {kind!r} tool: only function tools are supported here")
+            raise bad(f"{name}[{k}] is a {kind!r} tool: only function tools are supported here")
         specs.append({"type": "function", "function": {"name": t["name"], "description": t.get("description", ""),
                                                        "parameters": t.get("parameters") or {"type": "object"}}})
-    if specs:
-        out["tools"] = specs
-    choice = body.get("tool_choice")
+    return c.tools(specs, name)
+
+
+def _tool_choice(choice, name: str) -> str:
     if isinstance(choice, dict):
         if choice.get("type") != "function":
-            raise bad("'tool_choice' must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", ...}")
+            raise bad(f"'{name}' must be \"auto\", \"none\", \"required\" or {{\"type\": \"function\", ...}}",
+                      name)
         choice = {"type": "function", "function": {"name": choice.get("name")}}
-    if choice is not None:
-        out["tool_choice"] = choice
-    if body.get("parallel_tool_calls") is not None:
-        out["parallel_tool_calls"] = body["parallel_tool_calls"]
-    return out
+    return c.tool_choice(choice, name)
 
 
-def _format(body: dict) -> dict:
-    fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
-    if body.get("text") is not None and not isinstance(body["text"], dict):
-        raise bad("'text' must be an object")
-    if fmt is None or fmt.get("type") == "text":
-        return {}
-    if fmt.get("type") == "json_object":
-        return {"response_format": {"type": "json_object"}}
-    if fmt.get("type") == "json_schema":
-        return {"response_format": {"type": "json_schema", "json_schema": {
-            "name": fmt.get("name", "format"), "schema": fmt.get("schema"), "strict": fmt.get("strict")}}}
-    raise bad("'text.format.type' must be \"text\", \"json_object\" or \"json_schema\"")
+def _format(text, name: str) -> str | None:
+    """text.format: text, json_object or json_schema, as a grammar."""
+    if not isinstance(text, dict) or set(text) - {"format", "verbosity"}:
+        raise bad(f"'{name}' must be an object with a format", name)
+    fmt = text.get("format")
+    if fmt is None or (isinstance(fmt, dict) and fmt.get("type") == "text"):
+        return None
+    if isinstance(fmt, dict) and fmt.get("type") == "json_object":
+        return c.response_format({"type": "json_object"}, f"{name}.format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        return c.json_schema(fmt.get("schema"), f"{name}.format.schema")
+    raise bad(f"'{name}.format.type' must be \"text\", \"json_object\" or \"json_schema\"", name)
 
 
-def request(body: Any):
-    known_fields(body, KNOWN)
-    if body.get("previous_response_id"):
-        raise bad("'previous_response_id': this server stores no responses; send the whole conversation as input")
-    if body.get("truncation") not in (None, "disabled"):
-        raise bad("'truncation' must be \"disabled\": a conversation longer than the context is an error here")
-    if body.get("include"):
-        raise bad(f"'include' {body['include']!r} is not supported")
-    fields = {"model": body.get("model"), "messages": _messages(body), **_tools(body), **_format(body)}
-    effort = (body.get("reasoning") or {}).get("effort") if isinstance(body.get("reasoning"), dict) else None
-    if effort is not None:
-        fields["reasoning_effort"] = effort
-    if body.get("max_output_tokens") is not None:
-        fields["max_tokens"] = body["max_output_tokens"]
-    fields.update({k: body[k] for k in ("temperature", "top_p", "stream", "metadata", "user", "store",
-                                        "service_tier", "prompt_cache_key", "safety_identifier", "stream_options")
-                   if body.get(k) is not None})
-    return parse_request(fields, "chat", {"max_tokens": "max_output_tokens"}), body
+def _reasoning(reasoning, name: str) -> tuple:
+    """reasoning.effort, as (thinking, effort)."""
+    if not isinstance(reasoning, dict) or set(reasoning) - {"effort", "summary", "generate_summary"}:
+        raise bad(f"'{name}' must be {{\"effort\": ...}}", name)
+    effort = reasoning.get("effort")
+    return c.reasoning_effort(effort, f"{name}.effort") if effort is not None else (None, None)
+
+
+TABLE = {
+    "model": Field("model", v.text), "input": Field("messages", _messages), "instructions": Field("system", v.text),
+    "tools": Field("tools", _tools), "tool_choice": Field("tool_choice", _tool_choice),
+    "parallel_tool_calls": Field("parallel_tool_calls", v.boolean),
+    "max_output_tokens": Field("max_tokens", v.positive),
+    "temperature": Field("temperature", v.SAMPLED["temperature"]), "top_p": Field("top_p", v.SAMPLED["top_p"]),
+    "stream": Field("stream", v.boolean), "stream_options": Field("include_usage", v.stream_options),
+    "text": Field("grammar", _format), "reasoning": Field(("thinking", "reasoning_effort"), _reasoning),
+    **{key: Field(None) for key in ("store", "metadata", "user", "service_tier", "prompt_cache_key",
+                                    "safety_identifier")},
+    "previous_response_id": Field(None, v.refuse("is not supported: this server stores no responses; send the "
+                                                 "whole conversation as input", allowed=("",))),
+    "truncation": Field(None, v.refuse("must be \"disabled\": a conversation longer than the context is an error "
+                                       "here", allowed=("disabled",))),
+    "include": Field(None, v.refuse("is not supported: the output items are all there is", allowed=([],))),
+}
+
+
+def request(body: Any) -> tuple[GenRequest, dict]:
+    """The request, and the body (whose fields a response echoes)."""
+    return build(read(body, TABLE), Shape("chat", "messages")), body
 
 
 class ResponsesShapes:

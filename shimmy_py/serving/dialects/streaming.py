@@ -22,7 +22,7 @@ from ...errors import ShimmyError
 from ...generation.loop import drain
 from ..http.app import App
 from ..http.exchange import ClientGone, Request, Response, as_api_error, sse
-from .parse import GenRequest
+from .jobs import GenRequest
 
 logger = logging.getLogger("shimmy_py.server")
 CLIENT_CHECK_EVERY = 8          # pieces between checks that a non-streaming client is still there

@@ -13,16 +13,7 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.message, self.kind = status, message, kind
         self.headers = headers or {}
-        self.field = field               # the request field it names, as parse.py spells it
-
-    def spelled(self, names: dict) -> "ApiError":
-        """The same error naming its field as the client spelled it (names:
-        parse.py's name -> the dialect's), where a dialect translated it."""
-        if self.field not in names:
-            return self
-        theirs = names[self.field]
-        return ApiError(self.status, self.message.replace(f"'{self.field}'", f"'{theirs}'"), self.kind, self.headers,
-                        theirs)
+        self.field = field               # the request field it names, as the client spelled it
 
 
 def bad(message: str, field: str | None = None) -> ApiError:
@@ -31,7 +22,7 @@ def bad(message: str, field: str | None = None) -> ApiError:
 
 
 def openai_error(e: ApiError) -> dict:
-    return {"error": {"message": e.message, "type": e.kind, "param": None, "code": e.status}}
+    return {"error": {"message": e.message, "type": e.kind, "param": e.field, "code": e.status}}
 
 
 ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
