@@ -12,7 +12,6 @@ from typing import Callable
 
 import numpy as np
 
-from .loop import WAIT
 from .sampling import Sampler, SamplingParams
 from .speculative import DraftStats
 
@@ -49,17 +48,9 @@ class BatchedSequence:
         self.cancelled = False
         self.end_reason = "length"   # why next_token() returned None: a full context, or "cancelled"
         self.draft_stats = DraftStats()   # speculative decoding: its drafted and accepted tokens
-        self.blocking = True              # False: next_token() returns loop.WAIT when no token is there yet
 
     def next_token(self) -> int | None:
-        if self.blocking:
-            item = self.out.get()
-        else:
-            try:
-                item = self.out.get_nowait()
-            except queue.Empty:
-                return WAIT
-
+        item = self.out.get()
         if isinstance(item, BaseException):
             raise item
         if item is SHUTDOWN:

@@ -75,12 +75,8 @@ class Engine:
 
     def __init__(self, context: Context, vocab: Vocab, queue_limit: int = defaults.QUEUE,
                  prefill_chunk: int = defaults.PREFILL_CHUNK, cache_bytes: int = 0, n_experts: int = 0,
-                 drafter: Drafter | None = None, set_threads: Callable[[int], None] | None = None,
-                 after_step: Callable[[], None] | None = None):
+                 drafter: Drafter | None = None, set_threads: Callable[[int], None] | None = None):
         self.context, self.vocab = context, vocab
-        # called on the scheduler thread after each step (and after requests fail or end), outside the
-        # lock: the server's worker advances every open generation there (serving/worker/process.py)
-        self._after_step = after_step or (lambda: None)
         # sets the threads of every context a step decodes with (Model.set_threads); the context's alone by default
         self._set_threads = set_threads or context.set_threads
         self._threads_asked: int | None = None
@@ -158,15 +154,13 @@ class Engine:
     def _loop(self) -> None:
         try:
             while True:
-                self._after_step()
                 with self._cv:
                     self._reap()
                     if self._stopping:
                         break
-                    failed = self._admit()
+                    self._admit()
                     if not self._slots:
-                        if not failed:
-                            self._cv.wait(timeout=1.0)
+                        self._cv.wait(timeout=1.0)
                         continue
                     threads, self._threads_asked = self._threads_asked, None
                 if threads is not None and threads != self.stats.threads:
@@ -177,10 +171,8 @@ class Engine:
             logger.exception("engine stopped")
             self.failure = e if isinstance(e, Exception) else ShimmyError(str(e))
             self._fail_all(self.failure)
-            self._after_step()
             return
         self._fail_all(None)
-        self._after_step()
 
     def _fail_all(self, error) -> None:
         with self._cv:
@@ -191,9 +183,8 @@ class Engine:
             while self._waiting:
                 self._waiting.popleft().out.put(error or SHUTDOWN)
 
-    def _admit(self) -> bool:
-        """Admits waiting requests into free sequences; whether one failed."""
-        free, failed = [s for s in range(self.n_seq) if s not in self._slots], False
+    def _admit(self) -> None:
+        free = [s for s in range(self.n_seq) if s not in self._slots]
         while free and self._waiting:
             req = self._waiting[0]
             if self._prefilling_same(req):
@@ -205,7 +196,6 @@ class Engine:
                 sampler = build_sampler(req.sampling, self.vocab.n_vocab, req.tokens, self.context.native.model)
             except ShimmyError as e:   # this request fails alone
                 req.out.put(e)
-                failed = True
                 continue
             # the free sequence whose cache shares the longest prefix with this
             # prompt; only the rest of the prompt is decoded (llama-server's cache_prompt)
@@ -220,7 +210,6 @@ class Engine:
                 kept = req.cached_tokens = self._share(seq, req.tokens, kept)
             self._slots[seq] = Slot(seq, req, sampler, req.tokens[kept:], n_past=kept)
         self.stats.queue_depth, self.stats.active = len(self._waiting), len(self._slots)
-        return failed
 
     def _prefilling_same(self, req: BatchedSequence) -> bool:
         """Whether a slot is still decoding (nearly) this request's whole prompt

@@ -6,10 +6,6 @@ llama.cpp (a Model decoding inline, or a sequence of the server's batching
 engine), and turns its tokens into text: it yields pieces as they decode and
 returns a `Completion` when it ends (the value of StopIteration). Closing it
 early (a client that went away) closes the source, which frees its sequence.
-A source that has nothing yet and must not block (the server's worker
-advances every generation on the engine's thread after each step) returns
-WAIT; run() and every relay() stage yield it as it is and go on from there
-when called again.
 """
 from __future__ import annotations
 
@@ -53,9 +49,6 @@ class Completion:
     def acceptance(self) -> float | None:
         """Accepted draft tokens over drafted ones (None without drafts)."""
         return self.draft_accepted / self.drafted if self.drafted else None
-
-
-WAIT = object()   # a source's token is not there yet: yielded through every stage, called again later
 
 
 class TokenSource(Protocol):
@@ -116,9 +109,6 @@ def run(source: TokenSource, vocab: TokenTexts, max_tokens: int, stop: Sequence[
             # 1. The source processes the prompt (first call) or feeds back the
             #    previous token, then samples the next one inside llama.cpp.
             token = source.next_token()
-            if token is WAIT:
-                yield WAIT
-                continue
             if token is None:                    # the context is full, or the server stops
                 out.finish_reason = getattr(source, "end_reason", "length")
                 break
@@ -175,9 +165,6 @@ def relay(gen, each: Callable):
                 item = next(gen)
             except StopIteration as done:
                 return done.value
-            if item is WAIT:
-                yield WAIT
-                continue
             yield from each(item)
 
 

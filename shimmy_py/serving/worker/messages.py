@@ -4,9 +4,8 @@ has `server_task_type` and `struct server_task` for the same purpose.
 
 Server -> worker: `Generate` (a streamed generation), any `Call` (a request
 answered by one value: tokenize, embed, ...), `Cancel`, `CacheLimit`,
-`Threads`, `Stop`. Worker -> server: `Ready` or `LoadFailed` once, then a
-`Step` per engine step holding every generation's `Piece`s and `Done`s,
-`Result` for a call, `Failed` for either, and a
+`Threads`, `Stop`. Worker -> server: `Ready` or `LoadFailed` once, then `Piece`s and
+`Done` for a generation, `Result` for a call, `Failed` for either, and a
 `Heartbeat` with the engine's counters every second (watchdog.py).
 
 A model-backed endpoint is a route (dialects/routes.py), a `Call` subclass here,
@@ -103,13 +102,6 @@ class Piece:
 class Done:
     rid: int
     completion: Completion | None     # None: cancelled
-
-
-@dataclass(frozen=True)
-class Step:
-    """What one engine step gave every open generation: Pieces, and Done or
-    Failed for those that ended (after a Heartbeat that counts them)."""
-    items: tuple
 
 
 @dataclass(frozen=True)

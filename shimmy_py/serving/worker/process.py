@@ -7,13 +7,10 @@ Started as `python -m shimmy_py.serving.worker FD` (supervisor.py), it
 speaks to the server over one Connection on that socket in the typed
 messages of messages.py; the first message is its WorkerSpec. Messages are
 dispatched by type (`Worker.HANDLERS`); a `Call` is answered by the method
-CALLS names for its type, on a thread of its own. A generation is tokenized
-and submitted on the reading thread; from then on the engine's thread
-advances every open generation after each step (`advance`: text decoding,
-stops, chat parsing, none of which waits) and sends what they gave as one
-`Step` message, so a token costs no thread of its own in this process. A
-Cancel (the client went away) closes its generation at the next step, which
-frees its sequence.
+CALLS names for its type, on a thread of its own. Each generation runs on a
+thread of its own that tokenizes, submits to the engine and drains the
+generation loop; a Cancel (the client went away) closes its generation at
+the next piece, which frees its sequence.
 """
 from __future__ import annotations
 
@@ -29,10 +26,14 @@ from ...generation.chatting import ChatOptions, prepare, structured
 from ...generation.engine import Engine, EngineFailed, QueueFull
 from ...generation.experts import ExpertTrace
 from ...generation.job import Job
-from ...generation.loop import WAIT, relay, run
+from ...generation.loop import drain, relay, run
 from . import messages as m
 from .figures import read_all
 from .watchdog import HEARTBEAT_S
+
+
+class _Cancelled(Exception):
+    """The server asked to stop this request (its client went away)."""
 
 
 def failure(rid: int, e: BaseException) -> m.Failed:
@@ -49,15 +50,14 @@ class Worker:
 
     def __init__(self, conn, model, queue_limit: int, cache_bytes: int = 0):
         self.conn, self.model = conn, model
-        self._open_gens: dict[int, tuple] = {}     # rid -> (its generation, its token source)
         self.engine = Engine(model.context, model.vocab, queue_limit=queue_limit, cache_bytes=cache_bytes,
                              n_experts=model.header.arch_key("expert_count", 0), drafter=model.drafter(),
-                             set_threads=model.set_threads, after_step=self.advance)
+                             set_threads=model.set_threads)
         self.engine.stats.stream = model.streamer.stats if model.streamer is not None else None
         self._send_lock = threading.Lock()
         self._cancelled: set[int] = set()
         self._threads: dict[int, threading.Thread] = {}
-        self.HANDLERS = {m.Generate: self._start, m.Cancel: self._cancel,
+        self.HANDLERS = {m.Generate: self._start, m.Cancel: lambda msg: self._cancelled.add(msg.rid),
                          m.CacheLimit: lambda msg: self.engine.limit_cache(msg.bytes),
                          m.Threads: lambda msg: self.engine.share_threads(msg.n)}
         self._stop = threading.Event()
@@ -110,10 +110,14 @@ class Worker:
     def _run(self, rid: int, target, msg) -> None:
         try:
             target(msg)
+        except _Cancelled:
+            self.send(m.Done(rid, None))
         except ShimmyError as e:
             self.send(failure(rid, e))
         except Exception as e:   # a bug must still answer the request, not leave it waiting
-            self.send(self._internal(rid, e))
+            import traceback
+            traceback.print_exc()
+            self.send(m.Failed(rid, m.INTERNAL, f"{type(e).__name__}: {e}"))
         finally:
             self._cancelled.discard(rid)
             self._threads.pop(rid, None)
@@ -174,81 +178,25 @@ class Worker:
 
     # --- generations ------------------------------------------------------------------
     def _start(self, msg: m.Generate) -> None:
-        """Opens the generation (tokenized and submitted on this, the reading
-        thread); the engine's thread advances it from then on (`advance`)."""
-        try:
-            gen, source = self._open(msg.job)
-        except ShimmyError as e:
-            self.send(failure(msg.rid, e))
-            return
-        except Exception as e:   # a bug must still answer the request, not leave it waiting
-            self.send(self._internal(msg.rid, e))
-            return
-        source.blocking = False
-        self._open_gens[msg.rid] = (gen, source)
-        self.engine.wake()
+        self._spawn(msg.rid, self._generate, msg)
 
-    def _cancel(self, msg: m.Cancel) -> None:
-        if msg.rid in self._open_gens:
-            self._cancelled.add(msg.rid)
-            self.engine.wake()                # advance() closes it, which frees its sequence
+    def _generate(self, msg: m.Generate) -> None:
+        rid = msg.rid
+        gen, source = self._open(msg.job)
 
-    def advance(self) -> None:
-        """On the engine's thread after each step: every open generation
-        advanced as far as its tokens go (text decoding, stops, chat parsing),
-        and what they gave sent as one message."""
-        try:
-            self._advance_all()
-        except Exception:                     # never the engine's failure: its requests stay answerable
-            import traceback
-            traceback.print_exc()
-
-    def _advance_all(self) -> None:
-        items: list = []
-        for rid, (gen, source) in list(self._open_gens.items()):
-            end = self._advance(rid, gen, source, items)
-            if end is not None:
-                del self._open_gens[rid]
-                self._cancelled.discard(rid)
-                items.append(end)
-        if not items:
-            return
-        if any(isinstance(i, (m.Done, m.Failed)) for i in items):   # the counters include what ended
-            items.insert(0, m.Heartbeat(self.stats()))
-        try:
-            self.send(m.Step(tuple(items)))
-        except OSError:
-            pass                                  # the server is gone; serve() ends
-
-    def _advance(self, rid: int, gen, source, items: list):
-        """The generation's pieces into `items`; its end (Done or Failed) once it ends, else None."""
-        try:
+        def forward(delta) -> None:
             if rid in self._cancelled:
-                gen.close()
-                return m.Done(rid, None)
-            while (delta := next(gen)) is not WAIT:
-                kind, value = delta
-                items.append(m.Piece(rid, "", kind, value) if kind == "tool_call" else m.Piece(rid, value, kind))
-        except StopIteration as done:
-            return m.Done(rid, self._finished(done.value, source))
-        except ShimmyError as e:
-            return failure(rid, e)
-        except Exception as e:
-            return self._internal(rid, e)
-        return None
-
-    def _finished(self, completion, source):
+                raise _Cancelled()
+            kind, value = delta
+            self.send(m.Piece(rid, "", kind, value) if kind == "tool_call" else m.Piece(rid, value, kind))
+        completion = drain(gen, forward)
         if completion.logprobs is not None:
             completion.logprobs = self.readable_logprobs(completion)
         if source.experts is not None:
             completion.experts = self.routed(source, completion)
-        return completion
-
-    @staticmethod
-    def _internal(rid: int, e: Exception) -> m.Failed:
-        import traceback
-        traceback.print_exc()
-        return m.Failed(rid, m.INTERNAL, f"{type(e).__name__}: {e}")
+        done = m.Done(rid, completion)
+        self.send(m.Heartbeat(self.stats()))    # the counters include this request when its answer arrives
+        self.send(done)
 
     def _open(self, req: Job):
         """The request's generation as (kind, value) deltas: tokenized,

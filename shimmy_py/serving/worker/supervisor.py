@@ -202,8 +202,15 @@ class Supervisor:
     def _read(self, conn, proc) -> None:
         """Relays the worker's messages; on its death fails what was in flight."""
         while (msg := self._recv_from(conn)) is not None:
-            for item in msg.items if isinstance(msg, m.Step) else (msg,):
-                self._relay(item)
+            if isinstance(msg, m.Heartbeat):
+                self.stats = msg.values
+                self.live.heartbeat(time.monotonic(), msg.values)
+                continue
+            self.live.reply(time.monotonic())
+            with self._lock:
+                q = self._requests.get(getattr(msg, "rid", None))
+            if q is not None:
+                q.put(msg)
         _wait(proc, 10)
         if self._stopping:
             self._fail_all("the server is shutting down")
@@ -216,17 +223,6 @@ class Supervisor:
         self._fail_all(f"{self.last_crash}; it is being restarted, retry shortly")
         self.restarts += 1
         threading.Thread(target=self._restart, name="shimmy-worker-restart", daemon=True).start()
-
-    def _relay(self, msg) -> None:
-        if isinstance(msg, m.Heartbeat):
-            self.stats = msg.values
-            self.live.heartbeat(time.monotonic(), msg.values)
-            return
-        self.live.reply(time.monotonic())
-        with self._lock:
-            q = self._requests.get(getattr(msg, "rid", None))
-        if q is not None:
-            q.put(msg)
 
     @staticmethod
     def _recv_from(conn):
