@@ -19,7 +19,7 @@ import psutil
 
 from .generation.loop import drain
 from .generation.model import Model
-from .generation.speculative import SpeculativeOptions
+from .generation.spec_modes import SpeculativeOptions
 from .placement.devices import process_vram_bytes
 from .placement.machine import make_plan
 from .placement.options import PlacementOptions, parse_placement_spec

@@ -166,7 +166,7 @@ def _add_generate(sub) -> None:
 
 def _add_plan_and_devices(sub) -> None:
     from .generation.options import ModelOptions
-    from .generation.speculative import FIELDS as SPECULATIVE_FIELDS
+    from .generation.spec_modes import FIELDS as SPECULATIVE_FIELDS
     from .placement.options import PlacementOptions
     pl = sub.add_parser("plan", help="show where every weight of a model would live")
     pl.add_argument("model", help="path of a GGUF file (a shape-only file is enough)")
@@ -205,7 +205,7 @@ def _add_serve_and_list(sub) -> None:
 def _add_bench_and_synth(sub) -> None:
     from .cli_synth import add_synth
     from .generation.options import ModelOptions
-    from .generation.speculative import FIELDS as SPECULATIVE_FIELDS
+    from .generation.spec_modes import FIELDS as SPECULATIVE_FIELDS
     b = sub.add_parser("bench", help="load time, TTFT, prompt and decode speed per placement")
     b.add_argument("model")
     b.add_argument("--placements", default="gpu", help="comma-separated: gpu,cpu-moe,n-cpu-moe=8,fit[=SIZE]")

@@ -70,7 +70,7 @@ def trace_command(args) -> int:
 def add_trace(sub) -> None:
     from .generation.options import ModelOptions
     from .generation.sampling import SamplingParams
-    from .generation.speculative import FIELDS as SPECULATIVE_FIELDS
+    from .generation.spec_modes import FIELDS as SPECULATIVE_FIELDS
     t = sub.add_parser("trace", help="which routed experts a model chooses for prompts (arrays, summary, pictures)")
     t.add_argument("model", help="path of a GGUF file")
     what = t.add_mutually_exclusive_group(required=True)

@@ -26,7 +26,7 @@ from shimmy_py.errors import GenerationError, ShimmyError
 from shimmy_py.generation.engine import Engine
 from shimmy_py.generation.loop import drain, run
 from shimmy_py.generation.sampling import SamplingParams
-from shimmy_py.generation.speculative import SpeculativeOptions
+from shimmy_py.generation.spec_modes import SpeculativeOptions
 from shimmy_py.serving.server import Server
 from shimmy_py.synthetic import families
 from shimmy_py.synthetic.behaviours import LOOP_TOKENS, looper

@@ -310,10 +310,7 @@ class Engine:
             n_max = min(share, self.context.n_ctx - slot.n_past - 2, slot.req.max_tokens - slot.generated - 1)
             if n_max > 0:
                 wants.append((slot, n_max))
-        if hasattr(self.drafter, "draft_many"):     # a draft model (or head) decodes every sequence together
-            drafts = self.drafter.draft_many([(s.seq, self.context.kv.tokens(s.seq), s.last, n) for s, n in wants])
-        else:
-            drafts = [self.drafter.draft(s.seq, self.context.kv.tokens(s.seq), s.last, n) for s, n in wants]
+        drafts = self.drafter.draft_many([(s.seq, self.context.kv.tokens(s.seq), s.last, n) for s, n in wants])
         for (slot, _), found in zip(wants, drafts):
             slot.drafts = found
 

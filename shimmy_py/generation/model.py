@@ -40,8 +40,8 @@ from .loop import Completion, check_request, check_stops, drain, relay, run
 from .mtp import MtpDrafter
 from .options import ModelOptions
 from .sampling import SamplingParams, grammar_of_schema
-from .spec_modes import mode_of
-from .speculative import Drafter, SpeculativeOptions
+from .spec_modes import SpeculativeOptions, mode_of
+from .speculative import Drafter
 from .streaming import ExpertStreamer, stream_experts
 from .tool_formats import as_tool
 from .vocab import Vocab

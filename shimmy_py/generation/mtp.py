@@ -24,13 +24,14 @@ from typing import Sequence
 import numpy as np
 
 from ..native.context_handle import ContextHandle
-from .speculative import SpeculativeOptions, choose
+from .speculative import choose
 
 
 class MtpDrafter:
     """The MTP head's context beside a target Context (its observer)."""
 
-    def __init__(self, head: ContextHandle, options: SpeculativeOptions, n_embd: int):
+    def __init__(self, head: ContextHandle, options, n_embd: int):
+        """`options`: spec_modes.SpeculativeOptions (draft_max, draft_min, draft_p_min)."""
         self.head, self.options, self.n_embd = head, options, n_embd
         self.batch = head.new_ext_batch()
         self.target = None

@@ -16,8 +16,7 @@ from ..native.context_handle import FLASH_ATTN, KV_TYPES
 from ..native.model_handle import LOAD_MODES
 from ..placement.options import SHORTCUTS, PlacementOptions
 from ..placement.plan import Plan
-from .spec_modes import mode_of
-from .speculative import SpeculativeOptions
+from .spec_modes import SpeculativeOptions, mode_of
 
 
 def positive_int(value: Any, what: str = "value") -> int:

@@ -25,114 +25,12 @@ Drafters:
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from ..errors import GenerationError, ShimmyError
-from ..fields import opt
-
-# llama-server's --spec-type names for what this module implements
-SPEC_TYPES = ("none", "ngram-simple", "draft-simple", "draft-mtp")
-SPEC_ALIASES = {"off": "none", "ngram": "ngram-simple", "draft": "draft-simple", "mtp": "draft-mtp"}
-
-
-def _spec_type(value) -> str:
-    name = SPEC_ALIASES.get(value, value)
-    if name not in SPEC_TYPES:
-        raise ShimmyError(f"speculative type {value!r}: choose one of {', '.join(SPEC_TYPES)} "
-                          f"(or {', '.join(SPEC_ALIASES)})")
-    return name
-
-
-def _count(lo: int, what: str):
-    def parse(value) -> int:
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= 1024:
-            raise ShimmyError(f"{what} must be an integer in {lo}..1024, got {value!r}")
-        return value
-    return parse
-
-
-def _probability(value) -> float:
-    try:
-        p = float(value)
-    except (TypeError, ValueError):
-        raise ShimmyError(f"draft_p_min must be a number in [0, 1], got {value!r}") from None
-    if not 0.0 <= p <= 1.0:
-        raise ShimmyError(f"draft_p_min must be in [0, 1], got {value!r}")
-    return p
-
-
-def _path(value) -> str:
-    if not isinstance(value, str):
-        raise ShimmyError(f"draft_model is a GGUF path, got {value!r}")
-    return value
-
-
-@dataclass(frozen=True)
-class SpeculativeOptions:
-    """Speculative decoding as llama-server's flags say it, with its defaults.
-    spec_type: "none", "ngram-simple", "draft-simple" (a draft_model alone
-    means draft-simple) or "draft-mtp" (the model's own NextN head, mtp.py).
-    draft_max, draft_min, draft_p_min: the draft model's (or head's) longest
-    draft, shortest kept draft and top-1 probability floor.
-    ngram_n, ngram_m: ngram-simple's n-gram looked up and the longest m-gram
-    drafted after it."""
-    spec_type: str = opt("none", flags=("--spec-type",), parse=_spec_type, choices=SPEC_TYPES + tuple(SPEC_ALIASES),
-                         help="speculative decoding: ngram-simple (drafts from text already seen), draft-simple "
-                              "(a draft model, -md) or draft-mtp (the model's own NextN/MTP head)")
-    draft_model: str = opt("", flags=("-md", "--spec-draft-model"), parse=_path, metavar="GGUF",
-                           help="draft model with the target's vocabulary (implies --spec-type draft-simple)")
-    draft_max: int = opt(3, flags=("--spec-draft-n-max",), parse=_count(1, "draft_max"),
-                         help="most tokens the draft model drafts per step")
-    draft_min: int = opt(0, flags=("--spec-draft-n-min",), parse=_count(0, "draft_min"),
-                         help="a shorter draft is not verified")
-    draft_p_min: float = opt(0.0, flags=("--spec-draft-p-min",), parse=_probability,
-                             help="the draft model stops below this top-1 probability")
-    ngram_n: int = opt(12, flags=("--spec-ngram-simple-size-n",), parse=_count(1, "ngram_n"),
-                       help="ngram-simple: tokens matched")
-    ngram_m: int = opt(48, flags=("--spec-ngram-simple-size-m",), parse=_count(1, "ngram_m"),
-                       help="ngram-simple: most tokens drafted")
-
-    def __post_init__(self):
-        kind = _spec_type(self.spec_type)
-        if kind == "none" and self.draft_model:
-            kind = "draft-simple"
-        object.__setattr__(self, "spec_type", kind)
-        _count(1, "draft_max")(self.draft_max)
-        _count(0, "draft_min")(self.draft_min)
-        _probability(self.draft_p_min)
-        _count(1, "ngram_n")(self.ngram_n)
-        _count(1, "ngram_m")(self.ngram_m)
-        if kind == "draft-simple" and not self.draft_model:
-            raise ShimmyError("speculative type draft-simple needs a draft model: --spec-draft-model / -md "
-                              "(draft_model in --config)")
-        if kind != "draft-simple" and self.draft_model:
-            raise ShimmyError(f"a draft model was given with speculative type {kind}: use draft-simple")
-
-    @property
-    def on(self) -> bool:
-        return self.spec_type != "none"
-
-    @classmethod
-    def of(cls, value) -> "SpeculativeOptions":
-        """A record, a type name ("ngram-simple", "off", ...) or a mapping of fields."""
-        if isinstance(value, cls):
-            return value
-        if value is None or value is False:
-            return cls()
-        if isinstance(value, str):
-            return cls(spec_type=value)
-        if isinstance(value, dict):
-            return cls(**value)
-        raise ShimmyError(f"speculative= takes SpeculativeOptions, a type name or a dict, got {value!r}")
-
-
-FIELDS = frozenset(f.name for f in dataclasses.fields(SpeculativeOptions))   # their flags, for commands that skip them
+from ..errors import GenerationError
 
 
 @dataclass
@@ -148,8 +46,12 @@ class DraftStats:
 
 class Drafter(Protocol):
     """Proposes tokens to follow `last` for sequence `seq`, whose KV cache
-    holds `history`; at most n_max of them."""
+    holds `history`; at most n_max of them. `draft_many`: for every
+    sequence of a step at once, (seq, history, last, n_max) each (a draft
+    model or head decodes them together)."""
     def draft(self, seq: int, history: Sequence[int], last: int, n_max: int) -> list[int]: ...
+
+    def draft_many(self, wants: Sequence[tuple[int, Sequence[int], int, int]]) -> list[list[int]]: ...
 
 
 def ngram_draft(tokens: Sequence[int], sampled: int, n: int, m: int) -> list[int]:
@@ -171,11 +73,14 @@ def ngram_draft(tokens: Sequence[int], sampled: int, n: int, m: int) -> list[int
 class NgramDrafter:
     """ngram-simple: drafts from the sequence's own text; nothing to load."""
 
-    def __init__(self, options: SpeculativeOptions):
-        self.n, self.m = options.ngram_n, options.ngram_m
+    def __init__(self, n: int, m: int):
+        self.n, self.m = n, m
 
     def draft(self, seq: int, history: Sequence[int], last: int, n_max: int) -> list[int]:
         return ngram_draft(history, last, self.n, self.m)[:n_max]
+
+    def draft_many(self, wants: Sequence[tuple[int, Sequence[int], int, int]]) -> list[list[int]]:
+        return [self.draft(*want) for want in wants]
 
 
 def verify(sample: Callable[[int], int], first_row: int, drafts: Sequence[int]) -> list[int]:
@@ -226,7 +131,8 @@ class ModelDrafter:
     brought to the target's (what they share is kept, kvcache.py), then all
     drafting sequences decode one token per step together."""
 
-    def __init__(self, context, options: SpeculativeOptions):
+    def __init__(self, context, options):
+        """`options`: spec_modes.SpeculativeOptions (draft_max, draft_min, draft_p_min)."""
         self.context, self.options = context, options
 
     def draft(self, seq: int, history: Sequence[int], last: int, n_max: int) -> list[int]:

@@ -26,6 +26,7 @@ from .options import PlacementOptions
 from .plan import CPU, DeviceSpec, Plan
 from .planner import plan
 from .report import PlacementReport, build_report
+from .strategies import budgeted
 
 logger = logging.getLogger("shimmy_py")
 
@@ -56,7 +57,7 @@ def make_plan(path, options: PlacementOptions = PlacementOptions(), devices: lis
         raise PlacementError("--measure-reserve runs llama.cpp on the devices themselves: it cannot measure a "
                              "hypothetical one (--target-vram)")
     if measure is None:      # fit, where the estimate is unchecked, and never with devices found before
-        measure = request.strategy == "fit" and devices is None and not facts(table.hparams.arch).reserve_checked
+        measure = budgeted(request.strategy) and devices is None and not facts(table.hparams.arch).reserve_checked
     if measure and planned.accelerators:
         return _with_measured_reserve(table, specs, planned)
     return planned

@@ -17,7 +17,7 @@ from ..errors import PlacementError
 from ..fields import Shortcut, opt
 from ..sizes import parse_size
 from .plan import Plan, PlanRequest
-from .strategies import KINDS, USAGE
+from .strategies import KINDS, USAGE, budgeted
 from .tiers import ExpertProfile
 
 STREAM_METHODS = ("pread", "fadvise")
@@ -113,7 +113,7 @@ class Strategy:
         if isinstance(self.n_cpu_moe, bool) or not isinstance(self.n_cpu_moe, int) or self.n_cpu_moe < 0:
             raise PlacementError(f"--n-cpu-moe must be a layer count >= 0, got {self.n_cpu_moe!r}")
         if self.vram_budget is not None:
-            if self.name != "fit":
+            if not budgeted(self.name):
                 raise PlacementError("--vram-budget is a budget for --fit; add --fit")
             object.__setattr__(self, "vram_budget", parse_size(self.vram_budget))
             if self.vram_budget <= 0:
@@ -183,7 +183,7 @@ def fold_shortcuts(current: Strategy, given: dict) -> Strategy:
         raise PlacementError(f"choose one strategy, not {' and '.join(names)}")
     strategy = chosen[0][1] if chosen else Strategy()
     if given.get("vram_budget") is not None:
-        if strategy.name != "fit":
+        if not budgeted(strategy.name):
             raise PlacementError("--vram-budget is a budget for --fit; add --fit")
         strategy = replace(strategy, vram_budget=parse_size(given["vram_budget"]))
     return strategy

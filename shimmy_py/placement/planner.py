@@ -26,7 +26,7 @@ from ..errors import PlacementError
 from ..gguf_io.tensors import Tensor, TensorTable
 from ..sizes import gib
 from .plan import CPU, NOT_LOADED, DevicePlan, DeviceSpec, Placement, Plan, PlanRequest
-from .strategies import kind
+from .strategies import budgeted, kind
 from .tiers import host_tiers
 
 
@@ -323,7 +323,7 @@ def _assemble(table, request, accs, cpu_spec, device_of, overrides, kv, reserve,
         if tiers is not None:
             notices.append(f"{message}: routed experts stream from the file (the tiers below; `shimmy-py plan` "
                            "names smaller files that would fit)")
-        elif request.strategy == "fit":   # fit counts VRAM and RAM together: nowhere left to put it
+        elif budgeted(request.strategy):   # fit counts VRAM and RAM together: nowhere left to put it
             acc_left = ", ".join(f"{d.name} {d.total_bytes / 2**30:.2f} of {gib(d.capacity_bytes)}"
                                  for d in devs[1:])
             raise PlacementError(f"{table.path} does not fit: {message}; the accelerators hold {acc_left}")

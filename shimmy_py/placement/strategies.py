@@ -15,7 +15,8 @@ from ..sizes import parse_size
 class Kind:
     name = ""
     usage = ""              # as written in --strategy, bench's --placements and messages
-    budgeted = False        # plans each accelerator against a budget (the planner computes it)
+    budgeted = False        # plans each accelerator against a budget (the planner computes it): a plan that
+    #                         does not fit is an error, --vram-budget applies, the reserve may be measured
 
     def parse(self, arg: str) -> dict | None:
         """Strategy's fields from the text after '=' ("" when none), or None if not this form."""
@@ -115,3 +116,8 @@ def kind(name: str) -> Kind:
     if name not in KINDS:
         raise PlacementError(f"unknown strategy {name!r}; use {USAGE}")
     return KINDS[name]
+
+
+def budgeted(name: str) -> bool:
+    """Whether the strategy named `name` plans against accelerator budgets ("plan", an explicit Plan: no)."""
+    return name in KINDS and KINDS[name].budgeted

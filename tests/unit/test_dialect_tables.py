@@ -77,7 +77,8 @@ def _openai(route):
                       "system": ({"system": "Be brief."},
                                  lambda gr, _: gr.job.messages[0] == {"role": "system", "content": "Be brief."})}
     if route == "chat":
-        return base, {**examples, **chat, **choices, "logprobs": ({"logprobs": True}, lambda gr, _: gr.job.logprobs == 0),
+        return base, {**examples, **chat, **choices,
+                      "logprobs": ({"logprobs": True}, lambda gr, _: gr.job.logprobs == 0),
                       "top_logprobs": ({"logprobs": True, "top_logprobs": 3}, lambda gr, _: gr.job.logprobs == 3)}
     return base, {**examples, **choices, "prompt": ({"prompt": "Yo"}, lambda gr, _: gr.job.prompt == "Yo"),
                   "logprobs": ({"logprobs": 2}, lambda gr, _: gr.job.logprobs == 2)}

@@ -10,7 +10,8 @@ from shimmy_py.errors import ShimmyError
 from shimmy_py.fields import add_flags, from_flags, from_mapping
 from shimmy_py.generation.batch import Slot, SlotState, build_batch
 from shimmy_py.generation.options import ModelOptions
-from shimmy_py.generation.speculative import SpeculativeOptions, ngram_draft, top_choice, verify
+from shimmy_py.generation.spec_modes import SpeculativeOptions
+from shimmy_py.generation.speculative import ngram_draft, top_choice, verify
 
 
 def test_ngram_draft_copies_what_followed_the_last_occurrence():

@@ -1,5 +1,5 @@
 """Speculative decoding's modes as one registry (generation/spec_modes.py):
-every --spec-type name has its class, and what a mode needs of a model is
+every --spec-type name, alias and rule of the options is its class's, and what a mode needs of a model is
 checked by the class alone (no libllama: a header stands in)."""
 from __future__ import annotations
 
@@ -7,19 +7,34 @@ from types import SimpleNamespace
 
 import pytest
 
-from shimmy_py.errors import GenerationError
+from shimmy_py.errors import GenerationError, ShimmyError
 from shimmy_py.generation.options import ModelOptions
-from shimmy_py.generation.spec_modes import MODES, mode_of
-from shimmy_py.generation.speculative import SPEC_TYPES, SpeculativeOptions
+from shimmy_py.generation.spec_modes import MODES, SPEC_TYPES, Mode, SpeculativeOptions, mode_of
 
 
 def header(arch: str, nextn: int = 0):
     return SimpleNamespace(architecture=arch, arch_key=lambda k, d=None: nextn if k == "nextn_predict_layers" else d)
 
 
-def test_every_spec_type_is_a_mode():
-    assert tuple(MODES) == SPEC_TYPES
-    assert mode_of(SpeculativeOptions("ngram")).name == "ngram-simple"
+def test_a_modes_names_and_what_it_asks_of_the_options_are_its_class(monkeypatch):
+    for mode in MODES.values():
+        for alias in (mode.name, *mode.aliases):
+            assert mode_of(SpeculativeOptions(alias, **({"draft_model": "d.gguf"} if mode.name == "draft-simple"
+                                                        else {}))) is mode
+    assert SpeculativeOptions(draft_model="d.gguf").spec_type == "draft-simple"     # Off.meant
+    with pytest.raises(ShimmyError, match="needs a draft model"):
+        SpeculativeOptions("draft-simple")
+    with pytest.raises(ShimmyError, match="use draft-simple"):
+        SpeculativeOptions("ngram-simple", draft_model="d.gguf")
+    assert not SpeculativeOptions().on and SpeculativeOptions("ngram").on
+    assert SPEC_TYPES == tuple(MODES)
+
+    class Toy(Mode):                                  # a new mode is a class in the registry, nothing else
+        name, aliases = "toy", ("t",)
+    monkeypatch.setitem(MODES, "toy", Toy())
+    assert mode_of(SpeculativeOptions("t")).name == "toy" and SpeculativeOptions("toy").on
+    with pytest.raises(ShimmyError, match="choose one of none, ngram-simple, draft-simple, draft-mtp, toy"):
+        SpeculativeOptions("nope")
 
 
 def test_only_the_mtp_mode_plans_the_nextn_block():
