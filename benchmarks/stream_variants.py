@@ -1,6 +1,6 @@
 """Other ways to stream experts, measured against the streamer as it is,
 as root, in a memory cgroup, in interleaved rounds. The product does none
-of them (docs/STREAMING.md says why):
+of them but the last, --stream-method own (docs/STREAMING.md says why):
 
 - pre-gating: `PregatingStreamer` is the product's ExpertStreamer plus one
   more tap node, `ffn_moe_logits-<layer>` with its operand (the router's
@@ -12,7 +12,10 @@ of them (docs/STREAMING.md says why):
   (every chosen expert's up slice, then gate, then down) instead of expert by expert;
 - 16 readers instead of 8: more reads in flight at once;
 - waiting: the graph goes on only when the layer's reads are done (no page
-  fault meets a page not yet asked for).
+  fault meets a page not yet asked for);
+- own cache: the product's --stream-method own (OwnedExpertStreamer): the
+  streamed tensors' pages become the streamer's own memory, read with
+  O_DIRECT and given back by it, outside the page cache.
 
     python benchmarks/stream_variants.py [--limit 0.74GiB] [--rounds 3] [--tokens 32] [--model PATH]
                                          [--variants streamed,waiting]
@@ -33,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shimmy_py.generation.experts import ROUTER_LOGITS, TOPK, WEIGHTS  # noqa: E402
-from shimmy_py.generation.streaming import ExpertStreamer  # noqa: E402
+from shimmy_py.generation.streaming import ExpertStreamer, OwnedExpertStreamer  # noqa: E402
 from shimmy_py.native import pagecache  # noqa: E402
 
 
@@ -105,7 +108,7 @@ class WaitingStreamer(ExpertStreamer):
             r.result()
 
 
-VARIANTS = ("streamed", "pre-gating", "by need", "16 readers", "waiting")
+VARIANTS = ("streamed", "pre-gating", "by need", "16 readers", "waiting", "own cache")
 
 
 def variant(name: str, m, model: str):
@@ -117,7 +120,8 @@ def variant(name: str, m, model: str):
             {WEIGHTS: TOPK, ROUTER_LOGITS: True}
     made = {"by need": lambda: ByNeedStreamer(model, m.plan.tiers, header),
             "16 readers": lambda: ExpertStreamer(model, m.plan.tiers, readers=16),
-            "waiting": lambda: WaitingStreamer(model, m.plan.tiers)}.get(name)
+            "waiting": lambda: WaitingStreamer(model, m.plan.tiers),
+            "own cache": lambda: OwnedExpertStreamer(model, m.plan.tiers)}.get(name)
     return (made(), {WEIGHTS: TOPK}) if made else None
 
 

@@ -11,7 +11,7 @@ same runs, as root (memory cgroups v1):
 - under a memory cgroup of about half the model (--limit), each run after
   the page cache is dropped, in interleaved rounds: llama-bench, shimmy-py
   with plain mmap (`--ram-budget 1TiB`: nothing streams), and with routed
-  experts streamed by each read method; disk reads are the pages read in
+  experts streamed by each read method (pread, fadvise, own); disk reads are the pages read in
   during a run (/proc/vmstat pgpgin), per generated token, load included;
   the file-bandwidth limit is the decode speed at which reading the
   streamer's measured bytes per token would take all the time, at the rate
@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from shimmy_py.gguf_io.reader import read_header  # noqa: E402
 from shimmy_py.native import install  # noqa: E402
+from shimmy_py.placement.options import STREAM_METHODS  # noqa: E402
 from shimmy_py.placement.predict import file_rate  # noqa: E402
 from shimmy_py.placement.profile import load_profile  # noqa: E402
 from shimmy_py.procs import MemoryLimit  # noqa: E402
@@ -158,14 +159,14 @@ def main() -> int:
     limit = parse_size(args.limit)
     print(f"under a {limit / 2**30:.2f} GiB memory cgroup, page cache dropped before each run, 2 threads, "
           f"{args.rounds} rounds")
-    rows: dict[str, list[dict]] = {"llama-bench": [], "shimmy-py, plain mmap": [], "shimmy-py, streamed (pread)": [],
-                                   "shimmy-py, streamed (fadvise)": []}
+    rows: dict[str, list[dict]] = {"llama-bench": [], "shimmy-py, plain mmap": [],
+                                   **{f"shimmy-py, streamed ({method})": [] for method in STREAM_METHODS}}
     with MemoryLimit(limit) as cg:
         pred = predicted(cg, model, 2, 8 + args.tokens + 16)
         for _ in range(args.rounds):
             rows["llama-bench"].append(stock(cg, model, args.tokens, 2))
             rows["shimmy-py, plain mmap"].append(shimmy(cg, model, args.tokens, 2, ["--ram-budget", "1TiB"]))
-            for method in ("pread", "fadvise"):
+            for method in STREAM_METHODS:
                 rows[f"shimmy-py, streamed ({method})"].append(
                     shimmy(cg, model, args.tokens, 2, ["--stream-method", method]))
         report(rows, pred, profile, slice_bytes)

@@ -14,6 +14,7 @@ routed, 0.5 GB of them in routed experts), written once for the module.
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -66,6 +67,27 @@ def test_the_fadvise_method_decodes_the_same_tokens(model_path, reference):
         assert m.streamer.method == "fadvise" and m.streamer.stats.routed > 0
 
 
+def test_the_own_method_decodes_the_same_tokens_within_its_share(model_path, reference):
+    """--stream-method own: the streamed tensors' pages are the streamer's
+    own (zero until it reads them), so equal tokens mean every routed slice
+    was read before its layer computed. It reads less than the routed bytes
+    (what it holds is reused), and holds no more than the plan's share for
+    streamed experts beyond one layer's routed set."""
+    with Model(model_path, n_ctx=64, n_threads=2, ram_budget="200MiB", stream_method="own") as m:
+        assert m.generate(PROMPT, max_tokens=8, temperature=0).tokens == reference
+        s, tiers = m.streamer, m.plan.tiers
+        assert s.method == "own" and 0 < s.stats.missed <= s.stats.routed and s.stats.bytes_read > 0
+        one_layer = max(t.slice_bytes for t in tiers.layers) * s.n_expert     # a prompt may route to all
+        assert s.held_bytes <= max(tiers.cache_bytes, one_layer) and s.held_bytes == sum(s.held.values())
+        layer, e = next(iter(s.held))                 # a held slice is the file's bytes
+        offset, size = s.slices[layer][0]
+        with open(model_path, "rb") as f:
+            f.seek(offset + e * size)
+            want = f.read(size)
+        got = np.ctypeslib.as_array((ctypes.c_ubyte * size).from_address(s.base + offset + e * size))
+        assert got.tobytes() == want
+
+
 def test_a_load_mode_that_copies_the_file_in_is_refused_when_experts_stream(model_path):
     with pytest.raises(Exception, match="cannot stream experts from the file"):
         Model(model_path, n_ctx=64, ram_budget="200MiB", load_mode="none")
@@ -88,6 +110,23 @@ def test_in_a_memory_cgroup_smaller_than_the_file_it_plans_by_the_limit_and_deco
     streamed = out["streamed"]          # the page cache was dropped first: routed experts came from the disk
     assert 0 < streamed["missed_slices"] <= streamed["routed_slices"] and streamed["file_bytes"] > 0
     assert streamed["pinned_bytes"] > 0
+
+
+def test_the_own_method_in_a_memory_cgroup_decodes_the_same_or_says_it_cannot(model_path, reference):
+    """Its memory, unlike the page cache, is not reclaimed: it sizes itself
+    by what the group leaves and keeps within the limit (no OOM kill), or,
+    where a layer's experts would not fit beside the pinned set, says so."""
+    cmd = [sys.executable, "-m", "shimmy_py", "generate", model_path, "-p", PROMPT, "-n", "8", "--temp", "0",
+           "--ctx", "64", "--threads", "2", "--stream-method", "own", "--json"]
+    with MemoryLimit(LIMIT + 100 * 2**20) as cg:
+        done, peak = cg.run(cmd)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout)
+    assert out["tokens"] == reference and peak <= LIMIT + 100 * 2**20
+    assert 0 < out["streamed"]["missed_slices"] <= out["streamed"]["routed_slices"]
+    with MemoryLimit(LIMIT) as cg:
+        done, _ = cg.run(cmd)
+    assert done.returncode == 1 and "--stream-method own" in done.stderr and "use --stream-method pread" in done.stderr
 
 
 def test_plan_and_generate_take_the_flags_and_name_a_bad_budget(model_path):

@@ -8,7 +8,9 @@ mapping, in one request per expert slice, all of a layer's at once.
 expert ids. For each chosen expert not resident it has its gate, up and
 down slices read (each expert is contiguous in its 3-D tensor): by a pool
 of threads that `pread` them (the default), or by the kernel, asked with
-`posix_fadvise(WILLNEED)` (docs/STREAMING.md measures both). At attach it
+`posix_fadvise(WILLNEED)`, or into memory of its own instead of the page
+cache (`OwnedExpertStreamer`, --stream-method own; docs/STREAMING.md
+measures each). At attach it
 pins the resident tensors (mlock, bounded by the plan) so that streaming
 never evicts what every token reads, and marks the streamed tensors
 MADV_RANDOM so that a fault there reads no neighbours. The bytes llama.cpp
@@ -17,6 +19,7 @@ read, never what is computed.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
@@ -24,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import psutil
 
 from ..errors import GenerationError, NativeError
 from ..gguf_io.reader import read_header
@@ -77,7 +81,7 @@ class ExpertStreamer:
         self.fd = os.open(self.path, os.O_RDONLY)
         self.base: int | None = None
         self._pinned: list[tuple[int, int]] = []
-        self._pool = ThreadPoolExecutor(readers, thread_name_prefix="expert-read") if method == "pread" else None
+        self._pool = ThreadPoolExecutor(readers, thread_name_prefix="expert-read") if method != "fadvise" else None
         self._buffers = threading.local()
         self._first_layer = min(self.slices) if self.slices else None
 
@@ -161,9 +165,122 @@ class ExpertStreamer:
         self.fd = -1
 
 
+class OwnedExpertStreamer(ExpertStreamer):
+    """--stream-method own: the streamed experts in memory of the streamer's
+    own, not the page cache. At attach the whole pages of each streamed
+    tensor become anonymous memory in place (llama.cpp's pointers stay
+    valid; the pages are zero), and the plan's resident experts are read
+    there once. A routed slice not held is read there with O_DIRECT (no
+    copy through the page cache, no reclaim of file pages) by the readers,
+    and the graph goes on only when the layer's reads are done: a page not
+    read would be zeros, never the file's, so no layer computes before its
+    slices are in. What it holds stays within the plan's share for streamed
+    experts (tiers.cache_bytes; one layer's routed set at least): before a
+    layer's reads, the slices used longest ago, of other layers, are given
+    back (MADV_DONTNEED). Partial pages at a tensor's ends stay the file's."""
+
+    def __init__(self, path, tiers, readers: int = 8):
+        super().__init__(path, tiers, "pread", readers)
+        self.method = "own"
+        try:
+            self.direct = os.open(self.path, os.O_RDONLY | os.O_DIRECT)
+        except OSError as e:
+            os.close(self.fd)
+            raise GenerationError(f"--stream-method own reads {self.path} with O_DIRECT, which its filesystem "
+                                  f"refuses ({e.strerror}): use --stream-method pread") from None
+        self.budget = tiers.cache_bytes
+        self.held: collections.OrderedDict = collections.OrderedDict()   # (layer, expert) -> bytes, oldest first
+        self.held_bytes = 0
+        self._inner: dict[int, tuple[int, int]] = {}      # a streamed tensor's offset -> its anonymous pages
+
+    def attach(self) -> None:
+        super().attach()
+        if self.base is None:
+            raise GenerationError(f"--stream-method own needs {self.path} mapped (load mode mmap)")
+        self.budget = self._room()
+        for layer, tensors in self.slices.items():
+            for offset, size in tensors:
+                lo, n = pagecache.inner_pages(self.base + offset, size * self.n_expert)
+                pagecache.anonymous(lo, n)
+                self._inner[offset] = (lo, lo + n)
+            for e in self.resident[layer]:               # the plan's resident experts: read once, kept
+                for addr, at, n in self._reads(layer, e):
+                    pagecache.read_into(self.direct, addr, at, n)
+
+    def _room(self) -> int:
+        """What it may hold: the plan's share, within what the memory left now
+        can take. Its memory is not the page cache: nothing reclaims it, so
+        beside the pinned set and the resident experts it must leave a margin
+        (1/16 of the memory, 16 MiB at least) and a whole layer's experts (a
+        prompt may route to all of them at once). Too little is an error."""
+        from ..placement.devices import cgroup_memory
+        held = cgroup_memory()
+        free = held[0] if held is not None else psutil.virtual_memory().available
+        total = held[1] if held is not None else psutil.virtual_memory().total
+        resident_experts = sum(size for layer, tensors in self.slices.items() for _, size in tensors
+                               for _ in self.resident[layer])
+        layer_bytes = max(sum(size for _, size in tensors) for tensors in self.slices.values()) * self.n_expert
+        room = free - self.stats.pinned_bytes - resident_experts - max(total // 16, 16 << 20) - layer_bytes
+        if room < 0:
+            raise GenerationError(f"--stream-method own: {free / 2**20:.0f} MiB of memory left cannot hold the "
+                                  f"pinned set ({self.stats.pinned_bytes / 2**20:.0f} MiB), the resident experts and "
+                                  f"a layer's experts ({layer_bytes / 2**20:.0f} MiB) with a margin; its memory is "
+                                  "not reclaimed as the page cache is: use --stream-method pread")
+        return min(self.budget, room)
+
+    def _reads(self, layer: int, e: int) -> list[tuple[int, int, int]]:
+        """(address, file offset, bytes): the whole pages of expert e's slices that are this streamer's."""
+        out = []
+        for offset, size in self.slices[layer]:
+            ilo, ihi = self._inner[offset]
+            start = self.base + offset + e * size
+            lo = max(ilo, start // pagecache.PAGE * pagecache.PAGE)
+            hi = min(ihi, -(-(start + size) // pagecache.PAGE) * pagecache.PAGE)
+            if hi > lo:
+                out.append((lo, lo - self.base, hi - lo))
+        return out
+
+    def __call__(self, name: str, _weights: np.ndarray, ids: np.ndarray | None) -> None:
+        tensors, chosen = self.routed(name, ids)
+        if not tensors:
+            return
+        layer, size = int(name.rpartition("-")[2]), sum(s for _, s in tensors)
+        self.stats.routed += len(chosen) * len(tensors)
+        missing = [e for e in chosen if (layer, e) not in self.held]
+        for e in chosen:
+            if (layer, e) in self.held:
+                self.held.move_to_end((layer, e))
+        self._make_room(layer, size * len(missing))
+        reads = [self._pool.submit(pagecache.read_into, self.direct, addr, at, n)
+                 for e in missing for addr, at, n in self._reads(layer, e)]
+        for e in missing:
+            self.held[(layer, e)] = size
+            self.held_bytes += size
+        self.stats.missed += len(missing) * len(tensors)
+        self.stats.bytes_read += size * len(missing)
+        for r in reads:
+            r.result()                                   # raises what a read raised: the graph stops there
+
+    def _make_room(self, layer: int, needed: int) -> None:
+        """Gives back the slices used longest ago, of other layers, until `needed` more bytes fit the budget."""
+        while self.held and self.held_bytes + needed > self.budget:
+            (held_layer, e), n = next(iter(self.held.items()))
+            if held_layer == layer:
+                return                                   # the rest is this layer's routed set
+            del self.held[(held_layer, e)]
+            self.held_bytes -= n
+            for offset, size in self.slices[held_layer]:
+                pagecache.drop(self.base + offset + e * size, size)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.direct)
+        super().close()
+
+
 def stream_experts(path, tiers, context, method: str = "pread") -> ExpertStreamer:
     """A streamer for the plan's tiers, pinned and listening on the context's tap."""
-    streamer = ExpertStreamer(path, tiers, method)
+    streamer = OwnedExpertStreamer(path, tiers) if method == "own" else ExpertStreamer(path, tiers, method)
     try:
         streamer.attach()
         context.native.tap.keep(streamer, {WEIGHTS: TOPK})

@@ -16,7 +16,9 @@ import os
 from ..errors import NativeError
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
-MADV_NORMAL, MADV_RANDOM, MADV_WILLNEED = 0, 1, 3
+MADV_NORMAL, MADV_RANDOM, MADV_WILLNEED, MADV_DONTNEED = 0, 1, 3, 4
+PROT_READ, PROT_WRITE = 1, 2
+MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x02, 0x10, 0x20
 
 _libc = None
 
@@ -27,6 +29,11 @@ def _c():
         _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         for name in ("madvise", "mlock", "munlock", "mincore"):
             getattr(_libc, name).restype = ctypes.c_int
+        _libc.mmap.restype = ctypes.c_void_p
+        _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                               ctypes.c_long]
+        _libc.pread.restype = ctypes.c_ssize_t
+        _libc.pread.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_long]
         _libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
         _libc.mlock.argtypes = _libc.munlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
         _libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
@@ -86,3 +93,41 @@ def resident_share(addr: int, length: int) -> float:
     _check(_c().mincore(lo, n, vec), "mincore", lo, n)
     raw = vec.raw
     return sum(b & 1 for b in raw) / len(raw) if raw else 1.0
+
+
+def inner_pages(addr: int, length: int) -> tuple[int, int]:
+    """The whole pages inside [addr, addr + length): (first address, bytes), bytes 0 if none."""
+    lo = -(-addr // PAGE) * PAGE
+    hi = (addr + length) // PAGE * PAGE
+    return lo, max(0, hi - lo)
+
+
+def anonymous(addr: int, length: int) -> None:
+    """Replaces the pages of [addr, addr + length) (page-aligned) in place by
+    private anonymous memory, zero until written: what was mapped there is
+    no longer read through this range."""
+    if length <= 0:
+        return
+    got = _c().mmap(addr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS, -1, 0)
+    if got != addr:
+        _check(-1, "mmap", addr, length)
+
+
+def read_into(fd: int, addr: int, offset: int, length: int) -> None:
+    """pread(2) of `length` bytes at `offset` of `fd` straight to `addr` (an
+    O_DIRECT fd: page-aligned address, offset and length), with the GIL released."""
+    c, done = _c(), 0
+    while done < length:
+        n = c.pread(fd, addr + done, length - done, offset + done)
+        if n <= 0:
+            err = ctypes.get_errno() if n < 0 else 0
+            raise NativeError(f"pread({fd}, {addr + done:#x}, {length - done}, {offset + done}) "
+                              f"{'failed: ' + os.strerror(err) if err else 'read nothing: the file is shorter'}")
+        done += n
+
+
+def drop(addr: int, length: int) -> None:
+    """The whole pages inside the range given back (anonymous memory: zero when next read)."""
+    lo, n = inner_pages(addr, length)
+    if n:
+        _check(_c().madvise(lo, n, MADV_DONTNEED), "madvise", lo, n)

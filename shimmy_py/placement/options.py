@@ -20,7 +20,7 @@ from .plan import Plan, PlanRequest
 from .strategies import KINDS, USAGE, budgeted
 from .tiers import ExpertProfile
 
-STREAM_METHODS = ("pread", "fadvise")
+STREAM_METHODS = ("pread", "fadvise", "own")
 
 
 def parse_override_arg(text: str) -> list[tuple[str, str]]:
@@ -217,8 +217,10 @@ class PlacementOptions:
                                  help="host RAM the plan may hold (weights, KV cache, reserve); past it, routed "
                                       "experts stream from the file (default: available RAM less a margin)")
     stream_method: str = opt("pread", flags=("--stream-method",), metavar="METHOD",
-                             help="how streamed experts are read ahead of the matmul: pread (8 threads read them) "
-                                  "or fadvise (the kernel reads them, WILLNEED); docs/STREAMING.md measures both")
+                             help="how streamed experts are read ahead of the matmul: pread (8 threads read them "
+                                  "into the page cache), fadvise (the kernel reads them, WILLNEED) or own (8 threads "
+                                  "read them with O_DIRECT into the streamer's own memory, outside the page cache); "
+                                  "docs/STREAMING.md measures each")
     expert_profile: str | None = opt(None, flags=("--expert-profile",), metavar="TRACE.npz",
                                      help="a `shimmy-py trace --out` file: its most routed experts stay resident "
                                           "when experts stream from the file")
@@ -247,7 +249,7 @@ class PlacementOptions:
         if isinstance(self.n_ctx, bool) or not isinstance(self.n_ctx, int) or self.n_ctx < 1:
             raise PlacementError(f"context length must be >= 1, got {self.n_ctx!r}")
         if self.stream_method not in STREAM_METHODS:
-            raise PlacementError(f"--stream-method {self.stream_method!r}: use {' or '.join(STREAM_METHODS)}")
+            raise PlacementError(f"--stream-method {self.stream_method!r}: use {', '.join(STREAM_METHODS)}")
         if self.ram_budget is not None and self.ram_budget <= 0:
             raise PlacementError(f"--ram-budget must be positive, got {self.ram_budget}")
         if self.expert_profile is not None and not isinstance(self.expert_profile, (str, os.PathLike)):
