@@ -83,8 +83,9 @@ def bench_one(path: str, spec: str, n_prompt: int, n_gen: int, reps: int, thread
     plan = make_plan(path, options)
     guess = predicted(plan, path, threads)
     t0 = time.perf_counter()
-    with Model(path, n_ctx=n_ctx, n_threads=threads, placement=plan, rpc=rpc, speculative=speculative,
-               load_mode=load_mode) as m:
+    # the plan, loaded with the rest of its options (how streamed experts are read is one: not in the plan)
+    with Model(path, n_ctx=n_ctx, n_threads=threads, placement=replace(options, strategy=plan), rpc=rpc,
+               speculative=speculative, load_mode=load_mode) as m:
         load_s = time.perf_counter() - t0
         drain(m.stream_tokens(random_prompt(m, 8, 0), max_tokens=2, temperature=0))  # warm-up
         runs = []
@@ -95,7 +96,7 @@ def bench_one(path: str, spec: str, n_prompt: int, n_gen: int, reps: int, thread
             if progress:
                 progress.step(f"{spec} run {r + 1}")
         vram = process_vram_bytes()
-        streamed = m.streamer.stats.as_dict() if m.streamer is not None else None
+        streamed = {**m.streamer.stats.as_dict(), "method": m.streamer.method} if m.streamer is not None else None
     decode = [c.tokens_per_s for c in runs if c.tokens_per_s]
     return BenchResult(
         placement=spec, load_s=load_s, ttft_s=statistics.median(c.ttft_s for c in runs),

@@ -88,6 +88,18 @@ def test_the_own_method_decodes_the_same_tokens_within_its_share(model_path, ref
         assert got.tobytes() == want
 
 
+@pytest.mark.parametrize("method", ["fadvise", "own"])
+def test_bench_streams_with_the_method_asked(model_path, method):
+    """bench loads the plan it made with the rest of its placement options:
+    --stream-method reached the plan but not the load (every method ran as
+    pread) until this test."""
+    from shimmy_py.bench import run_bench
+    from shimmy_py.placement.options import PlacementOptions
+    base = PlacementOptions(ram_budget="200MiB", stream_method=method)
+    [result] = run_bench(model_path, ["gpu"], n_prompt=8, n_gen=4, reps=1, threads=2, base=base)
+    assert result.streamed["method"] == method and result.streamed["routed_slices"] > 0
+
+
 def test_a_load_mode_that_copies_the_file_in_is_refused_when_experts_stream(model_path):
     with pytest.raises(Exception, match="cannot stream experts from the file"):
         Model(model_path, n_ctx=64, ram_budget="200MiB", load_mode="none")
