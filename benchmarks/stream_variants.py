@@ -1,7 +1,10 @@
-"""Other ways to stream experts, measured against the streamer as it is,
-as root, in a memory cgroup, in interleaved rounds. The product does none
-of them but the last, --stream-method own (docs/STREAMING.md says why):
+"""Other ways to stream experts, measured against the streamer as it is
+("streamed": the product's default method), as root, in a memory cgroup,
+in interleaved rounds. The product does none of them but `pread` and the
+last, --stream-method pread and own (docs/STREAMING.md says why); the
+others are `pread`'s 8 readers changed one way each:
 
+- pread: the product's --stream-method pread;
 - pre-gating: `PregatingStreamer` is the product's ExpertStreamer plus one
   more tap node, `ffn_moe_logits-<layer>` with its operand (the router's
   input): at each, it multiplies the input by the next layer's router (F32,
@@ -42,7 +45,7 @@ from shimmy_py.native import pagecache  # noqa: E402
 
 class PregatingStreamer(ExpertStreamer):
     def __init__(self, path, tiers, header, k: int):
-        super().__init__(path, tiers)
+        super().__init__(path, tiers, "pread")
         self.k, self.hits, self.chosen = k, 0, 0
         self.routers = {}
         for t in header.tensors:
@@ -77,7 +80,7 @@ class ByNeedStreamer(ExpertStreamer):
     """A layer's reads in the order the graph uses them: up, gate, down, each for every chosen expert."""
 
     def __init__(self, path, tiers, header):
-        super().__init__(path, tiers)
+        super().__init__(path, tiers, "pread")
         role = {t.offset: t.name for t in header.tensors}
         rank = {"up": 0, "gate": 1, "down": 2}
         for tensors in self.slices.values():
@@ -108,7 +111,7 @@ class WaitingStreamer(ExpertStreamer):
             r.result()
 
 
-VARIANTS = ("streamed", "pre-gating", "by need", "16 readers", "waiting", "own cache")
+VARIANTS = ("streamed", "pread", "pre-gating", "by need", "16 readers", "waiting", "own cache")
 
 
 def variant(name: str, m, model: str):
@@ -119,8 +122,9 @@ def variant(name: str, m, model: str):
         return PregatingStreamer(model, m.plan.tiers, header, m.header.arch_key("expert_used_count")), \
             {WEIGHTS: TOPK, ROUTER_LOGITS: True}
     made = {"by need": lambda: ByNeedStreamer(model, m.plan.tiers, header),
-            "16 readers": lambda: ExpertStreamer(model, m.plan.tiers, readers=16),
-            "waiting": lambda: WaitingStreamer(model, m.plan.tiers),
+            "pread": lambda: ExpertStreamer(model, m.plan.tiers, "pread"),
+            "16 readers": lambda: ExpertStreamer(model, m.plan.tiers, "pread", readers=16),
+            "waiting": lambda: WaitingStreamer(model, m.plan.tiers, "pread"),
             "own cache": lambda: OwnedExpertStreamer(model, m.plan.tiers)}.get(name)
     return (made(), {WEIGHTS: TOPK}) if made else None
 

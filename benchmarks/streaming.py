@@ -170,7 +170,8 @@ def main() -> int:
                 rows[f"shimmy-py, streamed ({method})"].append(
                     shimmy(cg, model, args.tokens, 2, ["--stream-method", method]))
         report(rows, pred, profile, slice_bytes)
-        proposal(cg, model, args.tokens, args.rounds, Path(tmp.name), rows["shimmy-py, streamed (pread)"])
+        default = rows[f"shimmy-py, streamed ({STREAM_METHODS[0]})"]
+        proposal(cg, model, args.tokens, args.rounds, Path(tmp.name), default)
     if args.flagship:
         flagship(Path(args.flagship), args.flagship_tokens, profile)
     print("MiB/token: pages read in during a whole run (load and warm-up included), per generated token")
@@ -212,7 +213,7 @@ def flagship(folder: Path, tokens: int, profile: dict) -> None:
         peer = [stock(cg, str(model), tokens, 2)]
         ours = [shimmy(cg, str(model), tokens, 2)]
         print(row("llama-bench", peer))
-        print(row("shimmy-py, streamed (pread)", ours, peer, pred, limit_of(ours, profile, slice_bytes)))
+        print(row(f"shimmy-py, streamed ({STREAM_METHODS[0]})", ours, peer, pred, limit_of(ours, profile, slice_bytes)))
         proposal(cg, str(model), tokens, 1, folder, ours, compare=False)
 
 

@@ -61,7 +61,7 @@ class StreamStats:
 class ExpertStreamer:
     """Prefetches the streamed experts a layer routes to; pins the resident set."""
 
-    def __init__(self, path: str | os.PathLike, tiers, method: str = "pread", readers: int = 8):
+    def __init__(self, path: str | os.PathLike, tiers, method: str = "fadvise", readers: int = 8):
         if method not in STREAM_METHODS:
             raise GenerationError(f"streaming method {method!r}: use one of {', '.join(STREAM_METHODS)}")
         self.path, self.method = str(path), method
@@ -187,7 +187,7 @@ class OwnedExpertStreamer(ExpertStreamer):
         except OSError as e:
             os.close(self.fd)
             raise GenerationError(f"--stream-method own reads {self.path} with O_DIRECT, which its filesystem "
-                                  f"refuses ({e.strerror}): use --stream-method pread") from None
+                                  f"refuses ({e.strerror}): use --stream-method fadvise (the default)") from None
         self.budget = tiers.cache_bytes
         self.held: collections.OrderedDict = collections.OrderedDict()   # (layer, expert) -> bytes, oldest first
         self.held_bytes = 0
@@ -225,7 +225,7 @@ class OwnedExpertStreamer(ExpertStreamer):
             raise GenerationError(f"--stream-method own: {free / 2**20:.0f} MiB of memory left cannot hold the "
                                   f"pinned set ({self.stats.pinned_bytes / 2**20:.0f} MiB), the resident experts and "
                                   f"a layer's experts ({layer_bytes / 2**20:.0f} MiB) with a margin; its memory is "
-                                  "not reclaimed as the page cache is: use --stream-method pread")
+                                  "not reclaimed as the page cache is: use --stream-method fadvise (the default)")
         return min(self.budget, room)
 
     def _reads(self, layer: int, e: int) -> list[tuple[int, int, int]]:
@@ -278,7 +278,7 @@ class OwnedExpertStreamer(ExpertStreamer):
         super().close()
 
 
-def stream_experts(path, tiers, context, method: str = "pread") -> ExpertStreamer:
+def stream_experts(path, tiers, context, method: str = "fadvise") -> ExpertStreamer:
     """A streamer for the plan's tiers, pinned and listening on the context's tap."""
     streamer = OwnedExpertStreamer(path, tiers) if method == "own" else ExpertStreamer(path, tiers, method)
     try:

@@ -20,7 +20,7 @@ from .plan import Plan, PlanRequest
 from .strategies import KINDS, USAGE, budgeted
 from .tiers import ExpertProfile
 
-STREAM_METHODS = ("pread", "fadvise", "own")
+STREAM_METHODS = ("fadvise", "pread", "own")   # the first is the default
 
 
 def parse_override_arg(text: str) -> list[tuple[str, str]]:
@@ -216,11 +216,11 @@ class PlacementOptions:
     ram_budget: int | None = opt(None, flags=("--ram-budget",), parse=parse_size, metavar="SIZE",
                                  help="host RAM the plan may hold (weights, KV cache, reserve); past it, routed "
                                       "experts stream from the file (default: available RAM less a margin)")
-    stream_method: str = opt("pread", flags=("--stream-method",), metavar="METHOD",
-                             help="how streamed experts are read ahead of the matmul: pread (8 threads read them "
-                                  "into the page cache), fadvise (the kernel reads them, WILLNEED) or own (8 threads "
-                                  "read them with O_DIRECT into the streamer's own memory, outside the page cache); "
-                                  "docs/STREAMING.md measures each")
+    stream_method: str = opt("fadvise", flags=("--stream-method",), metavar="METHOD",
+                             help="how streamed experts are read ahead of the matmul: fadvise (default: the kernel "
+                                  "reads them, WILLNEED), pread (8 threads read them into the page cache) or own (8 "
+                                  "threads read them with O_DIRECT into the streamer's own memory, outside the page "
+                                  "cache); docs/STREAMING.md measures each")
     expert_profile: str | None = opt(None, flags=("--expert-profile",), metavar="TRACE.npz",
                                      help="a `shimmy-py trace --out` file: its most routed experts stay resident "
                                           "when experts stream from the file")
