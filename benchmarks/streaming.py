@@ -3,7 +3,7 @@ loading, on every configuration issue 35 names, stock llama-bench in the
 same runs, as root (memory cgroups v1):
 
     python benchmarks/streaming.py [--limit 0.74GiB] [--rounds 5] [--tokens 32] [--model PATH]
-                                   [--flagship DIR] [--flagship-tokens 8]
+                                   [--flagship DIR [--flagship-only]] [--flagship-tokens 8]
 
 - in RAM: the bench preset (1.5 GB F16: 6 layers, 64 experts of which 6 are
   routed, DeepSeekMoE's layout) read from a warm page cache, at 1 and 2
@@ -134,11 +134,17 @@ def main() -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--flagship", default=None, metavar="DIR")
     ap.add_argument("--flagship-tokens", type=int, default=8)
+    ap.add_argument("--flagship-only", action="store_true", help="with --flagship: that model alone")
     args = ap.parse_args()
     profile = load_profile()
     if profile is None:
         print("no machine profile: run `shimmy-py calibrate` first", file=sys.stderr)
         return 1
+    if args.flagship_only:
+        if not args.flagship:
+            ap.error("--flagship-only needs --flagship DIR")
+        flagship(Path(args.flagship), args.flagship_tokens, profile)
+        return 0
     from shimmy_py.synthetic.synth import write
     tmp = tempfile.TemporaryDirectory()
     model = args.model or str(Path(tmp.name) / "bench.gguf")
