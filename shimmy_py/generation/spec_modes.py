@@ -138,13 +138,20 @@ class Mtp(Mode):
 
 
 MODES: dict[str, Mode] = {m.name: m for m in (Off(), Ngram(), DraftModel(), Mtp())}
+
+
+def mode_aliases() -> dict[str, str]:
+    """Each mode's other names, as {alias: its name} (read at the call: a registered mode's count)."""
+    return {alias: m.name for m in MODES.values() for alias in m.aliases}
+
+
 SPEC_TYPES = tuple(MODES)     # llama-server's --spec-type names for what MODES implements
-SPEC_ALIASES = {alias: m.name for m in MODES.values() for alias in m.aliases}
+SPEC_ALIASES = mode_aliases()
 
 
 def _spec_type(value) -> str:
     """A mode's name, or one of its aliases, as its name."""
-    aliases = {alias: m.name for m in MODES.values() for alias in m.aliases}
+    aliases = mode_aliases()
     name = aliases.get(value, value)
     if name not in MODES:
         raise ShimmyError(f"speculative type {value!r}: choose one of {', '.join(MODES)} (or {', '.join(aliases)})")

@@ -97,16 +97,19 @@ class ExpertStreamer:
                     pagecache.advise(self.base + offset, size * self.n_expert, pagecache.MADV_RANDOM)
         except NativeError as e:
             logger.warning("the streamed experts keep the kernel's read-around (%s)", e)
-        pin = list(self.whole) + [(offset + e * size, size) for layer, tensors in self.slices.items()
-                                  for offset, size in tensors for e in self.resident[layer]]
         try:
-            for offset, size in pin:
+            for offset, size in self._to_pin():
                 pagecache.lock(self.base + offset, size)
                 self._pinned.append((offset, size))
                 self.stats.pinned_bytes += size
         except NativeError as e:
             logger.warning("the resident set is not pinned (%s): the page cache may evict it; raise the locked "
                            "memory limit (ulimit -l) to pin it", e)
+
+    def _to_pin(self) -> list[tuple[int, int]]:
+        """(offset, bytes) of what is pinned in the page cache: the resident tensors and resident experts."""
+        return list(self.whole) + [(offset + e * size, size) for layer, tensors in self.slices.items()
+                                   for offset, size in tensors for e in self.resident[layer]]
 
     def __call__(self, name: str, _weights: np.ndarray, ids: np.ndarray | None) -> None:
         tensors, chosen = self.routed(name, ids)
@@ -206,6 +209,10 @@ class OwnedExpertStreamer(ExpertStreamer):
             for e in self.resident[layer]:               # the plan's resident experts: read once, kept
                 for addr, at, n in self._reads(layer, e):
                     pagecache.read_into(self.direct, addr, at, n)
+
+    def _to_pin(self) -> list[tuple[int, int]]:
+        """The resident tensors only: the resident experts are read into its own memory, not pinned in the cache."""
+        return list(self.whole)
 
     def _room(self) -> int:
         """What it may hold: the plan's share, within what the memory left now

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 from ...generation.job import Job
 from ...generation.sampling import BOUNDS, SamplingParams
-from ..http.errors import ApiError, bad
+from ..http.errors import bad
 from . import chat_fields
 from .known import known_fields
 
@@ -105,12 +105,7 @@ def _read(body: dict, table: Mapping[str, Field | Sub], prefix: str, out: JobFie
         if value is None:
             continue
         if isinstance(entry, Sub):
-            if not isinstance(value, dict):
-                raise bad(f"'{name}' must be an object", name)
-            unknown = sorted(set(value) - set(entry.table))
-            if unknown:
-                raise bad(f"unsupported field '{name}.{unknown[0]}': this server does not implement it")
-            _read(value, entry.table, name + ".", out)
+            _read(known_fields(value, entry.table, f"'{name}'"), entry.table, name + ".", out)
             continue
         parsed = entry.parse(value, name)
         if entry.job is None or parsed is None:
@@ -132,8 +127,8 @@ def build(f: JobFields, shape: Shape) -> GenRequest:
     stream = f.get("stream", shape.stream)
     experts = f.get("experts", False)
     if experts and stream and shape.route == "generate":
-        raise ApiError(400, "'return_routed_experts' comes with the whole answer here (OpenAI's routes also put it "
-                       "in a stream's last chunk): set \"stream\": false")
+        raise bad("'return_routed_experts' comes with the whole answer here (OpenAI's routes also put it in a "
+                  "stream's last chunk): set \"stream\": false", "return_routed_experts")
     job = Job(prompt, messages, sampling, f.get("max_tokens", shape.max_tokens), f.get("stop", ()), chat,
               context_limit=f.get("context_limit"), logprobs=_logprobs(f), experts=experts)
     return GenRequest(f.get("model"), job, stream, f.get("keep_alive"), f.get("include_usage", False),
@@ -170,6 +165,5 @@ def _sampling(f: JobFields) -> SamplingParams:
 def _logprobs(f: JobFields) -> int | None:
     top = f.get("top_logprobs")
     if top is not None and not f.get("logprobs"):
-        raise bad(f"'{f.name('top_logprobs')}' needs '{f.name('logprobs') if 'logprobs' in f.values else 'logprobs'}'"
-                  ": true", "top_logprobs")
+        raise bad(f"'{f.name('top_logprobs')}' needs '{f.name('logprobs')}': true", "top_logprobs")
     return (top or 0) if f.get("logprobs") else None
