@@ -7,14 +7,17 @@ same runs, as root (memory cgroups v1):
 
 - in RAM: the bench preset (1.5 GB F16: 6 layers, 64 experts of which 6 are
   routed, DeepSeekMoE's layout) read from a warm page cache, at 1 and 2
-  threads: llama-bench `-p 0 -n N -t T` and shimmy-py `bench -p 8 -n N`;
+  threads: llama-bench `-p 0 -n N -t T` and shimmy-py `bench -p 8 -n N
+  --feed random` (each decoded token followed by a random one, as
+  llama-bench feeds them: the experts a token reads follow its input);
 - under a memory cgroup of about half the model (--limit), each run after
   the page cache is dropped, in interleaved rounds: llama-bench, shimmy-py
   with plain mmap (`--ram-budget 1TiB`: nothing streams), and with routed
   experts streamed by each read method (pread, fadvise, own); disk reads are the pages read in
   during a run (/proc/vmstat pgpgin), per generated token, load included;
-  the file-bandwidth limit is the decode speed at which reading the
-  streamer's measured bytes per token would take all the time, at the rate
+  the file-bandwidth limit is the decode speed at which reading the bytes
+  the streamer read a decoded token (decode's alone) would
+  take all the time, at the rate
   8 readers read slices of that size into the page cache (the profile's:
   into a free page cache, and, where calibrate measured it as root, into a
   memory cgroup's full one);
@@ -86,7 +89,7 @@ def stock(cg, model: str, tokens: int, threads: int, drop: bool = True) -> dict:
 
 def shimmy(cg, model: str, tokens: int, threads: int, extra=(), drop: bool = True) -> dict:
     done, read = run(cg, [*SHIMMY, "bench", model, "-p", "8", "-n", str(tokens), "-r", "1", "--threads",
-                          str(threads), "--json", *extra], drop)
+                          str(threads), "--feed", "random", "--json", *extra], drop)
     r = json.loads(done.stdout)[0]
     return {"tps": r["decode_tps"], "read": read / tokens, "streamed": r.get("streamed")}
 
@@ -122,7 +125,7 @@ def limit_of(runs: list[dict], profile: dict, slice_bytes: int, key: str = "file
     """Decode speed if the streamer's reads per token took all the time, at
     the profile's rate of 8 readers reading slices into the page cache
     (`key`: free, or under a memory cgroup's pressure)."""
-    per_token = statistics.median(r["streamed"]["file_bytes_per_token"] for r in runs)
+    per_token = statistics.median(r["streamed"]["decode"]["file_bytes_per_token"] for r in runs)
     return file_rate(profile, slice_bytes, key=key) / per_token if per_token else float("inf")
 
 
@@ -197,7 +200,7 @@ def report(rows: dict, pred: float, profile: dict, slice_bytes: int) -> None:
                 limit = limit_of(runs, profile, slice_bytes, "file_pressured_read_bps")
                 print(f"{name}: {statistics.median(r['tps'] for r in runs) / limit:.0%} of the file-bandwidth "
                       f"limit at the rate reads reach under memory pressure ({limit:.1f} tok/s)")
-    misses = {name: [r["streamed"]["miss_rate"] for r in runs] for name, runs in rows.items() if "streamed" in name}
+    misses = {name: [r["streamed"]["decode"]["miss_rate"] for r in runs] for name, runs in rows.items() if "streamed" in name}
     print("routed expert slices the streamer found missing: " + ", ".join(
         f"{name.split('(')[1][:-1]} {min(v):.0%}-{max(v):.0%}" for name, v in misses.items()))
 

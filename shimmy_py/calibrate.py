@@ -128,9 +128,10 @@ def fit_streaming(model, threads: int, decode_bps: float, overhead: float) -> tu
     """(the rate streamed experts arrive at while a model decodes, the size of
     its reads: one matrix's expert slice), fitted on
     `model` (write_models' stream preset, 0.7 GB) decoding in a 300 MiB memory
-    cgroup through shimmy-py's bench (the page cache dropped first): its
-    decode time less its host bytes at the kernels' rate and its per-layer
-    overhead, against the bytes its streamer read a token. None without root."""
+    cgroup through shimmy-py's bench (the page cache dropped first; random
+    tokens fed, as the plan's uniform routing assumes): its decode time less
+    its host bytes at the kernels' rate and its per-layer overhead, against
+    the bytes its streamer read a decoded token. None without root."""
     import sys
 
     from .procs import MemoryLimit
@@ -141,11 +142,11 @@ def fit_streaming(model, threads: int, decode_bps: float, overhead: float) -> tu
         return None
     with cg:
         done, _ = cg.run([sys.executable, "-m", "shimmy_py", "bench", str(path), "-p", "8", "-n", "32", "-r", "1",
-                          "--threads", str(threads), "--json"], cwd=Path(__file__).resolve().parent.parent)
+                          "--threads", str(threads), "--feed", "random", "--json"], cwd=Path(__file__).resolve().parent.parent)
     if done.returncode != 0:
         return None
     r = json.loads(done.stdout)[0]
-    per_token = (r.get("streamed") or {}).get("file_bytes_per_token", 0)
+    per_token = (r.get("streamed") or {}).get("decode", {}).get("file_bytes_per_token", 0)   # decode's own
     file_s = 1 / r["decode_tps"] - host / decode_bps - table.hparams.n_layer * overhead
     read = next(t.nbytes // t.shape[2] for t in table.tensors if t.role == "routed_experts")
     return (per_token / file_s, read) if per_token and file_s > 0 else None

@@ -144,7 +144,7 @@ def _bench(args) -> int:
     options = from_flags(ModelOptions, args)
     results = run_bench(args.model, [p for p in args.placements.split(",") if p], args.p, args.n, args.r,
                         options.n_threads, options.placement.rpc, options.speculative, options.load_mode,
-                        options.placement)
+                        options.placement, args.feed)
     print(to_json(results) if args.json else markdown(results))
     return 0
 
@@ -203,6 +203,7 @@ def _add_serve_and_list(sub) -> None:
 
 
 def _add_bench_and_synth(sub) -> None:
+    from .bench import FEEDS
     from .cli_synth import add_synth
     from .generation.options import ModelOptions
     from .generation.spec_modes import FIELDS as SPECULATIVE_FIELDS
@@ -215,6 +216,9 @@ def _add_bench_and_synth(sub) -> None:
     b.add_argument("-r", type=int_at_least(1), default=3, help="repetitions (default %(default)s)")
     add_flags(b, ModelOptions, only={"n_threads", "rpc", "load_mode", "ram_budget", "expert_profile", "stream_method",
                                      *SPECULATIVE_FIELDS})
+    b.add_argument("--feed", choices=FEEDS, default="sampled",
+                   help="what follows each decoded token: the sampled one (default) or a random one, as llama-bench "
+                        "feeds (an MoE model's routing, so the experts a token reads, follows its input)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=_bench)
     add_synth(sub)

@@ -100,6 +100,34 @@ def test_bench_streams_with_the_method_asked(model_path, method):
     assert result.streamed["method"] == method and result.streamed["routed_slices"] > 0
 
 
+@pytest.mark.parametrize("feed", ["sampled", "random"])
+def test_bench_counts_what_decoding_streamed_apart_from_the_prompt(model_path, feed):
+    """The figures `decode` holds are those of the decoded tokens alone: a
+    prompt of 8 tokens is one batch whose reads, counted with the rest,
+    made the whole run's bytes per token no token's (calibrate fitted its
+    streamed rate on them)."""
+    from shimmy_py.bench import run_bench
+    from shimmy_py.placement.options import PlacementOptions
+    base = PlacementOptions(ram_budget="200MiB")
+    [result] = run_bench(model_path, ["gpu"], n_prompt=8, n_gen=6, reps=2, threads=2, base=base, feed=feed)
+    whole, decode = result.streamed, result.streamed["decode"]
+    assert result.feed == feed and result.decode_tps > 0
+    assert decode["tokens"] == 2 * 5                   # n_gen - 1 steps a run: the first token is the prompt's
+    assert whole["tokens"] > decode["tokens"] + 2 * 8  # the warm-up's and both prompts' tokens besides
+    assert 0 < decode["routed_slices"] < whole["routed_slices"]
+    assert decode["file_bytes"] <= whole["file_bytes"]
+
+
+def test_bench_feeds_random_tokens_only_without_a_draft(model_path):
+    from shimmy_py.bench import run_bench
+    from shimmy_py.generation.spec_modes import SpeculativeOptions
+    with pytest.raises(Exception, match="--feed random .* does not apply with --spec-type ngram-simple"):
+        run_bench(model_path, ["gpu"], n_prompt=8, n_gen=4, reps=1, feed="random",
+                  speculative=SpeculativeOptions(spec_type="ngram-simple"))
+    with pytest.raises(Exception, match="bench feed 'typed'"):
+        run_bench(model_path, ["gpu"], n_prompt=8, n_gen=4, reps=1, feed="typed")
+
+
 def test_a_load_mode_that_copies_the_file_in_is_refused_when_experts_stream(model_path):
     with pytest.raises(Exception, match="cannot stream experts from the file"):
         Model(model_path, n_ctx=64, ram_budget="200MiB", load_mode="none")

@@ -52,6 +52,15 @@ class StreamStats:
     def miss_rate(self) -> float:
         return self.missed / self.routed if self.routed else 0.0
 
+    def since(self, before: StreamStats) -> StreamStats:
+        """What streaming did after `before` (a copy of these stats taken then)."""
+        return StreamStats(self.routed - before.routed, self.missed - before.missed,
+                           self.bytes_read - before.bytes_read, self.tokens - before.tokens, self.pinned_bytes)
+
+    def __add__(self, other: StreamStats) -> StreamStats:
+        return StreamStats(self.routed + other.routed, self.missed + other.missed,
+                           self.bytes_read + other.bytes_read, self.tokens + other.tokens, self.pinned_bytes)
+
     def as_dict(self) -> dict:
         return {"routed_slices": self.routed, "missed_slices": self.missed, "miss_rate": round(self.miss_rate, 4),
                 "file_bytes": self.bytes_read, "tokens": self.tokens, "pinned_bytes": self.pinned_bytes,
