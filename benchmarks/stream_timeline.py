@@ -7,7 +7,8 @@ token is what computing costs when nothing is read.
 
     python benchmarks/stream_timeline.py [--limit 0.74GiB] [--rounds 3] [--tokens 32] [--model PATH]
 
-Per token it prints: the whole time, the time waiting for reads, the bytes
+Each decode step is fed a random token, as llama-bench's generation test
+feeds them. Per token it prints: the whole time, the time waiting for reads, the bytes
 read and the rate they came at while waited for, and the rest. It then
 prints what bounds issue 35's "share of the file-bandwidth limit" (the
 decode speed over the one at which the token's reads alone, at calibrate's
@@ -24,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -55,17 +58,18 @@ def run(model: str, tokens: int, streamed: bool) -> dict:
             tap.kept = [(timed if s is streamer else s, n) for s, n in tap.kept]
         drain(m.stream_tokens(random_prompt(m, 8, 0), max_tokens=2, temperature=0))   # warm-up, as bench does
         m.reset()
-        gen, first = m.stream_tokens(random_prompt(m, 8, 1), max_tokens=tokens + 1, temperature=0), None
-        try:
-            while True:
-                next(gen)
-                if first is None:                  # decode only: from the first text on
-                    first, waited[0] = time.perf_counter(), 0.0
-                    before = streamer.stats.bytes_read if streamer is not None else 0
-        except StopIteration as done:
-            c = done.value
-        dt = time.perf_counter() - first
-        n = c.completion_tokens - 1
+        prompt = random_prompt(m, 8, 1)
+        fed = np.random.default_rng(2).integers(0, m.n_vocab, size=tokens).tolist()   # as llama-bench feeds
+        with m.context.session() as ctx:
+            ctx.prefill(prompt)
+            ctx.argmax(-1)
+            waited[0], before = 0.0, streamer.stats.bytes_read if streamer is not None else 0
+            t = time.perf_counter()
+            for pos, token in enumerate(fed, len(prompt)):
+                ctx.step(token, pos)
+                ctx.argmax(-1)
+            dt = time.perf_counter() - t
+        n = len(fed)
         read = (streamer.stats.bytes_read - before) if streamer is not None else 0
     return {"token_s": dt / n, "wait_s": waited[0] / n, "read": read / n, "tokens": n}
 

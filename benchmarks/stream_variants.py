@@ -1,8 +1,10 @@
 """Other ways to stream experts, measured against the streamer as it is
 ("streamed": the product's default method), as root, in a memory cgroup,
-in interleaved rounds. The product does none of them but `pread` and the
-last, --stream-method pread and own (docs/STREAMING.md says why); the
-others are `pread`'s 8 readers changed one way each:
+in interleaved rounds, each decode step fed a random token as llama-bench
+feeds them. The product does none of them but `pread` and the last,
+--stream-method pread and own (docs/STREAMING.md says why); pre-gating
+changes the default method (fadvise), the others `pread`'s 8 readers, one
+way each:
 
 - pread: the product's --stream-method pread;
 - pre-gating: `PregatingStreamer` is the product's ExpertStreamer plus one
@@ -44,8 +46,8 @@ from shimmy_py.native import pagecache  # noqa: E402
 
 
 class PregatingStreamer(ExpertStreamer):
-    def __init__(self, path, tiers, header, k: int):
-        super().__init__(path, tiers, "pread")
+    def __init__(self, path, tiers, header, k: int, method: str = "fadvise"):
+        super().__init__(path, tiers, method)
         self.k, self.hits, self.chosen = k, 0, 0
         self.routers = {}
         for t in header.tensors:
@@ -142,11 +144,21 @@ def run(model: str, name: str, tokens: int) -> dict:
             streamer.attach()
             tap.keep(streamer, nodes)
         m.generate("def read_lines(path):", max_tokens=4, temperature=0)
-        t = time.perf_counter()
-        r = m.generate("def read_lines(path):", max_tokens=4 + tokens, temperature=0)
-        dt = time.perf_counter() - t
+        m.reset()
+        fed = np.random.default_rng(2).integers(0, m.n_vocab, size=tokens).tolist()   # as llama-bench feeds
+        prompt = m.tokenize("def read_lines(path):")
+        out_ids = []
+        with m.context.session() as ctx:
+            ctx.prefill(prompt)
+            out_ids.append(ctx.argmax(-1))
+            before = streamer.stats.bytes_read
+            t = time.perf_counter()
+            for pos, token in enumerate(fed, len(prompt)):
+                ctx.step(token, pos)
+                out_ids.append(ctx.argmax(-1))
+            dt = time.perf_counter() - t
         hits = getattr(streamer, "hits", 0), getattr(streamer, "chosen", 0)
-        out = {"tps": tokens / dt, "stats": streamer.stats.as_dict(), "tokens": r.tokens,
+        out = {"tps": tokens / dt, "read": (streamer.stats.bytes_read - before) / tokens, "tokens": out_ids,
                "hit": hits[0] / hits[1] if hits[1] else None}
         if other:
             streamer.close()
@@ -185,11 +197,11 @@ def main() -> int:
                     raise RuntimeError(done.stderr[-800:])
                 rows[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
     same = all(len({tuple(r["tokens"]) for r in runs}) == 1 for runs in zip(*rows.values()))
-    print(f"{Path(model).name} under a {args.limit} cgroup, {args.tokens} tokens, {args.rounds} rounds "
-          f"(same tokens in every run: {same})")
+    print(f"{Path(model).name} under a {args.limit} cgroup, {args.tokens} random tokens fed, {args.rounds} rounds "
+          f"(the same greedy choice after each in every run: {same})")
     for name, runs in rows.items():
         tps = [r["tps"] for r in runs]
-        read = statistics.median(r["stats"]["file_bytes_per_token"] for r in runs) / 2**20
+        read = statistics.median(r["read"] for r in runs) / 2**20
         hit = [r["hit"] for r in runs if r["hit"] is not None]
         print(f"{name:<24} {statistics.median(tps):6.2f} tok/s ({min(tps):.2f}-{max(tps):.2f}), "
               f"{read:.1f} MiB read a token" + (f", predicted {statistics.median(hit):.0%} of the next "

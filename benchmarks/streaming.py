@@ -3,7 +3,7 @@ loading, on every configuration issue 35 names, stock llama-bench in the
 same runs, as root (memory cgroups v1):
 
     python benchmarks/streaming.py [--limit 0.74GiB] [--rounds 5] [--tokens 32] [--model PATH]
-                                   [--flagship DIR [--flagship-only]] [--flagship-tokens 8]
+                                   [--flagship DIR [--flagship-only]] [--flagship-tokens 32]
 
 - in RAM: the bench preset (1.5 GB F16: 6 layers, 64 experts of which 6 are
   routed, DeepSeekMoE's layout) read from a warm page cache, at 1 and 2
@@ -136,7 +136,7 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--model", default=None)
     ap.add_argument("--flagship", default=None, metavar="DIR")
-    ap.add_argument("--flagship-tokens", type=int, default=8)
+    ap.add_argument("--flagship-tokens", type=int, default=32)
     ap.add_argument("--flagship-only", action="store_true", help="with --flagship: that model alone")
     args = ap.parse_args()
     profile = load_profile()
@@ -200,7 +200,8 @@ def report(rows: dict, pred: float, profile: dict, slice_bytes: int) -> None:
                 limit = limit_of(runs, profile, slice_bytes, "file_pressured_read_bps")
                 print(f"{name}: {statistics.median(r['tps'] for r in runs) / limit:.0%} of the file-bandwidth "
                       f"limit at the rate reads reach under memory pressure ({limit:.1f} tok/s)")
-    misses = {name: [r["streamed"]["decode"]["miss_rate"] for r in runs] for name, runs in rows.items() if "streamed" in name}
+    misses = {name: [r["streamed"]["decode"]["miss_rate"] for r in runs]
+              for name, runs in rows.items() if "streamed" in name}
     print("routed expert slices the streamer found missing: " + ", ".join(
         f"{name.split('(')[1][:-1]} {min(v):.0%}-{max(v):.0%}" for name, v in misses.items()))
 

@@ -142,7 +142,8 @@ def fit_streaming(model, threads: int, decode_bps: float, overhead: float) -> tu
         return None
     with cg:
         done, _ = cg.run([sys.executable, "-m", "shimmy_py", "bench", str(path), "-p", "8", "-n", "32", "-r", "1",
-                          "--threads", str(threads), "--feed", "random", "--json"], cwd=Path(__file__).resolve().parent.parent)
+                          "--threads", str(threads), "--feed", "random", "--json"],
+                         cwd=Path(__file__).resolve().parent.parent)
     if done.returncode != 0:
         return None
     r = json.loads(done.stdout)[0]

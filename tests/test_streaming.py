@@ -128,6 +128,36 @@ def test_bench_feeds_random_tokens_only_without_a_draft(model_path):
         run_bench(model_path, ["gpu"], n_prompt=8, n_gen=4, reps=1, feed="typed")
 
 
+def test_the_resident_set_is_pinned_before_the_streamed_tensors_are_marked_random(model_path, tmp_path, monkeypatch):
+    """The plan's resident experts lie inside the streamed tensors: pinned
+    after those were marked MADV_RANDOM, mlock read them a page (4 KiB) a
+    fault. The flagship with a routing profile took 386 s to load that way
+    (the disk at 15,500 reads of 4 KiB a second), 39 s pinned first. With a
+    small file llama.cpp's own prefetch at load hides it, so the order is
+    what is checked, with the page-cache calls recorded."""
+    from shimmy_py.generation import streaming
+    from shimmy_py.placement.machine import make_plan
+    from shimmy_py.placement.options import PlacementOptions
+    profile = tmp_path / "hot.npz"
+    counts = np.ones((5, 64), dtype=np.int64)
+    counts[:, :16] = 100                                    # 16 hot experts a layer: the plan keeps them resident
+    np.savez(profile, layers=np.arange(1, 6), counts=counts)
+    plan = make_plan(model_path, PlacementOptions(n_ctx=64, ram_budget="300MiB", expert_profile=str(profile)))
+    calls = []
+    monkeypatch.setattr(streaming.pagecache, "mapping_base", lambda path: 1 << 40)
+    monkeypatch.setattr(streaming.pagecache, "lock", lambda addr, n: calls.append("lock"))
+    monkeypatch.setattr(streaming.pagecache, "advise", lambda addr, n, how: calls.append("random"))
+    streamer = streaming.ExpertStreamer(model_path, plan.tiers)
+    try:
+        streamer.attach()
+        assert any(plan.tiers.resident_experts(layer) for layer in streamer.slices)
+        assert "lock" in calls and "random" in calls
+        assert calls.index("random") > len(calls) - 1 - calls[::-1].index("lock")   # every lock before any advice
+    finally:
+        streamer._pinned = []
+        streamer.close()
+
+
 def test_a_load_mode_that_copies_the_file_in_is_refused_when_experts_stream(model_path):
     with pytest.raises(Exception, match="cannot stream experts from the file"):
         Model(model_path, n_ctx=64, ram_budget="200MiB", load_mode="none")

@@ -100,13 +100,7 @@ class ExpertStreamer:
         if self.base is None:
             logger.warning("%s is not mapped: experts stream through the file only (no pinning)", self.path)
             return
-        try:
-            for layer, tensors in self.slices.items():
-                for offset, size in tensors:
-                    pagecache.advise(self.base + offset, size * self.n_expert, pagecache.MADV_RANDOM)
-        except NativeError as e:
-            logger.warning("the streamed experts keep the kernel's read-around (%s)", e)
-        try:
+        try:       # pinned first: mlock reads with the kernel's readahead, which MADV_RANDOM would cut to a page
             for offset, size in self._to_pin():
                 pagecache.lock(self.base + offset, size)
                 self._pinned.append((offset, size))
@@ -114,6 +108,12 @@ class ExpertStreamer:
         except NativeError as e:
             logger.warning("the resident set is not pinned (%s): the page cache may evict it; raise the locked "
                            "memory limit (ulimit -l) to pin it", e)
+        try:
+            for layer, tensors in self.slices.items():
+                for offset, size in tensors:
+                    pagecache.advise(self.base + offset, size * self.n_expert, pagecache.MADV_RANDOM)
+        except NativeError as e:
+            logger.warning("the streamed experts keep the kernel's read-around (%s)", e)
 
     def _to_pin(self) -> list[tuple[int, int]]:
         """(offset, bytes) of what is pinned in the page cache: the resident tensors and resident experts."""
