@@ -26,8 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -38,7 +36,7 @@ from shimmy_py.placement.profile import load_profile  # noqa: E402
 def run(model: str, tokens: int, streamed: bool) -> dict:
     """One decode in this process: seconds a token, and, streamed, seconds waited and bytes read a token."""
     from shimmy_py import Model
-    from shimmy_py.bench import random_prompt
+    from shimmy_py.bench import fed_random, random_prompt
     from shimmy_py.generation.loop import drain
     from shimmy_py.placement.options import PlacementOptions
     placement = PlacementOptions(stream_method="own") if streamed else PlacementOptions(ram_budget=1 << 40)
@@ -58,20 +56,15 @@ def run(model: str, tokens: int, streamed: bool) -> dict:
             tap.kept = [(timed if s is streamer else s, n) for s, n in tap.kept]
         drain(m.stream_tokens(random_prompt(m, 8, 0), max_tokens=2, temperature=0))   # warm-up, as bench does
         m.reset()
-        prompt = random_prompt(m, 8, 1)
-        fed = np.random.default_rng(2).integers(0, m.n_vocab, size=tokens).tolist()   # as llama-bench feeds
-        with m.context.session() as ctx:
-            ctx.prefill(prompt)
-            ctx.argmax(-1)
-            waited[0], before = 0.0, streamer.stats.bytes_read if streamer is not None else 0
-            t = time.perf_counter()
-            for pos, token in enumerate(fed, len(prompt)):
-                ctx.step(token, pos)
-                ctx.argmax(-1)
-            dt = time.perf_counter() - t
-        n = len(fed)
-        read = (streamer.stats.bytes_read - before) if streamer is not None else 0
-    return {"token_s": dt / n, "wait_s": waited[0] / n, "read": read / n, "tokens": n}
+        start = []
+
+        def at_first(_):                          # decode only: the waits and reads after the prompt
+            waited[0] = 0.0
+            start.append(streamer.stats.bytes_read if streamer is not None else 0)
+        c = fed_random(m, random_prompt(m, 8, 1), tokens + 1, 1, at_first)   # as llama-bench feeds
+        n = c.completion_tokens - 1
+        read = (streamer.stats.bytes_read - start[0]) if streamer is not None else 0
+    return {"token_s": 1 / c.tokens_per_s, "wait_s": waited[0] / n, "read": read / n, "tokens": n}
 
 
 def main() -> int:

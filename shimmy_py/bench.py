@@ -83,7 +83,7 @@ def random_prompt(model: Model, n: int, seed: int) -> list[int]:
 FEEDS = ("sampled", "random")
 
 
-def _fed_random(m: Model, prompt: list[int], n_gen: int, seed: int, at_first) -> Completion:
+def fed_random(m: Model, prompt: list[int], n_gen: int, seed: int, at_first) -> Completion:
     """The prompt, then n_gen - 1 decode steps each fed a random token, as
     llama-bench's generation test does; `at_first()` is called after the prompt."""
     tokens = np.random.default_rng(seed + 1).integers(0, m.n_vocab, size=max(n_gen - 1, 0)).tolist()
@@ -129,7 +129,7 @@ def bench_one(path: str, spec: str, n_prompt: int, n_gen: int, reps: int, thread
                 if streamer is not None and not at_first:
                     at_first.append(replace(streamer.stats))
             if feed == "random":
-                c = _fed_random(m, random_prompt(m, n_prompt, r), n_gen, r, first_piece)
+                c = fed_random(m, random_prompt(m, n_prompt, r), n_gen, r, first_piece)
             else:
                 c = drain(m.stream_tokens(random_prompt(m, n_prompt, r), max_tokens=n_gen, temperature=0),
                           first_piece)

@@ -131,8 +131,8 @@ def test_bench_feeds_random_tokens_only_without_a_draft(model_path):
 def test_the_resident_set_is_pinned_before_the_streamed_tensors_are_marked_random(model_path, tmp_path, monkeypatch):
     """The plan's resident experts lie inside the streamed tensors: pinned
     after those were marked MADV_RANDOM, mlock read them a page (4 KiB) a
-    fault. The flagship with a routing profile took 386 s to load that way
-    (the disk at 15,500 reads of 4 KiB a second), 39 s pinned first. With a
+    fault. The flagship with a routing profile took 386 s to load that way,
+    39 s pinned first. With a
     small file llama.cpp's own prefetch at load hides it, so the order is
     what is checked, with the page-cache calls recorded."""
     from shimmy_py.generation import streaming
