@@ -43,14 +43,20 @@ class ExpertProfile:
         return cls(tuple(int(x) for x in layers), tuple(tuple(int(c) for c in row) for row in counts))
 
     def shares(self, layer: int, n_expert: int) -> np.ndarray | None:
-        """Each expert's share of the layer's routings (summing to 1), or None without this layer."""
+        """Each expert's expected share of the layer's routings (summing to
+        1), or None without this layer: its count plus one over the total
+        plus one an expert (add-one, Laplace's rule). An expert a short
+        trace never saw is not one no token will choose: taken as never
+        chosen, a profile of 43 tokens had the flagship's plan expect no
+        reads from the file, where it read 257 MiB a token. With many
+        routings an expert, the counts decide."""
         if layer not in self.layers:
             return None
         row = np.asarray(self.counts[self.layers.index(layer)], dtype=np.float64)
         if len(row) != n_expert:
             raise PlacementError(f"the expert profile has {len(row)} experts in layer {layer}, the model "
                                  f"{n_expert}: it was traced on another model")
-        return row / row.sum() if row.sum() > 0 else np.full(n_expert, 1.0 / n_expert)
+        return (row + 1) / (row.sum() + n_expert)
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,21 @@ def test_a_profile_keeps_the_most_routed_experts_resident(table):
     assert 7 in entry["resident_experts"]
 
 
+def test_an_expert_a_short_trace_never_saw_may_still_be_chosen(table):
+    """Add-one shares: a profile where half the experts never appear still
+    expects reads of them, fewer the longer the trace (the same skew, more
+    routings), and the counts rank the resident experts as before."""
+    def profile(scale):
+        counts = np.zeros((27, 64), dtype=np.int64)
+        counts[:, :32] = scale                                # experts 32-63 of every layer never seen
+        return ExpertProfile(tuple(range(1, 28)), tuple(tuple(int(c) for c in row) for row in counts))
+    assert profile(3).shares(1, 64)[40] == pytest.approx(1 / (32 * 3 + 64))
+    short, long = host_plan(table, 16 * GiB, profile(3)).tiers, host_plan(table, 16 * GiB, profile(300)).tiers
+    assert short.file_bytes_per_token > long.file_bytes_per_token > 0
+    assert all(set(layer.resident_experts) <= set(range(32)) or len(layer.resident_experts) > 32
+               for layer in long.layers)
+
+
 def test_a_profile_of_another_model_is_refused(table):
     profile = ExpertProfile((1,), (tuple([1] * 8),))
     with pytest.raises(PlacementError, match="traced on another model"):
