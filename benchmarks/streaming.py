@@ -23,7 +23,9 @@ same runs, as root (memory cgroups v1):
   memory cgroup's full one);
 - with --flagship DIR: DeepSeekMoE 16B at F16 (32.8 GB; written into DIR
   by `synth` unless there) on this machine's own RAM, llama-bench and
-  shimmy-py streaming, --flagship-tokens tokens, one round;
+  shimmy-py streaming, --flagship-tokens tokens, one round; then shimmy-py
+  with a routing profile traced on 40 random tokens' text (`trace -n 1`),
+  predicted and measured with it;
 - after each model, the first whole file `plan` proposes in the same memory
   (routed experts at the most precise type that fits, else the one it
   predicts fastest), made by the `shimmy-py quantize` command it prints
@@ -224,7 +226,28 @@ def flagship(folder: Path, tokens: int, profile: dict) -> None:
         ours = [shimmy(cg, str(model), tokens, 2)]
         print(row("llama-bench", peer))
         print(row(f"shimmy-py, streamed ({STREAM_METHODS[0]})", ours, peer, pred, limit_of(ours, profile, slice_bytes)))
+        traced = trace_random_text(cg, model, folder)
+        with_profile = ["--expert-profile", str(traced)]
+        pred = predicted(cg, str(model), 2, 8 + tokens + 16, with_profile)
+        profiled = [shimmy(cg, str(model), tokens, 2, with_profile)]
+        print(row("shimmy-py, streamed, with the profile", profiled, peer, pred,
+                  limit_of(profiled, profile, slice_bytes)))
         proposal(cg, str(model), tokens, 1, folder, ours, compare=False)
+
+
+def trace_random_text(cg, model: Path, folder: Path, n: int = 40) -> Path:
+    """A routing profile (`shimmy-py trace --out`) of `n` random tokens' text,
+    the kind of input the runs decode, made in the cgroup."""
+    import numpy as np
+
+    from shimmy_py import Model
+    with Model(str(model), vocab_only=True) as vocab:
+        text = vocab.detokenize(np.random.default_rng(11).integers(0, vocab.n_vocab, n).tolist())
+    out = folder / f"{model.stem}-random-text.npz"
+    run(cg, [*SHIMMY, "trace", str(model), "-p", text.replace("\n", " "), "-n", "1", "--threads", "2",
+             "--out", str(out)])
+    print(f"traced the routing of {n} random tokens' text into {out.name}")
+    return out
 
 
 def proposal(cg, model: str, tokens: int, rounds: int, folder: Path, streamed: list[dict],
