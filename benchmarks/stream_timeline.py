@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -89,7 +90,6 @@ def main() -> int:
     model = args.model or str(Path(tmp.name) / "bench.gguf")
     if not args.model:
         write(model, preset="bench")
-    import subprocess
     rows: dict[str, list[dict]] = {"ram": [], "streamed": []}
     argv = [sys.executable, __file__, "--model", model, "--tokens", str(args.tokens), "--one"]
     with MemoryLimit(parse_size(args.limit)) as cg:

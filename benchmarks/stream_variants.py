@@ -32,7 +32,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from shimmy_py.bench import fed_random  # noqa: E402
 from shimmy_py.generation.experts import ROUTER_LOGITS, TOPK, WEIGHTS  # noqa: E402
 from shimmy_py.generation.streaming import ExpertStreamer, OwnedExpertStreamer  # noqa: E402
 from shimmy_py.native import pagecache  # noqa: E402
@@ -145,20 +145,11 @@ def run(model: str, name: str, tokens: int) -> dict:
             tap.keep(streamer, nodes)
         m.generate("def read_lines(path):", max_tokens=4, temperature=0)
         m.reset()
-        fed = np.random.default_rng(2).integers(0, m.n_vocab, size=tokens).tolist()   # as llama-bench feeds
-        prompt = m.tokenize("def read_lines(path):")
-        out_ids = []
-        with m.context.session() as ctx:
-            ctx.prefill(prompt)
-            out_ids.append(ctx.argmax(-1))
-            before = streamer.stats.bytes_read
-            t = time.perf_counter()
-            for pos, token in enumerate(fed, len(prompt)):
-                ctx.step(token, pos)
-                out_ids.append(ctx.argmax(-1))
-            dt = time.perf_counter() - t
+        before = []
+        c = fed_random(m, m.tokenize("def read_lines(path):"), tokens + 1, 1,    # as llama-bench feeds
+                       lambda _: before.append(streamer.stats.bytes_read))
         hits = getattr(streamer, "hits", 0), getattr(streamer, "chosen", 0)
-        out = {"tps": tokens / dt, "read": (streamer.stats.bytes_read - before) / tokens, "tokens": out_ids,
+        out = {"tps": c.tokens_per_s, "read": (streamer.stats.bytes_read - before[0]) / tokens, "tokens": c.tokens,
                "hit": hits[0] / hits[1] if hits[1] else None}
         if other:
             streamer.close()

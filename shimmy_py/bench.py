@@ -85,19 +85,21 @@ FEEDS = ("sampled", "random")
 
 def fed_random(m: Model, prompt: list[int], n_gen: int, seed: int, at_first) -> Completion:
     """The prompt, then n_gen - 1 decode steps each fed a random token, as
-    llama-bench's generation test does; `at_first()` is called after the prompt."""
+    llama-bench's generation test does; `at_first()` is called after the
+    prompt. The Completion's tokens are the model's greedy choice after the
+    prompt and after each fed token (none of them fed back)."""
     tokens = np.random.default_rng(seed + 1).integers(0, m.n_vocab, size=max(n_gen - 1, 0)).tolist()
     with m.context.session() as ctx:
         t0 = time.perf_counter()
         ctx.prefill(prompt)
-        ctx.argmax(-1)                                # reading the logits waits for the batch
+        chosen = [ctx.argmax(-1)]                     # reading the logits waits for the batch
         t1 = time.perf_counter()
         at_first(None)
         for pos, token in enumerate(tokens, len(prompt)):
             ctx.step(token, pos)
-            ctx.argmax(-1)
+            chosen.append(ctx.argmax(-1))
         t2 = time.perf_counter()
-    return Completion(prompt_tokens=len(prompt), completion_tokens=n_gen, ttft_s=t1 - t0,
+    return Completion(tokens=chosen, prompt_tokens=len(prompt), completion_tokens=n_gen, ttft_s=t1 - t0,
                       tokens_per_s=len(tokens) / (t2 - t1) if tokens else None,
                       prefill_tokens_per_s=len(prompt) / (t1 - t0))
 

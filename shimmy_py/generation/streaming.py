@@ -6,9 +6,9 @@ mapping, in one request per expert slice, all of a layer's at once.
 `ExpertStreamer` is a standing listener of the context's graph tap
 (native/tap.py) on `ffn_moe_weights-<layer>`, whose operand is the chosen
 expert ids. For each chosen expert not resident it has its gate, up and
-down slices read (each expert is contiguous in its 3-D tensor): by a pool
-of threads that `pread` them (the default), or by the kernel, asked with
-`posix_fadvise(WILLNEED)`, or into memory of its own instead of the page
+down slices read (each expert is contiguous in its 3-D tensor): by the
+kernel, asked with `posix_fadvise(WILLNEED)` (the default), by a pool of
+threads that `pread` them, or into memory of its own instead of the page
 cache (`OwnedExpertStreamer`, --stream-method own; docs/STREAMING.md
 measures each). At attach it
 pins the resident tensors (mlock, bounded by the plan) so that streaming
